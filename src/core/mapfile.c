@@ -1,0 +1,144 @@
+#include "core/mapfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+static const unsigned char g_empty[1];
+
+lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+    }
+    out->size = (size_t)st.st_size;
+    if (out->size == 0) {
+        out->data = g_empty;
+    } else {
+        void *p = mmap(NULL, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return lb_fail(err, LB_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        }
+        out->data = p;
+    }
+    close(fd);
+    out->path = strdup(path);
+    return LB_OK;
+}
+
+void lb_mapfile_close(lb_mapfile *m) {
+    if (!m) return;
+    if (m->data && m->data != g_empty) munmap((void *)m->data, m->size);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((size_t)st.st_size > max_size) {
+        fclose(f);
+        return lb_fail(err, LB_ERR_FORMAT, "%s: %lld bytes, more than the %zu allowed for this kind of file",
+                       path, (long long)st.st_size, max_size);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return lb_fail(err, LB_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+    }
+    if (fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return lb_fail(err, LB_ERR_IO, "%s: read failed", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return LB_OK;
+}
+
+struct lb_atomic_file {
+    int fd;
+    char *path, *tmp;
+};
+
+lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err) {
+    lb_atomic_file *f = calloc(1, sizeof *f);
+    size_t n = strlen(path);
+    if (!f || !(f->path = strdup(path)) || !(f->tmp = malloc(n + 16))) {
+        if (f) free(f->path);
+        free(f);
+        return lb_fail(err, LB_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(f->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    f->fd = mkstemp(f->tmp);
+    if (f->fd < 0) {
+        lb_status s = lb_fail(err, LB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        free(f->tmp);
+        free(f->path);
+        free(f);
+        return s;
+    }
+    fchmod(f->fd, 0644);
+    *out = f;
+    return LB_OK;
+}
+
+int lb_atomic_fd(const lb_atomic_file *f) { return f->fd; }
+
+lb_status lb_atomic_write(lb_atomic_file *f, const void *data, size_t n, lb_error *err) {
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(f->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return lb_fail(err, LB_ERR_IO, "%s: write failed: %s", f->path, strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return LB_OK;
+}
+
+static void atomic_free(lb_atomic_file *f) {
+    free(f->tmp);
+    free(f->path);
+    free(f);
+}
+
+lb_status lb_atomic_commit(lb_atomic_file *f, lb_error *err) {
+    lb_status s = LB_OK;
+    if (fsync(f->fd) != 0) s = lb_fail(err, LB_ERR_IO, "%s: fsync failed: %s", f->path, strerror(errno));
+    if (close(f->fd) != 0 && s == LB_OK) s = lb_fail(err, LB_ERR_IO, "%s: close failed: %s", f->path, strerror(errno));
+    if (s == LB_OK && rename(f->tmp, f->path) != 0)
+        s = lb_fail(err, LB_ERR_IO, "%s: rename failed: %s", f->path, strerror(errno));
+    if (s != LB_OK) unlink(f->tmp);
+    atomic_free(f);
+    return s;
+}
+
+void lb_atomic_abort(lb_atomic_file *f) {
+    if (!f) return;
+    close(f->fd);
+    unlink(f->tmp);
+    atomic_free(f);
+}

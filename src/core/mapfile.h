@@ -1,0 +1,28 @@
+/* Read-only memory mapping of a whole file. Empty files map to a non-NULL zero-length view. */
+#ifndef LB_CORE_MAPFILE_H
+#define LB_CORE_MAPFILE_H
+#include <stddef.h>
+#include "lowbit.h"
+
+typedef struct lb_mapfile {
+    const unsigned char *data;
+    size_t size;
+    char *path; /* owned copy, for error messages */
+} lb_mapfile;
+
+lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err);
+void lb_mapfile_close(lb_mapfile *m);
+
+/* Reads a whole (small) file into a NUL-terminated malloc'ed buffer, refusing files larger
+ * than max_size. */
+lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err);
+
+/* Writes a file atomically: data goes to PATH.tmp.XXXXXX, is fsynced, then renamed over PATH. */
+typedef struct lb_atomic_file lb_atomic_file;
+lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err);
+lb_status lb_atomic_write(lb_atomic_file *f, const void *data, size_t n, lb_error *err);
+lb_status lb_atomic_commit(lb_atomic_file *f, lb_error *err); /* frees f */
+void lb_atomic_abort(lb_atomic_file *f);                      /* removes the temp file, frees f */
+int lb_atomic_fd(const lb_atomic_file *f);
+
+#endif

@@ -1,0 +1,209 @@
+#include "core/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+const char *lb_arch_name(lb_arch a) {
+    switch (a) {
+    case LB_ARCH_LLAMA: return "llama";
+    case LB_ARCH_QWEN2: return "qwen2";
+    case LB_ARCH_MISTRAL: return "mistral";
+    case LB_ARCH_BITNET: return "bitnet";
+    }
+    return "unknown";
+}
+
+lb_model *lb_model_new(void) {
+    lb_model *m = calloc(1, sizeof *m);
+    return m;
+}
+
+lb_status lb_model_add_map(lb_model *m, const char *path, const lb_mapfile **out, lb_error *err) {
+    lb_mapfile *maps = realloc(m->maps, (m->n_maps + 1) * sizeof *maps);
+    if (!maps) return lb_fail(err, LB_ERR_NOMEM, "%s: out of memory", path);
+    m->maps = maps;
+    lb_status s = lb_mapfile_open(path, &m->maps[m->n_maps], err);
+    if (s) return s;
+    *out = &m->maps[m->n_maps++];
+    return LB_OK;
+}
+
+void *lb_model_alloc(lb_model *m, size_t size, const char *why) {
+    lb_model_buffer *b = realloc(m->bufs, (m->n_bufs + 1) * sizeof *b);
+    if (!b) return NULL;
+    m->bufs = b;
+    void *p = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    if (!p) return NULL;
+    m->bufs[m->n_bufs++] = (lb_model_buffer){p, size, why};
+    return p;
+}
+
+const char *lb_model_strdup(lb_model *m, const char *s, size_t len) {
+    char **strs = realloc(m->strings, (m->n_strings + 1) * sizeof *strs);
+    if (!strs) return NULL;
+    m->strings = strs;
+    char *c = malloc(len + 1);
+    if (!c) return NULL;
+    memcpy(c, s, len);
+    c[len] = 0;
+    m->strings[m->n_strings++] = c;
+    return c;
+}
+
+const lb_tensor *lb_model_find_tensor(const lb_model *m, const char *name) {
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+lb_status lb_model_add_tensor(lb_model *m, const char *name, lb_dtype type, int n_dims,
+                              const int64_t *ne, const void *data, size_t nbytes, lb_error *err) {
+    if (lb_model_find_tensor(m, name))
+        return lb_fail(err, LB_ERR_FORMAT, "%s: tensor %s appears twice", m->path ? m->path : "model", name);
+    if (m->n_tensors == m->cap_tensors) {
+        size_t cap = m->cap_tensors ? m->cap_tensors * 2 : 64;
+        lb_tensor *t = realloc(m->tensors, cap * sizeof *t);
+        if (!t) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        m->tensors = t;
+        m->cap_tensors = cap;
+    }
+    const char *nm = lb_model_strdup(m, name, strlen(name));
+    if (!nm) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    lb_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    t->name = nm;
+    t->type = type;
+    t->n_dims = n_dims;
+    for (int i = 0; i < n_dims && i < LB_MAX_DIMS; i++) t->ne[i] = ne[i];
+    t->data = data;
+    t->nbytes = nbytes;
+    return LB_OK;
+}
+
+/* Finds a tensor and checks its shape (ne0 x ne1; ne1 < 0 means 1-D). */
+static lb_status need(lb_model *m, const char *name, int64_t ne0, int64_t ne1, int optional,
+                      const lb_tensor **out, lb_error *err) {
+    const lb_tensor *t = lb_model_find_tensor(m, name);
+    *out = NULL;
+    if (!t) {
+        if (optional) return LB_OK;
+        return lb_fail(err, LB_ERR_FORMAT, "%s: tensor %s is missing", m->path, name);
+    }
+    int dims = ne1 < 0 ? 1 : 2;
+    int ok = t->n_dims == dims && t->ne[0] == ne0 && (dims == 1 || t->ne[1] == ne1);
+    /* some exporters store 1-D tensors as [1, n] */
+    if (!ok && dims == 1 && t->n_dims == 2 && t->ne[0] == ne0 && t->ne[1] == 1) ok = 1;
+    if (!ok) {
+        char got[96] = "";
+        for (int i = 0; i < t->n_dims; i++) {
+            size_t l = strlen(got);
+            snprintf(got + l, sizeof got - l, "%s%lld", i ? " x " : "", (long long)t->ne[i]);
+        }
+        if (dims == 1)
+            return lb_fail(err, LB_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%lld]", m->path, name, got,
+                           (long long)ne0);
+        return lb_fail(err, LB_ERR_FORMAT, "%s: tensor %s has shape [%s] (inner first), expected [%lld x %lld]",
+                       m->path, name, got, (long long)ne0, (long long)ne1);
+    }
+    if (!t->data) return lb_fail(err, LB_ERR_FORMAT, "%s: tensor %s has no data", m->path, name);
+    const lb_dtype_traits *tr = lb_dtype_get(t->type);
+    if (!tr || !tr->to_float)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: tensor %s has type %s, which this build cannot compute with",
+                       m->path, name, lb_dtype_name(t->type));
+    *out = t;
+    return LB_OK;
+}
+
+/* Vectors (norms, biases) are tiny: keep them as aligned F32 so kernels need no conversion. */
+static lb_status to_f32(lb_model *m, const lb_tensor **slot, lb_error *err) {
+    const lb_tensor *t = *slot;
+    if (!t || (t->type == LB_F32 && ((uintptr_t)t->data & 3) == 0)) return LB_OK;
+    int64_t n = lb_tensor_nelements(t);
+    float *buf = lb_model_alloc(m, (size_t)n * 4, "f32 copies of norms and biases");
+    if (!buf) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    lb_dtype_get(t->type)->to_float(t->data, buf, n);
+    lb_tensor *w = (lb_tensor *)t; /* the table entry is ours */
+    w->data = buf;
+    w->type = LB_F32;
+    w->nbytes = (size_t)n * 4;
+    return LB_OK;
+}
+
+lb_status lb_model_bind(lb_model *m, lb_error *err) {
+    lb_config *c = &m->cfg;
+    if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_vocab <= 0 || c->hidden_dim <= 0)
+        return lb_fail(err, LB_ERR_FORMAT, "%s: missing or invalid hyperparameters (dim %d, layers %d, heads %d, vocab %d, ffn %d)",
+                       m->path, c->dim, c->n_layers, c->n_heads, c->n_vocab, c->hidden_dim);
+    if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
+    if (c->head_dim <= 0) {
+        if (c->dim % c->n_heads) return lb_fail(err, LB_ERR_FORMAT, "%s: dim %d is not divisible by %d heads", m->path, c->dim, c->n_heads);
+        c->head_dim = c->dim / c->n_heads;
+    }
+    if (c->n_heads % c->n_kv_heads)
+        return lb_fail(err, LB_ERR_FORMAT, "%s: %d heads are not divisible by %d kv heads", m->path, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2) return lb_fail(err, LB_ERR_FORMAT, "%s: head dimension %d is odd", m->path, c->head_dim);
+    if (c->n_layers > 4096 || c->dim > (1 << 20) || c->n_vocab > (1 << 24) || c->hidden_dim > (1 << 22) || c->head_dim > 4096)
+        return lb_fail(err, LB_ERR_FORMAT, "%s: implausible hyperparameters", m->path);
+    if (c->norm_eps <= 0) c->norm_eps = 1e-5f;
+    if (c->rope_theta <= 0) c->rope_theta = 10000.0f;
+
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    lb_status s;
+    if ((s = need(m, "token_embd.weight", c->dim, c->n_vocab, 0, &m->tok_embd, err))) return s;
+    if ((s = need(m, "output_norm.weight", c->dim, -1, 0, &m->output_norm, err))) return s;
+    if ((s = need(m, "output.weight", c->dim, c->n_vocab, 1, &m->output, err))) return s;
+    if (!m->output) m->output = m->tok_embd;
+    if ((s = to_f32(m, &m->output_norm, err))) return s;
+
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        lb_layer_weights *w = &m->layers[l];
+        char nm[96];
+#define NEED(slot, suffix, a, b, opt)                                        \
+    snprintf(nm, sizeof nm, "blk.%d." suffix, l);                              \
+    if ((s = need(m, nm, a, b, opt, &w->slot, err))) return s;
+        NEED(attn_norm, "attn_norm.weight", c->dim, -1, 0)
+        NEED(wq, "attn_q.weight", c->dim, q_dim, 0)
+        NEED(wk, "attn_k.weight", c->dim, kv_dim, 0)
+        NEED(wv, "attn_v.weight", c->dim, kv_dim, 0)
+        NEED(wo, "attn_output.weight", q_dim, c->dim, 0)
+        NEED(bq, "attn_q.bias", q_dim, -1, !c->qkv_bias)
+        NEED(bk, "attn_k.bias", kv_dim, -1, !c->qkv_bias)
+        NEED(bv, "attn_v.bias", kv_dim, -1, !c->qkv_bias)
+        NEED(attn_sub_norm, "attn_sub_norm.weight", q_dim, -1, !c->sub_norms)
+        NEED(ffn_norm, "ffn_norm.weight", c->dim, -1, 0)
+        NEED(w_gate, "ffn_gate.weight", c->dim, c->hidden_dim, 0)
+        NEED(w_up, "ffn_up.weight", c->dim, c->hidden_dim, 0)
+        NEED(w_down, "ffn_down.weight", c->hidden_dim, c->dim, 0)
+        NEED(ffn_sub_norm, "ffn_sub_norm.weight", c->hidden_dim, -1, !c->sub_norms)
+#undef NEED
+        const lb_tensor **vecs[] = {&w->attn_norm, &w->bq, &w->bk, &w->bv, &w->attn_sub_norm, &w->ffn_norm, &w->ffn_sub_norm};
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+            if ((s = to_f32(m, vecs[i], err))) return s;
+    }
+    return LB_OK;
+}
+
+void lb_model_free(lb_model *m) {
+    if (!m) return;
+    if (m->tok) lb_tokenizer_free(m->tok);
+    for (size_t i = 0; i < m->n_maps; i++) lb_mapfile_close(&m->maps[i]);
+    for (size_t i = 0; i < m->n_bufs; i++) free(m->bufs[i].ptr);
+    for (size_t i = 0; i < m->n_strings; i++) free(m->strings[i]);
+    free(m->maps);
+    free(m->bufs);
+    free(m->strings);
+    free(m->tensors);
+    free(m->layers);
+    free(m->chat_template);
+    free(m->path);
+    free(m);
+}
+
+int lb_model_n_vocab(const lb_model *m) { return m->cfg.n_vocab; }
+int lb_model_n_ctx_train(const lb_model *m) { return m->cfg.ctx_train; }
+const lb_tokenizer *lb_model_tokenizer(const lb_model *m) { return m->tok; }

@@ -1,0 +1,27 @@
+/* Shared helpers for the lowbit subcommands: one file per subcommand, each a cmd_<name>(). */
+#ifndef LB_CLI_H
+#define LB_CLI_H
+#include <stdint.h>
+#include <stdio.h>
+#include "lowbit.h"
+
+typedef int (*lb_cmd_fn)(int argc, char **argv);
+
+/* Exit codes: 0 ok, 1 error (bad input, failed work), 2 usage error. */
+#define CLI_OK 0
+#define CLI_ERR 1
+#define CLI_USAGE 2
+
+/* Prints "lowbit: <msg>" on stderr and returns CLI_ERR. */
+int cli_error(const lb_error *err);
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses an integer / float option value or prints a usage error naming the option. */
+int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
+int cli_float(const char *opt, const char *val, double *out);
+/* Parses sizes like 6G, 512M, 1.5GiB, 100000 (binary units). Returns 0 on failure. */
+int cli_size(const char *val, uint64_t *out);
+/* Formats bytes in binary units into buf ("1.23 GiB"). */
+const char *cli_human_bytes(uint64_t n, char *buf, size_t cap);
+double cli_now(void); /* monotonic seconds */
+
+#endif

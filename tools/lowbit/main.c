@@ -1,0 +1,68 @@
+/* lowbit: the command-line tool. Each subcommand lives in its own file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Weak so that a build without one subcommand's file still links and says so. */
+#define CMD(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
+CMD(run) CMD(tokenize) CMD(logits) CMD(inspect) CMD(synth) CMD(bench) CMD(quantize) CMD(convert)
+CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem)
+#undef CMD
+
+static const struct {
+    const char *name;
+    const char *help;
+} g_cmds[] = {
+    {"run", "generate text from a prompt"},
+    {"tokenize", "print the ids of a text"},
+    {"logits", "write the logits of a sequence of ids"},
+    {"inspect", "show a model's format, hyperparameters and tensors"},
+    {"synth", "write a model with real shapes and random weights"},
+    {"bench", "measure prompt and generation speed"},
+    {"quantize", "write a model with quantized weights"},
+    {"convert", "convert a model to GGUF"},
+    {"perplexity", "perplexity and KL divergence over a text"},
+    {"compress", "losslessly compress a model file"},
+    {"decompress", "restore a compressed model file"},
+    {"delta", "create, apply and inspect fine-tune deltas"},
+    {"mem", "show system and process memory"},
+};
+
+static lb_cmd_fn lookup(const char *name) {
+#define M(n) if (strcmp(name, #n) == 0) return cmd_##n;
+    M(run) M(tokenize) M(logits) M(inspect) M(synth) M(bench) M(quantize) M(convert)
+    M(perplexity) M(compress) M(decompress) M(delta) M(mem)
+#undef M
+    return NULL;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "lowbit %s: run and compress large language models in little memory\n\n"
+               "usage: lowbit COMMAND [options]   (lowbit COMMAND --help for each)\n\ncommands:\n",
+            lb_version());
+    for (size_t i = 0; i < sizeof g_cmds / sizeof *g_cmds; i++)
+        if (lookup(g_cmds[i].name)) fprintf(f, "  %-11s %s\n", g_cmds[i].name, g_cmds[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lowbit %s\n", lb_version());
+        return CLI_OK;
+    }
+    lb_cmd_fn fn = lookup(argv[1]);
+    if (!fn) {
+        fprintf(stderr, "lowbit: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    return fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,87 @@
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cli.h"
+
+int cli_error(const lb_error *err) {
+    fprintf(stderr, "lowbit: %s\n", err->msg[0] ? err->msg : lb_status_name(err->status));
+    return CLI_ERR;
+}
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lowbit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_ERR;
+}
+
+int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out) {
+    if (!val) return fprintf(stderr, "lowbit: %s needs a value\n", opt), 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi)
+        return fprintf(stderr, "lowbit: %s: '%s' is not an integer in [%lld, %lld]\n", opt, val, lo, hi), 0;
+    *out = v;
+    return 1;
+}
+
+int cli_float(const char *opt, const char *val, double *out) {
+    if (!val) return fprintf(stderr, "lowbit: %s needs a value\n", opt), 0;
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !isfinite(v))
+        return fprintf(stderr, "lowbit: %s: '%s' is not a number\n", opt, val), 0;
+    *out = v;
+    return 1;
+}
+
+int cli_size(const char *val, uint64_t *out) {
+    if (!val || !*val) return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || !isfinite(v) || v < 0) return 0;
+    double mul = 1;
+    if (*end) {
+        switch (*end == 0 ? 0 : (end[0] | 0x20)) {
+        case 'k': mul = 1024.0; break;
+        case 'm': mul = 1024.0 * 1024; break;
+        case 'g': mul = 1024.0 * 1024 * 1024; break;
+        case 't': mul = 1024.0 * 1024 * 1024 * 1024; break;
+        case 'b': mul = 1; break;
+        default: return 0;
+        }
+        const char *rest = end + 1;
+        if ((end[0] | 0x20) != 'b' && *rest && strcasecmp(rest, "iB") && strcasecmp(rest, "B")) return 0;
+    }
+    double bytes = v * mul;
+    if (bytes >= 18446744073709551615.0) return 0;
+    *out = (uint64_t)bytes;
+    return 1;
+}
+
+const char *cli_human_bytes(uint64_t n, char *buf, size_t cap) {
+    static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 4) v /= 1024, i++;
+    if (i == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else snprintf(buf, cap, "%.2f %s", v, u[i]);
+    return buf;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
