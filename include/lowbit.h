@@ -57,6 +57,28 @@ void lb_model_free(lb_model *m);
 
 int lb_model_n_vocab(const lb_model *m);
 int lb_model_n_ctx_train(const lb_model *m);
+const char *lb_model_chat_template(const lb_model *m); /* NULL when none */
+
+typedef struct lb_model_info {
+    const char *format, *arch;   /* "gguf" / "hf" / "llama2c"; "llama" / "qwen2" / ... */
+    int n_vocab, dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, ctx_train;
+    float norm_eps, rope_theta;
+    const char *rope_layout, *rope_scaling, *activation;
+    float rope_factor;
+    int tied_embeddings, qkv_bias, sub_norms;
+    size_t n_tensors;
+    uint64_t weight_bytes;       /* all tensors */
+    uint64_t converted_bytes;    /* copies made at load (e.g. bf16 norms to f32) */
+} lb_model_info;
+void lb_model_get_info(const lb_model *m, lb_model_info *out);
+
+typedef struct lb_tensor_info {
+    const char *name, *dtype;
+    int n_dims;
+    int64_t shape[4]; /* innermost first, as in GGUF */
+    uint64_t nbytes;
+} lb_tensor_info;
+lb_status lb_model_tensor_info(const lb_model *m, size_t i, lb_tensor_info *out, lb_error *err);
 
 /* ---- tokenizer (through a model, or standalone from a tokenizer file) ------------------- */
 typedef struct lb_tokenizer lb_tokenizer;
@@ -68,6 +90,13 @@ const lb_tokenizer *lb_model_tokenizer(const lb_model *m); /* NULL when the mode
  * *ids is malloc'ed (free with free()). */
 lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_special,
                       int32_t **ids, size_t *n_ids, lb_error *err);
+/* Writes the bytes of one token as it reads after earlier text (control tokens give nothing);
+ * returns their count, which may exceed cap (then call again with a larger buffer). */
+size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_t cap);
+/* 1 when id ends generation (EOS, or an end-of-turn token such as <|eot_id|>). */
+int lb_token_is_eog(const lb_tokenizer *t, int32_t id);
+int lb_tokenizer_n_vocab(const lb_tokenizer *t);
+const char *lb_tokenizer_kind(const lb_tokenizer *t);
 /* Decodes ids to text; *text is malloc'ed and NUL-terminated. */
 lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
                         size_t *len, lb_error *err);
@@ -88,6 +117,10 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
 void lb_session_free(lb_session *s);
 void lb_session_reset(lb_session *s);
 int lb_session_n_past(const lb_session *s);
+int lb_session_n_ctx(const lb_session *s);
+int lb_session_n_threads(const lb_session *s);
+size_t lb_session_kv_bytes(const lb_session *s);      /* allocated KV cache */
+size_t lb_session_scratch_bytes(const lb_session *s); /* activations and other buffers */
 /* Runs ids through the model at the next positions. logits (may be NULL) receives
  * n_ids x n_vocab floats when all_logits, else n_vocab floats for the last position. */
 lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float *logits,

@@ -207,3 +207,36 @@ void lb_model_free(lb_model *m) {
 int lb_model_n_vocab(const lb_model *m) { return m->cfg.n_vocab; }
 int lb_model_n_ctx_train(const lb_model *m) { return m->cfg.ctx_train; }
 const lb_tokenizer *lb_model_tokenizer(const lb_model *m) { return m->tok; }
+const char *lb_model_chat_template(const lb_model *m) { return m->chat_template; }
+
+void lb_model_get_info(const lb_model *m, lb_model_info *o) {
+    const lb_config *c = &m->cfg;
+    static const char *scal[] = {"none", "linear", "llama3"};
+    static const char *act[] = {"silu", "relu2", "gelu"};
+    memset(o, 0, sizeof *o);
+    o->format = m->format;
+    o->arch = lb_arch_name(c->arch);
+    o->n_vocab = c->n_vocab, o->dim = c->dim, o->hidden_dim = c->hidden_dim, o->n_layers = c->n_layers;
+    o->n_heads = c->n_heads, o->n_kv_heads = c->n_kv_heads, o->head_dim = c->head_dim, o->ctx_train = c->ctx_train;
+    o->norm_eps = c->norm_eps, o->rope_theta = c->rope_theta, o->rope_factor = c->rope_factor;
+    o->rope_layout = c->rope_layout == LB_ROPE_NEOX ? "neox (rotate half)" : "normal (adjacent pairs)";
+    o->rope_scaling = scal[c->rope_scaling <= LB_ROPE_SCALE_LLAMA3 ? c->rope_scaling : 0];
+    o->activation = act[c->act <= LB_ACT_GELU ? c->act : 0];
+    o->tied_embeddings = m->output == m->tok_embd;
+    o->qkv_bias = c->qkv_bias, o->sub_norms = c->sub_norms;
+    o->n_tensors = m->n_tensors;
+    for (size_t i = 0; i < m->n_tensors; i++) o->weight_bytes += m->tensors[i].nbytes;
+    for (size_t i = 0; i < m->n_bufs; i++) o->converted_bytes += m->bufs[i].size;
+}
+
+lb_status lb_model_tensor_info(const lb_model *m, size_t i, lb_tensor_info *o, lb_error *err) {
+    if (i >= m->n_tensors) return lb_fail(err, LB_ERR_RANGE, "tensor index %zu out of range", i);
+    const lb_tensor *t = &m->tensors[i];
+    memset(o, 0, sizeof *o);
+    o->name = t->name;
+    o->dtype = lb_dtype_name(t->type);
+    o->n_dims = t->n_dims;
+    for (int d = 0; d < t->n_dims; d++) o->shape[d] = t->ne[d];
+    o->nbytes = t->nbytes;
+    return LB_OK;
+}

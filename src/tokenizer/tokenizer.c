@@ -103,3 +103,14 @@ lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids,
     if (len) *len = n;
     return LB_OK;
 }
+
+size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_t cap) {
+    return t->ops->decode_token(t, id, 0, buf, cap);
+}
+
+int lb_token_is_eog(const lb_tokenizer *t, int32_t id) {
+    return id >= 0 && (id == t->eos_id || id == t->eot_id);
+}
+
+int lb_tokenizer_n_vocab(const lb_tokenizer *t) { return t->n_vocab; }
+const char *lb_tokenizer_kind(const lb_tokenizer *t) { return t->ops->kind; }

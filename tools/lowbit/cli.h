@@ -24,4 +24,11 @@ int cli_size(const char *val, uint64_t *out);
 const char *cli_human_bytes(uint64_t n, char *buf, size_t cap);
 double cli_now(void); /* monotonic seconds */
 
+
+
+/* Writes s as a JSON string literal; invalid UTF-8 becomes U+FFFD so output is always valid. */
+void cli_json_string(FILE *f, const char *s, size_t n);
+void cli_json_ids(FILE *f, const int32_t *ids, size_t n);
+/* Peak resident set size of this process in bytes. */
+uint64_t cli_peak_rss(void);
 #endif

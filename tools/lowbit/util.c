@@ -85,3 +85,47 @@ double cli_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+#include <sys/resource.h>
+
+static int utf8_len(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    int len = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    if (!len || (size_t)len > n) return 0;
+    for (int i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
+    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
+    return len;
+}
+
+void cli_json_string(FILE *f, const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = s[i];
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch), i++;
+        else if (ch == '\n') fputs("\\n", f), i++;
+        else if (ch == '\t') fputs("\\t", f), i++;
+        else if (ch == '\r') fputs("\\r", f), i++;
+        else if (ch < 0x20 || ch == 0x7f) fprintf(f, "\\u%04x", ch), i++;
+        else {
+            int len = utf8_len(s + i, n - i);
+            if (!len) fputs("\\ufffd", f), i++;
+            else fwrite(s + i, 1, (size_t)len, f), i += (size_t)len;
+        }
+    }
+    fputc('"', f);
+}
+
+void cli_json_ids(FILE *f, const int32_t *ids, size_t n) {
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", ids[i]);
+    fputc(']', f);
+}
+
+uint64_t cli_peak_rss(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_maxrss * 1024;
+}

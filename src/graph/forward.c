@@ -1,0 +1,247 @@
+/* The decoder forward pass for Llama-family models (Llama 2/3, Mistral, Qwen2, BitNet in full
+ * precision). Kept in the spirit of llama2.c's run.c: one function per step, plain buffers. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "graph/rope.h"
+#include "graph/session.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/vec.h"
+
+lb_session_params lb_session_default_params(void) {
+    lb_session_params p = {0, 0, LB_KV_F32};
+    return p;
+}
+
+size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t) {
+    const lb_config *c = &m->cfg;
+    return (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * (t == LB_KV_F16 ? 2 : 4);
+}
+
+static float *scratch(lb_session *s, size_t n) {
+    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+    if (p) s->scratch_bytes += n * sizeof(float);
+    return p;
+}
+
+lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out, lb_error *err) {
+    lb_session_params d = lb_session_default_params();
+    if (!p) p = &d;
+    const lb_config *c = &m->cfg;
+    int n_ctx = p->n_ctx;
+    if (n_ctx <= 0) n_ctx = c->ctx_train > 0 && c->ctx_train < 4096 ? c->ctx_train : 4096;
+    if (n_ctx > (1 << 24)) return lb_fail(err, LB_ERR_ARG, "context of %d tokens is too large", n_ctx);
+    lb_session *s = calloc(1, sizeof *s);
+    if (!s) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->kv_type = p->kv_type;
+    s->kv_elem = p->kv_type == LB_KV_F16 ? 2 : 4;
+    s->pool = lb_pool_new(p->n_threads);
+    if (!s->pool) {
+        free(s);
+        return lb_fail(err, LB_ERR_NOMEM, "cannot start threads");
+    }
+    s->n_threads = lb_pool_size(s->pool);
+    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    size_t kv_n = (size_t)c->n_layers * n_ctx * kv_dim;
+    s->kv_bytes = 2 * kv_n * s->kv_elem;
+    s->k_cache = calloc(kv_n, s->kv_elem);
+    s->v_cache = calloc(kv_n, s->kv_elem);
+    int B = LB_MAX_BATCH, wide = q_dim > c->dim ? q_dim : c->dim;
+    s->x = scratch(s, (size_t)B * c->dim);
+    s->xb = scratch(s, (size_t)B * wide);
+    s->xb2 = scratch(s, (size_t)B * c->dim);
+    s->q = scratch(s, (size_t)B * q_dim);
+    s->k = scratch(s, (size_t)B * kv_dim);
+    s->v = scratch(s, (size_t)B * kv_dim);
+    s->att_out = scratch(s, (size_t)B * q_dim);
+    s->hb = scratch(s, (size_t)B * c->hidden_dim);
+    s->hb2 = scratch(s, (size_t)B * c->hidden_dim);
+    s->logits = scratch(s, (size_t)c->n_vocab);
+    s->att = scratch(s, (size_t)s->n_threads * n_ctx);
+    s->inv_freq = scratch(s, (size_t)c->head_dim / 2);
+    if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att_out ||
+        !s->hb || !s->hb2 || !s->logits || !s->att || !s->inv_freq) {
+        lb_session_free(s);
+        return lb_fail(err, LB_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes) and buffers for %d tokens",
+                       2 * kv_n * (p->kv_type == LB_KV_F16 ? 2 : 4), n_ctx);
+    }
+    lb_rope_inv_freq(c, s->inv_freq);
+    *out = s;
+    return LB_OK;
+}
+
+void lb_session_free(lb_session *s) {
+    if (!s) return;
+    lb_pool_free(s->pool);
+    free(s->k_cache);
+    free(s->v_cache);
+    float *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->logits, s->att, s->inv_freq};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(s);
+}
+
+void lb_session_reset(lb_session *s) { s->n_past = 0; }
+int lb_session_n_past(const lb_session *s) { return s->n_past; }
+int lb_session_n_ctx(const lb_session *s) { return s->n_ctx; }
+int lb_session_n_threads(const lb_session *s) { return s->n_threads; }
+size_t lb_session_kv_bytes(const lb_session *s) { return s->kv_bytes; }
+size_t lb_session_scratch_bytes(const lb_session *s) { return s->scratch_bytes; }
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+typedef struct attn_job {
+    lb_session *s;
+    int layer, n_tok, pos0;
+} attn_job;
+
+/* One (token, head) pair at a time: scores against every cached position up to the token's
+ * own, softmax, weighted sum of values. */
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    lb_session *s = j->s;
+    const lb_config *c = &s->m->cfg;
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, q_dim = c->n_heads * hd;
+    int group = c->n_heads / c->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t layer_off = (size_t)j->layer * s->n_ctx * kv_dim;
+    float *att = s->att + (size_t)ith * s->n_ctx;
+    int total = j->n_tok * c->n_heads;
+    for (int w = ith; w < total; w += nth) {
+        int t = w / c->n_heads, h = w % c->n_heads, kvh = h / group;
+        int pos = j->pos0 + t;
+        const float *q = s->q + (size_t)t * q_dim + (size_t)h * hd;
+        float *out = s->att_out + (size_t)t * q_dim + (size_t)h * hd;
+        for (int p = 0; p <= pos; p++) {
+            size_t off = layer_off + (size_t)p * kv_dim + (size_t)kvh * hd;
+            att[p] = (s->kv_type == LB_KV_F16 ? lb_vec_dot_f16((const uint16_t *)s->k_cache + off, q, hd)
+                                               : lb_vec_dot((const float *)s->k_cache + off, q, hd)) * scale;
+        }
+        lb_softmax(att, pos + 1);
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int p = 0; p <= pos; p++) {
+            size_t off = layer_off + (size_t)p * kv_dim + (size_t)kvh * hd;
+            if (s->kv_type == LB_KV_F16) lb_vec_axpy_f16(out, att[p], (const uint16_t *)s->v_cache + off, hd);
+            else lb_vec_axpy(out, att[p], (const float *)s->v_cache + off, hd);
+        }
+    }
+}
+
+static void store_kv(lb_session *s, int layer, int n_tok, int pos0) {
+    const lb_config *c = &s->m->cfg;
+    int kv_dim = c->n_kv_heads * c->head_dim;
+    for (int t = 0; t < n_tok; t++) {
+        size_t off = ((size_t)layer * s->n_ctx + pos0 + t) * kv_dim;
+        const float *k = s->k + (size_t)t * kv_dim, *v = s->v + (size_t)t * kv_dim;
+        if (s->kv_type == LB_KV_F16) {
+            uint16_t *kc = (uint16_t *)s->k_cache + off, *vc = (uint16_t *)s->v_cache + off;
+            for (int i = 0; i < kv_dim; i++) {
+                kc[i] = lb_f32_to_fp16(k[i]);
+                vc[i] = lb_f32_to_fp16(v[i]);
+            }
+        } else {
+            memcpy((float *)s->k_cache + off, k, (size_t)kv_dim * sizeof(float));
+            memcpy((float *)s->v_cache + off, v, (size_t)kv_dim * sizeof(float));
+        }
+    }
+}
+
+/* ---- the block ----------------------------------------------------------------------- */
+
+static void add_bias(float *y, const lb_tensor *b, int n_tok, int n) {
+    if (!b) return;
+    for (int t = 0; t < n_tok; t++) lb_vec_add(y + (size_t)t * n, b->data, n);
+}
+
+static void rmsnorm_rows(float *out, const float *x, const lb_tensor *w, int n_tok, int n, float eps) {
+    for (int t = 0; t < n_tok; t++) lb_rmsnorm(out + (size_t)t * n, x + (size_t)t * n, w->data, n, eps);
+}
+
+static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_error *err) {
+    const lb_config *c = &s->m->cfg;
+    const lb_layer_weights *w = &s->m->layers[l];
+    int dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, hid = c->hidden_dim;
+    lb_status st;
+
+    rmsnorm_rows(s->xb, s->x, w->attn_norm, n_tok, dim, c->norm_eps);
+    if ((st = lb_matmul(s->pool, w->wq, s->xb, n_tok, s->q, err))) return st;
+    if ((st = lb_matmul(s->pool, w->wk, s->xb, n_tok, s->k, err))) return st;
+    if ((st = lb_matmul(s->pool, w->wv, s->xb, n_tok, s->v, err))) return st;
+    add_bias(s->q, w->bq, n_tok, q_dim);
+    add_bias(s->k, w->bk, n_tok, kv_dim);
+    add_bias(s->v, w->bv, n_tok, kv_dim);
+    for (int t = 0; t < n_tok; t++) {
+        lb_rope_apply(s->q + (size_t)t * q_dim, c->n_heads, hd, pos0 + t, s->inv_freq, c->rope_layout);
+        lb_rope_apply(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos0 + t, s->inv_freq, c->rope_layout);
+    }
+    store_kv(s, l, n_tok, pos0);
+    attn_job job = {s, l, n_tok, pos0};
+    lb_pool_run(s->pool, attn_worker, &job);
+    const float *att = s->att_out;
+    if (w->attn_sub_norm) {
+        rmsnorm_rows(s->xb, s->att_out, w->attn_sub_norm, n_tok, q_dim, c->norm_eps);
+        att = s->xb;
+    }
+    if ((st = lb_matmul(s->pool, w->wo, att, n_tok, s->xb2, err))) return st;
+    for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
+
+    rmsnorm_rows(s->xb, s->x, w->ffn_norm, n_tok, dim, c->norm_eps);
+    if ((st = lb_matmul(s->pool, w->w_gate, s->xb, n_tok, s->hb, err))) return st;
+    if ((st = lb_matmul(s->pool, w->w_up, s->xb, n_tok, s->hb2, err))) return st;
+    for (int t = 0; t < n_tok; t++) {
+        float *g = s->hb + (size_t)t * hid, *u = s->hb2 + (size_t)t * hid;
+        if (c->act == LB_ACT_RELU2) lb_relu2_mul(g, u, hid);
+        else lb_silu_mul(g, u, hid);
+    }
+    const float *h = s->hb;
+    if (w->ffn_sub_norm) {
+        rmsnorm_rows(s->hb2, s->hb, w->ffn_sub_norm, n_tok, hid, c->norm_eps);
+        h = s->hb2;
+    }
+    if ((st = lb_matmul(s->pool, w->w_down, h, n_tok, s->xb2, err))) return st;
+    for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
+    return LB_OK;
+}
+
+/* Runs up to LB_MAX_BATCH tokens; logits for the chunk's last token (or all rows into out). */
+static lb_status eval_chunk(lb_session *s, const int32_t *ids, int n_tok, float *all_out, int want_last,
+                            lb_error *err) {
+    lb_model *m = s->m;
+    const lb_config *c = &m->cfg;
+    int pos0 = s->n_past;
+    for (int t = 0; t < n_tok; t++) {
+        if (ids[t] < 0 || ids[t] >= c->n_vocab)
+            return lb_fail(err, LB_ERR_RANGE, "token id %d is outside the vocabulary (0..%d)", ids[t], c->n_vocab - 1);
+        lb_status st = lb_tensor_row_to_float(m->tok_embd, ids[t], s->x + (size_t)t * c->dim, err);
+        if (st) return st;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        lb_status st = layer_forward(s, l, n_tok, pos0, err);
+        if (st) return st;
+    }
+    s->n_past += n_tok;
+    if (!all_out && !want_last) return LB_OK; /* an earlier chunk of a long prompt needs no logits */
+    int first = all_out ? 0 : n_tok - 1, rows = n_tok - first;
+    rmsnorm_rows(s->xb, s->x + (size_t)first * c->dim, m->output_norm, rows, c->dim, c->norm_eps);
+    return lb_matmul(s->pool, m->output, s->xb, rows, all_out ? all_out : s->logits, err);
+}
+
+lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float *logits, int all_logits,
+                          lb_error *err) {
+    if (n_ids == 0) return lb_fail(err, LB_ERR_ARG, "no tokens to evaluate");
+    if ((size_t)s->n_past + n_ids > (size_t)s->n_ctx)
+        return lb_fail(err, LB_ERR_RANGE, "context is full: %d + %zu tokens exceed the context of %d", s->n_past,
+                       n_ids, s->n_ctx);
+    int nv = s->m->cfg.n_vocab;
+    for (size_t i = 0; i < n_ids; i += LB_MAX_BATCH) {
+        int n = n_ids - i < LB_MAX_BATCH ? (int)(n_ids - i) : LB_MAX_BATCH;
+        float *rows = all_logits && logits ? logits + i * (size_t)nv : NULL;
+        lb_status st = eval_chunk(s, ids + i, n, rows, logits && i + n == n_ids, err);
+        if (st) return st;
+    }
+    if (logits && !all_logits) memcpy(logits, s->logits, (size_t)nv * sizeof(float));
+    return LB_OK;
+}

@@ -1,0 +1,44 @@
+/* RoPE frequencies, including the scaling schemes published checkpoints use. */
+#include <math.h>
+
+#include "graph/rope.h"
+
+void lb_rope_inv_freq(const lb_config *c, float *inv_freq) {
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim);
+        if (c->rope_scaling == LB_ROPE_SCALE_LINEAR && c->rope_factor > 0) {
+            f /= c->rope_factor;
+        } else if (c->rope_scaling == LB_ROPE_SCALE_LLAMA3 && c->rope_factor > 0) {
+            /* Llama 3.1: long wavelengths are slowed by factor, short ones kept, a smooth ramp between */
+            double lo = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
+            double hi = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
+            double orig = c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 8192;
+            double wavelen = 2 * M_PI / f;
+            double lo_wavelen = orig / lo, hi_wavelen = orig / hi;
+            if (wavelen > lo_wavelen) f /= c->rope_factor;
+            else if (wavelen >= hi_wavelen) {
+                double smooth = (orig / wavelen - lo) / (hi - lo);
+                f = (1 - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+void lb_rope_apply(float *x, int n_heads, int head_dim, int pos, const float *inv_freq, lb_rope_layout layout) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        /* angle in float like the reference implementations, cos/sin in double for accuracy */
+        float ang = (float)pos * inv_freq[i];
+        float c = (float)cos((double)ang), s = (float)sin((double)ang);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            int a = layout == LB_ROPE_NEOX ? i : 2 * i;
+            int b = layout == LB_ROPE_NEOX ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}

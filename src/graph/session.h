@@ -1,0 +1,27 @@
+/* Run state of one generation stream: KV cache, scratch activations, RoPE table, threads. */
+#ifndef LB_GRAPH_SESSION_H
+#define LB_GRAPH_SESSION_H
+#include "core/model.h"
+#include "core/threads.h"
+
+#define LB_MAX_BATCH 32 /* tokens per forward chunk during prompt processing */
+
+struct lb_session {
+    lb_model *m;
+    lb_pool *pool;
+    int n_ctx, n_past;
+    lb_kv_type kv_type;
+    size_t kv_elem;       /* bytes per cached element */
+    void *k_cache, *v_cache; /* [layer][pos][kv_dim] */
+    float *inv_freq;      /* [head_dim / 2] after rope scaling */
+    /* scratch, LB_MAX_BATCH rows each */
+    float *x, *xb, *xb2, *q, *k, *v, *att_out, *hb, *hb2, *logits;
+    float *att;           /* [n_threads][n_ctx] attention scores */
+    int n_threads;
+    size_t scratch_bytes, kv_bytes;
+};
+
+/* Bytes of KV cache per token for this model and cache type (all layers, K and V). */
+size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t);
+
+#endif

@@ -1,0 +1,68 @@
+/* lb_model_load: picks the loader from the path (folder, GGUF magic, llama2.c header). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/model.h"
+#include "tokenizer/tokenizer.h"
+
+lb_model_params lb_model_default_params(void) {
+    lb_model_params p = {NULL, 0};
+    return p;
+}
+
+static lb_status sniff(const char *path, unsigned char *head, size_t *n, lb_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    *n = fread(head, 1, 8, f);
+    fclose(f);
+    return LB_OK;
+}
+
+lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err) {
+    lb_model_params d = lb_model_default_params();
+    if (!params) params = &d;
+    struct stat st;
+    if (stat(path, &st) != 0) return lb_fail(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
+    lb_model *m = lb_model_new();
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    }
+    lb_status s;
+    if (S_ISDIR(st.st_mode)) {
+        s = lb_load_hf(m, path, err);
+    } else {
+        unsigned char head[8];
+        size_t n = 0;
+        s = sniff(path, head, &n, err);
+        if (s == LB_OK) {
+            if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
+            else if (n >= 28 || n == 8) s = lb_load_llama2c(m, path, params->tokenizer_path, err);
+            else s = lb_fail(err, LB_ERR_FORMAT, "%s: too short to be a model file (%zu bytes)", path, n);
+        }
+    }
+    /* an explicit tokenizer overrides whatever the model carried */
+    if (s == LB_OK && params->tokenizer_path && strcmp(m->format, "llama2c") != 0) {
+        lb_tokenizer *t = NULL;
+        s = lb_tokenizer_load_path(params->tokenizer_path, m->cfg.n_vocab, &t, err);
+        if (s == LB_OK) {
+            lb_tokenizer_free(m->tok);
+            m->tok = t;
+        }
+    }
+    if (s == LB_OK) s = lb_model_bind(m, err);
+    if (s == LB_OK && m->tok && m->tok->n_vocab > m->cfg.n_vocab)
+        lb_warn("%s: the tokenizer has %d tokens but the model only %d; ids past %d cannot be evaluated", path,
+                m->tok->n_vocab, m->cfg.n_vocab, m->cfg.n_vocab - 1);
+    if (s == LB_OK && !m->chat_template && m->tok && m->tok->chat_template) m->chat_template = strdup(m->tok->chat_template);
+    if (s != LB_OK) {
+        lb_model_free(m);
+        return s;
+    }
+    *out = m;
+    return LB_OK;
+}

@@ -1,0 +1,148 @@
+"""End-to-end checks of the lowbit CLI against ../shared/reference: greedy ids from every
+format, logits within 1e-4 relative error, tokenizer ids, and clean failures on bad input.
+Usage: e2e_engine.py LOWBIT_BINARY SHARED_DIR"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+LOWBIT, SHARED = sys.argv[1], sys.argv[2]
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+def lowbit(*args, ok=True):
+    r = subprocess.run([LOWBIT, *args], capture_output=True, timeout=600)
+    if ok and r.returncode != 0:
+        print("lowbit", *args, "->", r.returncode, r.stderr.decode(errors="replace"), file=sys.stderr)
+    return r
+
+
+def S(*p):
+    return os.path.join(SHARED, *p)
+
+
+def read_f32(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    return struct.unpack("<%df" % (len(b) // 4), b)
+
+
+def rel_err(a, b):
+    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
+    den = sum(y * y for y in b) ** 0.5
+    return num / den if den else num
+
+
+def greedy(model, refs, extra=()):
+    for i, ref in enumerate(refs):
+        n = len(ref["greedy_ids"])
+        r = lowbit("run", "-m", model, "-p", ref["prompt"], "-n", str(n), "--json", "-t", "1", *extra)
+        if r.returncode:
+            check(False, f"{model} prompt {i}: exit {r.returncode}")
+            continue
+        out = json.loads(r.stdout)
+        check(out["prompt_ids"] == ref["prompt_ids"], f"{model} prompt {i} prompt_ids {out['prompt_ids']} != {ref['prompt_ids']}")
+        check(out["ids"] == ref["greedy_ids"], f"{model} prompt {i} greedy ids differ:\n  ours {out['ids']}\n  ref  {ref['greedy_ids']}")
+
+
+def logits_case(model, ids, ref_file, shape, label):
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "l.f32")
+        r = lowbit("logits", "-m", model, "--ids", ",".join(map(str, ids)), "-o", out)
+        if r.returncode:
+            check(False, f"{label}: logits exit {r.returncode}")
+            return
+        ours = read_f32(out)
+    ref = read_f32(ref_file)
+    check(len(ours) == shape[0] * shape[1] == len(ref), f"{label}: {len(ours)} logits, expected {shape}")
+    e = rel_err(ours, ref)
+    check(e < 1e-4, f"{label}: relative error {e:.3g} >= 1e-4")
+    print(f"  {label}: relative error {e:.2e}")
+
+
+# --- greedy generation from every format ------------------------------------------------
+refs = json.load(open(S("reference/stories260K/greedy.json")))
+llama2c_tok = S("models/stories260K-llama2c/tok512.bin")
+for model, extra in [(S("models/stories260K-gguf/stories260K.gguf"), ()),
+                     (S("models/stories260K-hf"), ()),
+                     (S("models/stories260K-llama2c/stories260K.bin"), ())]:
+    greedy(model, refs, extra)
+greedy(S("models/stories260K-ft-dogs"), json.load(open(S("reference/stories260K-ft-dogs/greedy.json"))))
+greedy(S("models/tinystories-512d"), json.load(open(S("reference/tinystories-512d/greedy.json"))))
+greedy(S("models/stories260K-hf"), refs[:1], ("--kv-type", "f16", "-t", "2"))
+
+# --- logits ------------------------------------------------------------------------------
+for i in (0, 1):
+    ref = refs[i]
+    logits_case(S("models/stories260K-hf"), ref["prompt_ids"] + ref["greedy_ids"],
+                S("reference/stories260K", ref["logits_file"]), ref["logits_shape"], f"stories260K prompt {i}")
+for name in ("synth-llama3-gqa", "synth-qwen2-bias", "synth-bitnet"):
+    ref = json.load(open(S("reference", name, "reference.json")))
+    logits_case(S("models", name), ref["input_ids"], S("reference", name, ref["logits_file"]), ref["logits_shape"], name)
+t512 = json.load(open(S("reference/tinystories-512d/greedy.json")))[0]
+if "logits_file" in t512:
+    logits_case(S("models/tinystories-512d"), t512["prompt_ids"] + t512["greedy_ids"],
+                S("reference/tinystories-512d", t512["logits_file"]), t512["logits_shape"], "tinystories-512d prompt 0")
+
+# --- tokenizers through the CLI ------------------------------------------------------------
+for tok, ref in [(S("models/stories260K-hf/tokenizer.model"), S("reference/stories260K/tokenize.json")),
+                 (S("models/llama2-tokenizer-32k/tokenizer.model"), S("reference/llama2-tokenizer-32k/tokenize.json"))]:
+    for case in json.load(open(ref)):
+        r = lowbit("tokenize", "-m", tok, case["text"])
+        check(r.returncode == 0 and json.loads(r.stdout) == case["ids_with_bos"], f"{tok}: {case['text']!r}")
+for name in ("gpt2", "smollm2-135m", "mistral-7b-v0.1"):
+    tok = S("tokenizers", name, "tokenizer.json")
+    for case in json.load(open(S("reference/tokenizers", name, "tokenize.json"))):
+        r = lowbit("tokenize", "-m", tok, "--no-special", case["text"])
+        check(r.returncode == 0 and json.loads(r.stdout) == case["ids"], f"{name} --no-special: {case['text']!r}")
+        r = lowbit("tokenize", "-m", tok, case["text"])
+        check(r.returncode == 0 and json.loads(r.stdout) == case["ids_with_special"], f"{name}: {case['text']!r}")
+
+# --- bad input: one-line errors naming the file, exit code 1, no crash -----------------------
+with tempfile.TemporaryDirectory() as d:
+    gguf = open(S("models/stories260K-gguf/stories260K.gguf"), "rb").read()
+    cases = {
+        "trunc.gguf": gguf[: len(gguf) // 2],
+        "header.gguf": gguf[:20],
+        "badver.gguf": gguf[:4] + struct.pack("<I", 99) + gguf[8:],
+        "empty.bin": b"",
+        "short.bin": b"\x01\x02\x03",
+    }
+    st = open(S("models/stories260K-hf/model.safetensors"), "rb").read()
+    for name, data in cases.items():
+        p = os.path.join(d, name)
+        open(p, "wb").write(data)
+        r = lowbit("run", "-m", p, "-p", "x", "-n", "1", ok=False)
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        check(r.returncode == 1 and err and name in err[-1], f"{name}: exit {r.returncode}, stderr {err}")
+    hf = os.path.join(d, "hf")
+    os.mkdir(hf)
+    open(os.path.join(hf, "config.json"), "w").write(open(S("models/stories260K-hf/config.json")).read())
+    open(os.path.join(hf, "model.safetensors"), "wb").write(st[: len(st) - 1000])
+    r = lowbit("run", "-m", hf, "-p", "x", "-n", "1", ok=False)
+    check(r.returncode == 1 and b"model.safetensors" in r.stderr, f"truncated safetensors: {r.returncode} {r.stderr!r}")
+    open(os.path.join(hf, "model.safetensors"), "wb").write(st)
+    open(os.path.join(hf, "config.json"), "w").write('{"model_type": "llama", "hidden_size": "x"}')
+    r = lowbit("run", "-m", hf, "-p", "x", "-n", "1", ok=False)
+    check(r.returncode == 1 and b"config.json" in r.stderr, f"bad config: {r.returncode} {r.stderr!r}")
+
+r = lowbit("run", "--help")
+check(r.returncode == 0 and b"usage" in r.stdout, "run --help")
+r = lowbit("run", "-m", S("models/stories260K-hf"), "-p", "x", "--ctx", "100000", ok=False)
+check(r.returncode == 1 and b"context" in r.stderr, "ctx larger than trained context is an error")
+r = lowbit("inspect", S("models/synth-qwen2-bias"))
+check(r.returncode == 0 and b"qwen2" in r.stdout and b"attn_q.bias" in r.stdout, "inspect qwen2")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The full test suite: a release build and an AddressSanitizer + UBSan build, each running every
+# CTest (unit tests, CLI end-to-end tests against ../shared/reference, Python package tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+for variant in release asan; do
+  dir=build-test-$variant
+  if [ "$variant" = asan ]; then flags="-DLOWBIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"; else flags="-DCMAKE_BUILD_TYPE=Release"; fi
+  echo "== $variant build"
+  cmake -S . -B "$dir" $flags >/dev/null
+  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "warning|error" && { echo "build produced warnings or errors"; exit 1; } || true
+  cmake --build "$dir" -j"$jobs" >/dev/null
+  echo "== $variant tests"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs"
+done

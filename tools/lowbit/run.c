@@ -1,0 +1,273 @@
+/* lowbit run: generate text from a prompt (or chat) and stream it to stdout. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "graph/chat.h"
+#include "core/vec.h"
+
+static void usage(FILE *f) {
+    fputs("usage: lowbit run -m MODEL -p PROMPT [options]\n\n"
+          "Generates a continuation of PROMPT and streams it (without the prompt) to stdout;\n"
+          "load time, speed and memory go to stderr.\n\n"
+          "  -m, --model PATH      GGUF file, llama2.c checkpoint or Hugging Face folder\n"
+          "  -p, --prompt TEXT     the prompt (with --chat: the user's message; omit to chat on stdin)\n"
+          "  -n, --n-predict N     tokens to generate at most (default 256); stops early at EOS\n"
+          "  -c, --ctx N           context length (default: the model's, at most 4096)\n"
+          "      --temp T          temperature (default 0: greedy)\n"
+          "      --top-k K         keep the K most likely tokens (default 0: off)\n"
+          "      --top-p P         nucleus sampling (default 1: off)\n"
+          "      --min-p P         drop tokens below P x the best probability (default 0: off)\n"
+          "      --repeat-penalty R  penalise recent tokens (default 1: off)\n"
+          "      --seed S          sampling seed (default 0)\n"
+          "  -t, --threads N       threads (default: all cores)\n"
+          "      --kv-type f32|f16 KV cache element type (default f32)\n"
+          "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
+          "      --chat            format the prompt with the model's chat template\n"
+          "      --system TEXT     system message for --chat\n"
+          "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
+          "  -h, --help            this help\n", f);
+}
+
+typedef struct run_opts {
+    const char *model, *prompt, *tokenizer, *system;
+    long long n_predict, n_ctx, threads;
+    lb_sampler_params sp;
+    lb_kv_type kv;
+    int json, chat;
+} run_opts;
+
+static int parse(int argc, char **argv, run_opts *o) {
+    o->n_predict = 256;
+    o->sp = lb_sampler_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+        long long n;
+#define VAL() (i++, v)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return -1; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!(o->model = VAL())) goto missing; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(o->prompt = VAL())) goto missing; }
+        else if (!strcmp(a, "--tokenizer")) { if (!(o->tokenizer = VAL())) goto missing; }
+        else if (!strcmp(a, "--system")) { if (!(o->system = VAL())) goto missing; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_int(a, VAL(), 0, 1 << 24, &o->n_predict)) return CLI_USAGE; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, VAL(), 1, 1 << 24, &o->n_ctx)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, VAL(), 1, 1024, &o->threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "--temp")) { if (!cli_float(a, VAL(), &d) || d < 0) return CLI_USAGE; o->sp.temperature = (float)d; }
+        else if (!strcmp(a, "--top-k")) { if (!cli_int(a, VAL(), 0, 1 << 30, &n)) return CLI_USAGE; o->sp.top_k = (int)n; }
+        else if (!strcmp(a, "--top-p")) { if (!cli_float(a, VAL(), &d) || d <= 0 || d > 1) return fprintf(stderr, "lowbit: --top-p must be in (0, 1]\n"), CLI_USAGE; o->sp.top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { if (!cli_float(a, VAL(), &d) || d < 0 || d > 1) return fprintf(stderr, "lowbit: --min-p must be in [0, 1]\n"), CLI_USAGE; o->sp.min_p = (float)d; }
+        else if (!strcmp(a, "--repeat-penalty")) { if (!cli_float(a, VAL(), &d) || d <= 0) return fprintf(stderr, "lowbit: --repeat-penalty must be > 0\n"), CLI_USAGE; o->sp.repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--seed")) { if (!cli_int(a, VAL(), 0, 0x7fffffffffffffffLL, &n)) return CLI_USAGE; o->sp.seed = (uint64_t)n; }
+        else if (!strcmp(a, "--kv-type")) {
+            if (!VAL()) goto missing;
+            if (!strcmp(v, "f32")) o->kv = LB_KV_F32;
+            else if (!strcmp(v, "f16")) o->kv = LB_KV_F16;
+            else return fprintf(stderr, "lowbit: --kv-type must be f32 or f16\n"), CLI_USAGE;
+        }
+        else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!strcmp(a, "--chat")) o->chat = 1;
+        else return fprintf(stderr, "lowbit: run: unknown option '%s' (see lowbit run --help)\n", a), CLI_USAGE;
+        continue;
+    missing:
+        fprintf(stderr, "lowbit: %s needs a value\n", a);
+        return CLI_USAGE;
+#undef VAL
+    }
+    if (!o->model) return fprintf(stderr, "lowbit: run: -m MODEL is required (see lowbit run --help)\n"), CLI_USAGE;
+    if (!o->prompt && !o->chat) return fprintf(stderr, "lowbit: run: -p PROMPT is required (see lowbit run --help)\n"), CLI_USAGE;
+    return 0;
+}
+
+/* Decodes one token into a growing buffer and returns its bytes. */
+static const char *piece(const lb_tokenizer *t, int32_t id, char **buf, size_t *cap, size_t *len) {
+    for (;;) {
+        size_t n = lb_token_piece(t, id, *buf, *cap);
+        if (n < *cap) {
+            *len = n;
+            return *buf;
+        }
+        char *b = realloc(*buf, n + 64);
+        if (!b) {
+            *len = 0;
+            return *buf;
+        }
+        *buf = b;
+        *cap = n + 64;
+    }
+}
+
+typedef struct gen_state {
+    lb_session *s;
+    lb_sampler *smp;
+    const lb_tokenizer *tok;
+    float *logits;
+    lb_ids history, prompt, out;
+    char *text;
+    size_t text_len, text_cap;
+    double t_prompt, t_gen;
+    size_t n_prompt_tok, n_gen_tok;
+} gen_state;
+
+static int append_text(gen_state *g, const char *s, size_t n) {
+    if (g->text_len + n + 1 > g->text_cap) {
+        size_t cap = (g->text_len + n + 1) * 2;
+        char *t = realloc(g->text, cap);
+        if (!t) return 0;
+        g->text = t;
+        g->text_cap = cap;
+    }
+    memcpy(g->text + g->text_len, s, n);
+    g->text_len += n;
+    g->text[g->text_len] = 0;
+    return 1;
+}
+
+/* Feeds ids and generates up to n_predict tokens; streams pieces unless json. */
+static int generate(gen_state *g, const int32_t *ids, size_t n_ids, long long n_predict, int json, lb_error *err) {
+    double t0 = cli_now();
+    if (lb_session_eval(g->s, ids, n_ids, g->logits, 0, err)) return 0;
+    g->t_prompt += cli_now() - t0;
+    g->n_prompt_tok += n_ids;
+    for (size_t i = 0; i < n_ids; i++) lb_ids_push(&g->history, ids[i]);
+    char *buf = malloc(64);
+    size_t cap = 64, len;
+    t0 = cli_now();
+    for (long long i = 0; i < n_predict; i++) {
+        int32_t id = lb_sampler_sample(g->smp, g->logits, g->history.v, g->history.n);
+        if (g->tok && lb_token_is_eog(g->tok, id)) break;
+        lb_ids_push(&g->out, id);
+        lb_ids_push(&g->history, id);
+        g->n_gen_tok++;
+        if (g->tok) {
+            const char *p = piece(g->tok, id, &buf, &cap, &len);
+            append_text(g, p, len);
+            if (!json) {
+                fwrite(p, 1, len, stdout);
+                fflush(stdout);
+            }
+        }
+        if (i + 1 == n_predict) break;
+        if (lb_session_n_past(g->s) >= lb_session_n_ctx(g->s)) {
+            fprintf(stderr, "\nlowbit: context of %d tokens is full; stopping\n", lb_session_n_ctx(g->s));
+            break;
+        }
+        if (lb_session_eval(g->s, &id, 1, g->logits, 0, err)) {
+            free(buf);
+            return 0;
+        }
+    }
+    g->t_gen += cli_now() - t0;
+    free(buf);
+    return 1;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_opts o = {0};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+
+    lb_error err = {0};
+    lb_model_params mp = lb_model_default_params();
+    mp.tokenizer_path = o.tokenizer;
+    mp.n_threads = (int)o.threads;
+    double t0 = cli_now();
+    lb_model *m;
+    if (lb_model_load(o.model, &mp, &m, &err)) return cli_error(&err);
+    double t_load = cli_now() - t0;
+    const lb_tokenizer *tok = lb_model_tokenizer(m);
+    if (!tok) {
+        lb_model_free(m);
+        return cli_fail("%s: the model has no tokenizer; give one with --tokenizer", o.model);
+    }
+    lb_chat_style style = LB_CHAT_NONE;
+    if (o.chat) {
+        style = lb_chat_detect(lb_model_chat_template(m));
+        if (style == LB_CHAT_NONE) {
+            lb_model_free(m);
+            return cli_fail("%s: %s; --chat needs a ChatML, Llama 3, Llama 2 or Mistral template", o.model,
+                            lb_model_chat_template(m) ? "the model's chat template is not one lowbit knows" : "the model has no chat template");
+        }
+    }
+    int tr = lb_model_n_ctx_train(m);
+    if (o.n_ctx && tr > 0 && o.n_ctx > tr) {
+        lb_model_free(m);
+        return cli_fail("--ctx %lld is larger than the model's trained context of %d tokens", o.n_ctx, tr);
+    }
+
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = (int)o.n_ctx;
+    sp.n_threads = (int)o.threads;
+    sp.kv_type = o.kv;
+    gen_state g = {0};
+    g.tok = tok;
+    int ok = 0;
+    if (lb_session_new(m, &sp, &g.s, &err) || lb_sampler_new(&o.sp, lb_model_n_vocab(m), &g.smp, &err)) goto done;
+    g.logits = malloc((size_t)lb_model_n_vocab(m) * sizeof(float));
+    if (!g.logits) goto done;
+
+    if (!o.chat || o.prompt) {
+        char *text = o.chat ? lb_chat_format_turn(style, o.system, o.prompt, 1) : (char *)o.prompt;
+        int32_t *ids;
+        size_t n;
+        lb_status st = lb_tokenize(tok, text, strlen(text), 1, &ids, &n, &err);
+        if (o.chat) free(text);
+        if (st) goto done;
+        if (n == 0) { /* an empty prompt without BOS: nothing to condition on */
+            free(ids);
+            lb_fail(&err, LB_ERR_ARG, "the prompt encodes to no tokens");
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) lb_ids_push(&g.prompt, ids[i]);
+        st = (lb_status)!generate(&g, ids, n, o.n_predict, o.json, &err);
+        free(ids);
+        if (st) goto done;
+        if (!o.json) fputc('\n', stdout);
+    } else { /* interactive chat on stdin */
+        char line[8192];
+        int first = 1;
+        fprintf(stderr, "lowbit: chatting with %s (%s template); end with Ctrl-D\n> ", o.model, lb_chat_style_name(style));
+        while (fgets(line, sizeof line, stdin)) {
+            line[strcspn(line, "\n")] = 0;
+            char *text = lb_chat_format_turn(style, o.system, line, first);
+            int32_t *ids;
+            size_t n;
+            lb_status st = lb_tokenize(tok, text, strlen(text), first, &ids, &n, &err);
+            free(text);
+            if (st) goto done;
+            int okg = generate(&g, ids, n, o.n_predict, 0, &err);
+            free(ids);
+            if (!okg) goto done;
+            first = 0;
+            fputs("\n> ", stderr);
+        }
+    }
+    ok = 1;
+    if (o.json) {
+        fputs("{\"prompt_ids\": ", stdout);
+        cli_json_ids(stdout, g.prompt.v, g.prompt.n);
+        fputs(", \"ids\": ", stdout);
+        cli_json_ids(stdout, g.out.v, g.out.n);
+        fputs(", \"text\": ", stdout);
+        cli_json_string(stdout, g.text ? g.text : "", g.text_len);
+        fputs("}\n", stdout);
+    }
+    char b1[32], b2[32];
+    fprintf(stderr,
+            "lowbit: load %.1f ms | prompt %zu tok, %.1f tok/s | generated %zu tok, %.1f tok/s | "
+            "KV cache %s | peak RSS %s | %d threads\n",
+            t_load * 1e3, g.n_prompt_tok, g.t_prompt > 0 ? g.n_prompt_tok / g.t_prompt : 0, g.n_gen_tok,
+            g.t_gen > 0 ? g.n_gen_tok / g.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(g.s), b1, sizeof b1),
+            cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(g.s));
+done:
+    if (!ok && !err.msg[0]) lb_fail(&err, LB_ERR_NOMEM, "out of memory");
+    lb_sampler_free(g.smp);
+    lb_session_free(g.s);
+    free(g.logits);
+    free(g.text);
+    lb_ids_free(&g.history);
+    lb_ids_free(&g.prompt);
+    lb_ids_free(&g.out);
+    lb_model_free(m);
+    return ok ? CLI_OK : cli_error(&err);
+}
