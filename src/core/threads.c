@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #define LB_POOL_MAX_THREADS 512
 #define LB_POOL_DEFAULT_SPIN_US 500
+#define LB_POOL_PURE_SPIN_US 20
 
 typedef struct lb_worker {
     _Alignas(64) _Atomic uint32_t go; /* bumped by the caller for each job of this worker */
@@ -31,7 +33,7 @@ struct lb_pool {
     lb_pool_fn fn;
     void *arg;
     int nth;
-    _Alignas(64) _Atomic int pending;  /* workers of the current job not yet done */
+    _Alignas(64) _Atomic uint32_t pending;  /* workers of the current job not yet done */
     _Atomic int caller_sleeping;
     _Alignas(64) lb_worker *workers;   /* workers[1..n-1]; index 0 unused (the caller) */
     void *scratch;
@@ -57,16 +59,19 @@ static int64_t now_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Spins until *w->go differs from seen or the spin budget runs out; 1 if it changed. */
-static int spin_for_go(const lb_worker *w, uint32_t seen, int spin_us) {
-    int64_t deadline = 0;
+/* Waits until *word != val, spinning for at most spin_us; 1 if it changed. After a short pure
+ * spin it yields between polls: with more threads than free cores (other processes, or a pool
+ * larger than the machine) the thread we wait for may need our core. */
+static int spin_until_changed(_Atomic uint32_t *word, uint32_t val, int spin_us) {
+    int64_t start = 0;
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&w->go, memory_order_acquire) != seen) return 1;
+        if (atomic_load_explicit(word, memory_order_acquire) != val) return 1;
         cpu_relax();
         if ((i & 63) == 0) {
             int64_t t = now_us();
-            if (!deadline) deadline = t + spin_us;
-            else if (t >= deadline) return 0;
+            if (!start) start = t;
+            if (t - start >= spin_us) return 0;
+            if (t - start >= LB_POOL_PURE_SPIN_US) sched_yield();
         }
     }
 }
@@ -76,7 +81,7 @@ static void *worker_main(void *arg) {
     lb_pool *p = w->pool;
     uint32_t seen = 0;
     for (;;) {
-        if (!spin_for_go(w, seen, p->spin_us)) {
+        if (!spin_until_changed(&w->go, seen, p->spin_us)) {
             /* Dekker pairing with the caller: it bumps go then reads sleeping; we set sleeping
              * then re-read go inside futex_wait, so one of us sees the other. */
             atomic_store(&w->sleeping, 1);
@@ -93,19 +98,12 @@ static void *worker_main(void *arg) {
 }
 
 static void wait_pending(lb_pool *p) {
-    int64_t deadline = 0;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
-        cpu_relax();
-        if ((i & 63) == 0) {
-            int64_t t = now_us();
-            if (!deadline) deadline = t + p->spin_us;
-            else if (t >= deadline) break;
-        }
-    }
+    uint32_t v;
+    while ((v = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)
+        if (!spin_until_changed(&p->pending, v, p->spin_us)) break;
+    if (v == 0) return;
     atomic_store(&p->caller_sleeping, 1);
-    int v;
-    while ((v = atomic_load(&p->pending)) != 0) futex_wait((void *)&p->pending, v);
+    while ((v = atomic_load(&p->pending)) != 0) futex_wait((void *)&p->pending, (int)v);
     atomic_store(&p->caller_sleeping, 0);
 }
 
@@ -176,7 +174,7 @@ void lb_pool_run_n(lb_pool *p, lb_pool_fn fn, void *arg, int nth) {
     p->fn = fn;
     p->arg = arg;
     p->nth = nth;
-    atomic_store_explicit(&p->pending, nth - 1, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, (uint32_t)(nth - 1), memory_order_relaxed);
     start_workers(p, nth); /* seq_cst bumps publish the job fields above */
     fn(arg, 0, nth);
     wait_pending(p);
