@@ -1,0 +1,186 @@
+/* matmul driver (validation, thread split, activation preparation), the per-dtype kernel
+ * table, and the portable scalar reference kernels for F32/F16/BF16. */
+#include "kernels/cpu/matmul.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* Below this many multiply-adds per thread, waking another thread costs more than it saves. */
+#define LB_MATMUL_MIN_MACS_PER_THREAD (64 * 1024)
+
+/* ---- scalar reference ------------------------------------------------------------------ */
+
+static inline float load_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4); /* weights may be unaligned */
+    return f;
+}
+static inline float load_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return lb_fp16_to_f32(h);
+}
+static inline float load_bf16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return lb_bf16_to_f32(h);
+}
+
+#define LB_SCALAR_ROWS(NAME, LOAD, SIZE)                                                     \
+    static void NAME(const lb_matmul_args *a, int64_t r0, int64_t r1) {                      \
+        const float *x = a->x;                                                               \
+        for (int64_t r = r0; r < r1; r++) {                                                  \
+            const uint8_t *w = a->w + (size_t)r * a->w_row_bytes;                            \
+            for (int64_t t = 0; t < a->n_tok; t++) {                                         \
+                const float *xt = x + t * a->k;                                              \
+                float s = 0;                                                                 \
+                for (int64_t i = 0; i < a->k; i++) s += LOAD(w + (size_t)i * SIZE) * xt[i];  \
+                a->y[t * a->rows + r] = s;                                                   \
+            }                                                                                \
+        }                                                                                    \
+    }
+LB_SCALAR_ROWS(rows_f32_scalar, load_f32, 4)
+LB_SCALAR_ROWS(rows_f16_scalar, load_f16, 2)
+LB_SCALAR_ROWS(rows_bf16_scalar, load_bf16, 2)
+
+static const lb_matmul_kernel k_f32_scalar = {NULL, NULL, rows_f32_scalar, 1};
+static const lb_matmul_kernel k_f16_scalar = {NULL, NULL, rows_f16_scalar, 1};
+static const lb_matmul_kernel k_bf16_scalar = {NULL, NULL, rows_bf16_scalar, 1};
+
+const lb_matmul_kernel *lb_matmul_kernel_scalar(lb_dtype t) {
+    switch (t) {
+    case LB_F32: return &k_f32_scalar;
+    case LB_F16: return &k_f16_scalar;
+    case LB_BF16: return &k_bf16_scalar;
+    default: return NULL;
+    }
+}
+
+const lb_matmul_kernel *lb_matmul_kernel_avx2(lb_dtype t) {
+    return lb_cpu_has_avx2() ? lb_matmul_avx2_builtin(t) : NULL;
+}
+
+/* ---- kernel table ---------------------------------------------------------------------- */
+
+/* The registry is process-wide by design (like lb_dtype_set_to_float): kernels are code, the
+ * same for every model. Built-ins are installed once; registrations are atomic stores. */
+static _Atomic(const lb_matmul_kernel *) g_kernels[LB_DTYPE_COUNT];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void install_builtins(void) {
+    static const lb_dtype builtin[] = {LB_F32, LB_F16, LB_BF16};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
+        const lb_matmul_kernel *k = lb_matmul_kernel_avx2(builtin[i]);
+        atomic_store(&g_kernels[builtin[i]], k ? k : lb_matmul_kernel_scalar(builtin[i]));
+    }
+}
+
+void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k) {
+    pthread_once(&g_once, install_builtins);
+    if ((unsigned)t < LB_DTYPE_COUNT) atomic_store(&g_kernels[t], k);
+}
+
+const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t) {
+    pthread_once(&g_once, install_builtins);
+    if ((unsigned)t >= LB_DTYPE_COUNT) return NULL;
+    return atomic_load_explicit(&g_kernels[t], memory_order_acquire);
+}
+
+/* ---- driver ---------------------------------------------------------------------------- */
+
+typedef struct mm_task {
+    const lb_matmul_kernel *kern;
+    lb_matmul_args a;
+    const float *xf; /* float activations, for the prepare step */
+    uint8_t *xq;     /* prepared activations */
+} mm_task;
+
+static void mm_rows_task(void *arg, int ith, int nth) {
+    mm_task *t = arg;
+    int64_t r0, r1;
+    lb_split_range(t->a.rows, t->kern->row_align, ith, nth, &r0, &r1);
+    if (r0 < r1) t->kern->rows(&t->a, r0, r1);
+}
+
+static void mm_prep_task(void *arg, int ith, int nth) {
+    mm_task *t = arg;
+    int64_t t0, t1;
+    lb_split_range(t->a.n_tok, 1, ith, nth, &t0, &t1);
+    for (int64_t i = t0; i < t1; i++)
+        t->kern->prepare(t->xf + i * t->a.k, t->a.k, t->xq + (size_t)i * t->a.x_row_bytes);
+}
+
+static int choose_threads(lb_pool *pool, int64_t rows, int64_t k, int64_t n_tok, int align) {
+    int n = lb_pool_size(pool);
+    double macs = (double)rows * (double)k * (double)n_tok;
+    double by_work = macs / LB_MATMUL_MIN_MACS_PER_THREAD;
+    double by_rows = (double)rows / (align > 0 ? align : 1);
+    if (by_work < n) n = by_work < 1 ? 1 : (int)by_work;
+    if (by_rows < n) n = by_rows < 1 ? 1 : (int)by_rows;
+    return n;
+}
+
+lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype type, const void *w,
+                         int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
+                         int n_threads, lb_error *err) {
+    if (!kern || !kern->rows)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "matmul: no kernel for weight type %s", lb_dtype_name(type));
+    if (rows < 0 || k < 0 || n_tok < 0)
+        return lb_fail(err, LB_ERR_ARG, "matmul: negative size (rows %lld, k %lld, n_tok %lld)",
+                       (long long)rows, (long long)k, (long long)n_tok);
+    if (rows == 0 || n_tok == 0) return LB_OK;
+    if (k == 0) { /* empty dot products */
+        if (!y) return lb_fail(err, LB_ERR_ARG, "matmul: NULL output");
+        memset(y, 0, (size_t)rows * (size_t)n_tok * sizeof *y);
+        return LB_OK;
+    }
+    size_t row_bytes = lb_dtype_row_size(type, k);
+    if (!row_bytes || !w || !x || !y)
+        return lb_fail(err, LB_ERR_ARG, "matmul: %s row of %lld elements is not whole blocks, or a NULL buffer",
+                       lb_dtype_name(type), (long long)k);
+    mm_task t = {kern, {w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y}, x, NULL};
+    int nth = n_threads > 0 ? n_threads : choose_threads(pool, rows, k, n_tok, kern->row_align);
+    void *owned = NULL;
+    if (kern->prepare) {
+        size_t per = (kern->prep_row_bytes(k) + 63) / 64 * 64, total;
+        if (!lb_mul_ok(per, (size_t)n_tok, &total))
+            return lb_fail(err, LB_ERR_NOMEM, "matmul: prepared activations overflow");
+        t.xq = pool ? lb_pool_scratch(pool, total) : (owned = aligned_alloc(64, total ? total : 64));
+        if (!t.xq) return lb_fail(err, LB_ERR_NOMEM, "matmul: %zu bytes for prepared activations", total);
+        t.a.x = t.xq;
+        t.a.x_row_bytes = per;
+        /* One token: the conversion is tiny, waking threads for it is not worth it. */
+        lb_pool_run_n(pool, mm_prep_task, &t, n_tok > 1 ? nth : 1);
+    }
+    lb_pool_run_n(pool, mm_rows_task, &t, nth);
+    free(owned);
+    return LB_OK;
+}
+
+lb_status lb_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t rows, int64_t k,
+                        const float *x, int64_t n_tok, float *y, lb_error *err) {
+    return lb_matmul_with(pool, lb_matmul_kernel_get(type), type, w, rows, k, x, n_tok, y, 0, err);
+}
+
+lb_status lb_matmul(lb_pool *pool, const lb_tensor *w, const float *x, int64_t n_tok, float *y,
+                    lb_error *err) {
+    if (!w || w->n_dims < 1)
+        return lb_fail(err, LB_ERR_ARG, "matmul: weight %s has no dimensions", w && w->name ? w->name : "(null)");
+    int64_t k = w->ne[0], rows = lb_tensor_nrows(w);
+    size_t row_bytes = lb_dtype_row_size(w->type, k), need;
+    if (!row_bytes || !lb_mul_ok(row_bytes, (size_t)rows, &need) || need > w->nbytes || !w->data)
+        return lb_fail(err, LB_ERR_ARG, "matmul: weight %s (%s, %lld x %lld) has %zu data bytes",
+                       w->name ? w->name : "(unnamed)", lb_dtype_name(w->type), (long long)rows,
+                       (long long)k, w->data ? w->nbytes : 0);
+    lb_status s = lb_matmul_raw(pool, w->type, w->data, rows, k, x, n_tok, y, err);
+    if (s && err && w->name) { /* name the tensor in the message */
+        char msg[sizeof err->msg];
+        memcpy(msg, err->msg, sizeof msg);
+        lb_fail(err, s, "%s: %s", w->name, msg);
+    }
+    return s;
+}

@@ -1,0 +1,77 @@
+/* Matrix multiplication y = x W^T on the CPU, the one op that moves the weight bytes.
+ *
+ * w: [rows = ne[1]][k = ne[0]] of any registered dtype (F32, F16, BF16 built in; block formats
+ * registered by src/quant), data possibly unaligned. x: F32 [n_tok][k]. y: F32 [n_tok][rows],
+ * y[t][r] = dot(w[r], x[t]). Rows are split across the pool's threads.
+ *
+ * Plugging in a dtype (e.g. Q8_0):
+ *   static const lb_matmul_kernel k = {prep_row_bytes, prepare, rows_fn, 16};
+ *   lb_matmul_register(LB_Q8_0, &k);   // once, before use (choose scalar/AVX2 there by cpuid)
+ * lb_matmul then, per call:
+ *   1. if k.prepare: converts each token row of x once into a scratch buffer owned by the
+ *      pool (prep_row_bytes(k) bytes per token, 64-byte aligned rows start at multiples of
+ *      prep_row_bytes), e.g. int8 blocks with scales; in parallel over tokens when n_tok > 1;
+ *   2. runs k.rows(&args, r0, r1) on each thread for its chunk [r0, r1) of rows, chunk starts
+ *      being multiples of row_align. args.x is then the prepared buffer and args.x_row_bytes
+ *      its per-token stride; without prepare, args.x is the float x with stride 4*k. */
+#ifndef LB_KERNELS_CPU_MATMUL_H
+#define LB_KERNELS_CPU_MATMUL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "kernels/cpu/cpu.h"
+#include "lowbit.h"
+
+typedef struct lb_matmul_args {
+    const uint8_t *w;   /* row 0 of the weights; any alignment */
+    size_t w_row_bytes; /* bytes per weight row (lb_dtype_row_size(type, k)) */
+    int64_t k;          /* elements per row */
+    int64_t rows;
+    const void *x;      /* float [n_tok][k], or the prepared activations */
+    size_t x_row_bytes; /* stride of x between tokens */
+    int64_t n_tok;
+    float *y;           /* [n_tok][rows]: row r of token t at y[t * rows + r] */
+} lb_matmul_args;
+
+/* Computes y[t][r] for all t < n_tok and r0 <= r < r1. Must not write other rows of y. */
+typedef void (*lb_matmul_rows_fn)(const lb_matmul_args *a, int64_t r0, int64_t r1);
+/* Bytes of prepared activations for one token row of k elements. */
+typedef size_t (*lb_matmul_prep_size_fn)(int64_t k);
+/* Converts one token row x[0..k) into dst (prep_row_bytes(k) bytes, 64-byte aligned). */
+typedef void (*lb_matmul_prep_fn)(const float *x, int64_t k, void *dst);
+
+typedef struct lb_matmul_kernel {
+    lb_matmul_prep_size_fn prep_row_bytes; /* NULL together with prepare: rows reads float x */
+    lb_matmul_prep_fn prepare;
+    lb_matmul_rows_fn rows;
+    int row_align; /* thread chunk starts are multiples of this (>= 1) */
+} lb_matmul_kernel;
+
+/* Sets the kernel for a dtype (the pointer must stay valid). Call once per dtype before the
+ * first lb_matmul on it; replaces the built-in kernel for F32/F16/BF16. NULL unregisters. */
+void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k);
+/* The kernel lb_matmul uses for a dtype (AVX2 for F32/F16/BF16 where the CPU has AVX2+FMA+F16C),
+ * or NULL when none is registered. */
+const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t);
+/* The built-in portable scalar reference and the AVX2 kernel (NULL when the CPU lacks
+ * AVX2/FMA/F16C or the dtype is not built in). For tests and benchmarks. */
+const lb_matmul_kernel *lb_matmul_kernel_scalar(lb_dtype t);
+const lb_matmul_kernel *lb_matmul_kernel_avx2(lb_dtype t);
+
+/* y = x w^T for a 2-D (or higher: all dims past ne[0] are rows) tensor. pool may be NULL
+ * (single thread). Small products run on fewer threads than the pool has: waking a thread
+ * costs more than a few thousand multiply-adds. */
+lb_status lb_matmul(lb_pool *pool, const lb_tensor *w, const float *x, int64_t n_tok, float *y,
+                    lb_error *err);
+/* Same on raw row-major weights: rows x k elements of type at w (e.g. a slice of rows). */
+lb_status lb_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t rows, int64_t k,
+                        const float *x, int64_t n_tok, float *y, lb_error *err);
+/* Same with an explicit kernel and thread count (0 = choose by size; else min(n, pool size)). */
+lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype type, const void *w,
+                         int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
+                         int n_threads, lb_error *err);
+
+#endif

@@ -1,0 +1,145 @@
+/* AVX2 + FMA (+ F16C) matmul kernels for F32, F16 and BF16 weights.
+ *
+ * One generic register tile, instantiated per dtype and shape: RT weight rows x TT tokens of
+ * 8-lane accumulators, each loaded/converted weight vector reused for TT tokens. One token
+ * (generation) streams every weight row exactly once; several tokens (prompt processing) are
+ * blocked over k and tokens so the weight chunk of a row tile sits in L1 and the activation
+ * chunk in L2 while all tokens pass over it, and every weight byte still comes from memory
+ * once per token block. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/matmul.h"
+
+#define LB_AI static inline __attribute__((always_inline))
+
+enum { DT_F32, DT_F16, DT_BF16 };
+
+/* Prompt-processing blocking: KC elements of k per pass (multiple of 8), TB tokens per block. */
+#define KC 1024
+#define TB 64
+
+LB_AI __m256 load8(int dt, const uint8_t *p) {
+    if (dt == DT_F32) return _mm256_loadu_ps((const float *)(const void *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    if (dt == DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+LB_AI float load1(int dt, const uint8_t *p) {
+    if (dt == DT_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    if (dt == DT_F16) return _cvtsh_ss(h);
+    uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+LB_AI float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The four horizontal sums of a, b, c, d as one vector {sum a, sum b, sum c, sum d}. */
+LB_AI __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    __m256 abcd = _mm256_hadd_ps(ab, cd);
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* y[t * ldy + r] (+)= dot(w row r [k0, k1), x row t [k0, k1)) for r < RT, t < TT.
+ * k0 is a multiple of 8; only the last chunk has a tail. */
+LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const float *x, int64_t xs,
+                int64_t k0, int64_t k1, float *y, int64_t ldy, int add) {
+    const size_t esz = dt == DT_F32 ? 4 : 2;
+    __m256 acc[4][4];
+    for (int r = 0; r < RT; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t i = k0;
+    for (; i + 8 <= k1; i += 8) {
+        __m256 wv[4];
+        for (int r = 0; r < RT; r++) wv[r] = load8(dt, w + r * wrb + (size_t)i * esz);
+        for (int t = 0; t < TT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+            for (int r = 0; r < RT; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    for (int t = 0; t < TT; t++) {
+        float s[4];
+        if (RT == 4) _mm_storeu_ps(s, hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+        else
+            for (int r = 0; r < RT; r++) s[r] = hsum(acc[r][t]);
+        for (int64_t j = i; j < k1; j++) {
+            float xv = x[t * xs + j];
+            for (int r = 0; r < RT; r++) s[r] += load1(dt, w + r * wrb + (size_t)j * esz) * xv;
+        }
+        float *yt = y + t * ldy;
+        for (int r = 0; r < RT; r++) yt[r] = add ? yt[r] + s[r] : s[r];
+    }
+}
+
+/* One token: every weight row streamed once, four rows at a time. */
+LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
+    const float *x = a->x;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) tile(dt, 4, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
+    for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
+}
+
+/* Tokens [t0, t1) x one row tile of RT rows, over the k chunk [k0, k1). */
+LB_AI void tokens(int dt, int RT, const lb_matmul_args *a, const uint8_t *w, int64_t r, int64_t t0,
+                  int64_t t1, int64_t k0, int64_t k1, int add) {
+    const float *x = a->x;
+    const int64_t xs = a->k, ldy = a->rows;
+    const size_t wrb = a->w_row_bytes;
+    int64_t t = t0;
+    for (; t + 3 <= t1; t += 3) tile(dt, RT, 3, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    if (t1 - t == 2) tile(dt, RT, 2, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    else if (t1 - t == 1) tile(dt, RT, 1, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+}
+
+LB_AI void rows_mat(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
+    const size_t wrb = a->w_row_bytes;
+    for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
+        int64_t te = tb + TB < a->n_tok ? tb + TB : a->n_tok;
+        for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
+            int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
+            int add = k0 > 0;
+            int64_t r = r0;
+            for (; r + 4 <= r1; r += 4) tokens(dt, 4, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
+            for (; r < r1; r++) tokens(dt, 1, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
+        }
+    }
+}
+
+#define LB_AVX2_ROWS(NAME, DT)                                                  \
+    static void NAME(const lb_matmul_args *a, int64_t r0, int64_t r1) {         \
+        if (a->n_tok == 1) rows_vec(DT, a, r0, r1);                             \
+        else rows_mat(DT, a, r0, r1);                                           \
+    }
+LB_AVX2_ROWS(rows_f32_avx2, DT_F32)
+LB_AVX2_ROWS(rows_f16_avx2, DT_F16)
+LB_AVX2_ROWS(rows_bf16_avx2, DT_BF16)
+
+/* Chunks of 16 rows keep each thread's outputs on their own cache lines. */
+static const lb_matmul_kernel k_f32 = {NULL, NULL, rows_f32_avx2, 16};
+static const lb_matmul_kernel k_f16 = {NULL, NULL, rows_f16_avx2, 16};
+static const lb_matmul_kernel k_bf16 = {NULL, NULL, rows_bf16_avx2, 16};
+
+const lb_matmul_kernel *lb_matmul_avx2_builtin(lb_dtype t) {
+    switch (t) {
+    case LB_F32: return &k_f32;
+    case LB_F16: return &k_f16;
+    case LB_BF16: return &k_bf16;
+    default: return NULL;
+    }
+}
