@@ -179,7 +179,10 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
     }
     store_kv(s, l, n_tok, pos0);
     attn_job job = {s, l, n_tok, pos0};
-    lb_pool_run(s->pool, attn_worker, &job);
+    /* waking a thread costs about as much as a few thousand multiply-adds */
+    double work = (double)n_tok * c->n_heads * (pos0 + n_tok) * hd * 2;
+    int nth = work < 65536 ? 1 : lb_pool_size(s->pool);
+    lb_pool_run_n(s->pool, attn_worker, &job, nth);
     const float *att = s->att_out;
     if (w->attn_sub_norm) {
         rmsnorm_rows(s->xb, s->att_out, w->attn_sub_norm, n_tok, q_dim, c->norm_eps);

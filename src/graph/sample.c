@@ -5,12 +5,16 @@
 
 #include "core/error.h"
 
-typedef struct cand cand;
+typedef struct cand {
+    float logit;
+    int32_t id;
+} cand;
+
 struct lb_sampler {
     lb_sampler_params p;
     int n_vocab;
     uint64_t rng;
-    struct cand *cand; /* candidates, best first */
+    cand *cand; /* candidates, best first */
     float *prob;
 };
 
@@ -55,11 +59,6 @@ static double next_uniform(lb_sampler *s) {
     z ^= z >> 31;
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
-
-struct cand {
-    float logit;
-    int32_t id;
-};
 
 static int by_logit_desc(const void *a, const void *b) {
     const cand *x = a, *y = b;

@@ -3,6 +3,7 @@
 #define LB_CLI_H
 #include <stdint.h>
 #include <stdio.h>
+#include "core/error.h"
 #include "lowbit.h"
 
 typedef int (*lb_cmd_fn)(int argc, char **argv);

@@ -1,0 +1,126 @@
+/* lowbit bench: prompt-processing and generation speed (median of repetitions), peak RSS. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    long long threads = 0, n_prompt = 128, n_gen = 64, reps = 5;
+    int json = 0;
+    lb_kv_type kv = LB_KV_F32;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16] [--json]\n\n"
+                 "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
+                 "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
+                 "repetitions and the peak RSS. --json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\"}.");
+            return CLI_OK;
+        }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", a), CLI_USAGE;
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "-p")) { if (!cli_int(a, v, 0, 1 << 20, &n_prompt)) return CLI_USAGE; }
+        else if (!strcmp(a, "-n")) { if (!cli_int(a, v, 0, 1 << 20, &n_gen)) return CLI_USAGE; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (!cli_int(a, v, 1, 1000, &reps)) return CLI_USAGE; }
+        else if (!strcmp(a, "--kv-type")) {
+            if (!strcmp(v, "f32")) kv = LB_KV_F32;
+            else if (!strcmp(v, "f16")) kv = LB_KV_F16;
+            else return fprintf(stderr, "lowbit: --kv-type must be f32 or f16\n"), CLI_USAGE;
+        } else return fprintf(stderr, "lowbit: bench: unknown option '%s'\n", a), CLI_USAGE;
+    }
+    if (!model) return fprintf(stderr, "usage: lowbit bench -m MODEL (see --help)\n"), CLI_USAGE;
+
+    lb_error err = {0};
+    lb_model_params mp = lb_model_default_params();
+    mp.n_threads = (int)threads;
+    lb_model *m;
+    if (lb_model_load(model, &mp, &m, &err)) return cli_error(&err);
+    int nv = lb_model_n_vocab(m);
+    const lb_tokenizer *tok = lb_model_tokenizer(m);
+    int32_t bos = 1;
+    if (tok) { /* BOS as the tokenizer adds it; id 1 (the Llama convention) otherwise */
+        int32_t *ids;
+        size_t n;
+        if (lb_tokenize(tok, "", 0, 1, &ids, &n, &err) == LB_OK) {
+            if (n > 0) bos = ids[0];
+            free(ids);
+        }
+    }
+    if (bos >= nv) bos = 0;
+    lb_session_params sp = lb_session_default_params();
+    sp.n_threads = (int)threads;
+    sp.kv_type = kv;
+    long long need = (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
+    sp.n_ctx = (int)need;
+    lb_session *s = NULL;
+    float *logits = malloc((size_t)nv * sizeof(float));
+    int32_t *prompt = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));
+    double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
+    lb_status st = (!logits || !prompt || !pp || !tg) ? lb_fail(&err, LB_ERR_NOMEM, "out of memory")
+                                                     : lb_session_new(m, &sp, &s, &err);
+    /* a fixed pseudo-random prompt: the speed of a batch does not depend on which ids it holds */
+    uint64_t x = 88172645463325252ull;
+    for (long long i = 0; i < n_prompt; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        prompt[i] = (int32_t)(x % (uint64_t)nv);
+    }
+    if (n_prompt) prompt[0] = bos;
+    for (long long r = -1; st == LB_OK && r < reps; r++) { /* r = -1 warms caches and page tables */
+        if (n_prompt) {
+            lb_session_reset(s);
+            double t0 = cli_now();
+            st = lb_session_eval(s, prompt, (size_t)n_prompt, logits, 0, &err);
+            if (r >= 0) pp[r] = n_prompt / (cli_now() - t0);
+        }
+        if (st || !n_gen) continue;
+        lb_session_reset(s);
+        int32_t id = bos;
+        st = lb_session_eval(s, &id, 1, logits, 0, &err);
+        double t0 = cli_now();
+        for (long long i = 0; st == LB_OK && i < n_gen; i++) {
+            int32_t best = 0; /* greedy, inline: sampling cost is not what is measured */
+            for (int k = 1; k < nv; k++)
+                if (logits[k] > logits[best]) best = k;
+            st = lb_session_eval(s, &best, 1, logits, 0, &err);
+        }
+        if (r >= 0) tg[r] = n_gen / (cli_now() - t0);
+    }
+    if (st == LB_OK) {
+        double pp_m = n_prompt ? median(pp, (int)reps) : 0, tg_m = n_gen ? median(tg, (int)reps) : 0;
+        uint64_t rss = cli_peak_rss();
+        if (json) {
+            printf("{\"pp_tok_s\": ");
+            if (n_prompt) printf("%.2f", pp_m); else printf("null");
+            printf(", \"tg_tok_s\": ");
+            if (n_gen) printf("%.2f", tg_m); else printf("null");
+            printf(", \"peak_rss_bytes\": %llu, \"threads\": %d}\n", (unsigned long long)rss, lb_session_n_threads(s));
+        } else {
+            char b[32];
+            printf("model:      %s\nthreads:    %d\n", model, lb_session_n_threads(s));
+            if (n_prompt) printf("prompt:     %.2f tok/s (%lld tokens, median of %lld)\n", pp_m, n_prompt, reps);
+            if (n_gen) printf("generation: %.2f tok/s (%lld tokens, median of %lld)\n", tg_m, n_gen, reps);
+            printf("peak RSS:   %s\n", cli_human_bytes(rss, b, sizeof b));
+        }
+    }
+    free(logits);
+    free(prompt);
+    free(pp);
+    free(tg);
+    lb_session_free(s);
+    lb_model_free(m);
+    return st ? cli_error(&err) : CLI_OK;
+}
