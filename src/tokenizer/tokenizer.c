@@ -84,7 +84,7 @@ lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids,
     if (!out) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n_ids; i++) {
         for (;;) {
-            size_t k = t->ops->decode_token(t, ids[i], i == 0, out + n, cap - n - 1);
+            size_t k = t->ops->decode_token(t, ids[i], n == 0, out + n, cap - n - 1); /* after BOS, still first */
             if (k < cap - n - 1) {
                 n += k;
                 break;

@@ -61,6 +61,17 @@ lb_status lb_bpe_load_json(const char *path, lb_tokenizer **out, lb_error *err);
 lb_status lb_bpe_parse_json(const char *json, size_t len, const char *name, lb_tokenizer **out, lb_error *err);
 lb_status lb_bpe_from_vocab(const lb_vocab_desc *v, lb_tokenizer **out, lb_error *err);      /* GGUF model "gpt2" */
 
+/* A vocabulary exported for writing into GGUF (tokenizer.ggml.*): d's arrays are owned here. */
+typedef struct lb_vocab_export {
+    const char *model; /* "llama" (SentencePiece) or "gpt2" (byte-level BPE) */
+    lb_vocab_desc d;
+    void *own[8];
+} lb_vocab_export;
+/* Exports t; pad_to > n_vocab appends unused pieces "<unused_N>" so the vocabulary matches a
+ * model's embedding rows. */
+lb_status lb_tokenizer_export(const lb_tokenizer *t, int32_t pad_to, lb_vocab_export *out, lb_error *err);
+void lb_vocab_export_free(lb_vocab_export *v);
+
 /* Picks the loader by file name/content: tokenizer.json, *.model, llama2.c *.bin, or a folder
  * holding one of them. n_vocab is only used for llama2.c .bin files (0: read to EOF). */
 lb_status lb_tokenizer_load_path(const char *path, int32_t n_vocab, lb_tokenizer **out, lb_error *err);

@@ -32,4 +32,11 @@ void cli_json_string(FILE *f, const char *s, size_t n);
 void cli_json_ids(FILE *f, const int32_t *ids, size_t n);
 /* Peak resident set size of this process in bytes. */
 uint64_t cli_peak_rss(void);
+/* Progress bar for lb_progress_fn callbacks: pass a zeroed state as user. */
+typedef struct cli_progress_state {
+    double t0, last;
+    int ended;
+    const char *label; /* final line when stderr is not a terminal, e.g. "wrote" */
+} cli_progress_state;
+void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 #endif
