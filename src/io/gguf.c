@@ -518,20 +518,27 @@ size_t lb_gguf_file_size(const lb_gguf *g) { return g->size; }
 const void *lb_gguf_file_data(const lb_gguf *g) { return g->base; }
 size_t lb_gguf_kv_count(const lb_gguf *g) { return g->n_kv; }
 const char *lb_gguf_kv_key(const lb_gguf *g, size_t i) { return i < g->n_kv ? g->kv[i].name : NULL; }
-lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, size_t i) { return (lb_gguf_type)g->kv[i].type; }
+lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, size_t i) {
+    return i < g->n_kv ? (lb_gguf_type)g->kv[i].type : LB_GGUF_TYPE_COUNT;
+}
 
 int64_t lb_gguf_find_key(const lb_gguf *g, const char *key) {
     return (int64_t)hash_find(g->kv_hash, g->kv_hcap, key, kv_name_done, g) - 1;
 }
 
 void lb_gguf_kv_raw(const lb_gguf *g, size_t i, const void **data, size_t *size) {
+    if (i >= g->n_kv) {
+        *data = NULL;
+        *size = 0;
+        return;
+    }
     *data = g->base + g->kv[i].val;
     *size = g->kv[i].end - g->kv[i].val;
 }
 
 size_t lb_gguf_tensor_count(const lb_gguf *g) { return g->n_tensors; }
 const lb_tensor *lb_gguf_tensor(const lb_gguf *g, size_t i) { return i < g->n_tensors ? &g->tensors[i] : NULL; }
-uint64_t lb_gguf_tensor_offset(const lb_gguf *g, size_t i) { return g->toff[i]; }
+uint64_t lb_gguf_tensor_offset(const lb_gguf *g, size_t i) { return i < g->n_tensors ? g->toff[i] : 0; }
 
 const lb_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name) {
     size_t i = hash_find(g->t_hash, g->t_hcap, name, t_name_done, g);

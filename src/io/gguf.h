@@ -47,7 +47,7 @@ const void *lb_gguf_file_data(const lb_gguf *g); /* the whole file image */
 /* Key/value pairs, in file order. */
 size_t lb_gguf_kv_count(const lb_gguf *g);
 const char *lb_gguf_kv_key(const lb_gguf *g, size_t i);
-lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, size_t i);
+lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, size_t i); /* LB_GGUF_TYPE_COUNT when i is out of range */
 /* Index of key, or -1 when absent. */
 int64_t lb_gguf_find_key(const lb_gguf *g, const char *key);
 /* Printable one-line rendering of value i (strings quoted and escaped, long strings and arrays
