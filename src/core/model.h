@@ -27,6 +27,9 @@ typedef struct lb_config {
     lb_rope_scaling rope_scaling;
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int32_t rope_orig_ctx;
+    /* transformers computes the RoPE frequencies in f32 and then casts them with the model's
+     * buffers to the checkpoint dtype; HF folders set this to F16/BF16 to compute the same. */
+    lb_dtype rope_freq_type;
     lb_act act;
     bool qkv_bias;  /* Qwen2 */
     bool sub_norms; /* BitNet attn_sub_norm / ffn_sub_norm */

@@ -22,7 +22,10 @@ void lb_rope_inv_freq(const lb_config *c, float *inv_freq) {
                 f = (1 - smooth) * f / c->rope_factor + smooth * f;
             }
         }
-        inv_freq[i] = (float)f;
+        float v = (float)f;
+        if (c->rope_freq_type == LB_BF16) v = lb_bf16_to_f32(lb_f32_to_bf16(v));
+        else if (c->rope_freq_type == LB_F16) v = lb_fp16_to_f32(lb_f32_to_fp16(v));
+        inv_freq[i] = v;
     }
 }
 

@@ -179,6 +179,14 @@ static lb_status parse_root(ctx *c, const cJSON *root, lb_config *cfg, lb_hf_ext
     cfg->norm_eps = ad->eps;
     cfg->rope_theta = ad->theta;
     cfg->rope_layout = LB_ROPE_NEOX; /* HF checkpoints use rotate_half */
+    cfg->rope_freq_type = LB_F32;
+    for (int i = 0; i < 2; i++) { /* "dtype" (transformers 5) or "torch_dtype" */
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, i ? "torch_dtype" : "dtype");
+        if (!cJSON_IsString(dt)) continue;
+        if (!strcmp(dt->valuestring, "bfloat16")) cfg->rope_freq_type = LB_BF16;
+        else if (!strcmp(dt->valuestring, "float16")) cfg->rope_freq_type = LB_F16;
+        break;
+    }
     cfg->act = ad->act;
     cfg->rope_factor = cfg->rope_low_freq_factor = cfg->rope_high_freq_factor = 1.0f;
     if ((s = get_int(c, root, "", "hidden_size", 1, 1, 1 << 20, &cfg->dim)) ||
