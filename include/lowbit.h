@@ -132,7 +132,7 @@ typedef struct lb_lbz_region {
 #define LB_LBZ_HEADER_AUTO UINT64_MAX
 typedef struct lb_lbz_options {
     lb_codec codec;      /* LB_CODEC_ZSTD (default) or LB_CODEC_LZ4 */
-    int level;           /* zstd level (1..19, default 3); lz4: <= 1 fast, >= 2 LZ4HC level */
+    int level;           /* zstd level (default 1: best on float planes); lz4: <= 1 fast, >= 2 HC */
     int n_threads;       /* >= 1 */
     uint32_t chunk_size; /* bytes of original data per chunk, 4 KiB..64 MiB, default 1 MiB */
     /* Leading bytes kept verbatim (uncompressed) in the container so a reader can parse the
