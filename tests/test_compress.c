@@ -95,7 +95,7 @@ static void test_byteplane(void) {
 static void test_codec(void) {
     lb_codec_ctx *ctx;
     lb_error err;
-    CHECK(lb_codec_ctx_new(&ctx, &err) == LB_OK);
+    CHECK(lb_codec_ctx_new(&ctx, &err) == LB_OK, "-");
     size_t n = 200000;
     unsigned char *rand_b = malloc(n), *zero = calloc(1, n), *text = malloc(n);
     for (size_t i = 0; i < n; i++) rand_b[i] = (unsigned char)rnd(), text[i] = "the cat sat on a mat. "[i % 22];
@@ -209,7 +209,7 @@ static void test_lbz_roundtrip(model *m) {
     char z[256];
 
     snprintf(z, sizeof z, "%s/model.lbz", g_dir);
-    CHECK(write_file(in, m->data, m->size));
+    CHECK(write_file(in, m->data, m->size), "-");
     lb_codec codecs[] = {LB_CODEC_ZSTD, LB_CODEC_LZ4};
     for (int c = 0; c < 2; c++)
         for (int t = 1; t <= 3; t++) {
@@ -239,7 +239,7 @@ static void test_lbz_roundtrip(model *m) {
     size_t hl = 0;
     const void *hdr = lb_lbz_header(h, &hl);
     CHECK(hl == m->reg[0].offset && memcmp(hdr, m->data, hl) == 0, "header kept verbatim (%zu bytes)", hl);
-    CHECK(lb_lbz_original_size(h) == m->size);
+    CHECK(lb_lbz_original_size(h) == m->size, "-");
     int typed_ok = 1;
     for (size_t i = 0; i < lb_lbz_n_chunks(h); i++) {
         lb_lbz_chunk_info ci;
@@ -309,7 +309,7 @@ static void test_lbz_misc(model *m) {
     /* an empty file */
     model e = {0};
     e.data = malloc(1);
-    CHECK(write_file(path_in("empty.bin"), "", 0));
+    CHECK(write_file(path_in("empty.bin"), "", 0), "-");
     CHECK(lb_lbz_compress(path_in("empty.bin"), z, NULL, 0, NULL, NULL, NULL, &err) == LB_OK, "%s", err.msg);
     check_restores(z, &e, 1, "empty file");
     free(e.data);
@@ -371,7 +371,7 @@ static void test_lbz_damage(model *m) {
     size_t n = 0;
     unsigned char *good = read_all(z, &n), *d = malloc(n);
     lb_lbz *h;
-    CHECK(lb_lbz_open(z, name_at, m, &h, &err) == LB_OK);
+    CHECK(lb_lbz_open(z, name_at, m, &h, &err) == LB_OK, "-");
     /* a flipped byte in chunk payloads: plane records, the middle, the last byte */
     size_t nc = lb_lbz_n_chunks(h);
     int named = 1;
@@ -406,7 +406,6 @@ static void test_lbz_damage(model *m) {
         lb_status s = lb_lbz_read(hb, ci.offset + 5, 16, tmp, &err);
         const char *nm = name_at(ci.offset, m);
         CHECK(s == LB_ERR_CORRUPT && nm && strstr(err.msg, nm), "read of a corrupt chunk names '%s': %s", nm ? nm : "", err.msg);
-        CHECK(lb_lbz_read(hb, 0, 100, tmp, &err) == LB_OK || 1, "");
         unsigned char *ok = malloc(1000);
         lb_lbz_chunk_info c0;
         lb_lbz_chunk(hb, 0, &c0);
@@ -438,7 +437,7 @@ static void test_lbz_damage(model *m) {
         expect_bad(d, n, "header bytes", NULL);
     }
     lb_lbz_chunk_info last;
-    CHECK(lb_lbz_open(z, NULL, NULL, &h, &err) == LB_OK);
+    CHECK(lb_lbz_open(z, NULL, NULL, &h, &err) == LB_OK, "-");
     lb_lbz_chunk(h, lb_lbz_n_chunks(h) - 1, &last);
     size_t ioff = last.payload_offset + last.payload_size, nent = lb_lbz_n_chunks(h);
     lb_lbz_close(h);

@@ -63,10 +63,10 @@ static void test_sparse(void) {
                       "avx2 == truth n=%zu t=%g", n, t);
                 free(i2), free(v2);
             }
-            CHECK(lb_delta_sparse_count_scalar(x, n, t) == want);
+            CHECK(lb_delta_sparse_count_scalar(x, n, t) == want, "-");
             /* reconstruction: kept values in place, the rest zero */
             float *out = malloc((n ? n : 1) * 4);
-            CHECK(lb_decompress_delta_sparse(idx, val, k, out, n, &err) == LB_OK);
+            CHECK(lb_decompress_delta_sparse(idx, val, k, out, n, &err) == LB_OK, "-");
             ok = 1;
             for (size_t i = 0; i < n; i++) {
                 int kept = isnan(x[i]) || fabsf(x[i]) > t;
@@ -83,7 +83,7 @@ static void test_sparse(void) {
                 idx[k - 1] = (uint32_t)n;
                 CHECK(lb_decompress_delta_sparse(idx, val, k, out, n, &err) == LB_ERR_RANGE, "index n rejected");
                 idx[k - 1] = saved;
-                CHECK(lb_decompress_delta_sparse(idx, val, k, out, n ? n - 1 : 0, &err) == (saved >= n - 1 ? LB_ERR_RANGE : LB_OK));
+                CHECK(lb_decompress_delta_sparse(idx, val, k, out, n ? n - 1 : 0, &err) == (saved >= n - 1 ? LB_ERR_RANGE : LB_OK), "-");
             }
             free(idx), free(val), free(out), free(x);
         }
@@ -131,7 +131,7 @@ static void test_int8(void) {
                 CHECK(!n || memcmp(out, o2, n * 4) == 0, "dequant avx2 == scalar");
                 free(q2), free(s2), free(o2);
             }
-            CHECK(lb_decompress_delta_int8(q, s, n, B, out, &err) == LB_OK);
+            CHECK(lb_decompress_delta_int8(q, s, n, B, out, &err) == LB_OK, "-");
             int ok = 1;
             for (size_t i = 0; i < n; i++) {
                 float sc = s[i / B];
@@ -160,7 +160,7 @@ static void test_xor_and_gaps(void) {
     }
     for (size_t es = 2; es <= 4; es += 2) {
         size_t ne = n * 4 / es;
-        CHECK(lb_delta_xor(a, b, x, ne, es, &err) == LB_OK);
+        CHECK(lb_delta_xor(a, b, x, ne, es, &err) == LB_OK, "-");
         int ok = 1;
         for (size_t i = 0; i < n; i++) ok &= x[i] == (a[i] ^ b[i]);
         CHECK(ok, "xor of bit patterns (elem %zu)", es);
@@ -168,7 +168,7 @@ static void test_xor_and_gaps(void) {
         uint32_t *idx;
         void *vals;
         size_t k;
-        CHECK(lb_delta_sparse_bits(x, ne, es, &idx, &vals, &k, &err) == LB_OK);
+        CHECK(lb_delta_sparse_bits(x, ne, es, &idx, &vals, &k, &err) == LB_OK, "-");
         size_t want = 0;
         for (size_t i = 0; i < ne; i++) {
             uint32_t v = 0;
@@ -186,7 +186,7 @@ static void test_xor_and_gaps(void) {
     CHECK(lb_delta_xor(a, a, x, n, 4, &err) == LB_OK && x[0] == 0 && x[n - 1] == 0, "xor with itself is zero");
     /* index gaps */
     uint32_t idx[6] = {0, 1, 5, 6, 100, 4000000000u}, g[6], back[6];
-    CHECK(lb_delta_indices_encode(idx, 6, g, &err) == LB_OK && g[0] == 0 && g[1] == 0 && g[2] == 3 && g[4] == 93);
+    CHECK(lb_delta_indices_encode(idx, 6, g, &err) == LB_OK && g[0] == 0 && g[1] == 0 && g[2] == 3 && g[4] == 93, "-");
     CHECK(lb_delta_indices_decode(g, 6, 4000000001ull, back, &err) == LB_OK && memcmp(back, idx, sizeof idx) == 0, "gaps round trip");
     CHECK(lb_delta_indices_decode(g, 6, 4000000000ull, back, &err) == LB_ERR_RANGE, "last index out of range");
     memcpy(back, g, sizeof g);
@@ -237,8 +237,8 @@ static void test_real_pair(void) {
         float *val;
         size_t k;
         double ratio;
-        CHECK(lb_compress_delta_sparse(d, n, ths[t], &idx, &val, &k, &ratio, &err) == LB_OK);
-        CHECK(lb_decompress_delta_sparse(idx, val, k, rec, n, &err) == LB_OK);
+        CHECK(lb_compress_delta_sparse(d, n, ths[t], &idx, &val, &k, &ratio, &err) == LB_OK, "-");
+        CHECK(lb_decompress_delta_sparse(idx, val, k, rec, n, &err) == LB_OK, "-");
         size_t wrong = 0;
         double maxerr = 0;
         for (size_t i = 0; i < n; i++) {
@@ -255,7 +255,7 @@ static void test_real_pair(void) {
     uint32_t *x = malloc(n * 4), *r = malloc(n * 4), *idx;
     void *vals;
     size_t k;
-    CHECK(lb_delta_xor(base, ft, x, n, 4, &err) == LB_OK);
+    CHECK(lb_delta_xor(base, ft, x, n, 4, &err) == LB_OK, "-");
     CHECK(lb_delta_sparse_bits(x, n, 4, &idx, &vals, &k, &err) == LB_OK && k == differ, "non-zero xor patterns == differing elements");
     memcpy(r, base, n * 4);
     for (size_t j = 0; j < k; j++) r[idx[j]] ^= ((uint32_t *)vals)[j];
