@@ -159,8 +159,105 @@ const char *const *lb_synth_presets(void);
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
 
 /* ---- compression (src/compress) -------------------------------------------------------- */
+/* Progress of a long operation: done and total bytes (of the original file). */
+typedef void (*lb_progress_fn)(uint64_t done, uint64_t total, void *ud);
+/* Maps an offset of the original file to a name (e.g. the tensor there) for error messages;
+ * may return NULL. */
+typedef const char *(*lb_lbz_name_fn)(uint64_t offset, void *ud);
+
+typedef enum lb_codec { LB_CODEC_STORED = 0, LB_CODEC_ZSTD = 1, LB_CODEC_LZ4 = 2 } lb_codec;
+
+/* A byte range of the input file and the size of its elements: 1 = opaque bytes (headers,
+ * quantized blocks), 2 = F16/BF16, 4 = F32. length must be a multiple of elem_size. Regions are
+ * sorted, non-overlapping; bytes no region covers are stored as opaque. */
+typedef struct lb_lbz_region {
+    uint64_t offset, length;
+    uint32_t elem_size;
+} lb_lbz_region;
+
+#define LB_LBZ_HEADER_AUTO UINT64_MAX
+typedef struct lb_lbz_options {
+    lb_codec codec;      /* LB_CODEC_ZSTD (default) or LB_CODEC_LZ4 */
+    int level;           /* zstd level (default 1: best on float planes); lz4: <= 1 fast, >= 2 HC */
+    int n_threads;       /* >= 1 */
+    uint32_t chunk_size; /* bytes of original data per chunk, 4 KiB..64 MiB, default 1 MiB */
+    /* Leading bytes kept verbatim (uncompressed) in the container so a reader can parse the
+     * model's header without decompressing. AUTO: the start of the first region with
+     * elem_size > 1 (0 when there is none). */
+    uint64_t header_len;
+    lb_lbz_name_fn name_at; /* optional, used in messages */
+    void *name_ud;
+} lb_lbz_options;
+
+lb_lbz_options lb_lbz_default_options(void);
+
+/* Writes OUT (atomically) as the .lbz container of IN; see docs/lbz.md. */
+lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *regions,
+                          size_t n_regions, const lb_lbz_options *opt, lb_progress_fn progress,
+                          void *ud, lb_error *err);
+/* Restores the original file bit for bit (atomically), verifying every checksum. */
+lb_status lb_lbz_decompress(const char *in, const char *out, int n_threads,
+                            lb_progress_fn progress, void *ud, lb_error *err);
+/* Restores the original file into a 4096-byte aligned buffer (free with free()). */
+lb_status lb_lbz_decompress_to_memory(const char *in, int n_threads, void **buf, size_t *size,
+                                      lb_error *err);
+
+/* Random access. A handle is not safe for concurrent lb_lbz_read calls from several threads. */
+typedef struct lb_lbz lb_lbz;
+lb_status lb_lbz_open(const char *path, lb_lbz_name_fn name_at, void *name_ud, lb_lbz **out,
+                      lb_error *err);
+void lb_lbz_close(lb_lbz *z);
+void lb_lbz_set_name_fn(lb_lbz *z, lb_lbz_name_fn name_at, void *name_ud);
+uint64_t lb_lbz_original_size(const lb_lbz *z);
+/* The original file's first header_len bytes (verified at open); valid until close. */
+const void *lb_lbz_header(const lb_lbz *z, size_t *header_len);
+size_t lb_lbz_n_chunks(const lb_lbz *z);
+/* Copies original bytes [offset, offset+len) into dst, decoding only the chunks needed. */
+lb_status lb_lbz_read(lb_lbz *z, uint64_t offset, size_t len, void *dst, lb_error *err);
+/* Whole-file restores from an open handle (the name callback is used in messages). */
+lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_fn progress,
+                         void *ud, lb_error *err);
+lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn progress, void *ud,
+                                   void **buf, size_t *size, lb_error *err);
 
 /* ---- deltas (src/delta) ---------------------------------------------------------------- */
+/* Sparse: keeps the elements with |x| > threshold (threshold >= 0; NaNs are kept). *indices and
+ * *values are malloc'ed (free with free(); NULL when nothing is kept), indices ascending.
+ * ratio = dense bytes / sparse bytes = (n * 4) / (n_kept * (4 + 4)), u32 index + f32 value
+ * per kept element; +inf when n_kept == 0. n must fit u32 indices (n <= 2^32). */
+lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold,
+                                   uint32_t **indices, float **values, size_t *n_kept,
+                                   double *ratio, lb_error *err);
+/* out[0..n) = 0 except out[indices[i]] = values[i]; an index >= n -> LB_ERR_RANGE. */
+lb_status lb_decompress_delta_sparse(const uint32_t *indices, const float *values, size_t n_kept,
+                                     float *out, size_t n, lb_error *err);
+
+/* Int8 with symmetric per-block scales: block b covers elements [b*block, (b+1)*block) (the last
+ * block may be shorter); scales[b] = absmax_b / 127, q[i] = round_half_even(x * (1/scale))
+ * clamped to [-127, 127] (0 when the block is all zero); decoding gives q[i] * scales[b].
+ * q holds n bytes, scales ceil(n / block) floats. Non-finite input -> LB_ERR_ARG. */
+#define LB_DELTA_INT8_BLOCK 64
+lb_status lb_compress_delta_int8(const float *delta, size_t n, size_t block, int8_t *q,
+                                 float *scales, lb_error *err);
+lb_status lb_decompress_delta_int8(const int8_t *q, const float *scales, size_t n, size_t block,
+                                   float *out, lb_error *err);
+
+/* Lossless mode: out = a XOR b on the raw bit patterns of n elements of elem_size 2 or 4 bytes.
+ * Applying the same XOR to the base restores the fine-tune bit for bit. out may alias a or b. */
+lb_status lb_delta_xor(const void *a, const void *b, void *out, size_t n, size_t elem_size,
+                       lb_error *err);
+/* The non-zero bit patterns of n elements of elem_size 2 or 4 (e.g. an XOR delta): *indices
+ * (ascending u32) and *values (n_kept elements of elem_size bytes), malloc'ed, NULL when none.
+ * Exact: unlike a float threshold it also keeps patterns such as a lone sign bit. */
+lb_status lb_delta_sparse_bits(const void *x, size_t n, size_t elem_size, uint32_t **indices,
+                               void **values, size_t *n_kept, lb_error *err);
+
+/* Index gaps for the delta file: gaps[0] = idx[0], gaps[i] = idx[i] - idx[i-1] - 1 (indices
+ * strictly ascending, else LB_ERR_ARG). Decoding checks every index < limit (LB_ERR_RANGE) and
+ * never overflows; gaps and idx may be the same array. */
+lb_status lb_delta_indices_encode(const uint32_t *idx, size_t n, uint32_t *gaps, lb_error *err);
+lb_status lb_delta_indices_decode(const uint32_t *gaps, size_t n, uint64_t limit, uint32_t *idx,
+                                  lb_error *err);
 
 /* ---- memory (src/mem) ------------------------------------------------------------------ */
 
