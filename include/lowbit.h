@@ -160,7 +160,6 @@ const char *const *lb_synth_presets(void);
 
 /* ---- compression (src/compress) -------------------------------------------------------- */
 /* Progress of a long operation: done and total bytes (of the original file). */
-typedef void (*lb_progress_fn)(uint64_t done, uint64_t total, void *ud);
 /* Maps an offset of the original file to a name (e.g. the tensor there) for error messages;
  * may return NULL. */
 typedef const char *(*lb_lbz_name_fn)(uint64_t offset, void *ud);

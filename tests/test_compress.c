@@ -195,7 +195,8 @@ static void check_restores(const char *lbz, const model *m, int threads, const c
 }
 
 static uint64_t g_prog_done, g_prog_total, g_prog_calls, g_prog_backwards;
-static void progress(uint64_t done, uint64_t total, void *ud) {
+static void progress(void *ud, const char *what, uint64_t done, uint64_t total) {
+    (void)what;
     (void)ud;
     if (done < g_prog_done) g_prog_backwards++;
     g_prog_done = done, g_prog_total = total, g_prog_calls++;

@@ -195,7 +195,7 @@ static lb_status write_chunk(void *vctx, size_t i, lb_pipe_slot *s, lb_error *er
     c->pos += s->len;
     XXH64_update(c->fh, c->data + e->off, e->size);
     c->done += e->size;
-    if (c->progress) c->progress(c->done, c->size, c->ud);
+    if (c->progress) c->progress(c->ud, "compressing", c->done, c->size);
     return LB_OK;
 }
 
@@ -270,7 +270,7 @@ lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *
     XXH64_update(fh, map.data, header_len);
     wctx c = {in, map.data, map.size, header_len, ent, o.codec, o.level, f,
               LB_LBZ_PREAMBLE_SIZE + header_len, fh, progress, ud};
-    if (progress) progress(c.done, c.size, ud);
+    if (progress) progress(ud, "compressing", c.done, c.size);
     st = lb_pipe_run(n_chunks, o.n_threads, payload_bound(o.codec, o.chunk_size), o.chunk_size, compress_chunk,
                      write_chunk, &c, err);
     if (st) goto done;
@@ -528,7 +528,7 @@ static lb_status restore_emit(void *vctx, size_t i, lb_pipe_slot *s, lb_error *e
         XXH64_update(c->fh, s->buf, s->len);
     }
     c->done += c->z->ent[i].size;
-    if (c->progress) c->progress(c->done, c->z->orig_size, c->ud);
+    if (c->progress) c->progress(c->ud, "decompressing", c->done, c->z->orig_size);
     return LB_OK;
 }
 
@@ -550,7 +550,7 @@ lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_
     const uint8_t *hdr = z->map.data + LB_LBZ_PREAMBLE_SIZE;
     XXH64_update(fh, hdr, z->header_len);
     rctx c = {z, NULL, f, fh, z->header_len, progress, ud};
-    if (progress) progress(c.done, z->orig_size, ud);
+    if (progress) progress(ud, "decompressing", c.done, z->orig_size);
     st = lb_atomic_write(f, hdr, z->header_len, err);
     if (!st) st = lb_pipe_run(z->n, n_threads, (size_t)z->chunk_size, (size_t)z->chunk_size, restore_chunk, restore_emit, &c, err);
     if (!st && XXH64_digest(fh) != z->file_hash) st = whole_hash_fail(z, err);
@@ -575,7 +575,7 @@ lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn prog
                        (unsigned long long)z->orig_size);
     memcpy(mem, z->map.data + LB_LBZ_PREAMBLE_SIZE, z->header_len);
     rctx c = {z, mem, NULL, NULL, z->header_len, progress, ud};
-    if (progress) progress(c.done, z->orig_size, ud);
+    if (progress) progress(ud, "decompressing", c.done, z->orig_size);
     lb_status st = lb_pipe_run(z->n, n_threads, 0, (size_t)z->chunk_size, restore_chunk, restore_emit, &c, err);
     if (!st && XXH64(mem, (size_t)z->orig_size, 0) != z->file_hash) st = whole_hash_fail(z, err);
     if (st) {
