@@ -30,15 +30,32 @@ uint64_t lb_mem_plan_total(const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_d
     return sat((u128)in->weight_bytes + kvb + scr + in->overhead_bytes);
 }
 
-/* "weights 3.56 GiB + KV cache (4096 tokens, f16) 2.00 GiB + scratch 0.10 GiB = 5.66 GiB" */
-static int breakdown(char *buf, size_t cap, const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_dtype kv) {
-    char w[32], k[32], s[32], o[32], t[32], ov[48] = "";
+/* n in the unit chosen for the whole line, so that the parts visibly add up to the total. */
+static const char *in_unit(uint64_t n, int shift, char *buf, size_t cap) {
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (shift == 0) snprintf(buf, cap, "%llu B", (unsigned long long)n);
+    else snprintf(buf, cap, "%.2f %s", (double)n / (double)(1ull << shift), unit[shift / 10]);
+    return buf;
+}
+
+static int unit_for(uint64_t n) {
+    int shift = 0;
+    while (shift < 60 && n >= (1ull << (shift + 10))) shift += 10;
+    return shift;
+}
+
+/* "weights 3.56 GiB + KV cache (4096 tokens, f16) 2.00 GiB + scratch 0.10 GiB = 5.66 GiB
+ * > budget 4.00 GiB" (the comparison op, then the budget) */
+static int breakdown(char *buf, size_t cap, const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_dtype kv,
+                     const char *op) {
+    char w[32], k[32], s[32], o[32], t[32], b[32], ov[48] = "";
     uint64_t kvb, scr, total = lb_mem_plan_total(in, n_ctx, kv, &kvb, &scr);
-    if (in->overhead_bytes) snprintf(ov, sizeof ov, " + runtime %s", lb_size_format(in->overhead_bytes, o, sizeof o));
-    return snprintf(buf, cap, "weights %s + KV cache (%u tokens, %s) %s + scratch %s%s = %s",
-                    lb_size_format(in->weight_bytes, w, sizeof w), n_ctx, lb_mem_kv_dtype_name(kv),
-                    lb_size_format(kvb, k, sizeof k), lb_size_format(scr, s, sizeof s), ov,
-                    lb_size_format(total, t, sizeof t));
+    int u = unit_for(total > in->budget ? total : in->budget);
+    if (in->overhead_bytes) snprintf(ov, sizeof ov, " + runtime %s", in_unit(in->overhead_bytes, u, o, sizeof o));
+    return snprintf(buf, cap, "weights %s + KV cache (%u tokens, %s) %s + scratch %s%s = %s %s budget %s",
+                    in_unit(in->weight_bytes, u, w, sizeof w), n_ctx, lb_mem_kv_dtype_name(kv),
+                    in_unit(kvb, u, k, sizeof k), in_unit(scr, u, s, sizeof s), ov, in_unit(total, u, t, sizeof t), op,
+                    in_unit(in->budget, u, b, sizeof b));
 }
 
 /* Appends printf text to buf at its current end. */
@@ -75,7 +92,7 @@ static void fill(lb_mem_plan *out, const lb_mem_plan_in *in, uint32_t n_ctx, lb_
 lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err) {
     if (!in || !out) return lb_fail(err, LB_ERR_ARG, "lb_mem_plan_make: NULL argument");
     memset(out, 0, sizeof *out);
-    char b[32], b2[32];
+    char b2[32];
     if (!in->budget) return lb_fail(err, LB_ERR_ARG, "memory budget is zero");
     uint32_t req = in->n_ctx_requested ? in->n_ctx_requested : in->n_ctx_train;
     if (!req) return lb_fail(err, LB_ERR_ARG, "no context length: none requested and the model's trained context is unknown");
@@ -120,8 +137,7 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
         out->lock_weights = in->memlock_limit && in->memlock_limit >= in->weight_bytes;
         int n = snprintf(out->summary, sizeof out->summary, "plan: %u tokens, %s KV: ", out->n_ctx,
                          lb_mem_kv_dtype_name(out->kv_dtype));
-        breakdown(out->summary + n, sizeof out->summary - (size_t)n, in, out->n_ctx, out->kv_dtype);
-        append(out->summary, sizeof out->summary, " <= budget %s", lb_size_format(in->budget, b, sizeof b));
+        breakdown(out->summary + n, sizeof out->summary - (size_t)n, in, out->n_ctx, out->kv_dtype, "<=");
         if (out->shrunk) append(out->summary, sizeof out->summary, "; context shrunk from %u", req);
         if (out->kv_fallback)
             append(out->summary, sizeof out->summary, "; %s KV would need %s", lb_mem_kv_dtype_name(cand[0]),
@@ -130,8 +146,7 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
     }
 
     /* refuse, naming what needs how much */
-    breakdown(out->summary, sizeof out->summary, in, req, cand[0]);
-    append(out->summary, sizeof out->summary, " > budget %s", lb_size_format(in->budget, b, sizeof b));
+    breakdown(out->summary, sizeof out->summary, in, req, cand[0], ">");
     for (int i = 1; i < nc; i++)
         append(out->summary, sizeof out->summary, "; with %s KV %s", lb_mem_kv_dtype_name(cand[i]),
                lb_size_format(lb_mem_plan_total(in, req, cand[i], NULL, NULL), b2, sizeof b2));

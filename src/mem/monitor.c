@@ -91,15 +91,15 @@ static const char *parse_u64(const char *p, uint64_t *out) {
     return any ? p : NULL;
 }
 
-/* "12.34" without strtod: locale-independent and cheap. */
+/* "12.34" without strtod: locale-independent, and exact where the value is representable. */
 static const char *parse_fixed(const char *p, double *out) {
-    uint64_t ip;
+    uint64_t ip, frac = 0, scale = 1;
     const char *q = parse_u64(p, &ip);
     if (!q) return NULL;
-    double v = (double)ip, scale = 0.1;
     if (*q == '.')
-        for (q++; *q >= '0' && *q <= '9'; q++, scale *= 0.1) v += (*q - '0') * scale;
-    *out = v;
+        for (q++; *q >= '0' && *q <= '9'; q++)
+            if (scale < 1000000000000ull) frac = frac * 10 + (uint64_t)(*q - '0'), scale *= 10;
+    *out = (double)ip + (double)frac / (double)scale;
     return q;
 }
 
