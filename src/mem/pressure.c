@@ -6,7 +6,8 @@
 
 typedef struct signal {
     lb_mem_pressure level;
-    char what[96];
+    const char *fmt; /* formatted only when a reason is asked for: the level is on hot paths */
+    double value;
 } signal;
 
 /* Level for a value against ascending thresholds t[0..3] for LOW..CRITICAL (t < 0: unused). */
@@ -20,11 +21,12 @@ static lb_mem_pressure rank_above(double v, const double t[4]) {
 static void consider(signal *best, lb_mem_pressure l, const char *fmt, double v) {
     if (l <= best->level) return;
     best->level = l;
-    snprintf(best->what, sizeof best->what, fmt, v);
+    best->fmt = fmt;
+    best->value = v;
 }
 
 static signal evaluate(const lb_mem_snapshot *s) {
-    signal best = {LB_MEM_PRESSURE_NONE, "no pressure"};
+    signal best = {LB_MEM_PRESSURE_NONE, NULL, 0};
     if (s->sys_total) {
         /* used share of RAM: available < 25/15/8/3 % of total */
         static const double used[4] = {75, 85, 92, 97};
@@ -58,7 +60,8 @@ const char *lb_mem_pressure_reason(const lb_mem_snapshot *s, char *buf, size_t c
         return buf;
     }
     signal b = evaluate(s);
-    snprintf(buf, cap, "%s", b.what);
+    if (b.fmt) snprintf(buf, cap, b.fmt, b.value);
+    else snprintf(buf, cap, "no pressure");
     return buf;
 }
 
