@@ -117,11 +117,11 @@ int main(int argc, char **argv) {
         PAIR_BENCH(label, (posix_memalign(&ptrs[i], 64, sz) ? NULL : ptrs[i]), free(ptrs[i]));
         snprintf(label, sizeof label, "lb_mem_alloc/lb_mem_free %zu B", sz);
         PAIR_BENCH(label, lb_mem_alloc(tr, sz, "bench"), lb_mem_free(tr, ptrs[i]));
-        lb_pool *p;
-        lb_pool_new(tr, sz, BATCH, "kv", &p, &err);
-        snprintf(label, sizeof label, "lb_pool_alloc/lb_pool_free %zu B", sz);
-        PAIR_BENCH(label, lb_pool_alloc(p), lb_pool_free(p, ptrs[i], NULL));
-        lb_pool_destroy(p);
+        lb_blockpool *p;
+        lb_blockpool_new(tr, sz, BATCH, "kv", &p, &err);
+        snprintf(label, sizeof label, "lb_blockpool_alloc/lb_blockpool_free %zu B", sz);
+        PAIR_BENCH(label, lb_blockpool_alloc(p), lb_blockpool_free(p, ptrs[i], NULL));
+        lb_blockpool_destroy(p);
         lb_arena *a;
         lb_arena_new(tr, sz * BATCH, "scratch", &a, &err);
         snprintf(label, sizeof label, "lb_arena_alloc + reset per batch %zu B", sz);

@@ -549,23 +549,23 @@ static void test_pool(void) {
     lb_error err;
     lb_mem_tracker *t;
     lb_mem_tracker_new(0, &t, &err);
-    lb_pool *p;
-    CHECK(lb_pool_new(t, 0, 10, "kv", &p, &err) == LB_ERR_ARG);
-    CHECK(lb_pool_new(t, SIZE_MAX / 4, SIZE_MAX / 4, "kv", &p, &err) == LB_ERR_NOMEM, "%s", err.msg);
+    lb_blockpool *p;
+    CHECK(lb_blockpool_new(t, 0, 10, "kv", &p, &err) == LB_ERR_ARG);
+    CHECK(lb_blockpool_new(t, SIZE_MAX / 4, SIZE_MAX / 4, "kv", &p, &err) == LB_ERR_NOMEM, "%s", err.msg);
     enum { NB = 100 };
-    CHECK(lb_pool_new(t, 100, NB, "kv", &p, &err) == LB_OK);
-    CHECK(lb_pool_block_size(p) == 128 && lb_pool_capacity(p) == NB);
+    CHECK(lb_blockpool_new(t, 100, NB, "kv", &p, &err) == LB_OK);
+    CHECK(lb_blockpool_block_size(p) == 128 && lb_blockpool_capacity(p) == NB);
     /* shadow: which indices are live; each live block holds its index as a pattern */
     int live[NB] = {0}, n_live = 0, peak = 0, bad = 0;
     for (int op = 0; op < 20000; op++) {
         if (rnd() % 2) {
-            unsigned char *b = lb_pool_alloc(p);
+            unsigned char *b = lb_blockpool_alloc(p);
             if (n_live == NB) {
                 if (b) bad++;
                 continue;
             }
-            size_t i = lb_pool_index(p, b);
-            if (!b || i >= NB || live[i] || (uintptr_t)b % 64 || lb_pool_block(p, i) != b) {
+            size_t i = lb_blockpool_index(p, b);
+            if (!b || i >= NB || live[i] || (uintptr_t)b % 64 || lb_blockpool_block(p, i) != b) {
                 bad++;
                 continue;
             }
@@ -575,35 +575,35 @@ static void test_pool(void) {
         } else if (n_live) {
             size_t i = (size_t)(rnd() % NB);
             while (!live[i]) i = (i + 1) % NB;
-            unsigned char *b = lb_pool_block(p, i);
+            unsigned char *b = lb_blockpool_block(p, i);
             for (int k = 0; k < 100; k++)
                 if (b[k] != (unsigned char)i) {
                     bad++;
                     break;
                 }
-            if (lb_pool_free(p, b, &err) != LB_OK) bad++;
+            if (lb_blockpool_free(p, b, &err) != LB_OK) bad++;
             live[i] = 0;
             n_live--;
         }
-        if (lb_pool_in_use(p) != (size_t)n_live) bad++;
+        if (lb_blockpool_in_use(p) != (size_t)n_live) bad++;
     }
     CHECK(bad == 0, "%d mismatches against the shadow model", bad);
-    CHECK(lb_pool_peak(p) == (size_t)peak);
+    CHECK(lb_blockpool_peak(p) == (size_t)peak);
     /* exhaust, then refuse */
-    while (lb_pool_in_use(p) < NB) CHECK(lb_pool_alloc(p) != NULL);
-    CHECK(lb_pool_alloc(p) == NULL);
-    char *b0 = lb_pool_block(p, 0);
-    CHECK(lb_pool_free(p, b0, &err) == LB_OK);
-    CHECK(lb_pool_free(p, b0, &err) == LB_ERR_ARG && strstr(err.msg, "already free"), "%s", err.msg);
-    CHECK(lb_pool_free(p, b0 + 64, &err) == LB_ERR_ARG, "inside a block");
+    while (lb_blockpool_in_use(p) < NB) CHECK(lb_blockpool_alloc(p) != NULL);
+    CHECK(lb_blockpool_alloc(p) == NULL);
+    char *b0 = lb_blockpool_block(p, 0);
+    CHECK(lb_blockpool_free(p, b0, &err) == LB_OK);
+    CHECK(lb_blockpool_free(p, b0, &err) == LB_ERR_ARG && strstr(err.msg, "already free"), "%s", err.msg);
+    CHECK(lb_blockpool_free(p, b0 + 64, &err) == LB_ERR_ARG, "inside a block");
     char other[8];
-    CHECK(lb_pool_free(p, other, &err) == LB_ERR_ARG && lb_pool_index(p, other) == SIZE_MAX);
-    CHECK(lb_pool_free(p, b0 + 128 * NB, &err) == LB_ERR_ARG, "one past the end");
-    CHECK(lb_pool_alloc(p) == b0 && lb_pool_in_use(p) == NB);
+    CHECK(lb_blockpool_free(p, other, &err) == LB_ERR_ARG && lb_blockpool_index(p, other) == SIZE_MAX);
+    CHECK(lb_blockpool_free(p, b0 + 128 * NB, &err) == LB_ERR_ARG, "one past the end");
+    CHECK(lb_blockpool_alloc(p) == b0 && lb_blockpool_in_use(p) == NB);
     lb_mem_stats st;
     lb_mem_tracker_stats(t, &st);
     CHECK(st.live_bytes >= 128 * NB && st.tags[0].live_bytes == st.live_bytes);
-    lb_pool_destroy(p);
+    lb_blockpool_destroy(p);
     lb_mem_tracker_stats(t, &st);
     CHECK(st.live_bytes == 0 && st.n_live == 0);
     lb_mem_tracker_free(t);

@@ -65,7 +65,7 @@ size_t lb_arena_capacity(const lb_arena *a) { return a ? a->cap : 0; }
 
 /* ---- block pool ---------------------------------------------------------------------------- */
 
-struct lb_pool {
+struct lb_blockpool {
     lb_mem_tracker *t;
     char *base;
     size_t stride, n, next; /* blocks [next, n) have never been handed out */
@@ -74,18 +74,18 @@ struct lb_pool {
     uint64_t *used_bits; /* catches double and foreign frees */
 };
 
-lb_status lb_pool_new_at(lb_mem_tracker *t, size_t block_size, size_t n_blocks, const char *tag,
-                         lb_pool **out, lb_error *err, const char *file, int line) {
-    if (!out) return lb_fail(err, LB_ERR_ARG, "lb_pool_new: out is NULL");
+lb_status lb_blockpool_new_at(lb_mem_tracker *t, size_t block_size, size_t n_blocks, const char *tag,
+                         lb_blockpool **out, lb_error *err, const char *file, int line) {
+    if (!out) return lb_fail(err, LB_ERR_ARG, "lb_blockpool_new: out is NULL");
     *out = NULL;
     if (!t || !block_size || !n_blocks)
-        return lb_fail(err, LB_ERR_ARG, "lb_pool_new: needs a tracker, block size > 0 and blocks > 0");
+        return lb_fail(err, LB_ERR_ARG, "lb_blockpool_new: needs a tracker, block size > 0 and blocks > 0");
     size_t stride, bytes, book;
     if (block_size > SIZE_MAX / 2 || !lb_mul_ok(stride = align_up(block_size), n_blocks, &bytes) ||
         bytes > SIZE_MAX - 4 * LB_MEM_ALIGN || !lb_mul_ok(n_blocks, sizeof(size_t) + 1, &book))
-        return lb_fail(err, LB_ERR_NOMEM, "lb_pool_new: %zu blocks of %zu bytes overflow", n_blocks, block_size);
-    lb_pool *p = calloc(1, sizeof *p);
-    if (!p) return lb_fail(err, LB_ERR_NOMEM, "lb_pool_new: out of memory");
+        return lb_fail(err, LB_ERR_NOMEM, "lb_blockpool_new: %zu blocks of %zu bytes overflow", n_blocks, block_size);
+    lb_blockpool *p = calloc(1, sizeof *p);
+    if (!p) return lb_fail(err, LB_ERR_NOMEM, "lb_blockpool_new: out of memory");
     p->t = t;
     p->stride = stride;
     p->n = n_blocks;
@@ -93,15 +93,15 @@ lb_status lb_pool_new_at(lb_mem_tracker *t, size_t block_size, size_t n_blocks, 
     p->free_stack = lb_mem_alloc_at(t, n_blocks * sizeof(size_t), tag, file, line);
     p->used_bits = lb_mem_zalloc_at(t, (n_blocks + 63) / 64 * sizeof(uint64_t), tag, file, line);
     if (!p->base || !p->free_stack || !p->used_bits) {
-        lb_pool_destroy(p);
-        return lb_fail(err, LB_ERR_NOMEM, "lb_pool_new: cannot allocate %zu blocks of %zu bytes for '%s'",
+        lb_blockpool_destroy(p);
+        return lb_fail(err, LB_ERR_NOMEM, "lb_blockpool_new: cannot allocate %zu blocks of %zu bytes for '%s'",
                        n_blocks, block_size, tag ? tag : "untagged");
     }
     *out = p;
     return LB_OK;
 }
 
-void lb_pool_destroy(lb_pool *p) {
+void lb_blockpool_destroy(lb_blockpool *p) {
     if (!p) return;
     lb_mem_free(p->t, p->base);
     lb_mem_free(p->t, p->free_stack);
@@ -109,7 +109,7 @@ void lb_pool_destroy(lb_pool *p) {
     free(p);
 }
 
-void *lb_pool_alloc(lb_pool *p) {
+void *lb_blockpool_alloc(lb_blockpool *p) {
     if (!p) return NULL;
     size_t i;
     if (p->n_free) i = p->free_stack[--p->n_free];
@@ -120,7 +120,7 @@ void *lb_pool_alloc(lb_pool *p) {
     return p->base + i * p->stride;
 }
 
-size_t lb_pool_index(const lb_pool *p, const void *block) {
+size_t lb_blockpool_index(const lb_blockpool *p, const void *block) {
     if (!p || !block) return SIZE_MAX;
     uintptr_t b = (uintptr_t)block, lo = (uintptr_t)p->base;
     if (b < lo) return SIZE_MAX;
@@ -129,22 +129,22 @@ size_t lb_pool_index(const lb_pool *p, const void *block) {
     return off / p->stride;
 }
 
-lb_status lb_pool_free(lb_pool *p, void *block, lb_error *err) {
-    if (!p || !block) return lb_fail(err, LB_ERR_ARG, "lb_pool_free: NULL pool or block");
-    size_t i = lb_pool_index(p, block);
-    if (i == SIZE_MAX) return lb_fail(err, LB_ERR_ARG, "lb_pool_free: %p is not a block of this pool", block);
+lb_status lb_blockpool_free(lb_blockpool *p, void *block, lb_error *err) {
+    if (!p || !block) return lb_fail(err, LB_ERR_ARG, "lb_blockpool_free: NULL pool or block");
+    size_t i = lb_blockpool_index(p, block);
+    if (i == SIZE_MAX) return lb_fail(err, LB_ERR_ARG, "lb_blockpool_free: %p is not a block of this pool", block);
     uint64_t bit = 1ull << (i & 63);
-    if (!(p->used_bits[i >> 6] & bit)) return lb_fail(err, LB_ERR_ARG, "lb_pool_free: block %zu is already free", i);
+    if (!(p->used_bits[i >> 6] & bit)) return lb_fail(err, LB_ERR_ARG, "lb_blockpool_free: block %zu is already free", i);
     p->used_bits[i >> 6] &= ~bit;
     p->free_stack[p->n_free++] = i;
     p->in_use--;
     return LB_OK;
 }
 
-void *lb_pool_block(const lb_pool *p, size_t index) {
+void *lb_blockpool_block(const lb_blockpool *p, size_t index) {
     return p && index < p->n ? p->base + index * p->stride : NULL;
 }
-size_t lb_pool_block_size(const lb_pool *p) { return p ? p->stride : 0; }
-size_t lb_pool_capacity(const lb_pool *p) { return p ? p->n : 0; }
-size_t lb_pool_in_use(const lb_pool *p) { return p ? p->in_use : 0; }
-size_t lb_pool_peak(const lb_pool *p) { return p ? p->peak : 0; }
+size_t lb_blockpool_block_size(const lb_blockpool *p) { return p ? p->stride : 0; }
+size_t lb_blockpool_capacity(const lb_blockpool *p) { return p ? p->n : 0; }
+size_t lb_blockpool_in_use(const lb_blockpool *p) { return p ? p->in_use : 0; }
+size_t lb_blockpool_peak(const lb_blockpool *p) { return p ? p->peak : 0; }

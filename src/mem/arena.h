@@ -1,7 +1,7 @@
 /* Tracked allocation for runtime buffers. Three layers over one lb_mem_tracker (lowbit.h):
  *  - lb_mem_alloc: 64-byte aligned blocks, counted per tag; debug mode records file:line;
  *  - lb_arena: a bump arena (one tracked chunk) with mark/reset, for per-step scratch;
- *  - lb_pool: equal-size blocks (paged KV cache) with O(1) alloc/free through a free stack; the
+ *  - lb_blockpool: equal-size blocks (paged KV cache) with O(1) alloc/free through a free stack; the
  *    chunk is reserved up front but only pages actually written become resident.
  * Every pointer handed out is 64-byte aligned. None of this is thread-safe. */
 #ifndef LB_MEM_ARENA_H
@@ -40,22 +40,22 @@ size_t lb_arena_peak(const lb_arena *a);
 size_t lb_arena_capacity(const lb_arena *a);
 
 /* ---- fixed-size block pool ---- */
-typedef struct lb_pool lb_pool;
+typedef struct lb_blockpool lb_blockpool;
 
-lb_status lb_pool_new_at(lb_mem_tracker *t, size_t block_size, size_t n_blocks, const char *tag,
-                         lb_pool **out, lb_error *err, const char *file, int line);
-#define lb_pool_new(t, bs, n, tag, out, err) lb_pool_new_at((t), (bs), (n), (tag), (out), (err), __FILE__, __LINE__)
-void lb_pool_destroy(lb_pool *p);
+lb_status lb_blockpool_new_at(lb_mem_tracker *t, size_t block_size, size_t n_blocks, const char *tag,
+                         lb_blockpool **out, lb_error *err, const char *file, int line);
+#define lb_blockpool_new(t, bs, n, tag, out, err) lb_blockpool_new_at((t), (bs), (n), (tag), (out), (err), __FILE__, __LINE__)
+void lb_blockpool_destroy(lb_blockpool *p);
 /* NULL when all blocks are in use. */
-void *lb_pool_alloc(lb_pool *p);
+void *lb_blockpool_alloc(lb_blockpool *p);
 /* LB_ERR_ARG (nothing changes) for a pointer outside the pool, not at a block start, or free. */
-lb_status lb_pool_free(lb_pool *p, void *block, lb_error *err);
+lb_status lb_blockpool_free(lb_blockpool *p, void *block, lb_error *err);
 /* Block index <-> pointer, for block tables (paged KV): index is in [0, capacity). */
-size_t lb_pool_index(const lb_pool *p, const void *block);
-void *lb_pool_block(const lb_pool *p, size_t index);
-size_t lb_pool_block_size(const lb_pool *p); /* the stride: block_size rounded up to 64 */
-size_t lb_pool_capacity(const lb_pool *p);
-size_t lb_pool_in_use(const lb_pool *p);
-size_t lb_pool_peak(const lb_pool *p);
+size_t lb_blockpool_index(const lb_blockpool *p, const void *block);
+void *lb_blockpool_block(const lb_blockpool *p, size_t index);
+size_t lb_blockpool_block_size(const lb_blockpool *p); /* the stride: block_size rounded up to 64 */
+size_t lb_blockpool_capacity(const lb_blockpool *p);
+size_t lb_blockpool_in_use(const lb_blockpool *p);
+size_t lb_blockpool_peak(const lb_blockpool *p);
 
 #endif
