@@ -48,6 +48,29 @@ int main(int argc, char **argv) {
         printf("empty lb_pool_run, %d thread%s: %.3f us (median of 7 x %d)\n", nth, nth > 1 ? "s" : "", bench_median(us, 7), runs);
     }
 
+    /* Tiny matrix-vector products (stories260K: dim 64, hidden 172, vocab 512), per call. */
+    {
+        static const int64_t tiny[][2] = {{64, 64}, {172, 64}, {64, 172}, {512, 64}};
+        printf("\ntiny matrix-vector, F32, per lb_matmul call (auto threads), median of 7\n");
+        for (int s = 0; s < 4; s++) {
+            int64_t rows = tiny[s][0], k = tiny[s][1];
+            float *w = malloc((size_t)(rows * k) * 4), *x = malloc((size_t)k * 4), *y = malloc((size_t)rows * 4);
+            if (!w || !x || !y) return 1;
+            fill(LB_F32, (uint8_t *)w, (size_t)(rows * k));
+            for (int64_t i = 0; i < k; i++) x[i] = 0.01f * (float)i;
+            lb_tensor t = {"tiny", LB_F32, 2, {k, rows, 1, 1}, w, (size_t)(rows * k) * 4};
+            double us[7];
+            const int runs = 20000;
+            for (int rep = 0; rep < 7; rep++) {
+                double t0 = bench_now();
+                for (int i = 0; i < runs; i++) lb_matmul(pool, &t, x, 1, y, &err);
+                us[rep] = (bench_now() - t0) / runs * 1e6;
+            }
+            printf("  %4lld x %-4lld %8.3f us\n", (long long)rows, (long long)k, bench_median(us, 7));
+            free(w); free(x); free(y);
+        }
+    }
+
     static const int64_t shapes[][2] = {{2048, 2048}, {2048, 8192}, {4096, 11008}}; /* rows x k */
     static const lb_dtype types[] = {LB_F32, LB_F16, LB_BF16};
     int n_shapes = quick ? 1 : 3, reps = quick ? 5 : 9;

@@ -104,11 +104,57 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
     }
 }
 
+/* Software prefetch into L2, this many bytes ahead on each weight row of a matrix-vector
+ * product: it adds about 10% to the one-thread F16/BF16 rate from memory on Zen 4 (four row
+ * streams outrun the hardware prefetcher's distance there); F32 is unaffected. */
+#define LB_PF 2048
+#define LB_PF_HINT _MM_HINT_T1
+/* One token, four rows: two accumulators per row (16 elements a step) keep more loads in
+ * flight. Prefetches past the end of a row are harmless (prefetch never faults). */
+LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k, float *y) {
+    const size_t esz = dt == DT_F32 ? 4 : 2;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const uint8_t *w0 = w, *w1 = w + wrb, *w2 = w + 2 * wrb, *w3 = w + 3 * wrb;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        size_t o = (size_t)i * esz;
+        _mm_prefetch((const char *)w0 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w1 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w2 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w3 + o + LB_PF, LB_PF_HINT);
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
+        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
+        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
+        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
+        b0 = _mm256_fmadd_ps(load8(dt, w0 + o + 8 * esz), x1, b0);
+        b1 = _mm256_fmadd_ps(load8(dt, w1 + o + 8 * esz), x1, b1);
+        b2 = _mm256_fmadd_ps(load8(dt, w2 + o + 8 * esz), x1, b2);
+        b3 = _mm256_fmadd_ps(load8(dt, w3 + o + 8 * esz), x1, b3);
+    }
+    if (i + 8 <= k) {
+        size_t o = (size_t)i * esz;
+        __m256 x0 = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
+        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
+        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
+        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
+        i += 8;
+    }
+    float s[4];
+    _mm_storeu_ps(s, hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
+    for (; i < k; i++) {
+        float xv = x[i];
+        for (int r = 0; r < 4; r++) s[r] += load1(dt, w + r * wrb + (size_t)i * esz) * xv;
+    }
+    memcpy(y, s, sizeof s);
+}
+
 /* One token: every weight row streamed once, four rows at a time. */
 LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const float *x = a->x;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) tile(dt, 4, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
+    for (; r + 4 <= r1; r += 4) vec4(dt, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, a->y + r);
     for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
 }
 
