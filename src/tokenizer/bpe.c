@@ -78,7 +78,7 @@ static pcre2_code *compile_small(const char *pat) {
 
 lb_status lb_bpe_finish(lb_bpe *b, lb_error *err) {
     int32_t n = b->vocab.n;
-    qsort(b->added, b->n_added, sizeof *b->added, added_cmp);
+    if (b->n_added) qsort(b->added, b->n_added, sizeof *b->added, added_cmp);
     size_t k = 0;
     for (unsigned c = 0; c < 256; c++) {
         b->added_start[c] = (uint32_t)k;

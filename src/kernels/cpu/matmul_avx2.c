@@ -13,12 +13,25 @@
 #include "kernels/cpu/matmul.h"
 
 #define LB_AI static inline __attribute__((always_inline))
+/* Keeps a loaded vector in a register: without it the compiler folds the load into every FMA
+ * that uses it, multiplying the loads per step by the tile size and making the loop load-bound. */
+#define LB_IN_REG(v) __asm__("" : "+x"(v))
 
 enum { DT_F32, DT_F16, DT_BF16 };
 
 /* Prompt-processing blocking: KC elements of k per pass (multiple of 8), TB tokens per block. */
 #define KC 1024
 #define TB 64
+/* Register tiles for several tokens, MR rows x NR tokens (NR <= 6), per dtype: the largest
+ * that GCC 12 keeps in registers without spilling an accumulator (tiles needing all 16 ymm
+ * spill one: GCC holds a constant in one). Measured on Zen 4, one thread, 64x1024 weights x 64
+ * tokens: F32 3x3 79, F16 3x3 96, BF16 2x6 90 GFLOP/s. */
+#define MR_F32 3
+#define NR_F32 3
+#define MR_F16 3
+#define NR_F16 3
+#define MR_BF16 2
+#define NR_BF16 6
 
 LB_AI __m256 load8(int dt, const uint8_t *p) {
     if (dt == DT_F32) return _mm256_loadu_ps((const float *)(const void *)p);
@@ -61,15 +74,19 @@ LB_AI __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const float *x, int64_t xs,
                 int64_t k0, int64_t k1, float *y, int64_t ldy, int add) {
     const size_t esz = dt == DT_F32 ? 4 : 2;
-    __m256 acc[4][4];
+    __m256 acc[4][6];
     for (int r = 0; r < RT; r++)
         for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
     int64_t i = k0;
     for (; i + 8 <= k1; i += 8) {
         __m256 wv[4];
-        for (int r = 0; r < RT; r++) wv[r] = load8(dt, w + r * wrb + (size_t)i * esz);
+        for (int r = 0; r < RT; r++) {
+            wv[r] = load8(dt, w + r * wrb + (size_t)i * esz);
+            LB_IN_REG(wv[r]);
+        }
         for (int t = 0; t < TT; t++) {
             __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+            LB_IN_REG(xv);
             for (int r = 0; r < RT; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
@@ -87,27 +104,81 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
     }
 }
 
+/* Software prefetch into L2, this many bytes ahead on each weight row of a matrix-vector
+ * product: it adds about 10% to the one-thread F16/BF16 rate from memory on Zen 4 (four row
+ * streams outrun the hardware prefetcher's distance there); F32 is unaffected. */
+#define LB_PF 2048
+#define LB_PF_HINT _MM_HINT_T1
+/* One token, four rows: two accumulators per row (16 elements a step) keep more loads in
+ * flight. Prefetches past the end of a row are harmless (prefetch never faults). */
+LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k, float *y) {
+    const size_t esz = dt == DT_F32 ? 4 : 2;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const uint8_t *w0 = w, *w1 = w + wrb, *w2 = w + 2 * wrb, *w3 = w + 3 * wrb;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        size_t o = (size_t)i * esz;
+        _mm_prefetch((const char *)w0 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w1 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w2 + o + LB_PF, LB_PF_HINT);
+        _mm_prefetch((const char *)w3 + o + LB_PF, LB_PF_HINT);
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
+        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
+        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
+        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
+        b0 = _mm256_fmadd_ps(load8(dt, w0 + o + 8 * esz), x1, b0);
+        b1 = _mm256_fmadd_ps(load8(dt, w1 + o + 8 * esz), x1, b1);
+        b2 = _mm256_fmadd_ps(load8(dt, w2 + o + 8 * esz), x1, b2);
+        b3 = _mm256_fmadd_ps(load8(dt, w3 + o + 8 * esz), x1, b3);
+    }
+    if (i + 8 <= k) {
+        size_t o = (size_t)i * esz;
+        __m256 x0 = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
+        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
+        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
+        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
+        i += 8;
+    }
+    float s[4];
+    _mm_storeu_ps(s, hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
+    for (; i < k; i++) {
+        float xv = x[i];
+        for (int r = 0; r < 4; r++) s[r] += load1(dt, w + r * wrb + (size_t)i * esz) * xv;
+    }
+    memcpy(y, s, sizeof s);
+}
+
 /* One token: every weight row streamed once, four rows at a time. */
 LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const float *x = a->x;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) tile(dt, 4, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
+    for (; r + 4 <= r1; r += 4) vec4(dt, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, a->y + r);
     for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
 }
 
 /* Tokens [t0, t1) x one row tile of RT rows, over the k chunk [k0, k1). */
-LB_AI void tokens(int dt, int RT, const lb_matmul_args *a, const uint8_t *w, int64_t r, int64_t t0,
+LB_AI void tokens(int dt, int RT, int NR, const lb_matmul_args *a, const uint8_t *w, int64_t r, int64_t t0,
                   int64_t t1, int64_t k0, int64_t k1, int add) {
     const float *x = a->x;
     const int64_t xs = a->k, ldy = a->rows;
     const size_t wrb = a->w_row_bytes;
     int64_t t = t0;
-    for (; t + 3 <= t1; t += 3) tile(dt, RT, 3, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
-    if (t1 - t == 2) tile(dt, RT, 2, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
-    else if (t1 - t == 1) tile(dt, RT, 1, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    for (; t + NR <= t1; t += NR) tile(dt, RT, NR, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    const float *xt = x + t * xs;
+    float *yt = a->y + t * ldy + r;
+    switch (t1 - t) { /* constant tile widths, so each case is fully unrolled */
+    case 5: tile(dt, RT, 5, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 4: tile(dt, RT, 4, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 3: tile(dt, RT, 3, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 2: tile(dt, RT, 2, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 1: tile(dt, RT, 1, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    default: break;
+    }
 }
 
-LB_AI void rows_mat(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
+LB_AI void rows_mat(int dt, int MR, int NR, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const size_t wrb = a->w_row_bytes;
     for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
         int64_t te = tb + TB < a->n_tok ? tb + TB : a->n_tok;
@@ -115,20 +186,20 @@ LB_AI void rows_mat(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
             int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
             int add = k0 > 0;
             int64_t r = r0;
-            for (; r + 4 <= r1; r += 4) tokens(dt, 4, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
-            for (; r < r1; r++) tokens(dt, 1, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
+            for (; r + MR <= r1; r += MR) tokens(dt, MR, NR, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
+            for (; r < r1; r++) tokens(dt, 1, NR, a, a->w + (size_t)r * wrb, r, tb, te, k0, k1, add);
         }
     }
 }
 
-#define LB_AVX2_ROWS(NAME, DT)                                                  \
+#define LB_AVX2_ROWS(NAME, DT, MR, NR)                                          \
     static void NAME(const lb_matmul_args *a, int64_t r0, int64_t r1) {         \
         if (a->n_tok == 1) rows_vec(DT, a, r0, r1);                             \
-        else rows_mat(DT, a, r0, r1);                                           \
+        else rows_mat(DT, MR, NR, a, r0, r1);                                   \
     }
-LB_AVX2_ROWS(rows_f32_avx2, DT_F32)
-LB_AVX2_ROWS(rows_f16_avx2, DT_F16)
-LB_AVX2_ROWS(rows_bf16_avx2, DT_BF16)
+LB_AVX2_ROWS(rows_f32_avx2, DT_F32, MR_F32, NR_F32)
+LB_AVX2_ROWS(rows_f16_avx2, DT_F16, MR_F16, NR_F16)
+LB_AVX2_ROWS(rows_bf16_avx2, DT_BF16, MR_BF16, NR_BF16)
 
 /* Chunks of 16 rows keep each thread's outputs on their own cache lines. */
 static const lb_matmul_kernel k_f32 = {NULL, NULL, rows_f32_avx2, 16};
