@@ -38,13 +38,13 @@ static const char *fresh_dir(const char *tag) {
 }
 
 static void link_in(const char *dir, const char *src, const char *name) {
-    char p[512];
+    char p[1200];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     if (symlink(src, p) != 0) CHECK(0, "symlink %s", p);
 }
 
 static void write_text(const char *dir, const char *name, const char *text) {
-    char p[512];
+    char p[1200];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     FILE *f = fopen(p, "wb");
     if (!f) {
@@ -70,7 +70,7 @@ static lb_status parse_str(const char *json, lb_config *c, lb_hf_extra *x, lb_er
 }
 
 static lb_status parse_cfg_file(const char *model, lb_config *c, lb_hf_extra *x, lb_error *err) {
-    char p[512];
+    char p[1200];
     snprintf(p, sizeof p, "%s/%s/config.json", LB_SHARED_DIR "/models", model);
     char *t = read_text(p);
     if (!t) return LB_ERR_IO;
@@ -146,7 +146,7 @@ static char *to_old_spelling(const char *json, const char *type_key) {
 static void check_old_spelling(void) {
     const char *models[] = {"synth-llama3-gqa", "synth-qwen2-bias", "synth-bitnet", "tinystories-512d"};
     for (size_t i = 0; i < 4; i++) {
-        char p[512];
+        char p[1200];
         snprintf(p, sizeof p, "%s/%s/config.json", LB_SHARED_DIR "/models", models[i]);
         char *t = read_text(p);
         if (!t) continue;
@@ -399,7 +399,7 @@ static void check_sharded(void) {
         cJSON_AddStringToObject(wm, t->name, shard[k]);
     }
     for (int k = 0; k < 2; k++) {
-        char p[512];
+        char p[1200];
         snprintf(p, sizeof p, "%s/%s", d, shard[k]);
         CHECK(lb_safetensors_writer_write(w[k], p, &err) == LB_OK, "%s", err.msg);
         lb_safetensors_writer_free(w[k]);

@@ -36,7 +36,7 @@ static int parse_ids(const char *s, int32_t **out, size_t *n) {
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL;
     long long threads = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE [-t THREADS]\n\n"
@@ -50,7 +50,6 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
         else return fprintf(stderr, "lowbit: logits: unknown option '%s'\n", a), CLI_USAGE;
-        i++;
     }
     if (!model || !ids_s || !out) return fprintf(stderr, "usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE\n"), CLI_USAGE;
     int32_t *ids;
