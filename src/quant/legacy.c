@@ -134,9 +134,17 @@ static void asym_finish(const float *x, const float *w, int nmax, float s, float
     }
 }
 
+/* The search over scales (codes -128..127) gains a little over absmax even at 8 bits. */
 void lb_quantize_row_q8_0_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
-    (void)imatrix; /* rounding to nearest with the absmax scale is already optimal here */
-    lb_quantize_row_q8_0_scalar(x, dst, n);
+    lb_block_q8_0 *b = dst;
+    int simd = lb_quant_have_avx2();
+    for (int64_t ib = 0; ib < n / LB_QK; ib++) {
+        float w[LB_QK];
+        const float *xb = x + ib * LB_QK;
+        lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+        float s = lb_qs_fit_sym(LB_QK, xb, w, -128, 127, simd, b[ib].qs);
+        b[ib].d = sym_finish(xb, w, -128, 127, s, b[ib].qs);
+    }
 }
 
 static void quantize_sym4or5(const float *x, int64_t n, const float *imatrix, int bits,
