@@ -128,31 +128,39 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
         mn[j] = (uint8_t)qm[j];
     }
 
-    float best_e = INFINITY;
-    uint8_t l[LB_QK_K];
+    /* constant parts of the weighted error per sub-block */
+    float cw[16], cx[16];
+    for (int j = 0; j < nsub; j++) {
+        cw[j] = cx[j] = 0;
+        for (int i = j * sub; i < (j + 1) * sub; i++) {
+            cw[j] += w[i];
+            cx[j] += w[i] * x[i];
+        }
+    }
+    float best_e = INFINITY, bestD = 0, bestM = 0;
     for (int it = 0; it < 3; it++) {
         uint16_t hd = lb_f32_to_fp16(d), hm = lb_f32_to_fp16(dm);
         float D = F16(hd), DM = F16(hm), e = 0;
         float a = 0, bb = 0, c = 0, p = 0, q = 0;
         for (int j = 0; j < nsub; j++) {
-            float S = D * (float)qs[j], M = DM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0;
-            for (int i = j * sub; i < (j + 1) * sub; i++) {
-                l[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
-                float r = S * (float)l[i] - M - x[i];
-                float A = (float)qs[j] * (float)l[i], B = (float)qm[j];
-                e += w[i] * r * r;
-                a += w[i] * A * A;
-                bb += w[i] * A * B;
-                c += w[i] * B * B;
-                p += w[i] * A * x[i];
-                q += w[i] * B * x[i];
-            }
+            /* codes rounded against the stored scales; sums give error and normal equations */
+            float S = D * (float)qs[j], M = DM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0, r[3];
+            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            float sl = r[0], sll = r[1], slx = r[2], fs = (float)qs[j], fm = (float)qm[j];
+            e += S * S * sll - 2 * S * M * sl - 2 * S * slx + M * M * cw[j] + 2 * M * cx[j];
+            a += fs * fs * sll;
+            bb += fs * fm * sl;
+            c += fm * fm * cw[j];
+            p += fs * slx;
+            q += fm * cx[j];
         }
         if (e < best_e) {
             best_e = e;
             *dh = hd;
             *mh = hm;
-            memcpy(L, l, LB_QK_K);
+            bestD = D;
+            bestM = DM;
         }
         /* least squares for (D, DM) given the codes: x ~ D A - DM B */
         float det = a * c - bb * bb;
@@ -165,6 +173,10 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
             d = a > 0 ? p / a : d;
         }
         if (!(d >= 0) || !isfinite(d) || !isfinite(dm)) break;
+    }
+    for (int j = 0; j < nsub; j++) {
+        float S = bestD * (float)qs[j], M = bestM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0;
+        for (int i = j * sub; i < (j + 1) * sub; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
     }
 }
 
@@ -185,28 +197,29 @@ static void fit_super_sym(const float *x, const float *imatrix, int lo, int hi, 
         ws[j] = ws[j] > 0 ? ws[j] : 1e-6f * sw;
     }
     float d = lb_qs_fit_sym(16, s, ws, slo, shi, simd, sc);
-    float best_e = INFINITY;
-    int8_t l[LB_QK_K];
+    float best_e = INFINITY, bestD = 0;
     for (int it = 0; it < 3; it++) {
         uint16_t hd = lb_f32_to_fp16(d);
         float D = F16(hd), e = 0, sax = 0, saa = 0;
         for (int j = 0; j < 16; j++) {
-            float S = D * (float)sc[j], iS = S != 0 ? 1.0f / S : 0;
-            for (int i = 16 * j; i < 16 * j + 16; i++) {
-                l[i] = (int8_t)lb_qs_round_clamp(x[i] * iS, lo, hi);
-                float r = S * (float)l[i] - x[i], A = (float)sc[j] * (float)l[i];
-                e += w[i] * r * r;
-                sax += w[i] * A * x[i];
-                saa += w[i] * A * A;
-            }
+            float S = D * (float)sc[j], iS = S != 0 ? 1.0f / S : 0, r[2], fs = (float)sc[j];
+            if (simd) lb_qs_scan_sym_avx2(16, x + 16 * j, w + 16 * j, lo, hi, &iS, 1, r);
+            else lb_qs_scan_sym(16, x + 16 * j, w + 16 * j, lo, hi, &iS, 1, r);
+            e += S * S * r[1] - 2 * S * r[0];
+            sax += fs * r[0];
+            saa += fs * fs * r[1];
         }
         if (e < best_e) {
             best_e = e;
             *dh = hd;
-            memcpy(L, l, LB_QK_K);
+            bestD = D;
         }
         if (!(saa > 0)) break;
         d = sax / saa;
+    }
+    for (int j = 0; j < 16; j++) {
+        float S = bestD * (float)sc[j], iS = S != 0 ? 1.0f / S : 0;
+        for (int i = 16 * j; i < 16 * j + 16; i++) L[i] = (int8_t)lb_qs_round_clamp(x[i] * iS, lo, hi);
     }
 }
 

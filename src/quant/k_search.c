@@ -110,15 +110,10 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
     }
     /* alternate: round with the fitted line, refit, while the error drops */
     for (int it = 0; it < 4 && best_s > 0; it++) {
-        float is = 1.0f / best_s, sl = 0, sll = 0, slx = 0;
-        for (int i = 0; i < n; i++) {
-            int l = lb_qs_round_clamp((x[i] - best_off) * is, 0, nmax);
-            float wl = w[i] * (float)l;
-            sl += wl;
-            sll += wl * (float)l;
-            slx += wl * x[i];
-        }
-        float s, off;
+        float is = 1.0f / best_s, r[3];
+        if (simd) lb_qs_scan_asym_avx2(n, x, w, best_off, nmax, &is, 1, r);
+        else lb_qs_scan_asym(n, x, w, best_off, nmax, &is, 1, r);
+        float sl = r[0], sll = r[1], slx = r[2], s, off;
         if (!fit_line(sw, sx, sl, sll, slx, free_offset, &s, &off)) break;
         float e = line_err(s, off, sw, sx, sl, sll, slx);
         if (!(e < best_e * (1 - 1e-6f) - 1e-30f)) break;
@@ -163,13 +158,10 @@ float lb_qs_fit_sym(int n, const float *x, const float *w, int lo, int hi, int s
         }
     }
     for (int it = 0; it < 4 && best_s != 0; it++) {
-        float is = 1.0f / best_s, slx = 0, sll = 0;
-        for (int i = 0; i < n; i++) {
-            int l = lb_qs_round_clamp(x[i] * is, lo, hi);
-            float wl = w[i] * (float)l;
-            slx += wl * x[i];
-            sll += wl * (float)l;
-        }
+        float is = 1.0f / best_s, r[2];
+        if (simd) lb_qs_scan_sym_avx2(n, x, w, lo, hi, &is, 1, r);
+        else lb_qs_scan_sym(n, x, w, lo, hi, &is, 1, r);
+        float slx = r[0], sll = r[1];
         if (!(sll > 0)) break;
         float score = slx * slx / sll;
         if (!(score > best_score * (1 + 1e-6f))) break;

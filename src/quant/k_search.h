@@ -31,10 +31,14 @@ float lb_qs_fit_sym(int n, const float *x, const float *w, int lo, int hi, int s
 /* Weights for the error: sqrt(rms^2 + x^2) (larger values matter more), times imatrix. */
 void lb_qs_weights(int n, const float *x, const float *imatrix, float *w);
 
-/* Clamps before converting, so NaN or huge values never reach the int conversion. */
+/* Round half to even (as nearbyintf and _mm256_round_ps do) after clamping, so NaN or huge
+ * values never reach the int conversion. Adding and removing 1.5 * 2^23 rounds |v| < 2^22 in
+ * the default rounding mode without the libm call (which saves and restores the FP
+ * environment and dominated quantization time). */
 static inline int lb_qs_round_clamp(float v, int lo, int hi) {
     if (!(v >= (float)lo)) return lo;
     if (v > (float)hi) return hi;
-    return (int)__builtin_nearbyintf(v);
+    const float magic = 12582912.0f; /* not folded: IEEE arithmetic without -ffast-math */
+    return (int)((v + magic) - magic);
 }
 #endif
