@@ -6,10 +6,9 @@ void lb_qs_weights(int n, const float *x, const float *imatrix, float *w) {
     float ss = 0;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     float s2 = ss / (float)n;
-    for (int i = 0; i < n; i++) {
-        w[i] = sqrtf(s2 + x[i] * x[i]);
-        if (imatrix) w[i] *= imatrix[i] > 0 ? imatrix[i] : 0;
-    }
+    for (int i = 0; i < n; i++) w[i] = __builtin_sqrtf(s2 + x[i] * x[i]); /* >= 0: no errno path */
+    if (imatrix)
+        for (int i = 0; i < n; i++) w[i] *= imatrix[i] > 0 ? imatrix[i] : 0;
     /* an all-zero weight vector (dead columns) falls back to plain error */
     float sw = 0;
     for (int i = 0; i < n; i++) sw += w[i];
@@ -73,6 +72,31 @@ static float line_err(float s, float off, float sw, float sx, float sl, float sl
     return s * s * sll + 2 * s * off * sl + off * off * sw - 2 * s * slx - 2 * off * sx;
 }
 
+int lb_qs_pick_asym(int ncand, const float *sums, float sw, float sx, int free_offset, float *s_out,
+                    float *off_out) {
+    int best = -1;
+    float best_e = INFINITY;
+    for (int k = 0; k < ncand; k++) {
+        float sl = sums[3 * k], sll = sums[3 * k + 1], slx = sums[3 * k + 2];
+        float det = sw * sll - sl * sl;
+        if (!(det > 0)) continue;
+        float s = (sw * slx - sl * sx) / det, off = (sll * sx - sl * slx) / det;
+        if (!free_offset && off > 0) {
+            off = 0;
+            s = slx / sll;
+        }
+        if (!free_offset && s < 0) continue;
+        float e = line_err(s, off, sw, sx, sl, sll, slx);
+        if (e < best_e) {
+            best_e = e;
+            best = k;
+            *s_out = s;
+            *off_out = off;
+        }
+    }
+    return best;
+}
+
 float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_offset, int simd,
                      uint8_t *L, float *off_out) {
     float mn = x[0], mx = x[0], sw = 0, sx = 0;
@@ -91,22 +115,18 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
     /* candidates: the min-max scale and a fan of scales around it */
     float isc[LB_QS_MAX_CAND], sums[3 * LB_QS_MAX_CAND];
     int nc = 0;
-    for (int k = -10; k <= 16; k++) isc[nc++] = ((float)nmax + 0.1f * (float)k) / (mx - mn);
+    for (int k = -8; k <= 12; k++) isc[nc++] = ((float)nmax + 0.1f * (float)k) / (mx - mn);
     if (simd) lb_qs_scan_asym_avx2(n, x, w, mn, nmax, isc, nc, sums);
     else lb_qs_scan_asym(n, x, w, mn, nmax, isc, nc, sums);
 
-    float best_s = (mx - mn) / (float)nmax, best_off = mn;
-    float best_e = INFINITY;
-    for (int k = 0; k < nc; k++) {
-        float s, off;
-        if (!fit_line(sw, sx, sums[3 * k], sums[3 * k + 1], sums[3 * k + 2], free_offset, &s, &off))
-            continue;
-        float e = line_err(s, off, sw, sx, sums[3 * k], sums[3 * k + 1], sums[3 * k + 2]);
-        if (e < best_e) {
-            best_e = e;
-            best_s = s;
-            best_off = off;
-        }
+    float best_s = (mx - mn) / (float)nmax, best_off = mn, best_e = INFINITY;
+    float s0, off0;
+    int pick = simd ? lb_qs_pick_asym_avx2(nc, sums, sw, sx, free_offset, &s0, &off0)
+                    : lb_qs_pick_asym(nc, sums, sw, sx, free_offset, &s0, &off0);
+    if (pick >= 0) {
+        best_s = s0;
+        best_off = off0;
+        best_e = line_err(s0, off0, sw, sx, sums[3 * pick], sums[3 * pick + 1], sums[3 * pick + 2]);
     }
     /* alternate: round with the fitted line, refit, while the error drops */
     for (int it = 0; it < 4 && best_s > 0; it++) {

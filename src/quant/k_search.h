@@ -21,6 +21,13 @@ void lb_qs_scan_sym(int n, const float *x, const float *w, int lo, int hi, const
 void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo, int hi,
                          const float *iscale, int ncand, float *sums);
 
+/* Among candidates (sums as from lb_qs_scan_asym), the least-squares line with the lowest
+ * weighted error; returns its index (-1 if none is valid) and sets s, off. */
+int lb_qs_pick_asym(int ncand, const float *sums, float sw, float sx, int free_offset, float *s,
+                    float *off);
+int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw, float sx, int free_offset,
+                         float *s, float *off);
+
 /* x ~ s * L + off with L in [0, nmax]. When free_offset is 0, off <= 0 (GGUF K-quants store
  * a subtracted, non-negative min) and s >= 0. Returns s and sets *off; fills L. */
 float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_offset, int simd,

@@ -54,3 +54,48 @@ void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo_, int hi_
         sums[2 * k + 1] = hsum8(sll);
     }
 }
+
+/* Same choice as lb_qs_pick_asym, 8 candidates a step (the divisions dominated). */
+int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int free_offset,
+                         float *s_out, float *off_out) {
+    const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_), zero = _mm256_setzero_ps();
+    const __m256 two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
+    const __m256i idx3 = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    int best = -1;
+    float best_e = __builtin_inff();
+    for (int k0 = 0; k0 < ncand; k0 += 8) {
+        int m = ncand - k0 < 8 ? ncand - k0 : 8;
+        float tmp[24];
+        for (int i = 0; i < 24; i++) tmp[i] = i < 3 * m ? sums[3 * k0 + i] : 0;
+        __m256 sl = _mm256_i32gather_ps(tmp, idx3, 4), sll = _mm256_i32gather_ps(tmp + 1, idx3, 4);
+        __m256 slx = _mm256_i32gather_ps(tmp + 2, idx3, 4);
+        __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+        __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
+        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
+        __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
+        if (!free_offset) {
+            __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
+            off = _mm256_blendv_ps(off, zero, pos);
+            s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
+        }
+        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
+        e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
+        e = _mm256_blendv_ps(inf, e, ok);
+        float ev[8], sv[8], ov[8];
+        _mm256_storeu_ps(ev, e);
+        _mm256_storeu_ps(sv, s);
+        _mm256_storeu_ps(ov, off);
+        for (int i = 0; i < m; i++)
+            if (ev[i] < best_e) {
+                best_e = ev[i];
+                best = k0 + i;
+                *s_out = sv[i];
+                *off_out = ov[i];
+            }
+    }
+    return best;
+}
