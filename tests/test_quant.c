@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "core/dtype.h"
+#include "quant/k_search.h"
 #include "quant/quant.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -477,6 +478,41 @@ static void test_dots(void) {
     }
 }
 
+/* The scale search's SIMD scans and pick agree with the scalar ones (the quantizers use
+ * whichever the CPU allows, so both paths must choose alike). */
+static void test_search_simd(void) {
+    if (!lb_quant_have_avx2()) return;
+    float x[32], w[32], isc[21], a[63], b[63];
+    int bad = 0, badpick = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        float mn = 0, mx = 0, sw = 0, sx = 0;
+        for (int i = 0; i < 32; i++) {
+            x[i] = rnd_gauss();
+            w[i] = 0.5f + rnd_unif();
+            mn = fminf(mn, x[i]);
+            mx = fmaxf(mx, x[i]);
+            sw += w[i];
+            sx += w[i] * x[i];
+        }
+        for (int k = 0; k < 21; k++) isc[k] = (15 + 0.1f * (k - 10)) / (mx - mn);
+        lb_qs_scan_asym(32, x, w, mn, 15, isc, 21, a);
+        lb_qs_scan_asym_avx2(32, x, w, mn, 15, isc, 21, b);
+        for (int k = 0; k < 63; k++) bad += fabsf(a[k] - b[k]) > 1e-4f * (fabsf(a[k]) + 1);
+        float s1, o1, s2, o2;
+        int p1 = lb_qs_pick_asym(21, a, sw, sx, 0, &s1, &o1);
+        int p2 = lb_qs_pick_asym_avx2(21, a, sw, sx, 0, &s2, &o2);
+        badpick += p1 != p2 || fabsf(s1 - s2) > 1e-5f * fabsf(s1) || fabsf(o1 - o2) > 1e-5f * (fabsf(o1) + 1e-3f);
+        lb_qs_scan_sym(32, x, w, -8, 7, isc, 21, a);
+        lb_qs_scan_sym_avx2(32, x, w, -8, 7, isc, 21, b);
+        for (int k = 0; k < 42; k++) bad += fabsf(a[k] - b[k]) > 1e-4f * (fabsf(a[k]) + 1);
+        lb_qs_weights(32, x, NULL, a);
+        lb_qs_weights_avx2(32, x, NULL, b);
+        for (int k = 0; k < 32; k++) bad += fabsf(a[k] - b[k]) > 1e-5f * a[k];
+    }
+    CHECK(bad == 0, "%d search sums differ between scalar and AVX2", bad);
+    CHECK(badpick == 0, "%d candidate picks differ between scalar and AVX2", badpick);
+}
+
 /* ---- API edges ---- */
 
 static void test_errors(void) {
@@ -532,6 +568,7 @@ int main(void) {
     test_roundtrip();
     test_ternary();
     test_dots();
+    test_search_simd();
     test_errors();
     return test_summary();
 }

@@ -110,7 +110,8 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
     for (int j = 0; j < nsub; j++) {
         const float *xj = x + j * sub;
         float *wj = w + j * sub, off;
-        lb_qs_weights(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
+        if (simd) lb_qs_weights_avx2(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
+        else lb_qs_weights(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
         s[j] = lb_qs_fit_asym(sub, xj, wj, nmax, 0, simd, L + j * sub, &off);
         m[j] = -off;
         ws[j] = wm[j] = 0;
@@ -187,7 +188,8 @@ static void fit_super_sym(const float *x, const float *imatrix, int lo, int hi, 
     for (int j = 0; j < 16; j++) {
         const float *xj = x + 16 * j;
         float *wj = w + 16 * j, sw = 0;
-        lb_qs_weights(16, xj, imatrix ? imatrix + 16 * j : NULL, wj);
+        if (simd) lb_qs_weights_avx2(16, xj, imatrix ? imatrix + 16 * j : NULL, wj);
+        else lb_qs_weights(16, xj, imatrix ? imatrix + 16 * j : NULL, wj);
         s[j] = lb_qs_fit_sym(16, xj, wj, lo, hi, simd, L + 16 * j);
         ws[j] = 0;
         for (int i = 0; i < 16; i++) {

@@ -115,7 +115,7 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
     /* candidates: the min-max scale and a fan of scales around it */
     float isc[LB_QS_MAX_CAND], sums[3 * LB_QS_MAX_CAND];
     int nc = 0;
-    for (int k = -8; k <= 12; k++) isc[nc++] = ((float)nmax + 0.1f * (float)k) / (mx - mn);
+    for (int k = -6; k <= 10; k++) isc[nc++] = ((float)nmax + 0.1f * (float)k) / (mx - mn);
     if (simd) lb_qs_scan_asym_avx2(n, x, w, mn, nmax, isc, nc, sums);
     else lb_qs_scan_asym(n, x, w, mn, nmax, isc, nc, sums);
 
@@ -129,7 +129,7 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
         best_e = line_err(s0, off0, sw, sx, sums[3 * pick], sums[3 * pick + 1], sums[3 * pick + 2]);
     }
     /* alternate: round with the fitted line, refit, while the error drops */
-    for (int it = 0; it < 4 && best_s > 0; it++) {
+    for (int it = 0; it < 2 && best_s > 0; it++) {
         float is = 1.0f / best_s, r[3];
         if (simd) lb_qs_scan_asym_avx2(n, x, w, best_off, nmax, &is, 1, r);
         else lb_qs_scan_asym(n, x, w, best_off, nmax, &is, 1, r);

@@ -37,6 +37,7 @@ float lb_qs_fit_sym(int n, const float *x, const float *w, int lo, int hi, int s
 
 /* Weights for the error: sqrt(rms^2 + x^2) (larger values matter more), times imatrix. */
 void lb_qs_weights(int n, const float *x, const float *imatrix, float *w);
+void lb_qs_weights_avx2(int n, const float *x, const float *imatrix, float *w); /* n % 8 == 0 */
 
 /* Round half to even (as nearbyintf and _mm256_round_ps do) after clamping, so NaN or huge
  * values never reach the int conversion. Adding and removing 1.5 * 2^23 rounds |v| < 2^22 in

@@ -99,3 +99,21 @@ int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int
     }
     return best;
 }
+
+void lb_qs_weights_avx2(int n, const float *x, const float *imatrix, float *w) {
+    __m256 ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    __m256 s2 = _mm256_set1_ps(hsum8(ss) / (float)n), sw = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 wv = _mm256_sqrt_ps(_mm256_fmadd_ps(v, v, s2));
+        if (imatrix) wv = _mm256_mul_ps(wv, _mm256_max_ps(_mm256_loadu_ps(imatrix + i), _mm256_setzero_ps()));
+        sw = _mm256_add_ps(sw, wv);
+        _mm256_storeu_ps(w + i, wv);
+    }
+    if (!(hsum8(sw) > 0)) /* dead columns: plain error */
+        for (int i = 0; i < n; i++) w[i] = 1;
+}

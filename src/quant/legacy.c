@@ -141,7 +141,8 @@ void lb_quantize_row_q8_0_ref(const float *x, void *dst, int64_t n, const float 
     for (int64_t ib = 0; ib < n / LB_QK; ib++) {
         float w[LB_QK];
         const float *xb = x + ib * LB_QK;
-        lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+        if (simd) lb_qs_weights_avx2(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+        else lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
         float s = lb_qs_fit_sym(LB_QK, xb, w, -128, 127, simd, b[ib].qs);
         b[ib].d = sym_finish(xb, w, -128, 127, s, b[ib].qs);
     }
@@ -152,8 +153,10 @@ static void quantize_sym4or5(const float *x, int64_t n, const float *imatrix, in
     float w[LB_QK];
     int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     const float *xb = x + ib * LB_QK;
-    lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
-    float s = lb_qs_fit_sym(LB_QK, xb, w, lo, hi, lb_quant_have_avx2(), L);
+    int simd = lb_quant_have_avx2();
+    if (simd) lb_qs_weights_avx2(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+    else lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+    float s = lb_qs_fit_sym(LB_QK, xb, w, lo, hi, simd, L);
     *d = sym_finish(xb, w, lo, hi, s, L);
     (void)n;
 }
@@ -186,8 +189,10 @@ static void quantize_asym4or5(const float *x, const float *imatrix, int nmax, ui
                               uint16_t *m, uint8_t *L, int64_t ib) {
     float w[LB_QK], off;
     const float *xb = x + ib * LB_QK;
-    lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
-    float s = lb_qs_fit_asym(LB_QK, xb, w, nmax, 1, lb_quant_have_avx2(), L, &off);
+    int simd = lb_quant_have_avx2();
+    if (simd) lb_qs_weights_avx2(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+    else lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
+    float s = lb_qs_fit_asym(LB_QK, xb, w, nmax, 1, simd, L, &off);
     asym_finish(xb, w, nmax, s, off, d, m, L);
 }
 
