@@ -253,7 +253,7 @@ static double roundtrip(lb_dtype t, const float *x, int64_t rows, int64_t cols, 
     void *q = malloc(sz);
     size_t w = lb_quantize(t, x, q, rows, cols, NULL);
     CHECK(w == sz, "%s: wrote %zu of %zu bytes", lb_dtype_name(t), w, sz);
-    CHECK(lb_dequantize(t, q, y, rows * cols) == LB_OK);
+    CHECK(lb_dequantize(t, q, y, rows * cols) == LB_OK, "line %d", 256);
     free(q);
     return rel_rmse(x, y, rows * cols);
 }
@@ -351,7 +351,7 @@ static void test_ternary(void) {
 
         /* through lb_quantize (absmean scale): the trit pattern survives, scaled by absmean */
         float am = lb_ternary_absmean(x, n), d = lb_fp16_to_f32(lb_f32_to_fp16(am));
-        CHECK(lb_quantize(tt[k], x, q, rows, cols, NULL) == rs * rows);
+        CHECK(lb_quantize(tt[k], x, q, rows, cols, NULL) == rs * rows, "line %d", 354);
         lb_dequantize(tt[k], q, y, n);
         int bad = 0;
         for (int64_t i = 0; i < n; i++) bad += y[i] != d * t[i];
@@ -417,7 +417,7 @@ static void test_dots(void) {
         CHECK(ops != NULL, "%s has no ops", lb_dtype_name(t));
         if (!ops) continue;
         int big = ops->act_block == 256;
-        CHECK(ops->act_type == (big ? LB_Q8_K : LB_Q8_0));
+        CHECK(ops->act_type == (big ? LB_Q8_K : LB_Q8_0), "line %d", 420);
         const int *lens = big ? lens256 : lens32;
         int nl = big ? 5 : 6;
         for (int li = 0; li < nl; li++) {
@@ -527,24 +527,24 @@ static void test_errors(void) {
     CHECK(untouched, "a rejected quantize wrote to the output");
     lb_error err = {0};
     size_t written = 1;
-    CHECK(lb_quantize_checked(LB_Q6_K, x, buf, 1, 300, NULL, &written, &err) == LB_ERR_ARG);
+    CHECK(lb_quantize_checked(LB_Q6_K, x, buf, 1, 300, NULL, &written, &err) == LB_ERR_ARG, "line %d", 530);
     CHECK(written == 0 && strstr(err.msg, "300") != NULL, "message: %s", err.msg);
-    CHECK(lb_quantize_checked(LB_Q8_1, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED);
-    CHECK(lb_quantize_checked(LB_F32, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED);
-    CHECK(lb_quantize_checked((lb_dtype)99, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED);
-    CHECK(lb_dequantize(LB_Q4_K, buf, x, 100) == LB_ERR_ARG);
-    CHECK(lb_dequantize(LB_Q8_1, buf, x, 32) == LB_ERR_UNSUPPORTED);
-    CHECK(lb_quant_get_ops(LB_F32) == NULL && lb_quant_get_ops(LB_Q8_K) == NULL);
-    CHECK(lb_quant_act_size(LB_Q4_K, 100) == 0 && lb_quant_act_size(LB_Q4_K, 512) == 2 * 292);
-    CHECK(lb_quant_act_size(LB_Q4_0, 64) == 2 * 34);
+    CHECK(lb_quantize_checked(LB_Q8_1, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED, "line %d", 532);
+    CHECK(lb_quantize_checked(LB_F32, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED, "line %d", 533);
+    CHECK(lb_quantize_checked((lb_dtype)99, x, buf, 1, 32, NULL, &written, &err) == LB_ERR_UNSUPPORTED, "line %d", 534);
+    CHECK(lb_dequantize(LB_Q4_K, buf, x, 100) == LB_ERR_ARG, "line %d", 535);
+    CHECK(lb_dequantize(LB_Q8_1, buf, x, 32) == LB_ERR_UNSUPPORTED, "line %d", 536);
+    CHECK(lb_quant_get_ops(LB_F32) == NULL && lb_quant_get_ops(LB_Q8_K) == NULL, "line %d", 537);
+    CHECK(lb_quant_act_size(LB_Q4_K, 100) == 0 && lb_quant_act_size(LB_Q4_K, 512) == 2 * 292, "line %d", 538);
+    CHECK(lb_quant_act_size(LB_Q4_0, 64) == 2 * 34, "line %d", 539);
 
     /* the writable set and the to_float registration in the dtype table */
     for (int k = 0; k < N_ALL; k++) {
         CHECK(lb_quant_can_write(k_all[k]), "%s not writable", lb_dtype_name(k_all[k]));
         CHECK(lb_dtype_get(k_all[k])->to_float != NULL, "%s has no to_float", lb_dtype_name(k_all[k]));
     }
-    CHECK(lb_quant_can_write(LB_Q8_K) && !lb_quant_can_write(LB_Q8_1) && !lb_quant_can_write(LB_F16));
-    CHECK(lb_dtype_get(LB_Q8_K)->to_float != NULL);
+    CHECK(lb_quant_can_write(LB_Q8_K) && !lb_quant_can_write(LB_Q8_1) && !lb_quant_can_write(LB_F16), "line %d", 546);
+    CHECK(lb_dtype_get(LB_Q8_K)->to_float != NULL, "line %d", 547);
 
     /* zero rows, constant rows and one huge value never produce NaN */
     float z[256] = {0}, y[256];

@@ -1,10 +1,17 @@
 /* Per-type kernel table and runtime CPU dispatch (scalar or AVX2). */
 #include "quant/quant.h"
 
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 int lb_quant_have_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    /* clang's __builtin_cpu_supports knows no "f16c": read CPUID leaf 1 ECX bit 29 directly */
+    unsigned a, b, c, d;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif
