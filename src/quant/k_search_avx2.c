@@ -1,0 +1,119 @@
+/* AVX2 candidate scans for the scale search: 8 elements a step, L kept in float. */
+#include <immintrin.h>
+
+#include "quant/k_search.h"
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* max(v, lo) first so a NaN becomes lo, as the scalar clamp does */
+static inline __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
+                          const float *iscale, int ncand, float *sums) {
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps((float)nmax);
+    const __m256 vmin = _mm256_set1_ps(xmin);
+    for (int k = 0; k < ncand; k++) {
+        __m256 is = _mm256_set1_ps(iscale[k]);
+        __m256 sl = _mm256_setzero_ps(), sll = sl, slx = sl;
+        for (int i = 0; i < n; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i), wv = _mm256_loadu_ps(w + i);
+            __m256 l = round_clamp(_mm256_mul_ps(is, _mm256_sub_ps(xv, vmin)), lo, hi);
+            __m256 wl = _mm256_mul_ps(wv, l);
+            sl = _mm256_add_ps(sl, wl);
+            sll = _mm256_fmadd_ps(wl, l, sll);
+            slx = _mm256_fmadd_ps(wl, xv, slx);
+        }
+        sums[3 * k] = hsum8(sl);
+        sums[3 * k + 1] = hsum8(sll);
+        sums[3 * k + 2] = hsum8(slx);
+    }
+}
+
+void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo_, int hi_,
+                         const float *iscale, int ncand, float *sums) {
+    const __m256 lo = _mm256_set1_ps((float)lo_), hi = _mm256_set1_ps((float)hi_);
+    for (int k = 0; k < ncand; k++) {
+        __m256 is = _mm256_set1_ps(iscale[k]);
+        __m256 sll = _mm256_setzero_ps(), slx = sll;
+        for (int i = 0; i < n; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i), wv = _mm256_loadu_ps(w + i);
+            __m256 l = round_clamp(_mm256_mul_ps(is, xv), lo, hi);
+            __m256 wl = _mm256_mul_ps(wv, l);
+            sll = _mm256_fmadd_ps(wl, l, sll);
+            slx = _mm256_fmadd_ps(wl, xv, slx);
+        }
+        sums[2 * k] = hsum8(slx);
+        sums[2 * k + 1] = hsum8(sll);
+    }
+}
+
+/* Same choice as lb_qs_pick_asym, 8 candidates a step (the divisions dominated). */
+int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int free_offset,
+                         float *s_out, float *off_out) {
+    const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_), zero = _mm256_setzero_ps();
+    const __m256 two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
+    const __m256i idx3 = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+    int best = -1;
+    float best_e = __builtin_inff();
+    for (int k0 = 0; k0 < ncand; k0 += 8) {
+        int m = ncand - k0 < 8 ? ncand - k0 : 8;
+        float tmp[24];
+        for (int i = 0; i < 24; i++) tmp[i] = i < 3 * m ? sums[3 * k0 + i] : 0;
+        __m256 sl = _mm256_i32gather_ps(tmp, idx3, 4), sll = _mm256_i32gather_ps(tmp + 1, idx3, 4);
+        __m256 slx = _mm256_i32gather_ps(tmp + 2, idx3, 4);
+        __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+        __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
+        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
+        __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
+        if (!free_offset) {
+            __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
+            off = _mm256_blendv_ps(off, zero, pos);
+            s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
+        }
+        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
+        e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
+        e = _mm256_blendv_ps(inf, e, ok);
+        float ev[8], sv[8], ov[8];
+        _mm256_storeu_ps(ev, e);
+        _mm256_storeu_ps(sv, s);
+        _mm256_storeu_ps(ov, off);
+        for (int i = 0; i < m; i++)
+            if (ev[i] < best_e) {
+                best_e = ev[i];
+                best = k0 + i;
+                *s_out = sv[i];
+                *off_out = ov[i];
+            }
+    }
+    return best;
+}
+
+void lb_qs_weights_avx2(int n, const float *x, const float *imatrix, float *w) {
+    __m256 ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    __m256 s2 = _mm256_set1_ps(hsum8(ss) / (float)n), sw = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 wv = _mm256_sqrt_ps(_mm256_fmadd_ps(v, v, s2));
+        if (imatrix) wv = _mm256_mul_ps(wv, _mm256_max_ps(_mm256_loadu_ps(imatrix + i), _mm256_setzero_ps()));
+        sw = _mm256_add_ps(sw, wv);
+        _mm256_storeu_ps(w + i, wv);
+    }
+    if (!(hsum8(sw) > 0)) /* dead columns: plain error */
+        for (int i = 0; i < n; i++) w[i] = 1;
+}
