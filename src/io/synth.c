@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/gguf_meta.h"
+#include "quant/quant.h"
 #include "tokenizer/spm.h"
 
 typedef struct preset {
@@ -57,8 +58,11 @@ static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_err
     uint64_t x = c->seed ^ hash_name(t->name);
     const float amp = 0.02f * 1.7320508f;
     int64_t n = lb_tensor_nelements(t);
-    for (int64_t i = 0; i < n; i += CHUNK) {
-        int64_t m = n - i < CHUNK ? n - i : CHUNK;
+    int quant = !lb_dtype_get(t->type)->is_float;
+    /* block formats quantize whole rows: chunks are a whole number of rows */
+    int64_t step = quant ? (CHUNK / t->ne[0] > 0 ? CHUNK / t->ne[0] : 1) * t->ne[0] : CHUNK;
+    for (int64_t i = 0; i < n; i += step) {
+        int64_t m = n - i < step ? n - i : step;
         for (int64_t j = 0; j < m; j++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             c->f[j] = is_norm ? 1.0f : ((float)(x >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * amp;
@@ -70,11 +74,17 @@ static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_err
             for (int64_t j = 0; j < m; j++) h[j] = t->type == LB_F16 ? lb_f32_to_fp16(c->f[j]) : lb_f32_to_bf16(c->f[j]);
             out = h;
             bytes = (size_t)m * 2;
+        } else if (quant) {
+            bytes = lb_quantize(t->type, c->f, c->conv, m / t->ne[0], t->ne[0], NULL);
+            if (!bytes) return lb_fail(err, LB_ERR_ARG, "%s: cannot quantize rows of %lld to %s", t->name,
+                                       (long long)t->ne[0], lb_dtype_name(t->type));
+            out = c->conv;
         }
         lb_status s = lb_gguf_sink_write(sink, out, bytes, err);
         if (s) return s;
         c->done += bytes;
         if (c->progress) c->progress(c->user, t->name, c->done, c->total);
+        (void)m;
     }
     return LB_OK;
 }
@@ -116,8 +126,8 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
         if (!strcmp(g_presets[i].name, name)) p = &g_presets[i];
     if (!p) return lb_fail(err, LB_ERR_ARG, "unknown preset '%s' (tiny, stories15m, llama-1b, llama-7b, llama-8b)", name);
     int t = lb_dtype_from_name(dtype);
-    if (t != LB_F32 && t != LB_F16 && t != LB_BF16)
-        return lb_fail(err, LB_ERR_ARG, "synth writes f32, f16 or bf16 (quantize the result for other types), not '%s'", dtype);
+    if (t < 0 || (t != LB_F32 && t != LB_F16 && t != LB_BF16 && !lb_quant_can_write((lb_dtype)t)))
+        return lb_fail(err, LB_ERR_ARG, "synth writes f32, f16, bf16 or a writable block format (q8_0, q4_0, q4_k, ...), not '%s'", dtype);
 
     lb_config c = {.arch = LB_ARCH_LLAMA, .n_vocab = p->vocab, .dim = p->dim, .hidden_dim = p->hidden, .n_layers = p->layers,
                    .n_heads = p->heads, .n_kv_heads = p->kv_heads, .head_dim = p->dim / p->heads, .ctx_train = p->ctx,
@@ -146,13 +156,14 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
     }
 
     lb_gguf_writer *w = lb_gguf_writer_new();
-    fill_ctx fc = {seed, (lb_dtype)t, malloc(CHUNK * sizeof(float)), malloc(CHUNK * sizeof(float)), progress, user, 0, 0};
+    size_t buf = (size_t)(CHUNK > p->hidden ? CHUNK : p->hidden) * sizeof(float); /* at least one row */
+    fill_ctx fc = {seed, (lb_dtype)t, malloc(buf), malloc(buf), progress, user, 0, 0};
     if (!w || !fc.f || !fc.conv) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     char full[64];
     snprintf(full, sizeof full, "lowbit synth %s", name);
     if (!s) s = lb_gguf_set_config(w, &c, full, err);
     if (!s) s = lb_gguf_set_vocab(w, &v, err);
-    if (!s) s = lb_gguf_set_u32(w, "general.file_type", t == LB_F32 ? 0 : t == LB_F16 ? 1 : 32, err);
+    if (!s && t <= LB_BF16) s = lb_gguf_set_u32(w, "general.file_type", t == LB_F32 ? 0 : t == LB_F16 ? 1 : 32, err);
 
     int64_t qd = (int64_t)c.n_heads * c.head_dim, kvd = (int64_t)c.n_kv_heads * c.head_dim;
     struct { const char *fmt; int64_t ne0, ne1; } per_layer[] = {
@@ -166,7 +177,7 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
         int nd = b ? 2 : 1;                                                                               \
         lb_dtype dt = nd == 1 ? LB_F32 : (lb_dtype)t;                                                     \
         if (!s) s = lb_gguf_add_tensor_lazy(w, nm, dt, nd, ne, fill, &fc, err);                           \
-        fc.total += (uint64_t)a * (b ? b : 1) * (nd == 1 ? 4 : lb_dtype_get(dt)->type_size);              \
+        fc.total += (uint64_t)lb_dtype_row_size(dt, a) * (b ? b : 1);                                     \
     } while (0)
     ADD("token_embd.weight", c.dim, c.n_vocab);
     ADD("output_norm.weight", c.dim, 0);

@@ -77,10 +77,10 @@ static void install_builtins(void) {
         const lb_matmul_kernel *k = lb_matmul_kernel_avx2(builtin[i]);
         atomic_store(&g_kernels[builtin[i]], k ? k : lb_matmul_kernel_scalar(builtin[i]));
     }
+    lb_quant_register_matmul();
 }
 
 void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k) {
-    pthread_once(&g_once, install_builtins);
     if ((unsigned)t < LB_DTYPE_COUNT) atomic_store(&g_kernels[t], k);
 }
 

@@ -53,6 +53,11 @@ typedef struct lb_matmul_kernel {
 /* Sets the kernel for a dtype (the pointer must stay valid). Call once per dtype before the
  * first lb_matmul on it; replaces the built-in kernel for F32/F16/BF16. NULL unregisters. */
 void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k);
+/* Registers the block formats of src/quant (called once by the dispatcher's initialisation). */
+void lb_quant_register_matmul(void);
+/* Ternary kernels with BitNet's per-token absmax int8 activations (NULL for other types). */
+const lb_matmul_kernel *lb_quant_kernel_per_token(lb_dtype t);
+
 /* The kernel lb_matmul uses for a dtype (AVX2 for F32/F16/BF16 where the CPU has AVX2+FMA+F16C),
  * or NULL when none is registered. */
 const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t);
