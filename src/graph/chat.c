@@ -26,7 +26,8 @@ static char *join(const char *fmt, const char *a, const char *b) {
 }
 
 /* BOS is added by the tokenizer (add_special), never written as text, so SentencePiece
- * vocabularies (which treat "<s>" in text as plain characters) get the real token. */
+ * vocabularies (which treat "<s>" in text as plain characters) get the real token. Later turns
+ * assume the end-of-turn token that stopped the previous answer was fed to the model. */
 char *lb_chat_format_turn(lb_chat_style style, const char *system, const char *user, int first) {
     int sys = system && *system && first;
     switch (style) {
@@ -37,7 +38,7 @@ char *lb_chat_format_turn(lb_chat_style style, const char *system, const char *u
         if (sys)
             return join("<|start_header_id|>system<|end_header_id|>\n\n%s<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
                         system, user);
-        return join("%s<|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", first ? "" : "<|eot_id|>", user);
+        return join("%s<|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", "", user);
     case LB_CHAT_LLAMA2:
         if (sys) return join("[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]", system, user);
         return join("%s[INST] %s [/INST]", "", user);

@@ -107,6 +107,7 @@ typedef struct gen_state {
     size_t text_len, text_cap;
     double t_prompt, t_gen;
     size_t n_prompt_tok, n_gen_tok;
+    int32_t stop_id; /* the end-of-generation token that ended the last answer, or -1 */
 } gen_state;
 
 static int append_text(gen_state *g, const char *s, size_t n) {
@@ -133,9 +134,13 @@ static int generate(gen_state *g, const int32_t *ids, size_t n_ids, long long n_
     char *buf = malloc(64);
     size_t cap = 64, len;
     t0 = cli_now();
+    g->stop_id = -1;
     for (long long i = 0; i < n_predict; i++) {
         int32_t id = lb_sampler_sample(g->smp, g->logits, g->history.v, g->history.n);
-        if (g->tok && lb_token_is_eog(g->tok, id)) break;
+        if (g->tok && lb_token_is_eog(g->tok, id)) {
+            g->stop_id = id;
+            break;
+        }
         lb_ids_push(&g->out, id);
         lb_ids_push(&g->history, id);
         g->n_gen_tok++;
@@ -229,6 +234,8 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "lowbit: chatting with %s (%s template); end with Ctrl-D\n> ", o.model, lb_chat_style_name(style));
         while (fgets(line, sizeof line, stdin)) {
             line[strcspn(line, "\n")] = 0;
+            /* the turn ended at an end-of-turn token the model never saw: feed it first */
+            if (!first && g.stop_id >= 0 && lb_session_eval(g.s, &g.stop_id, 1, g.logits, 0, &err)) goto done;
             char *text = lb_chat_format_turn(style, o.system, line, first);
             int32_t *ids;
             size_t n;
