@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "check.h"
+#ifdef __clang__ /* CHECK(cond) with no message is intended */
+#pragma clang diagnostic ignored "-Wgnu-zero-variadic-macro-arguments"
+#endif
 #include "core/error.h"
 #include "core/model.h"
 #include "tokenizer/tokenizer.h"

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#ifdef __clang__ /* CHECK(cond) with no message is intended */
+#pragma clang diagnostic ignored "-Wgnu-zero-variadic-macro-arguments"
+#endif
 #include "core/error.h"
 #include "core/mapfile.h"
 #include "io/safetensors.h"

@@ -202,7 +202,7 @@ static void test_hand_built(void) {
     lb_status st = lb_spm_parse_model(b.d, b.n, "hand.model", &t, &err);
     CHECK(st == LB_OK, "hand-built model: %s", err.msg);
     if (!t) return;
-    CHECK(t->bos_id == 1 && t->eos_id == 2 && t->unk_id == 0 && t->pad_id == -1 && t->n_vocab == (int32_t)np);
+    CHECK(t->bos_id == 1 && t->eos_id == 2 && t->unk_id == 0 && t->pad_id == -1 && t->n_vocab == (int32_t)np, "special ids of the hand-built model");
     CHECK(ids_are(t, "abc", (int32_t[]){6, 5}, 2), "equal scores: leftmost pair merges first");
     CHECK(ids_are(t, "def", (int32_t[]){8, 12}, 2), "the higher score merges first");
     CHECK(ids_are(t, "a<u>b", (int32_t[]){3, 13, 4}, 3), "user-defined piece matched whole");
@@ -213,14 +213,14 @@ static void test_hand_built(void) {
     CHECK(ids_are(t, "a b", (int32_t[]){3, 17, 4}, 3), "space becomes U+2581, no dummy prefix");
     CHECK(ids_are(t, "a  b", (int32_t[]){3, 17, 17, 4}, 4), "no collapsing when remove_extra_whitespaces is 0");
     CHECK(ids_are(t, "a\xff", (int32_t[]){3, 0}, 2), "malformed UTF-8 becomes U+FFFD -> unk");
-    CHECK(ids_are(t, "", NULL, 0));
+    CHECK(ids_are(t, "", NULL, 0), "empty text gives no ids");
     lb_ids with = encode(t, "a", 1, 1);
     CHECK(with.n == 2 && with.v[0] == 1 && with.v[1] == 3, "add_special prepends BOS only");
     lb_ids_free(&with);
     char out[8];
     CHECK(t->ops->decode_token(t, 1, 0, out, sizeof out) == 0, "control decodes to nothing");
     CHECK(t->ops->decode_token(t, 999, 0, out, sizeof out) == 0, "out of range decodes to nothing");
-    CHECK(t->ops->decode_token(t, -1, 0, out, sizeof out) == 0);
+    CHECK(t->ops->decode_token(t, -1, 0, out, sizeof out) == 0, "negative id decodes to nothing");
     size_t k = t->ops->decode_token(t, 0, 0, out, sizeof out);
     CHECK(k == 5 && memcmp(out, " \xe2\x81\x87 ", 5) == 0, "unk decodes to the unk surface");
     CHECK(t->ops->decode_token(t, 17, 1, out, sizeof out) == 1 && out[0] == ' ',
@@ -261,7 +261,7 @@ static void test_truncations_model(void) {
     const char *path = SHARED("models/stories260K-hf/tokenizer.model");
     size_t size;
     char *data = slurp(path, &size);
-    CHECK(data != NULL);
+    CHECK(data != NULL, "cannot read the model");
     if (!data) return;
     int n_format = 0, n_unsup = 0, n_ok = 0, bad = 0;
     for (size_t len = 0; len < size; len++) {
@@ -302,7 +302,7 @@ static void test_truncations_bin(void) {
     const char *path = SHARED("models/stories260K-llama2c/tok512.bin");
     size_t size;
     char *data = slurp(path, &size);
-    CHECK(data != NULL);
+    CHECK(data != NULL, "cannot read the .bin");
     if (!data) return;
     int bad = 0;
     for (size_t len = 0; len < size; len++) {
@@ -401,7 +401,7 @@ static lb_tokenizer *load_bin(const char *path, int32_t n_vocab) {
 static void test_corpus(const lb_tokenizer *model, const lb_tokenizer *bin) {
     size_t len;
     char *text = slurp(SHARED("corpus/tinystories-sampled.txt"), &len);
-    CHECK(text != NULL);
+    CHECK(text != NULL, "cannot read the corpus");
     if (!text) return;
     lb_ids a = encode(model, text, len, 0), b = encode(bin, text, len, 0);
     CHECK(a.n > 1000 && a.n == b.n && memcmp(a.v, b.v, a.n * sizeof *a.v) == 0,
@@ -414,6 +414,32 @@ static void test_corpus(const lb_tokenizer *model, const lb_tokenizer *bin) {
     free(text);
 }
 
+/* A GGUF-style vocabulary (token strings, scores, types) made from a loaded .model's table. */
+static lb_tokenizer *via_vocab_desc(const lb_tokenizer *src, int add_bos) {
+    const lb_spm *m = src->impl;
+    size_t n = (size_t)m->n;
+    const char **tokens = malloc(n * sizeof *tokens);
+    size_t *lens = malloc(n * sizeof *lens);
+    float *scores = malloc(n * sizeof *scores);
+    int32_t *types = malloc(n * sizeof *types);
+    for (size_t i = 0; i < n; i++) {
+        tokens[i] = m->pool + m->pieces[i].off;
+        lens[i] = m->pieces[i].len;
+        scores[i] = m->pieces[i].score;
+        types[i] = m->pieces[i].type;
+    }
+    lb_vocab_desc v = {n, tokens, lens, scores, types, 0, NULL, NULL, 1, 2, 0, -1, -1, add_bos, -1, NULL};
+    lb_tokenizer *t = NULL;
+    lb_error err = {0};
+    lb_status st = lb_spm_from_vocab(&v, &t, &err);
+    CHECK(st == LB_OK, "from_vocab: %s", err.msg);
+    free(tokens);
+    free(lens);
+    free(scores);
+    free(types);
+    return t;
+}
+
 int main(void) {
     test_hand_built();
 
@@ -422,13 +448,13 @@ int main(void) {
     lb_tokenizer *b512 = load_bin(SHARED("models/stories260K-llama2c/tok512.bin"), 512);
     lb_tokenizer *b32k = load_bin(SHARED("models/llama2-tokenizer-32k/tokenizer.bin"), 0);
     if (m512 && m32k && b512 && b32k) {
-        CHECK(m512->n_vocab == 512 && m32k->n_vocab == 32000 && b512->n_vocab == 512 && b32k->n_vocab == 32000);
-        CHECK(m32k->bos_id == 1 && m32k->eos_id == 2 && m32k->unk_id == 0 && m32k->pad_id == -1);
-        CHECK(b32k->bos_id == 1 && b32k->eos_id == 2 && b32k->unk_id == 0 && b32k->pad_id == -1);
-        CHECK(strcmp(m512->ops->kind, "sentencepiece") == 0);
+        CHECK(m512->n_vocab == 512 && m32k->n_vocab == 32000 && b512->n_vocab == 512 && b32k->n_vocab == 32000, "vocabulary sizes");
+        CHECK(m32k->bos_id == 1 && m32k->eos_id == 2 && m32k->unk_id == 0 && m32k->pad_id == -1, "special ids of the 32k .model");
+        CHECK(b32k->bos_id == 1 && b32k->eos_id == 2 && b32k->unk_id == 0 && b32k->pad_id == -1, "llama2.c conventions: unk 0, BOS 1, EOS 2");
+        CHECK(strcmp(m512->ops->kind, "sentencepiece") == 0, "kind");
         char out[8];
         CHECK(m32k->ops->decode_token(m32k, 29871, 1, out, sizeof out) == 0, "first: the dummy-prefix space is dropped");
-        CHECK(m32k->ops->decode_token(m32k, 29871, 0, out, sizeof out) == 1 && out[0] == ' ');
+        CHECK(m32k->ops->decode_token(m32k, 29871, 0, out, sizeof out) == 1 && out[0] == ' ', "not first: the space is kept");
         CHECK(b32k->ops->decode_token(b32k, 1, 0, out, sizeof out) == 0, "llama2.c BOS (\\n<s>\\n) is a control token");
         int n = check_reference(m512, SHARED("reference/stories260K/tokenize.json"), 0, "tok512 .model");
         CHECK(n == 19, "all 19 tok512 cases checked (%d)", n);
@@ -439,6 +465,16 @@ int main(void) {
         n = check_reference(b32k, SHARED("reference/llama2-tokenizer-32k/tokenize.json"), 0, "llama2 32k .bin");
         CHECK(n == 19, "the 32k .model does not collapse whitespace either, so all 19 cases apply (%d)", n);
         test_corpus(m32k, b32k);
+        lb_tokenizer *g32k = via_vocab_desc(m32k, -1), *g512 = via_vocab_desc(m512, 1);
+        if (g32k && g512) {
+            CHECK(g32k->bos_id == 1 && g32k->eos_id == 2 && g32k->unk_id == 0 && g32k->pad_id == -1, "GGUF special ids");
+            n = check_reference(g32k, SHARED("reference/llama2-tokenizer-32k/tokenize.json"), 0, "llama2 32k GGUF vocab");
+            CHECK(n == 19, "GGUF conventions equal the 32k .model's flags: all 19 cases (%d)", n);
+            n = check_reference(g512, SHARED("reference/stories260K/tokenize.json"), 1, "tok512 GGUF vocab");
+            CHECK(n == 16, "GGUF conventions keep whitespace runs: 16 tok512 cases apply (%d)", n);
+        }
+        tok_free(g32k);
+        tok_free(g512);
     }
     tok_free(m512);
     tok_free(m32k);

@@ -144,6 +144,7 @@ lb_status lb_spm_finish(lb_spm *m, const char *name, int dup_strict, int32_t bos
         }
         if (p->type == LB_SPM_UNKNOWN && (m->unk_id < 0 || m->pieces[m->unk_id].type != LB_SPM_UNKNOWN)) m->unk_id = id;
         if (p->type == LB_SPM_USER_DEFINED && p->len > m->max_user_len) m->max_user_len = p->len;
+        if (p->type == LB_SPM_UNUSED) m->has_unused = 1;
         if (lookup(m, s, p->len, is_reserved(p->type)) >= 0) {
             if (dup_strict) {
                 st = lb_fail(err, LB_ERR_FORMAT, "%s: piece %d (\"%.*s\") is already defined", name, (int)id,
@@ -385,8 +386,7 @@ static lb_status encode_normalized(const lb_spm *m, const char *text, size_t n, 
     lb_status st = LB_OK;
     b.syms = malloc((n ? n : 1) * sizeof *b.syms);
     b.heap = malloc((3 * n + 1) * sizeof *b.heap); /* n - 1 initial pairs + 2 per merge */
-    int has_unused = 0;
-    for (int32_t i = 0; i < m->n && !has_unused; i++) has_unused = m->pieces[i].type == LB_SPM_UNUSED;
+    int has_unused = m->has_unused;
     if (has_unused) {
         size_t cap = 16;
         while (cap < 6 * n) cap *= 2;

@@ -32,6 +32,7 @@ typedef struct lb_spm {
     size_t hash_mask;
     int32_t byte_id[256]; /* id of "<0xAB>" (as SentencePiece looks it up), unk when absent */
     size_t max_user_len;  /* longest USER_DEFINED piece, 0 when none */
+    int has_unused;       /* some piece is UNUSED: merges through it are undone */
     /* normalizer and model options */
     int add_dummy_prefix, remove_extra_ws, escape_ws, ws_suffix, byte_fallback;
     int add_bos, add_eos;
