@@ -1,4 +1,5 @@
 #include "core/dtype.h"
+#include "quant/quant.h"
 
 #include <strings.h>
 
@@ -32,26 +33,26 @@ static void f64_to_float(const void *src, float *dst, int64_t n) {
 static lb_dtype_traits g_traits[LB_DTYPE_COUNT] = {
     [LB_F32] = {"F32", 1, 4, 1, f32_to_float},
     [LB_F16] = {"F16", 1, 2, 1, f16_to_float},
-    [LB_Q4_0] = {"Q4_0", 32, 18, 0, NULL},
-    [LB_Q4_1] = {"Q4_1", 32, 20, 0, NULL},
-    [LB_Q5_0] = {"Q5_0", 32, 22, 0, NULL},
-    [LB_Q5_1] = {"Q5_1", 32, 24, 0, NULL},
-    [LB_Q8_0] = {"Q8_0", 32, 34, 0, NULL},
+    [LB_Q4_0] = {"Q4_0", 32, 18, 0, lb_dequantize_row_q4_0},
+    [LB_Q4_1] = {"Q4_1", 32, 20, 0, lb_dequantize_row_q4_1},
+    [LB_Q5_0] = {"Q5_0", 32, 22, 0, lb_dequantize_row_q5_0},
+    [LB_Q5_1] = {"Q5_1", 32, 24, 0, lb_dequantize_row_q5_1},
+    [LB_Q8_0] = {"Q8_0", 32, 34, 0, lb_dequantize_row_q8_0},
     [LB_Q8_1] = {"Q8_1", 32, 36, 0, NULL},
-    [LB_Q2_K] = {"Q2_K", 256, 84, 0, NULL},
-    [LB_Q3_K] = {"Q3_K", 256, 110, 0, NULL},
-    [LB_Q4_K] = {"Q4_K", 256, 144, 0, NULL},
-    [LB_Q5_K] = {"Q5_K", 256, 176, 0, NULL},
-    [LB_Q6_K] = {"Q6_K", 256, 210, 0, NULL},
-    [LB_Q8_K] = {"Q8_K", 256, 292, 0, NULL},
+    [LB_Q2_K] = {"Q2_K", 256, 84, 0, lb_dequantize_row_q2_K},
+    [LB_Q3_K] = {"Q3_K", 256, 110, 0, lb_dequantize_row_q3_K},
+    [LB_Q4_K] = {"Q4_K", 256, 144, 0, lb_dequantize_row_q4_K},
+    [LB_Q5_K] = {"Q5_K", 256, 176, 0, lb_dequantize_row_q5_K},
+    [LB_Q6_K] = {"Q6_K", 256, 210, 0, lb_dequantize_row_q6_K},
+    [LB_Q8_K] = {"Q8_K", 256, 292, 0, lb_dequantize_row_q8_K},
     [LB_I8] = {"I8", 1, 1, 0, NULL},
     [LB_I16] = {"I16", 1, 2, 0, NULL},
     [LB_I32] = {"I32", 1, 4, 0, NULL},
     [LB_I64] = {"I64", 1, 8, 0, NULL},
     [LB_F64] = {"F64", 1, 8, 1, f64_to_float},
     [LB_BF16] = {"BF16", 1, 2, 1, bf16_to_float},
-    [LB_TQ1_0] = {"TQ1_0", 256, 54, 0, NULL},
-    [LB_TQ2_0] = {"TQ2_0", 256, 66, 0, NULL},
+    [LB_TQ1_0] = {"TQ1_0", 256, 54, 0, lb_dequantize_row_tq1_0},
+    [LB_TQ2_0] = {"TQ2_0", 256, 66, 0, lb_dequantize_row_tq2_0},
 };
 
 const lb_dtype_traits *lb_dtype_get(uint32_t type) {

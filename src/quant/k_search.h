@@ -1,0 +1,40 @@
+/* Error-minimizing scale search shared by the quantizers (internal).
+ * Each fit tries a fan of candidate inverse scales around the absmax / min-max one, rounds
+ * the block with each, solves the weighted least-squares scale (and offset) for that
+ * rounding, keeps the best, then alternates rounding and re-fitting until it stops improving. */
+#ifndef LB_QUANT_K_SEARCH_H
+#define LB_QUANT_K_SEARCH_H
+#include <stdint.h>
+
+#define LB_QS_MAX_CAND 64
+
+/* For each candidate k: L = clamp(nearbyint(iscale[k] * (x - xmin)), 0, nmax);
+ * sums[3k] = sum w L, sums[3k+1] = sum w L^2, sums[3k+2] = sum w L x. n is a multiple of 8. */
+void lb_qs_scan_asym(int n, const float *x, const float *w, float xmin, int nmax,
+                     const float *iscale, int ncand, float *sums);
+void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
+                          const float *iscale, int ncand, float *sums);
+/* For each candidate k: L = clamp(nearbyint(iscale[k] * x), lo, hi);
+ * sums[2k] = sum w L x, sums[2k+1] = sum w L^2. n is a multiple of 8. */
+void lb_qs_scan_sym(int n, const float *x, const float *w, int lo, int hi, const float *iscale,
+                    int ncand, float *sums);
+void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo, int hi,
+                         const float *iscale, int ncand, float *sums);
+
+/* x ~ s * L + off with L in [0, nmax]. When free_offset is 0, off <= 0 (GGUF K-quants store
+ * a subtracted, non-negative min) and s >= 0. Returns s and sets *off; fills L. */
+float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_offset, int simd,
+                     uint8_t *L, float *off);
+/* x ~ s * L with L in [lo, hi] (lo <= 0 < hi); s may be negative when lo < 0. Returns s. */
+float lb_qs_fit_sym(int n, const float *x, const float *w, int lo, int hi, int simd, int8_t *L);
+
+/* Weights for the error: sqrt(rms^2 + x^2) (larger values matter more), times imatrix. */
+void lb_qs_weights(int n, const float *x, const float *imatrix, float *w);
+
+/* Clamps before converting, so NaN or huge values never reach the int conversion. */
+static inline int lb_qs_round_clamp(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v > (float)hi) return hi;
+    return (int)__builtin_nearbyintf(v);
+}
+#endif

@@ -1,0 +1,414 @@
+/* AVX2 dot products with quantized activations: codes unpacked to bytes, multiplied with
+ * _mm256_maddubs_epi16 (unsigned codes x signed activations, or |w| x sign-adjusted x for
+ * signed codes), widened with _mm256_madd_epi16 by the sub-block scales. Only called after
+ * lb_quant_have_avx2(). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+#define F16(h) _cvtsh_ss(h)
+
+static inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles first, then high nibbles */
+static inline __m256i nibbles32(const uint8_t *p) {
+    __m128i t = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(0xF);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m), _mm_and_si128(t, m));
+}
+
+/* 32 bits (little-endian) -> 32 bytes, 0xFF where the bit is set */
+static inline __m256i bits32(const uint8_t *p) {
+    uint32_t x;
+    memcpy(&x, p, 4);
+    __m256i v = _mm256_set1_epi32((int)x);
+    v = _mm256_shuffle_epi8(v, _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
+                                                  0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* signed bytes w . signed bytes x -> 8 int32 partial sums */
+static inline __m256i dot_i8(__m256i w, __m256i x) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* unsigned codes q . signed x, each half of 16 weighted by its own scale */
+static inline __m256i dot_u8_scaled(__m256i q, __m256i x, int s_lo, int s_hi) {
+    __m256i sc = _mm256_set_m128i(_mm_set1_epi16((short)s_hi), _mm_set1_epi16((short)s_lo));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), sc);
+}
+
+/* ---- activations ---- */
+
+static inline __m256 absv(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static inline float hmax_f32(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 32 floats times id, clamped and rounded as the scalar code does, packed to bytes in order */
+static inline __m256i quant32(const float *x, __m256 id) {
+    const __m256 lo = _mm256_set1_ps(-127), hi = _mm256_set1_ps(127);
+    __m256i v[4];
+    for (int k = 0; k < 4; k++) {
+        __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id);
+        t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+        v[k] = _mm256_cvtps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float amax_n(const float *x, int n) {
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < n; k += 8) m = _mm256_max_ps(m, absv(_mm256_loadu_ps(x + k)));
+    return hmax_f32(m);
+}
+
+void lb_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n) {
+    lb_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / LB_QK; i++, x += LB_QK) {
+        float amax = amax_n(x, LB_QK);
+        b[i].d = lb_f32_to_fp16(amax / 127);
+        float d = lb_fp16_to_f32(b[i].d), id = d > 0 ? 1.0f / d : 0;
+        _mm256_storeu_si256((__m256i *)b[i].qs, quant32(x, _mm256_set1_ps(id)));
+    }
+}
+
+void lb_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n) {
+    lb_block_q8_K *b = dst;
+    const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
+        float amax = amax_n(x, LB_QK_K);
+        float d = amax / 127, id = d > 0 ? 1.0f / d : 0;
+        b[i].d = d;
+        for (int k = 0; k < 8; k++) {
+            __m256i q = quant32(x + 32 * k, _mm256_set1_ps(id));
+            _mm256_storeu_si256((__m256i *)(b[i].qs + 32 * k), q);
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(one8, q), one16);
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            b[i].bsums[2 * k] = (int16_t)_mm256_extract_epi32(s, 0);
+            b[i].bsums[2 * k + 1] = (int16_t)_mm256_extract_epi32(s, 4);
+        }
+    }
+}
+
+/* ---- 32-element formats ---- */
+
+float lb_vec_dot_q8_0_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q8_0 *w = w_row, *x = x_q;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / LB_QK; i++) {
+        __m256i p = dot_i8(loadu256(w[i].qs), loadu256(x[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(w[i].d) * F16(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_f32(acc);
+}
+
+float lb_vec_dot_q4_0_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q4_0 *w = w_row;
+    const lb_block_q8_0 *x = x_q;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int i = 0; i < n / LB_QK; i++) {
+        __m256i q = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
+        __m256i p = dot_i8(q, loadu256(x[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(w[i].d) * F16(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_f32(acc);
+}
+
+/* x = d q + m: the m term needs the activation block sum */
+static inline void dot_qx_1(__m256i q, const lb_block_q8_0 *x, float dw, float m, __m256 *acc) {
+    const __m256i one16 = _mm256_set1_epi16(1);
+    __m256i xv = loadu256(x->qs);
+    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), one16);
+    __m256i sx = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), one16);
+    float dx = F16(x->d);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), _mm256_cvtepi32_ps(p), *acc);
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(m * dx), _mm256_cvtepi32_ps(sx), *acc);
+}
+
+float lb_vec_dot_q4_1_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q4_1 *w = w_row;
+    const lb_block_q8_0 *x = x_q;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / LB_QK; i++)
+        dot_qx_1(nibbles32(w[i].qs), &x[i], F16(w[i].d), F16(w[i].m), &acc);
+    return hsum_f32(acc);
+}
+
+static inline __m256i q5_codes(const uint8_t *qs, const uint8_t *qh) {
+    __m256i hb = _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(nibbles32(qs), hb);
+}
+
+float lb_vec_dot_q5_0_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q5_0 *w = w_row;
+    const lb_block_q8_0 *x = x_q;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (int i = 0; i < n / LB_QK; i++) {
+        __m256i q = _mm256_sub_epi8(q5_codes(w[i].qs, w[i].qh), sixteen);
+        __m256i p = dot_i8(q, loadu256(x[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(w[i].d) * F16(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_f32(acc);
+}
+
+float lb_vec_dot_q5_1_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q5_1 *w = w_row;
+    const lb_block_q8_0 *x = x_q;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / LB_QK; i++)
+        dot_qx_1(q5_codes(w[i].qs, w[i].qh), &x[i], F16(w[i].d), F16(w[i].m), &acc);
+    return hsum_f32(acc);
+}
+
+/* ---- 256-element formats: exact integer sums per super-block ---- */
+
+static inline __m256i crumbs(__m256i v, int s) { /* 2-bit field s of each byte */
+    const __m256i m3 = _mm256_set1_epi8(3);
+    switch (s) {
+    case 0: return _mm256_and_si256(v, m3);
+    case 1: return _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+    case 2: return _mm256_and_si256(_mm256_srli_epi16(v, 4), m3);
+    default: return _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+    }
+}
+
+float lb_vec_dot_q2_K_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q2_K *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qv = loadu256(w[i].qs + 32 * h);
+            for (int s = 0; s < 4; s++) {
+                int j = 8 * h + 2 * s;
+                __m256i p = dot_u8_scaled(crumbs(qv, s), loadu256(x[i].qs + 128 * h + 32 * s),
+                                          w[i].scales[j] & 0xF, w[i].scales[j + 1] & 0xF);
+                acc = _mm256_add_epi32(acc, p);
+            }
+        }
+        int msum = 0;
+        for (int j = 0; j < 16; j++) msum += (w[i].scales[j] >> 4) * x[i].bsums[j];
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
+                               hsum_i32(acc), msum);
+    }
+    return sum;
+}
+
+float lb_vec_dot_q3_K_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q3_K *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        int sc[16], bias = 0;
+        for (int j = 0; j < 16; j++) {
+            sc[j] = lb_q3k_get_scale(j, w[i].scales);
+            bias += sc[j] * x[i].bsums[j];
+        }
+        __m256i hm = loadu256(w[i].hmask), acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qv = loadu256(w[i].qs + 32 * h);
+            for (int s = 0; s < 4; s++) {
+                __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + s)));
+                __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit),
+                                              _mm256_set1_epi8(4));
+                __m256i q = _mm256_or_si256(crumbs(qv, s), hb);
+                int j = 8 * h + 2 * s;
+                acc = _mm256_add_epi32(acc, dot_u8_scaled(q, loadu256(x[i].qs + 128 * h + 32 * s),
+                                                          sc[j], sc[j + 1]));
+            }
+        }
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 4 * bias, 0);
+    }
+    return sum;
+}
+
+static inline void k4_scales(const uint8_t *s, const int16_t *bsums, int *sc, int *msum) {
+    *msum = 0;
+    for (int j = 0; j < 8; j++) {
+        uint8_t a, m;
+        lb_kq_get_scale_min(j, s, &a, &m);
+        sc[j] = a;
+        *msum += m * (bsums[2 * j] + bsums[2 * j + 1]);
+    }
+}
+
+float lb_vec_dot_q4_K_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q4_K *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        int sc[8], msum;
+        k4_scales(w[i].scales, x[i].bsums, sc, &msum);
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i b = loadu256(w[i].qs + 32 * c);
+            __m256i lo = _mm256_and_si256(b, m4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            acc = _mm256_add_epi32(acc, dot_u8_scaled(lo, loadu256(x[i].qs + 64 * c), sc[2 * c], sc[2 * c]));
+            acc = _mm256_add_epi32(acc, dot_u8_scaled(hi, loadu256(x[i].qs + 64 * c + 32), sc[2 * c + 1],
+                                                      sc[2 * c + 1]));
+        }
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
+                               hsum_i32(acc), msum);
+    }
+    return sum;
+}
+
+float lb_vec_dot_q5_K_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q5_K *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    const __m256i m4 = _mm256_set1_epi8(0xF), b5 = _mm256_set1_epi8(0x10);
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        int sc[8], msum;
+        k4_scales(w[i].scales, x[i].bsums, sc, &msum);
+        __m256i acc = _mm256_setzero_si256(), qh = loadu256(w[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i b = loadu256(w[i].qs + 32 * c);
+            __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
+            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, ml), ml), b5);
+            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, mh), mh), b5);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), hl);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), hh);
+            acc = _mm256_add_epi32(acc, dot_u8_scaled(lo, loadu256(x[i].qs + 64 * c), sc[2 * c], sc[2 * c]));
+            acc = _mm256_add_epi32(acc, dot_u8_scaled(hi, loadu256(x[i].qs + 64 * c + 32), sc[2 * c + 1],
+                                                      sc[2 * c + 1]));
+        }
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
+                               hsum_i32(acc), msum);
+    }
+    return sum;
+}
+
+float lb_vec_dot_q6_K_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_q6_K *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        int bias = 0;
+        for (int j = 0; j < 16; j++) bias += w[i].scales[j] * x[i].bsums[j];
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qh = loadu256(w[i].qh + 32 * h);
+            __m256i l0 = loadu256(w[i].ql + 64 * h), l1 = loadu256(w[i].ql + 64 * h + 32);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int g = 0; g < 4; g++) {
+                int j = 8 * h + 2 * g;
+                acc = _mm256_add_epi32(acc, dot_u8_scaled(q[g], loadu256(x[i].qs + 128 * h + 32 * g),
+                                                          w[i].scales[j], w[i].scales[j + 1]));
+            }
+        }
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 32 * bias, 0);
+    }
+    return sum;
+}
+
+static inline int bsum_total(const int16_t *b) {
+    int s = 0;
+    for (int g = 0; g < 16; g++) s += b[g];
+    return s;
+}
+
+float lb_vec_dot_tq2_0_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_tq2_0 *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    const __m256i one16 = _mm256_set1_epi16(1);
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        __m256i acc16 = _mm256_setzero_si256(); /* 8 products of <= 2*127*2 per lane: no overflow */
+        for (int h = 0; h < 2; h++) {
+            __m256i qv = loadu256(w[i].qs + 32 * h);
+            for (int s = 0; s < 4; s++)
+                acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(crumbs(qv, s),
+                                                                     loadu256(x[i].qs + 128 * h + 32 * s)));
+        }
+        int isum = hsum_i32(_mm256_madd_epi16(acc16, one16)) - bsum_total(x[i].bsums);
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, isum, 0);
+    }
+    return sum;
+}
+
+/* bytes times per-128-lane multipliers, modulo 256 */
+static inline __m256i mul_bytes(__m256i v, __m256i p16) {
+    const __m256i lo = _mm256_set1_epi16(0x00FF);
+    __m256i even = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(v, lo), p16), lo);
+    __m256i odd = _mm256_mullo_epi16(_mm256_andnot_si256(lo, v), p16); /* low byte stays 0 */
+    return _mm256_or_si256(even, odd);
+}
+
+/* top trit of each byte: floor(3 v / 256) = (v > 85) + (v > 170) */
+static inline __m256i top_trit(__m256i v) {
+    const __m256i one = _mm256_set1_epi8(1);
+    __m256i a = _mm256_min_epu8(_mm256_subs_epu8(v, _mm256_set1_epi8(85)), one);
+    __m256i b = _mm256_min_epu8(_mm256_subs_epu8(v, _mm256_set1_epi8((char)170)), one);
+    return _mm256_add_epi8(a, b);
+}
+
+static inline __m256i pow3_pair(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+float lb_vec_dot_tq1_0_q8_avx2(int n, const void *w_row, const void *x_q) {
+    const lb_block_tq1_0 *w = w_row;
+    const lb_block_q8_K *x = x_q;
+    static const int pow3[6] = {1, 3, 9, 27, 81, 243};
+    const __m256i one16 = _mm256_set1_epi16(1);
+    float sum = 0;
+    for (int i = 0; i < n / LB_QK_K; i++) {
+        const int8_t *xq = x[i].qs;
+        __m256i acc16 = _mm256_setzero_si256(); /* 8 products of <= 2*127*2 per lane */
+        __m256i q0 = loadu256(w[i].qs);
+        for (int t = 0; t < 5; t++) {
+            __m256i tr = top_trit(mul_bytes(q0, _mm256_set1_epi16((short)pow3[t])));
+            acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(tr, loadu256(xq + 32 * t)));
+        }
+        /* qs[32..47]: trits t and t + 1 side by side cover 32 consecutive elements */
+        __m128i q1h = _mm_loadu_si128((const __m128i *)(w[i].qs + 32));
+        __m256i q1 = _mm256_set_m128i(q1h, q1h);
+        for (int t = 0; t < 4; t += 2) {
+            __m256i tr = top_trit(mul_bytes(q1, pow3_pair(pow3[t], pow3[t + 1])));
+            acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(tr, loadu256(xq + 160 + 16 * t)));
+        }
+        /* trit 4 of qs[32..47] (elements 224..239) beside the 16 trits of qh (240..255) */
+        uint8_t tail[16];
+        for (int k = 0; k < 16; k++) tail[k] = (uint8_t)(w[i].qh[k & 3] * pow3[k >> 2]);
+        __m256i q2 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)tail), q1h);
+        __m256i tr = top_trit(mul_bytes(q2, pow3_pair(81, 1)));
+        acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(tr, loadu256(xq + 224)));
+        int isum = hsum_i32(_mm256_madd_epi16(acc16, one16)) - bsum_total(x[i].bsums);
+        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, isum, 0);
+    }
+    return sum;
+}
