@@ -42,7 +42,7 @@ def as_input(a, dtype, name):
     arr = np.asarray(a)
     if arr.dtype.kind not in "iuf" and arr.size:
         raise TypeError("%s: expected numbers (%s), got %s" % (name, dtype.name, arr.dtype))
-    if dtype.kind in "iu" and arr.dtype.kind == "f":
+    if dtype.kind in "iu" and arr.dtype.kind == "f" and arr.size:
         raise TypeError("%s: expected integers, got %s" % (name, arr.dtype))
     return np.ascontiguousarray(arr, dtype=dtype)
 

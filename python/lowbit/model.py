@@ -172,7 +172,7 @@ class Model(_TokenizerOps):
         self._info = info
         kv = _KV_TYPES[kv_type] if kv_type is not None else None
         if budget is not None:
-            n_ctx, kv = self._plan(budget, n_ctx, kv)
+            n_ctx, kv = self._plan(budget, n_ctx, kv, threads)
         sp = lib.lb_session_default_params()
         sp.n_ctx = n_ctx
         sp.n_threads = threads
@@ -190,7 +190,21 @@ class Model(_TokenizerOps):
         self._logits = np.empty(self.n_vocab_model, np.float32)
 
     # ---- memory budget ------------------------------------------------------------------
-    def _plan(self, budget, n_ctx, kv):
+    def _scratch_model(self, threads):
+        """(fixed, per token) session buffer bytes, measured on two small C sessions."""
+        lib = _lib.lib()
+        sizes = []
+        for n in (16, 32):
+            sp = lib.lb_session_default_params()
+            sp.n_ctx, sp.n_threads = n, threads
+            s = ctypes.c_void_p()
+            _lib.call(lib.lb_session_new, self._m, ctypes.byref(sp), ctypes.byref(s))
+            sizes.append(lib.lb_session_scratch_bytes(s))
+            lib.lb_session_free(s)
+        per_tok = max(0, sizes[1] - sizes[0]) // 16 + (1 if (sizes[1] - sizes[0]) % 16 else 0)
+        return max(0, sizes[0] - 16 * per_tok), per_tok
+
+    def _plan(self, budget, n_ctx, kv, threads):
         """n_ctx and KV type from the C budget planner (when the library has it)."""
         lib = _lib.lib()
         if not hasattr(lib, "lb_mem_plan_make"):
@@ -202,14 +216,22 @@ class Model(_TokenizerOps):
         pin.weight_bytes = i.weight_bytes + i.converted_bytes
         pin.kv_bytes_per_token[0] = per_tok * 4  # LB_MEM_KV_F32
         pin.kv_bytes_per_token[1] = per_tok * 2  # LB_MEM_KV_F16 (Q8_0: the engine has no such cache)
-        pin.scratch_bytes = 0
+        pin.scratch_bytes, pin.scratch_bytes_per_token = self._scratch_model(threads)
         pin.n_ctx_requested = n_ctx
         ctx_train = i.ctx_train if i.ctx_train > 0 else 0
         pin.n_ctx_train = min(ctx_train, 4096) if ctx_train else (n_ctx or 4096)
         pin.ctx_strict = 1 if n_ctx else 0
         pin.kv_forced = -1 if kv is None else kv
         plan = _lib.MemPlan()
-        _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
+        if kv is None:
+            # the engine's default (f32 KV cache, the full context) when it fits, so a budget
+            # changes results only when it must
+            pin.kv_forced, pin.ctx_strict = 0, 1
+            if lib.lb_mem_plan_make(ctypes.byref(pin), ctypes.byref(plan), None) != _lib.LB_OK:
+                pin.kv_forced, pin.ctx_strict = -1, 1 if n_ctx else 0
+                _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
+        else:
+            _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
         kv_map = {0: 0, 1: 1}  # lb_mem_kv_dtype -> lb_kv_type
         if plan.kv_dtype not in kv_map:
