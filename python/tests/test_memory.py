@@ -51,10 +51,14 @@ def test_snapshot_equals_cli(cli):
         pytest.skip("this lowbit CLI has no mem command")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    flat = json.dumps(out)
     with lowbit.MemoryMonitor() as mon:
         s = mon.snapshot()
-    assert str(s.sys_total) in flat  # the same MemTotal in bytes
+        cgroup_path = mon.cgroup_path
+    assert out["system"]["total"] == s.sys_total
+    assert out["system"]["swap_total"] == s.sys_swap_total
+    assert out["cgroup"]["present"] == s.cgroup_present and out["cgroup"]["limit"] == s.cgroup_limit
+    assert out["cgroup"]["path"] == cgroup_path
+    assert out["pressure"]["present"] == s.psi_present
 
 
 def test_sizes():
