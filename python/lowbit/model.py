@@ -145,7 +145,9 @@ class Model(_TokenizerOps):
     context and KV cache type are chosen to fit it (the C budget planner), and a model whose
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
-    kv_type: "f32" or "f16". tokenizer: a tokenizer file to use instead of the model's own."""
+    kv_type: "f32" or "f16". tokenizer: a tokenizer file to use instead of the model's own.
+    One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
+    a streaming generate() before the next call."""
 
     def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None):
         lib = _lib.lib()
