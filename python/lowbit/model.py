@@ -1,0 +1,421 @@
+"""Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*)."""
+import codecs
+import ctypes
+import numbers
+import os
+
+import numpy as np
+
+from . import _arrays, _lib
+from .memory import parse_size
+
+_KV_TYPES = {"f32": 0, "f16": 1}
+
+
+def _path(p, what):
+    if not isinstance(p, (str, bytes, os.PathLike)):
+        raise TypeError("%s: expected a path, got %r" % (what, p))
+    return os.fsencode(p)
+
+
+def _text_bytes(text):
+    if isinstance(text, str):
+        return text.encode("utf-8", "surrogatepass")
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text)
+    raise TypeError("text: expected str or bytes, got %s" % type(text).__name__)
+
+
+class _TokenizerOps:
+    """tokenize / detokenize over an lb_tokenizer handle (self._tok())."""
+
+    def _ids_in(self, ids, n_vocab):
+        a = _arrays.as_input(ids, np.int32, "ids").reshape(-1)
+        if a.size and (a.min() < 0 or a.max() >= n_vocab):
+            bad = a[(a < 0) | (a >= n_vocab)][0]
+            raise ValueError("ids: %d is outside the vocabulary of %d tokens" % (bad, n_vocab))
+        return a
+
+    def tokenize(self, text, add_special=True):
+        """Token ids (a list of ints) of text; add_special adds BOS etc. as the tokenizer itself
+        does (like `lowbit tokenize`)."""
+        b = _text_bytes(text)
+        lib = _lib.lib()
+        ids = ctypes.POINTER(ctypes.c_int32)()
+        n = ctypes.c_size_t()
+        _lib.call(lib.lb_tokenize, self._tok(), b, len(b), 1 if add_special else 0, ctypes.byref(ids), ctypes.byref(n))
+        try:
+            return ids[:n.value]
+        finally:
+            _lib.free(ids)
+
+    def detokenize(self, ids):
+        """The text of ids (invalid UTF-8 replaced by U+FFFD)."""
+        lib = _lib.lib()
+        t = self._tok()
+        a = self._ids_in(ids, lib.lb_tokenizer_n_vocab(t))
+        text = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        _lib.call(lib.lb_detokenize, t, _arrays.ptr(a, ctypes.c_int32), a.size, ctypes.byref(text), ctypes.byref(n))
+        try:
+            return ctypes.string_at(text, n.value).decode("utf-8", "replace")
+        finally:
+            _lib.free(text)
+
+    def token_bytes(self, id):
+        """The bytes token id adds to the text (nothing for control tokens)."""
+        lib = _lib.lib()
+        buf = ctypes.create_string_buffer(64)
+        n = lib.lb_token_piece(self._tok(), int(id), buf, len(buf))
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            n = lib.lb_token_piece(self._tok(), int(id), buf, len(buf))
+        return buf.raw[:n]
+
+    @property
+    def n_vocab(self):
+        return _lib.lib().lb_tokenizer_n_vocab(self._tok())
+
+
+class Tokenizer(_TokenizerOps):
+    """A standalone tokenizer from a file (tokenizer.model, tokenizer.json, llama2.c .bin)."""
+
+    def __init__(self, path):
+        lib = _lib.lib()
+        h = ctypes.c_void_p()
+        _lib.call(lib.lb_tokenizer_open, _path(path, "path"), ctypes.byref(h))
+        self._h = h
+
+    def _tok(self):
+        if not self._h:
+            raise ValueError("Tokenizer is closed")
+        return self._h
+
+    def close(self):
+        if getattr(self, "_h", None):
+            _lib.lib().lb_tokenizer_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Completion(str):
+    """The generated text (a str, without the prompt) that also carries .ids (generated ids),
+    .prompt_ids and .stop_reason ("eos", "length" or "context")."""
+
+    def __new__(cls, text, ids, prompt_ids, stop_reason):
+        s = super().__new__(cls, text)
+        s.ids, s.prompt_ids, s.stop_reason = ids, prompt_ids, stop_reason
+        return s
+
+
+def _nonneg_int(v, name, allow_none=True):
+    if v is None and allow_none:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError("%s: expected an int, got %r" % (name, v))
+    if v < 0:
+        raise ValueError("%s: must be >= 0, got %d" % (name, v))
+    return int(v)
+
+
+def _real(v, name, lo, hi, lo_open=False):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError("%s: expected a number, got %r" % (name, v))
+    v = float(v)
+    if not ((v > lo if lo_open else v >= lo) and v <= hi):
+        raise ValueError("%s: must be in %s%g, %g], got %g" % (name, "(" if lo_open else "[", lo, hi, v))
+    return v
+
+
+class Model(_TokenizerOps):
+    """A model loaded by the C library (GGUF file, Hugging Face folder, llama2.c checkpoint).
+
+    threads: worker threads (None: all cores). mem_budget: bytes, or a string such as "6G"; the
+    context and KV cache type are chosen to fit it (the C budget planner), and a model whose
+    weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
+    n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
+    kv_type: "f32" or "f16". tokenizer: a tokenizer file to use instead of the model's own.
+    One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
+    a streaming generate() before the next call."""
+
+    def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None):
+        lib = _lib.lib()
+        threads = _nonneg_int(threads, "threads")
+        n_ctx = _nonneg_int(n_ctx, "n_ctx")
+        if kv_type is not None and kv_type not in _KV_TYPES:
+            raise ValueError("kv_type: expected 'f32' or 'f16', got %r" % (kv_type,))
+        budget = parse_size(mem_budget) if mem_budget is not None else None
+        mp = lib.lb_model_default_params()
+        tok_path = _path(tokenizer, "tokenizer") if tokenizer is not None else None
+        mp.tokenizer_path = tok_path
+        mp.n_threads = threads
+        self._m = None
+        self._s = None
+        h = ctypes.c_void_p()
+        _lib.call(lib.lb_model_load, _path(path, "path"), ctypes.byref(mp), ctypes.byref(h))
+        self._m = h
+        self.path = os.fspath(path)
+        self.threads = threads
+        self.mem_budget = budget
+        self.plan = None
+        info = _lib.ModelInfo()
+        lib.lb_model_get_info(h, ctypes.byref(info))
+        self._info = info
+        kv = _KV_TYPES[kv_type] if kv_type is not None else None
+        if budget is not None:
+            n_ctx, kv = self._plan(budget, n_ctx, kv, threads)
+        sp = lib.lb_session_default_params()
+        sp.n_ctx = n_ctx
+        sp.n_threads = threads
+        sp.kv_type = kv if kv is not None else sp.kv_type
+        try:
+            s = ctypes.c_void_p()
+            _lib.call(lib.lb_session_new, h, ctypes.byref(sp), ctypes.byref(s))
+            self._s = s
+            if budget is not None:
+                self._check_budget(budget)
+        except BaseException:
+            self.close()
+            raise
+        self.n_vocab_model = lib.lb_model_n_vocab(h)
+        self._logits = np.empty(self.n_vocab_model, np.float32)
+
+    # ---- memory budget ------------------------------------------------------------------
+    def _scratch_model(self, threads):
+        """(fixed, per token) session buffer bytes, measured on two small C sessions."""
+        lib = _lib.lib()
+        sizes = []
+        for n in (16, 32):
+            sp = lib.lb_session_default_params()
+            sp.n_ctx, sp.n_threads = n, threads
+            s = ctypes.c_void_p()
+            _lib.call(lib.lb_session_new, self._m, ctypes.byref(sp), ctypes.byref(s))
+            sizes.append(lib.lb_session_scratch_bytes(s))
+            lib.lb_session_free(s)
+        per_tok = max(0, sizes[1] - sizes[0]) // 16 + (1 if (sizes[1] - sizes[0]) % 16 else 0)
+        return max(0, sizes[0] - 16 * per_tok), per_tok
+
+    def _plan(self, budget, n_ctx, kv, threads):
+        """n_ctx and KV type from the C budget planner (when the library has it)."""
+        lib = _lib.lib()
+        if not hasattr(lib, "lb_mem_plan_make"):
+            return n_ctx, kv
+        i = self._info
+        per_tok = 2 * i.n_layers * i.n_kv_heads * i.head_dim
+        pin = _lib.MemPlanIn()
+        pin.budget = budget
+        pin.weight_bytes = i.weight_bytes + i.converted_bytes
+        pin.kv_bytes_per_token[0] = per_tok * 4  # LB_MEM_KV_F32
+        pin.kv_bytes_per_token[1] = per_tok * 2  # LB_MEM_KV_F16 (Q8_0: the engine has no such cache)
+        pin.scratch_bytes, pin.scratch_bytes_per_token = self._scratch_model(threads)
+        pin.n_ctx_requested = n_ctx
+        ctx_train = i.ctx_train if i.ctx_train > 0 else 0
+        pin.n_ctx_train = min(ctx_train, 4096) if ctx_train else (n_ctx or 4096)
+        pin.ctx_strict = 1 if n_ctx else 0
+        pin.kv_forced = -1 if kv is None else kv
+        plan = _lib.MemPlan()
+        if kv is None:
+            # the engine's default (f32 KV cache, the full context) when it fits, so a budget
+            # changes results only when it must
+            pin.kv_forced, pin.ctx_strict = 0, 1
+            if lib.lb_mem_plan_make(ctypes.byref(pin), ctypes.byref(plan), None) != _lib.LB_OK:
+                pin.kv_forced, pin.ctx_strict = -1, 1 if n_ctx else 0
+                _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
+        else:
+            _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
+        self.plan = plan.summary.decode("utf-8", "replace")
+        kv_map = {0: 0, 1: 1}  # lb_mem_kv_dtype -> lb_kv_type
+        if plan.kv_dtype not in kv_map:
+            raise _lib.LowbitError(_lib.LB_ERR_BUDGET, "the budget needs a q8_0 KV cache, which this engine lacks: "
+                                   + self.plan, "over memory budget")
+        return plan.n_ctx, kv_map[plan.kv_dtype]
+
+    def memory_bytes(self):
+        """Weights (incl. copies made at load) + KV cache + session buffers, in bytes."""
+        lib = _lib.lib()
+        i = self._info
+        return (i.weight_bytes + i.converted_bytes + lib.lb_session_kv_bytes(self._s)
+                + lib.lb_session_scratch_bytes(self._s))
+
+    def _check_budget(self, budget):
+        need = self.memory_bytes()
+        if need > budget:
+            raise _lib.LowbitError(_lib.LB_ERR_BUDGET, "%s: weights, KV cache and buffers need %d bytes > budget %d"
+                                   % (self.path, need, budget), "over memory budget")
+
+    # ---- handles ------------------------------------------------------------------------
+    def _model(self):
+        if not self._m:
+            raise ValueError("Model is closed")
+        return self._m
+
+    def _tok(self):
+        t = _lib.lib().lb_model_tokenizer(self._model())
+        if not t:
+            raise ValueError("%s has no tokenizer; pass tokenizer=PATH" % self.path)
+        return t
+
+    def close(self):
+        lib = _lib.lib() if (getattr(self, "_s", None) or getattr(self, "_m", None)) else None
+        if getattr(self, "_s", None):
+            lib.lb_session_free(self._s)
+            self._s = None
+        if getattr(self, "_m", None):
+            lib.lb_model_free(self._m)
+            self._m = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def n_vocab(self):
+        return self.n_vocab_model
+
+    @property
+    def n_ctx(self):
+        return _lib.lib().lb_session_n_ctx(self._session())
+
+    @property
+    def info(self):
+        """The C lb_model_info as a dict."""
+        self._model()
+        out = {}
+        for name, _ in _lib.ModelInfo._fields_:
+            v = getattr(self._info, name)
+            out[name] = v.decode() if isinstance(v, bytes) else v
+        return out
+
+    def _session(self):
+        self._model()
+        return self._s
+
+    def _eval(self, ids, logits, all_logits):
+        lib = _lib.lib()
+        s = self._session()
+        if lib.lb_session_n_past(s) + ids.size > lib.lb_session_n_ctx(s):
+            raise ValueError("%d tokens exceed the context of %d" % (lib.lb_session_n_past(s) + ids.size,
+                                                                    lib.lb_session_n_ctx(s)))
+        _lib.call(lib.lb_session_eval, s, _arrays.ptr(ids, ctypes.c_int32), ids.size,
+                  _arrays.ptr(logits, ctypes.c_float), 1 if all_logits else 0)
+
+    # ---- inference ----------------------------------------------------------------------
+    def logits(self, ids):
+        """Next-token logits after each prefix of ids, a float32 array [len(ids), n_vocab]
+        (computed from an empty context)."""
+        a = self._ids_in(ids, self.n_vocab_model)
+        if a.size == 0:
+            raise ValueError("ids: empty")
+        out = np.empty((a.size, self.n_vocab_model), np.float32)
+        _lib.lib().lb_session_reset(self._session())
+        self._eval(a, out, True)
+        return out
+
+    def generate(self, prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=0, stream=False, top_k=0,
+                 min_p=0.0, repeat_penalty=1.0, repeat_last_n=64):
+        """Continues prompt (text, tokenized with special tokens like `lowbit run`; or a list of
+        ids) by up to max_tokens tokens, stopping at an end-of-generation token. temperature 0 is
+        greedy. Returns a Completion (the text without the prompt, with .ids), or with stream=True
+        a generator of text pieces as they are produced."""
+        lib = _lib.lib()
+        max_tokens = _nonneg_int(max_tokens, "max_tokens", allow_none=False)
+        sp = lib.lb_sampler_default_params()
+        sp.temperature = _real(temperature, "temperature", 0, float("inf"))
+        sp.top_p = _real(top_p, "top_p", 0, 1, lo_open=True)
+        sp.min_p = _real(min_p, "min_p", 0, 1)
+        sp.repeat_penalty = _real(repeat_penalty, "repeat_penalty", 0, float("inf"), lo_open=True)
+        sp.top_k = _nonneg_int(top_k, "top_k")
+        sp.repeat_last_n = _nonneg_int(repeat_last_n, "repeat_last_n")
+        seed = _nonneg_int(seed, "seed")
+        if seed >= 2 ** 64:
+            raise ValueError("seed: must be < 2**64")
+        sp.seed = seed
+        if isinstance(prompt, (str, bytes, bytearray)):
+            prompt_ids = self.tokenize(prompt, add_special=True)
+        else:
+            prompt_ids = self._ids_in(prompt, self.n_vocab_model).tolist()
+        if not prompt_ids:
+            raise ValueError("prompt: encodes to no tokens")
+        it = self._steps(prompt_ids, max_tokens, sp)
+        if stream:
+            return self._stream(it)
+        pieces, ids, reason = [], [], "length"
+        for kind, v, b in it:
+            if kind == "token":
+                ids.append(v)
+                pieces.append(b)
+            else:
+                reason = v
+        return Completion(b"".join(pieces).decode("utf-8", "replace"), ids, prompt_ids, reason)
+
+    @staticmethod
+    def _stream(it):
+        dec = codecs.getincrementaldecoder("utf-8")("replace")
+        for kind, _, b in it:
+            if kind == "token":
+                piece = dec.decode(b)
+                if piece:
+                    yield piece
+        tail = dec.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    def _steps(self, prompt_ids, max_tokens, sp):
+        """Yields ("token", id, bytes) per generated token, then ("stop", reason, None). The same
+        loop as `lowbit run`."""
+        lib = _lib.lib()
+        s = self._session()
+        t = lib.lb_model_tokenizer(self._m)
+        smp = ctypes.c_void_p()
+        _lib.call(lib.lb_sampler_new, ctypes.byref(sp), self.n_vocab_model, ctypes.byref(smp))
+        try:
+            lib.lb_session_reset(s)
+            n_ctx = lib.lb_session_n_ctx(s)
+            if len(prompt_ids) > n_ctx:
+                raise ValueError("prompt: %d tokens exceed the context of %d" % (len(prompt_ids), n_ctx))
+            history = np.empty(len(prompt_ids) + max_tokens, np.int32)
+            history[:len(prompt_ids)] = prompt_ids
+            n_hist = len(prompt_ids)
+            logits = self._logits
+            self._eval(history[:n_hist], logits, False)
+            lp = _arrays.ptr(logits, ctypes.c_float)
+            hp = _arrays.ptr(history, ctypes.c_int32)
+            one = np.empty(1, np.int32)
+            reason = "length"
+            for i in range(max_tokens):
+                tid = lib.lb_sampler_sample(smp, lp, hp, n_hist)
+                if t and lib.lb_token_is_eog(t, tid):
+                    reason = "eos"
+                    break
+                history[n_hist] = tid
+                n_hist += 1
+                yield "token", tid, self.token_bytes(tid) if t else b""
+                if i + 1 == max_tokens:
+                    break
+                if lib.lb_session_n_past(s) >= n_ctx:
+                    reason = "context"
+                    break
+                one[0] = tid
+                self._eval(one, logits, False)
+            yield "stop", reason, None
+        finally:
+            lib.lb_sampler_free(smp)

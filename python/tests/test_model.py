@@ -1,0 +1,191 @@
+"""Model and Tokenizer against ../shared/reference and the lowbit CLI."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import lowbit
+from conftest import STORIES_GGUF, TOK512_MODEL, need
+
+
+def ref(shared, *p):
+    with open(shared("reference", *p)) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def model(shared):
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1) as m:
+        yield m
+
+
+def run_cli(cli, *args):
+    r = subprocess.run([cli, *args], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    return r.stdout
+
+
+def test_generate_greedy_matches_reference(model, shared):
+    for case in ref(shared, "stories260K", "greedy.json"):
+        out = model.generate(case["prompt"], max_tokens=len(case["greedy_ids"]), temperature=0)
+        assert out.prompt_ids == case["prompt_ids"]
+        assert out.ids == case["greedy_ids"], case["prompt"]
+        assert case["prompt"] + out == case["text"]
+        assert isinstance(out, str) and out.stop_reason in ("length", "eos")
+
+
+def test_generate_stream_equals_whole(model):
+    whole = model.generate("Once upon a time", max_tokens=40)
+    pieces = list(model.generate("Once upon a time", max_tokens=40, stream=True))
+    assert len(pieces) > 1 and all(isinstance(p, str) and p for p in pieces)
+    assert "".join(pieces) == whole
+
+
+def test_generate_from_ids_and_eos(model, shared):
+    case = ref(shared, "stories260K", "greedy.json")[0]
+    out = model.generate(case["prompt_ids"], max_tokens=8)
+    assert out.ids == case["greedy_ids"][:8]
+    # a long run ends at the end-of-story token or at max_tokens, never returning the EOS id
+    long = model.generate("Once upon a time", max_tokens=400)
+    assert long.stop_reason in ("eos", "length", "context")
+    assert 2 not in long.ids  # </s> of tok512 ends generation and is not returned
+    assert (len(long.ids) < 400) == (long.stop_reason != "length")
+
+
+def test_tokenize_tok512_reference(shared):
+    cases = ref(shared, "stories260K", "tokenize.json")
+    with lowbit.Tokenizer(shared(*TOK512_MODEL)) as tok:
+        for c in cases:
+            assert tok.tokenize(c["text"]) == c["ids_with_bos"], c["text"]
+            assert tok.tokenize(c["text"], add_special=False) == c["ids_with_bos"][1:]
+            assert tok.detokenize(c["ids_with_bos"]) == c["decoded"]
+
+
+def test_model_with_tokenizer_model_equals_reference(shared):
+    # the GGUF's own vocabulary has no SentencePiece normalizer spec; the .model file has
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1, tokenizer=shared(*TOK512_MODEL)) as m:
+        for c in ref(shared, "stories260K", "tokenize.json"):
+            assert m.tokenize(c["text"]) == c["ids_with_bos"], c["text"]
+
+
+def test_model_tokenize_equals_cli(model, shared, cli):
+    for c in ref(shared, "stories260K", "tokenize.json"):
+        ids = model.tokenize(c["text"])
+        assert ids[0] == 1
+        cli_ids = json.loads(run_cli(cli, "tokenize", "-m", shared(*STORIES_GGUF), "--", c["text"]))
+        assert ids == cli_ids
+        cli_ids = json.loads(run_cli(cli, "tokenize", "-m", shared(*STORIES_GGUF), "--no-special", "--", c["text"]))
+        assert model.tokenize(c["text"], add_special=False) == cli_ids
+
+
+def test_logits_match_reference(model, shared):
+    case = ref(shared, "stories260K", "greedy.json")[0]
+    ids = case["prompt_ids"] + case["greedy_ids"]
+    want = np.fromfile(shared("reference", "stories260K", case["logits_file"]), "<f4").reshape(case["logits_shape"])
+    got = model.logits(ids)
+    assert got.shape == tuple(case["logits_shape"]) and got.dtype == np.float32
+    rel = np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want.astype(np.float64))
+    assert rel < 1e-4, rel
+    # the CLI writes the same floats
+    out = os.path.join(os.environ.get("TMPDIR", "/tmp"), "lowbit_py_logits_%d.f32" % os.getpid())
+    try:
+        run_cli(cli_path(), "logits", "-m", shared(*STORIES_GGUF), "--ids", ",".join(map(str, ids)), "-o", out, "-t", "1")
+        assert np.array_equal(np.fromfile(out, "<f4").reshape(got.shape), got)
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+
+
+def cli_path():
+    return os.environ.get("LOWBIT_BINARY") or os.path.join(os.path.dirname(lowbit.library_path()), "lowbit")
+
+
+@pytest.mark.parametrize("extra", [(), ("--temp", "0.9", "--top-p", "0.95", "--seed", "7")])
+def test_generate_equals_cli_run(model, shared, cli, extra):
+    prompt = "The cat sat on the mat."
+    o = json.loads(run_cli(cli, "run", "-m", shared(*STORIES_GGUF), "-p", prompt, "-n", "48", "--json", "-t", "1", *extra))
+    kw = {}
+    if extra:
+        kw = dict(temperature=0.9, top_p=0.95, seed=7)
+    out = model.generate(prompt, max_tokens=48, **kw)
+    assert out.prompt_ids == o["prompt_ids"]
+    assert out.ids == o["ids"]
+    assert out == o["text"]
+
+
+def test_sampling_is_seeded(model):
+    a = model.generate("Once upon a time", max_tokens=30, temperature=1.0, seed=3)
+    b = model.generate("Once upon a time", max_tokens=30, temperature=1.0, seed=3)
+    c = model.generate("Once upon a time", max_tokens=30, temperature=1.0, seed=4)
+    assert a.ids == b.ids
+    assert a.ids != c.ids
+
+
+def test_model_info_and_close(shared):
+    m = lowbit.Model(shared(*STORIES_GGUF), threads=1)
+    assert m.n_vocab == 512 and m.info["n_layers"] == 5 and m.info["format"] == "gguf"
+    m.close()
+    with pytest.raises(ValueError):
+        m.tokenize("x")
+    m.close()  # twice is fine
+
+
+def test_mem_budget_checked(shared):
+    m = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget="1G")
+    need_bytes = m.memory_bytes()
+    assert os.path.getsize(shared(*STORIES_GGUF)) * 0.9 < need_bytes < 64 << 20
+    with pytest.raises(lowbit.LowbitError) as e:
+        lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget="512K")
+    assert e.value.status == 7 and "budget" in str(e.value)  # LB_ERR_BUDGET
+    with pytest.raises(ValueError):
+        lowbit.Model(shared(*STORIES_GGUF), mem_budget="six gigs")
+    with pytest.raises(TypeError):
+        lowbit.Model(shared(*STORIES_GGUF), mem_budget=1.5)
+
+
+def test_mem_budget_planned(shared):
+    need("lb_mem_plan_make")
+    big = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget="1G")
+    small = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget=2 * 1024 * 1024)
+    assert small.memory_bytes() <= 2 * 1024 * 1024
+    assert small.n_ctx <= big.n_ctx
+    # the budget never changes what fits: same greedy text
+    assert "plan" in small.plan
+    # a budget that only shrinks the context or the KV type keeps the greedy text of a short run
+    assert small.generate("Once upon a time", max_tokens=16).ids == big.generate("Once upon a time", max_tokens=16).ids
+
+
+def test_errors_from_c(tmp_path):
+    with pytest.raises(lowbit.LowbitError) as e:
+        lowbit.Model(str(tmp_path / "missing.gguf"))
+    assert "missing.gguf" in str(e.value) and e.value.status != 0 and e.value.message
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\xff" * 60)
+    with pytest.raises(lowbit.LowbitError) as e:
+        lowbit.Model(str(bad))
+    assert isinstance(e.value, RuntimeError) and "bad.gguf" in e.value.message
+
+
+def test_argument_errors(model):
+    with pytest.raises(TypeError):
+        model.tokenize(123)
+    with pytest.raises(TypeError):
+        model.logits(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError):
+        model.logits([1, 512])
+    with pytest.raises(ValueError):
+        model.logits([])
+    with pytest.raises(ValueError):
+        model.detokenize([-1])
+    with pytest.raises(ValueError):
+        model.generate("x", temperature=-1)
+    with pytest.raises(ValueError):
+        model.generate("x", top_p=0)
+    with pytest.raises(TypeError):
+        model.generate("x", max_tokens="5")
+    with pytest.raises(ValueError):
+        model.generate([1] * 5000, max_tokens=1)  # longer than the context
+    with pytest.raises(TypeError):
+        lowbit.Model(42)
