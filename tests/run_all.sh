@@ -15,3 +15,16 @@ for variant in release asan; do
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" --output-on-failure -j"$jobs"
 done
+
+# Fuzz targets: build with clang + libFuzzer and run each for a few seconds, so the harnesses
+# keep compiling and the parsers get a short smoke fuzz on every run.
+if command -v clang >/dev/null; then
+  echo "== fuzz smoke"
+  CC=clang cmake -S . -B build-test-fuzz -DLOWBIT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-test-fuzz -j"$jobs" >/dev/null
+  for f in build-test-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    "$f" -max_total_time=5 -rss_limit_mb=2048 >/dev/null 2>"$f.log" || { echo "$(basename "$f") found a crash:"; tail -30 "$f.log"; exit 1; }
+    echo "$(basename "$f"): $(grep -o 'Done [0-9]* runs' "$f.log")"
+  done
+fi
