@@ -264,8 +264,38 @@ static void test_real_pair(void) {
     free(idx), free(vals), free(x), free(r), free(d), free(rec), free(base), free(ft);
 }
 
+/* Past 2M elements the work is split across threads: the result must equal the plain loop
+ * exactly, including at the slice boundaries. */
+static void test_sparse_threaded(void) {
+    size_t n = (3u << 20) + 17;
+    float *x = malloc(n * sizeof *x);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.01f;
+    }
+    float t = 0.003f;
+    uint32_t *idx;
+    float *val;
+    size_t k;
+    double ratio;
+    lb_error err;
+    CHECK(lb_compress_delta_sparse(x, n, t, &idx, &val, &k, &ratio, &err) == LB_OK, "%s", err.msg);
+    size_t want = 0, bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(x[i]) <= t)) {
+            if (want >= k || idx[want] != i || val[want] != x[i]) bad++;
+            want++;
+        }
+    CHECK(k == want && bad == 0, "threaded sparse: %zu kept, %zu expected, %zu wrong", k, want, bad);
+    free(idx);
+    free(val);
+    free(x);
+}
+
 int main(void) {
     test_sparse();
+    test_sparse_threaded();
     test_int8();
     test_xor_and_gaps();
     test_real_pair();

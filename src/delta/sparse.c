@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 int lb_delta_have_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,6 +31,39 @@ size_t lb_delta_sparse_gather_scalar(const float *x, size_t n, float t, uint32_t
     return k;
 }
 
+/* Large deltas are split across threads: each counts its slice, a prefix sum places the
+ * slices, then each gathers straight into its place (two memory-bound passes, in parallel). */
+typedef struct sparse_job {
+    const float *x;
+    size_t n;
+    float t;
+    int avx2;
+    size_t *count, *off;
+    uint32_t *idx;
+    float *val;
+} sparse_job;
+
+static void slice(const sparse_job *j, int ith, int nth, size_t *s, size_t *e) {
+    *s = j->n / (size_t)nth * (size_t)ith;
+    *e = ith == nth - 1 ? j->n : j->n / (size_t)nth * (size_t)(ith + 1);
+}
+
+static void count_job(void *arg, int ith, int nth) {
+    sparse_job *j = arg;
+    size_t s, e;
+    slice(j, ith, nth, &s, &e);
+    j->count[ith] = j->avx2 ? lb_delta_sparse_count_avx2(j->x + s, e - s, j->t) : lb_delta_sparse_count_scalar(j->x + s, e - s, j->t);
+}
+
+static void gather_job(void *arg, int ith, int nth) {
+    sparse_job *j = arg;
+    size_t s, e, o = j->off[ith];
+    slice(j, ith, nth, &s, &e);
+    size_t k = j->avx2 ? lb_delta_sparse_gather_avx2(j->x + s, e - s, j->t, j->idx + o, j->val + o)
+                       : lb_delta_sparse_gather_scalar(j->x + s, e - s, j->t, j->idx + o, j->val + o);
+    for (size_t i = 0; i < k; i++) j->idx[o + i] += (uint32_t)s;
+}
+
 lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold, uint32_t **indices,
                                    float **values, size_t *n_kept, double *ratio, lb_error *err) {
     *indices = NULL;
@@ -39,22 +73,43 @@ lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold
     if ((uint64_t)n > (uint64_t)UINT32_MAX + 1)
         return lb_fail(err, LB_ERR_RANGE, "sparse delta: %zu elements do not fit u32 indices", n);
     if (n && !delta) return lb_fail(err, LB_ERR_ARG, "sparse delta: delta is NULL");
-    int avx2 = lb_delta_have_avx2();
-    size_t k = avx2 ? lb_delta_sparse_count_avx2(delta, n, threshold) : lb_delta_sparse_count_scalar(delta, n, threshold);
+    /* threads pay off past a few MiB; below, thread start-up costs more than the scan */
+    lb_pool *pool = n >= ((size_t)1 << 21) ? lb_pool_new(0) : NULL;
+    int nth = lb_pool_size(pool);
+    size_t count[64], off[64];
+    if (nth > 64) nth = 64;
+    sparse_job j = {delta, n, threshold, lb_delta_have_avx2(), count, off, NULL, NULL};
+    lb_pool_run_n(pool, count_job, &j, nth);
+    size_t k = 0;
+    for (int i = 0; i < nth; i++) off[i] = k, k += count[i];
     if (ratio) *ratio = k ? (double)n * sizeof(float) / ((double)k * (sizeof(uint32_t) + sizeof(float))) : HUGE_VAL;
-    if (k == 0) return LB_OK;
-    uint32_t *idx = malloc((k + 8) * sizeof *idx);
-    float *val = malloc((k + 8) * sizeof *val);
-    if (!idx || !val) {
-        free(idx);
-        free(val);
+    if (k == 0) {
+        lb_pool_free(pool);
+        return LB_OK;
+    }
+    /* +8: the vector gather stores whole lanes past its last kept element */
+    j.idx = malloc((k + 8) * sizeof *j.idx);
+    j.val = malloc((k + 8) * sizeof *j.val);
+    if (!j.idx || !j.val) {
+        free(j.idx);
+        free(j.val);
+        lb_pool_free(pool);
         return lb_fail(err, LB_ERR_NOMEM, "sparse delta: cannot allocate %zu kept elements", k);
     }
-    size_t got = avx2 ? lb_delta_sparse_gather_avx2(delta, n, threshold, idx, val)
-                      : lb_delta_sparse_gather_scalar(delta, n, threshold, idx, val);
-    (void)got; /* == k: same predicate, same data */
-    *indices = idx;
-    *values = val;
+    lb_pool_run_n(pool, gather_job, &j, nth);
+    lb_pool_free(pool);
+    /* A slice's spare lanes may have landed on the next slice's first entries: rewrite those. */
+    for (int i = 1; i < nth; i++) {
+        size_t s, e, w = 0;
+        slice(&j, i, nth, &s, &e);
+        for (size_t p = s; p < e && w < 8 && w < count[i]; p++)
+            if (!(fabsf(delta[p]) <= threshold)) {
+                j.idx[off[i] + w] = (uint32_t)p;
+                j.val[off[i] + w++] = delta[p];
+            }
+    }
+    *indices = j.idx;
+    *values = j.val;
     *n_kept = k;
     return LB_OK;
 }
