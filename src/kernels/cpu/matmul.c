@@ -10,7 +10,7 @@
 #include "core/error.h"
 
 /* Below this many multiply-adds per thread, waking another thread costs more than it saves. */
-#define LB_MATMUL_MIN_MACS_PER_THREAD (64 * 1024)
+#define LB_MATMUL_MIN_MACS_PER_THREAD (32 * 1024)
 
 /* ---- scalar reference ------------------------------------------------------------------ */
 
