@@ -19,8 +19,9 @@
 
 enum { DT_F32, DT_F16, DT_BF16 };
 
-/* Prompt-processing blocking: KC elements of k per pass (multiple of 8), TB tokens per block. */
-#define KC 1024
+/* Prompt-processing blocking: KC elements of k per pass (multiple of 8), TB tokens per block:
+ * the activation block (TB x KC floats, 512 KiB) stays in L2. */
+#define KC 2048
 #define TB 64
 /* Register tiles for several tokens, MR rows x NR tokens (NR <= 6), per dtype: the largest
  * that GCC 12 keeps in registers without spilling an accumulator (tiles needing all 16 ymm
