@@ -27,7 +27,7 @@ typedef struct lb_worker {
 
 struct lb_pool {
     int n;
-    int spin_us;
+    _Atomic int spin_us; /* read by spinning workers */
     int stop;
     /* The current job: written by the caller before the go bumps, read by its workers after. */
     lb_pool_fn fn;
@@ -81,7 +81,7 @@ static void *worker_main(void *arg) {
     lb_pool *p = w->pool;
     uint32_t seen = 0;
     for (;;) {
-        if (!spin_until_changed(&w->go, seen, p->spin_us)) {
+        if (!spin_until_changed(&w->go, seen, atomic_load_explicit(&p->spin_us, memory_order_relaxed))) {
             /* Dekker pairing with the caller: it bumps go then reads sleeping; we set sleeping
              * then re-read go inside futex_wait, so one of us sees the other. */
             atomic_store(&w->sleeping, 1);
@@ -100,7 +100,7 @@ static void *worker_main(void *arg) {
 static void wait_pending(lb_pool *p) {
     uint32_t v;
     while ((v = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)
-        if (!spin_until_changed(&p->pending, v, p->spin_us)) break;
+        if (!spin_until_changed(&p->pending, v, atomic_load_explicit(&p->spin_us, memory_order_relaxed))) break;
     if (v == 0) return;
     atomic_store(&p->caller_sleeping, 1);
     while ((v = atomic_load(&p->pending)) != 0) futex_wait((void *)&p->pending, (int)v);
@@ -162,7 +162,7 @@ void lb_pool_free(lb_pool *p) {
 int lb_pool_size(const lb_pool *p) { return p ? p->n : 1; }
 
 void lb_pool_set_spin_us(lb_pool *p, int us) {
-    if (p) p->spin_us = us < 0 ? 0 : us;
+    if (p) atomic_store_explicit(&p->spin_us, us < 0 ? 0 : us, memory_order_relaxed);
 }
 
 void lb_pool_run_n(lb_pool *p, lb_pool_fn fn, void *arg, int nth) {

@@ -31,8 +31,9 @@ void lb_pool_run_n(lb_pool *p, lb_pool_fn fn, void *arg, int nth);
 void lb_pool_set_spin_us(lb_pool *p, int us);
 
 /* Scratch memory owned by the pool, 64-byte aligned, valid until the next call that asks for
- * more or lb_pool_free. Grows, never shrinks. For use by the caller thread between runs (e.g.
- * activations converted once per matmul). Returns NULL on allocation failure. */
+ * more or lb_pool_free. Grows, never shrinks. Used by kernels within one call (lb_matmul keeps
+ * its prepared activations there): any kernel call may reuse or move it, so never hold the
+ * pointer across kernel calls. Caller thread only. Returns NULL on allocation failure. */
 void *lb_pool_scratch(lb_pool *p, size_t bytes);
 
 /* Splits [0, n) into nth contiguous chunks whose boundaries are multiples of align (except the

@@ -10,7 +10,7 @@
 #include "core/error.h"
 
 /* Below this many multiply-adds per thread, waking another thread costs more than it saves. */
-#define LB_MATMUL_MIN_MACS_PER_THREAD (64 * 1024)
+#define LB_MATMUL_MIN_MACS_PER_THREAD (32 * 1024)
 
 /* ---- scalar reference ------------------------------------------------------------------ */
 
@@ -97,13 +97,34 @@ typedef struct mm_task {
     lb_matmul_args a;
     const float *xf; /* float activations, for the prepare step */
     uint8_t *xq;     /* prepared activations */
+    int64_t chunk;   /* rows per work item (multiple of row_align) */
+    _Atomic int64_t next; /* next work item to hand out */
 } mm_task;
 
+/* Rows are handed out in chunks from a shared counter rather than split evenly up front: a
+ * thread that is descheduled or slowed (shared machine, SMT sibling, frequency) then costs
+ * only its current chunk, not a whole share that everyone else waits for. */
 static void mm_rows_task(void *arg, int ith, int nth) {
     mm_task *t = arg;
-    int64_t r0, r1;
-    lb_split_range(t->a.rows, t->kern->row_align, ith, nth, &r0, &r1);
-    if (r0 < r1) t->kern->rows(&t->a, r0, r1);
+    if (nth == 1) {
+        t->kern->rows(&t->a, 0, t->a.rows);
+        return;
+    }
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        int64_t r0 = c * t->chunk;
+        if (r0 >= t->a.rows) break;
+        int64_t r1 = r0 + t->chunk < t->a.rows ? r0 + t->chunk : t->a.rows;
+        t->kern->rows(&t->a, r0, r1);
+    }
+}
+
+/* About 8 chunks per thread: enough to even out, few enough that each is a long stream. */
+static int64_t mm_chunk_rows(int64_t rows, int align, int nth) {
+    int64_t a = align > 0 ? align : 1;
+    int64_t c = (rows + 8 * nth - 1) / (8 * nth);
+    c = (c + a - 1) / a * a;
+    return c > 0 ? c : a;
 }
 
 static void mm_prep_task(void *arg, int ith, int nth) {
@@ -142,8 +163,9 @@ lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype t
     if (!row_bytes || !w || !x || !y)
         return lb_fail(err, LB_ERR_ARG, "matmul: %s row of %lld elements is not whole blocks, or a NULL buffer",
                        lb_dtype_name(type), (long long)k);
-    mm_task t = {kern, {w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y}, x, NULL};
     int nth = n_threads > 0 ? n_threads : choose_threads(pool, rows, k, n_tok, kern->row_align);
+    mm_task t = {kern, {w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y}, x, NULL,
+                 mm_chunk_rows(rows, kern->row_align, nth), 0};
     void *owned = NULL;
     if (kern->prepare) {
         size_t per = (kern->prep_row_bytes(k) + 63) / 64 * 64, total;

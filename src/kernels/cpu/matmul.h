@@ -2,7 +2,8 @@
  *
  * w: [rows = ne[1]][k = ne[0]] of any registered dtype (F32, F16, BF16 built in; block formats
  * registered by src/quant), data possibly unaligned. x: F32 [n_tok][k]. y: F32 [n_tok][rows],
- * y[t][r] = dot(w[r], x[t]). Rows are split across the pool's threads.
+ * y[t][r] = dot(w[r], x[t]). x and y must not overlap. Rows are handed out to the pool's
+ * threads in chunks (multiples of the kernel's row_align) from a shared counter.
  *
  * Plugging in a dtype (e.g. Q8_0):
  *   static const lb_matmul_kernel k = {prep_row_bytes, prepare, rows_fn, 16};
