@@ -206,13 +206,13 @@ check(convert(S("models/stories260K-hf"), bad, "--dtype", "q4_k", ok=False).retu
 # ---- byte-level BPE vocabularies survive GGUF: tokenize through the converted file ------------
 for tname in ("smollm2-135m", "gpt2"):
     o = T(f"bpe-{tname}.gguf")
-    check(convert(S("models/synth-llama3-gqa"), o, "--tokenizer", S("../tokenizers", tname, "tokenizer.json")).returncode == 0,
+    check(convert(S("models/synth-llama3-gqa"), o, "--tokenizer", S("tokenizers", tname, "tokenizer.json")).returncode == 0,
           f"convert with the {tname} tokenizer")
     check(Gguf(o).kv.get("tokenizer.ggml.model") == "gpt2", f"{tname}: model gpt2")
     for c in json.load(open(S("reference/tokenizers", tname, "tokenize.json")))[:8]:
         r = lowbit("tokenize", "-m", o, c["text"])
         check(r.returncode == 0 and json.loads(r.stdout) == c["ids_with_special"], f"{tname} via GGUF: {c['text'][:40]!r}")
-r = convert(S("models/synth-llama3-gqa"), T("mistral.gguf"), "--tokenizer", S("../tokenizers/mistral-7b-v0.1/tokenizer.json"), ok=False)
+r = convert(S("models/synth-llama3-gqa"), T("mistral.gguf"), "--tokenizer", S("tokenizers/mistral-7b-v0.1/tokenizer.json"), ok=False)
 check(r.returncode != 0 and b"tokenizer.ggml.pre" in r.stderr, "metaspace BPE: clear error")
 
 # ---- ak42 BitNet -> GGUF bitnet ------------------------------------------------------------
