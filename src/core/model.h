@@ -33,6 +33,9 @@ typedef struct lb_config {
     lb_act act;
     bool qkv_bias;  /* Qwen2 */
     bool sub_norms; /* BitNet attn_sub_norm / ffn_sub_norm */
+    /* BitLinear inputs quantized per token to int8 (absmax, round half away from zero) before
+     * every block matmul, as ak42 BitNet models were trained (GGUF key lowbit.act_quant_int8) */
+    bool act_quant_int8;
 } lb_config;
 
 typedef struct lb_layer_weights {
@@ -88,5 +91,6 @@ lb_model *lb_model_new(void);
 lb_status lb_load_gguf(lb_model *m, const char *path, lb_error *err);
 lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err);
 lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err);
+lb_status lb_load_ak42(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err); /* BitNet ak42 v1 */
 
 #endif
