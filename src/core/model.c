@@ -157,6 +157,8 @@ lb_status lb_model_bind(lb_model *m, lb_error *err) {
     if ((s = need(m, "output.weight", c->dim, c->n_vocab, 1, &m->output, err))) return s;
     if (!m->output) m->output = m->tok_embd;
     if ((s = to_f32(m, &m->output_norm, err))) return s;
+    if ((s = need(m, "rope_freqs.weight", c->head_dim / 2, -1, 1, &m->rope_freqs, err))) return s;
+    if ((s = to_f32(m, &m->rope_freqs, err))) return s;
 
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return lb_fail(err, LB_ERR_NOMEM, "out of memory");

@@ -59,6 +59,9 @@ struct lb_model {
     size_t n_tensors, cap_tensors;
 
     const lb_tensor *tok_embd, *output_norm, *output; /* output == tok_embd when tied */
+    /* GGUF rope_freqs.weight: per-dimension divisors of the RoPE frequencies (llama.cpp's way of
+     * storing llama3 scaling; lowbit also stores checkpoint-dtype rounding in it). NULL if absent. */
+    const lb_tensor *rope_freqs;
     lb_layer_weights *layers;
 
     lb_tokenizer *tok;     /* may be NULL (synthetic reference folders have none) */

@@ -70,7 +70,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
         return lb_fail(err, LB_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes) and buffers for %d tokens",
                        2 * kv_n * (p->kv_type == LB_KV_F16 ? 2 : 4), n_ctx);
     }
-    lb_rope_inv_freq(c, s->inv_freq);
+    lb_rope_inv_freq(c, m->rope_freqs ? m->rope_freqs->data : NULL, s->inv_freq);
     *out = s;
     return LB_OK;
 }

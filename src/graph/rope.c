@@ -3,10 +3,16 @@
 
 #include "graph/rope.h"
 
-void lb_rope_inv_freq(const lb_config *c, float *inv_freq) {
+static double base_freq(const lb_config *c, int i) { return 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim); }
+
+void lb_rope_inv_freq(const lb_config *c, const float *factors, float *inv_freq) {
     int half = c->head_dim / 2;
     for (int i = 0; i < half; i++) {
-        double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim);
+        double f = base_freq(c, i);
+        if (factors) {
+            inv_freq[i] = (float)(f / factors[i]);
+            continue;
+        }
         if (c->rope_scaling == LB_ROPE_SCALE_LINEAR && c->rope_factor > 0) {
             f /= c->rope_factor;
         } else if (c->rope_scaling == LB_ROPE_SCALE_LLAMA3 && c->rope_factor > 0) {
@@ -44,4 +50,17 @@ void lb_rope_apply(float *x, int n_heads, int head_dim, int pos, const float *in
             v[b] = x0 * s + x1 * c;
         }
     }
+}
+
+int lb_rope_freq_factors(const lb_config *c, float *factors) {
+    if (c->rope_scaling != LB_ROPE_SCALE_LLAMA3 && c->rope_freq_type == LB_F32) return 0;
+    int half = c->head_dim / 2;
+    lb_config plain = *c;
+    plain.rope_scaling = LB_ROPE_SCALE_NONE;
+    plain.rope_freq_type = LB_F32;
+    float actual[2048];
+    if (half > 2048) return 0;
+    lb_rope_inv_freq(c, NULL, actual);
+    for (int i = 0; i < half; i++) factors[i] = (float)(base_freq(&plain, i) / actual[i]);
+    return 1;
 }

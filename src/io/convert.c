@@ -50,9 +50,6 @@ lb_status lb_convert_set_meta(lb_gguf_writer *w, const lb_model *m, const char *
     }
     if (!s && c.act_quant_int8) s = lb_gguf_set_bool(w, "lowbit.act_quant_int8", true, err);
     if (s) return s;
-    if (m->cfg.rope_freq_type != LB_F32)
-        lb_warn("%s: the checkpoint rounds RoPE frequencies to %s, which GGUF cannot express; the GGUF model "
-                "computes them in f32 (logits differ by 1e-4 to 2e-3 relative)", m->path, lb_dtype_name(m->cfg.rope_freq_type));
     if (m->tok) {
         lb_vocab_export v;
         if ((s = lb_tokenizer_export(m->tok, m->cfg.n_vocab, &v, err))) return s;
@@ -152,6 +149,8 @@ lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype
     const char *base = strrchr(m->path, '/');
     snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : m->path);
     if (!s) s = lb_convert_set_meta(w, m, name, err);
+    float rope_factors[2048];
+    if (!s && !m->rope_freqs) s = lb_gguf_add_rope_freqs(w, cfg, rope_factors, err);
     int uniform = -2;
     for (size_t i = 0; i < m->n_tensors && !s; i++) {
         const lb_tensor *t = &m->tensors[i];

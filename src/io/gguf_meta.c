@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "graph/rope.h"
 
 lb_status lb_gguf_set_config(lb_gguf_writer *w, const lb_config *c, const char *name, lb_error *err) {
     const char *arch = lb_arch_name(c->arch);
@@ -26,15 +27,11 @@ lb_status lb_gguf_set_config(lb_gguf_writer *w, const lb_config *c, const char *
         if ((s = lb_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim, err))) return s;
     }
     if ((s = lb_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->n_vocab, err))) return s;
-    if (c->rope_scaling == LB_ROPE_SCALE_LINEAR || c->rope_scaling == LB_ROPE_SCALE_LLAMA3) {
-        const char *type = c->rope_scaling == LB_ROPE_SCALE_LINEAR ? "linear" : "llama3";
-        if ((s = lb_gguf_set_str(w, KEY("rope.scaling.type"), type, strlen(type), err))) return s;
+    /* llama3 scaling travels as the rope_freqs.weight tensor (lb_gguf_add_rope_freqs), as
+     * llama.cpp's own files carry it; only linear scaling has keys that runtimes read */
+    if (c->rope_scaling == LB_ROPE_SCALE_LINEAR) {
+        if ((s = lb_gguf_set_str(w, KEY("rope.scaling.type"), "linear", 6, err))) return s;
         if ((s = lb_gguf_set_f32(w, KEY("rope.scaling.factor"), c->rope_factor, err))) return s;
-        if (c->rope_scaling == LB_ROPE_SCALE_LLAMA3) {
-            if ((s = lb_gguf_set_f32(w, KEY("rope.scaling.low_freq_factor"), c->rope_low_freq_factor, err))) return s;
-            if ((s = lb_gguf_set_f32(w, KEY("rope.scaling.high_freq_factor"), c->rope_high_freq_factor, err))) return s;
-            if ((s = lb_gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)c->rope_orig_ctx, err))) return s;
-        }
     }
 #undef KEY
     return LB_OK;
@@ -62,4 +59,10 @@ lb_status lb_gguf_set_vocab(lb_gguf_writer *w, const lb_vocab_export *v, lb_erro
     if (d->add_bos >= 0 && (s = lb_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", d->add_bos, err))) return s;
     if (d->add_eos >= 0 && (s = lb_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", d->add_eos, err))) return s;
     return LB_OK;
+}
+
+lb_status lb_gguf_add_rope_freqs(lb_gguf_writer *w, const lb_config *c, float *factors, lb_error *err) {
+    if (!lb_rope_freq_factors(c, factors)) return LB_OK;
+    int64_t ne[1] = {c->head_dim / 2};
+    return lb_gguf_add_tensor(w, "rope_freqs.weight", LB_F32, 1, ne, factors, err);
 }

@@ -181,8 +181,6 @@ static lb_status copy_tensors(lb_model *m, const lb_gguf *g, lb_error *err) {
         lb_status s = lb_model_add_tensor(m, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, err);
         if (s) return s;
     }
-    if (lb_gguf_find_tensor(g, "rope_freqs.weight"))
-        lb_warn("%s: rope_freqs.weight (per-dimension rope factors) is not applied", lb_gguf_name(g));
     return LB_OK;
 }
 

@@ -179,6 +179,8 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
         if (!s) s = lb_gguf_add_tensor_lazy(w, nm, dt, nd, ne, fill, &fc, err);                           \
         fc.total += (uint64_t)lb_dtype_row_size(dt, a) * (b ? b : 1);                                     \
     } while (0)
+    float rope_factors[2048];
+    if (!s) s = lb_gguf_add_rope_freqs(w, &c, rope_factors, err);
     ADD("token_embd.weight", c.dim, c.n_vocab);
     ADD("output_norm.weight", c.dim, 0);
     if (!p->tied) ADD("output.weight", c.dim, c.n_vocab);
