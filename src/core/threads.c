@@ -22,7 +22,7 @@
 #define LB_POOL_MAX_THREADS 512
 #define LB_POOL_DEFAULT_SPIN_US 500
 #define LB_POOL_PURE_SPIN_US 20
-#define LB_POOL_STEAL_US 50 /* a share unclaimed this long after posting is run by the caller */
+#define LB_POOL_STEAL_US 20 /* a share unclaimed this long after posting is run by the caller */
 
 enum { SHARE_IDLE, SHARE_POSTED, SHARE_RUNNING, SHARE_STOLEN };
 
