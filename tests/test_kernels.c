@@ -345,11 +345,14 @@ static void test_vec_ops(const lb_vec_ops *s, const lb_vec_ops *v) {
                 float lo = range ? -120 : -8, hi = range ? 0 : 8;
                 for (int64_t i = 0; i < n; i++) p1[i] = frand(lo, hi);
                 memcpy(p2, p1, (size_t)n * 4);
-                double mx = -INFINITY, sum = 0;
+                float mx = -INFINITY;
+                double sum = 0;
+                /* x - max is rounded to float in any float32 softmax (PyTorch's too): the truth
+                 * takes that rounding as given and computes the rest in double. */
                 for (int64_t i = 0; i < n; i++) mx = p1[i] > mx ? p1[i] : mx;
-                for (int64_t i = 0; i < n; i++) sum += exp((double)p1[i] - mx);
+                for (int64_t i = 0; i < n; i++) sum += exp((double)(float)(p1[i] - mx));
                 double *truth = malloc((size_t)n * 8);
-                for (int64_t i = 0; i < n; i++) truth[i] = exp((double)p1[i] - mx) / sum;
+                for (int64_t i = 0; i < n; i++) truth[i] = exp((double)(float)(p1[i] - mx)) / sum;
                 v->softmax(p2, n);
                 s->softmax(p1, n);
                 int bad_s = 0, bad_v = 0;

@@ -1,5 +1,11 @@
 /* Persistent thread pool: per-worker "go" words (so a run on fewer threads never touches the
- * others), a shared pending counter, spin-then-futex waiting on both sides. */
+ * others), a shared pending counter, spin-then-futex waiting on both sides.
+ *
+ * Each worker's share of a job is handed over through its state word: the caller posts it,
+ * the worker claims it (POSTED -> RUNNING). A worker that has not claimed its share a while
+ * after posting (descheduled on a busy machine, or still waking from the futex) has it
+ * stolen (POSTED -> STOLEN) and run by the caller, so a run never waits for a thread that is
+ * not running. fn(arg, ith, nth) is still called exactly once for every ith. */
 #include "core/threads.h"
 
 #include <limits.h>
@@ -16,10 +22,14 @@
 #define LB_POOL_MAX_THREADS 512
 #define LB_POOL_DEFAULT_SPIN_US 500
 #define LB_POOL_PURE_SPIN_US 20
+#define LB_POOL_STEAL_US 20 /* a share unclaimed this long after posting is run by the caller */
+
+enum { SHARE_IDLE, SHARE_POSTED, SHARE_RUNNING, SHARE_STOLEN };
 
 typedef struct lb_worker {
     _Alignas(64) _Atomic uint32_t go; /* bumped by the caller for each job of this worker */
     _Atomic int sleeping;             /* 1 while the worker may be in futex_wait on go */
+    _Atomic int share;                /* SHARE_*: who runs this worker's share of the job */
     int ith;
     lb_pool *pool;
     pthread_t thread;
@@ -90,24 +100,57 @@ static void *worker_main(void *arg) {
         }
         seen = atomic_load_explicit(&w->go, memory_order_acquire);
         if (p->stop) break;
+        /* go is only a wake-up hint; the share word decides. A stolen share (or a second
+         * wake-up for a job already done) is skipped without touching the job. */
+        int posted = SHARE_POSTED;
+        if (!atomic_compare_exchange_strong(&w->share, &posted, SHARE_RUNNING)) continue;
         p->fn(p->arg, w->ith, p->nth);
+        atomic_store(&w->share, SHARE_IDLE);
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping))
             futex_wake((void *)&p->pending, 1);
     }
     return NULL;
 }
 
-static void wait_pending(lb_pool *p) {
-    uint32_t v;
-    while ((v = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)
-        if (!spin_until_changed(&p->pending, v, atomic_load_explicit(&p->spin_us, memory_order_relaxed))) break;
-    if (v == 0) return;
+/* Runs, on the caller, every share of the job that no worker has claimed yet. */
+static void steal_unclaimed(lb_pool *p, int nth) {
+    for (int i = 1; i < nth; i++) {
+        int posted = SHARE_POSTED;
+        if (atomic_compare_exchange_strong(&p->workers[i].share, &posted, SHARE_STOLEN)) {
+            p->fn(p->arg, i, nth);
+            atomic_fetch_sub(&p->pending, 1);
+        }
+    }
+}
+
+static void wait_workers(lb_pool *p, int nth, int64_t posted_at) {
+    int spin_us = atomic_load_explicit(&p->spin_us, memory_order_relaxed);
+    int stole = 0;
+    int64_t start = 0;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+        if ((i & 63) == 0) {
+            int64_t t = now_us();
+            if (!start) start = t;
+            if (!stole && (t - posted_at >= LB_POOL_STEAL_US || t - start >= spin_us)) {
+                /* Shares still unclaimed now belong to threads that are not running. */
+                steal_unclaimed(p, nth);
+                stole = 1;
+                continue;
+            }
+            if (t - start >= spin_us) break;
+            if (t - start >= LB_POOL_PURE_SPIN_US) sched_yield();
+        }
+    }
+    /* Only running shares are left: sleep until the last one finishes. */
     atomic_store(&p->caller_sleeping, 1);
+    uint32_t v;
     while ((v = atomic_load(&p->pending)) != 0) futex_wait((void *)&p->pending, (int)v);
     atomic_store(&p->caller_sleeping, 0);
 }
 
-static void start_workers(lb_pool *p, int nth) {
+static void wake_workers(lb_pool *p, int nth) {
     for (int i = 1; i < nth; i++) {
         lb_worker *w = &p->workers[i];
         atomic_fetch_add(&w->go, 1);
@@ -151,7 +194,7 @@ void lb_pool_free(lb_pool *p) {
     if (!p) return;
     if (p->n > 1) {
         p->stop = 1;
-        start_workers(p, p->n);
+        wake_workers(p, p->n);
         for (int i = 1; i < p->n; i++) pthread_join(p->workers[i].thread, NULL);
     }
     free(p->workers);
@@ -175,9 +218,12 @@ void lb_pool_run_n(lb_pool *p, lb_pool_fn fn, void *arg, int nth) {
     p->arg = arg;
     p->nth = nth;
     atomic_store_explicit(&p->pending, (uint32_t)(nth - 1), memory_order_relaxed);
-    start_workers(p, nth); /* seq_cst bumps publish the job fields above */
+    /* Release: a worker that claims its share through an earlier wake-up still sees this job. */
+    for (int i = 1; i < nth; i++) atomic_store_explicit(&p->workers[i].share, SHARE_POSTED, memory_order_release);
+    int64_t posted_at = now_us();
+    wake_workers(p, nth); /* seq_cst bumps publish the job fields and shares above */
     fn(arg, 0, nth);
-    wait_pending(p);
+    wait_workers(p, nth, posted_at);
 }
 
 void lb_pool_run(lb_pool *p, lb_pool_fn fn, void *arg) { lb_pool_run_n(p, fn, arg, lb_pool_size(p)); }
