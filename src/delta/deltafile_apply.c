@@ -1,6 +1,7 @@
 /* lb_delta_apply: streams the base through the patcher into a file of the base's own format,
  * checking each base tensor's hash (and, for lossless deltas, each result's) on the way; the
  * output is atomic, so a mismatch found late still leaves nothing behind. */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -113,7 +114,13 @@ static lb_status write_st(apply_ctx *c, const char *out, lb_error *err) {
     lb_safetensors_writer *w;
     lb_status s = lb_safetensors_writer_new(&w, err);
     if (s) return s;
-    for (size_t i = 0; i < lb_safetensors_n_meta(st) && !s; i++)
+    const char *tm = lb_safetensors_meta_get(c->d->st, "target_metadata");
+    cJSON *root = tm ? cJSON_Parse(tm) : NULL;
+    if (tm && !cJSON_IsObject(root)) s = lb_fail(err, LB_ERR_CORRUPT, "%s: target_metadata is not a JSON object", c->d->path);
+    for (const cJSON *e = root ? root->child : NULL; e && !s; e = e->next)
+        if (cJSON_IsString(e)) s = lb_safetensors_writer_set_meta(w, e->string, e->valuestring, err);
+    cJSON_Delete(root);
+    for (size_t i = 0; !tm && i < lb_safetensors_n_meta(st) && !s; i++)
         s = lb_safetensors_writer_set_meta(w, lb_safetensors_meta_key(st, i), lb_safetensors_meta_value(st, i), err);
     for (size_t i = 0; i < c->b->n && !s; i++) {
         const lb_st_tensor *t = lb_safetensors_info(st, i);

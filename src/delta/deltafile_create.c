@@ -418,6 +418,15 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     (void)num;
     for (int i = 0; i < nk && !s; i++) s = lb_safetensors_writer_set_meta(wc.w, kv[i].k, kv[i].v, err);
     if (!s) s = lb_safetensors_writer_set_meta(wc.w, "tensors", js, err);
+    if (!s && f->st) { /* the fine-tune's own __metadata__, so apply rewrites its header exactly */
+        cJSON *fm = cJSON_CreateObject();
+        for (size_t i = 0; i < lb_safetensors_n_meta(f->st); i++)
+            cJSON_AddStringToObject(fm, lb_safetensors_meta_key(f->st, i), lb_safetensors_meta_value(f->st, i));
+        char *t = cJSON_PrintUnformatted(fm);
+        s = t ? lb_safetensors_writer_set_meta(wc.w, "target_metadata", t, err) : lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        free(t);
+        cJSON_Delete(fm);
+    }
     if (!s) s = lb_safetensors_writer_write(wc.w, out, err);
     if (!s) {
         struct stat st;
