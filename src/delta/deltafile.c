@@ -81,6 +81,7 @@ static lb_status part(lb_delta *d, const lb_delta_entry *e, const char *suffix, 
                        e->name, nm, lb_st_dtype_name(t->dtype), t->nbytes, lb_st_dtype_name(dt), want);
     *out = t->data;
     *h = lb_delta_fingerprint_add(*h, suffix, XXH64(t->data, t->nbytes, 0));
+    lb_tsrc_release(t->data, t->nbytes); /* read again, in order, when applied */
     (*used)++;
     d->data_bytes += t->nbytes;
     return LB_OK;

@@ -25,9 +25,12 @@ lb_delta_options lb_delta_default_options(void) {
 
 enum { P_IDX = 0, P_VAL, P_SCALE, P_N };
 
+#define SCRATCH_BUF (1u << 16)
 typedef struct scratch {
     FILE *f[P_N];
-    uint64_t pos[P_N];
+    uint64_t pos[P_N];               /* bytes written, buffered ones included */
+    uint8_t buf[P_N][SCRATCH_BUF];   /* small records gather here before hashing and writing */
+    size_t len[P_N];
 } scratch;
 
 /* Per-tensor state while scanning. */
@@ -46,11 +49,29 @@ typedef struct scan {
     lb_status st;
 } scan;
 
-static void put(scan *s, int p, const void *data, size_t n) {
-    if (s->st) return;
-    if (fwrite(data, 1, n, s->sc->f[p]) != n) s->st = LB_ERR_IO;
-    s->sc->pos[p] += n;
-    XXH64_update(&s->dh[p], data, n);
+static void flush_part(scan *s, int p) {
+    scratch *sc = s->sc;
+    if (!sc->len[p]) return;
+    XXH64_update(&s->dh[p], sc->buf[p], sc->len[p]);
+    if (!s->st && fwrite(sc->buf[p], 1, sc->len[p], sc->f[p]) != sc->len[p]) s->st = LB_ERR_IO;
+    sc->len[p] = 0;
+}
+
+static void flush_all(scan *s) {
+    for (int p = 0; p < P_N; p++) flush_part(s, p);
+}
+
+static inline void put(scan *s, int p, const void *data, size_t n) {
+    scratch *sc = s->sc;
+    if (sc->len[p] + n > SCRATCH_BUF) flush_part(s, p);
+    if (n > SCRATCH_BUF) { /* large pieces go straight through */
+        XXH64_update(&s->dh[p], data, n);
+        if (!s->st && fwrite(data, 1, n, sc->f[p]) != n) s->st = LB_ERR_IO;
+    } else {
+        memcpy(sc->buf[p] + sc->len[p], data, n);
+        sc->len[p] += n;
+    }
+    sc->pos[p] += n;
 }
 
 static inline float load_f(int type, const uint8_t *p) {
@@ -210,8 +231,10 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
         XXH64_update(&hf, b, unit * m);
         if (bt->es) scan_sparse(s, a, b, i, m);
         else differs |= memcmp(a, b, m) != 0;
+        lb_tsrc_release(a, unit * m), lb_tsrc_release(b, unit * m);
     }
     if (s->mode == LB_DELTA_INT8) flush_int8(s);
+    flush_all(s);
     ti->base_hash = XXH64_digest(&hb);
     ti->target_hash = XXH64_digest(&hf);
     if (differs)
@@ -227,8 +250,10 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
         for (uint64_t i = 0; i < bt->n; i += step) {
             uint64_t m = bt->n - i < step ? bt->n - i : step;
             scan_dense(s, bt->data + unit * i, ft->data + unit * i, m);
+            lb_tsrc_release(bt->data + unit * i, unit * m), lb_tsrc_release(ft->data + unit * i, unit * m);
         }
         if (s->mode == LB_DELTA_INT8) flush_int8(s);
+        flush_all(s);
         s->kept = kept;
     }
     if (s->st) return lb_fail(err, s->st, "tensor %s: writing the delta scratch file failed", bt->name);
@@ -341,8 +366,8 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     lb_delta_summary sm;
     memset(&sm, 0, sizeof sm);
     lb_tsrc *b = NULL, *f = NULL;
-    scratch sc;
-    memset(&sc, 0, sizeof sc);
+    scratch *scp = calloc(1, sizeof *scp);
+    if (!scp) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     tinfo *ti = NULL;
     writer_ctx wc = {0};
     cJSON *arr = NULL;
@@ -351,7 +376,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     if (!s) s = lb_tsrc_open(finetuned, &f, err);
     if (!s) s = check_pair(b, f, err);
     for (int p = 0; p < P_N && !s; p++)
-        if (!(sc.f[p] = tmpfile())) s = lb_fail(err, LB_ERR_IO, "cannot create a scratch file: %s", strerror(errno));
+        if (!(scp->f[p] = tmpfile())) s = lb_fail(err, LB_ERR_IO, "cannot create a scratch file: %s", strerror(errno));
     if (!s && (!(ti = calloc(b->n ? b->n : 1, sizeof *ti)) || !(wc.parts = calloc(3 * b->n + 1, sizeof *wc.parts))))
         s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (s) goto done;
@@ -361,7 +386,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     memset(&sn, 0, sizeof sn);
     sn.mode = opt->int8 ? LB_DELTA_INT8 : opt->threshold > 0 ? LB_DELTA_FLOAT : LB_DELTA_XOR;
     sn.th = opt->threshold;
-    sn.sc = &sc;
+    sn.sc = scp;
     uint64_t total = 0, done = 0, fpb = 0, fpt = 0;
     double sq = 0;
     for (size_t i = 0; i < b->n; i++) total += b->t[i].nbytes;
@@ -388,14 +413,14 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     if (opt->progress) opt->progress(opt->progress_ud, "writing", total, total);
     sm.rms_err = sm.n_elements ? sqrt(sq / (double)sm.n_elements) : 0;
     for (int p = 0; p < P_N && !s; p++)
-        if (fflush(sc.f[p])) s = lb_fail(err, LB_ERR_IO, "delta scratch file: %s", strerror(errno));
+        if (fflush(scp->f[p])) s = lb_fail(err, LB_ERR_IO, "delta scratch file: %s", strerror(errno));
     if (!s) s = lb_safetensors_writer_new(&wc.w, err);
     if (s) goto done;
     int has_target = sn.mode == LB_DELTA_XOR;
     arr = cJSON_CreateArray();
     for (size_t i = 0; i < b->n && !s; i++) {
         cJSON_AddItemToArray(arr, entry_json(&ti[i], has_target));
-        s = add_parts(&wc, &sc, &ti[i], sn.mode, err);
+        s = add_parts(&wc, scp, &ti[i], sn.mode, err);
     }
     if (s) goto done;
     if (!(js = cJSON_PrintUnformatted(arr))) {
@@ -439,9 +464,10 @@ done:
     free(wc.parts);
     free(ti);
     for (int p = 0; p < P_N; p++)
-        if (sc.f[p]) fclose(sc.f[p]);
+        if (scp->f[p]) fclose(scp->f[p]);
     lb_tsrc_close(b);
     lb_tsrc_close(f);
+    free(scp);
     if (!s && sum) *sum = sm;
     return s;
 }
