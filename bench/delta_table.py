@@ -46,7 +46,7 @@ def logsoftmax(r):
 P = [logsoftmax(r) for r in logits(ft)]
 dense = os.path.getsize(os.path.join(ft, "model.safetensors"))
 print("corpus: %d tokens in %d windows of <= 256" % (len(ids), len(windows)))
-print("| mode | threshold | delta bytes | ratio (fine-tune / delta) | .lbz of delta | KL(ft ‖ recon) mean, nats | greedy = reference (5 prompts) |")
+print("| mode | threshold | delta bytes | ratio (fine-tune / delta) | .lbz of delta | KL(ft ‖ recon) mean, nats | greedy = reference (prompts) |")
 print("|---|---|---|---|---|---|---|")
 for mode, th in [("lossless", 0), ("float", 1e-4), ("float", 1e-3), ("float", 3e-3), ("float", 1e-2), ("float", 3e-2),
                  ("int8", 0), ("int8", 1e-3), ("int8", 1e-2)]:
