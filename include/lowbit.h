@@ -51,10 +51,12 @@ typedef struct lb_model lb_model;
 typedef struct lb_model_params {
     const char *tokenizer_path; /* NULL: found beside or inside the model */
     int n_threads;              /* 0: all cores */
+    const char *delta_path;     /* NULL, or a delta file (lowbit delta create) applied at load */
 } lb_model_params;
 
 lb_model_params lb_model_default_params(void);
-/* path: a GGUF file, a llama2.c checkpoint or a Hugging Face folder. */
+/* path: a GGUF file, a llama2.c checkpoint, a Hugging Face folder, or a .lbz of a GGUF (self-
+ * contained) or of a safetensors file (config.json and tokenizer files in the same folder). */
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err);
 void lb_model_free(lb_model *m);
 
@@ -186,6 +188,18 @@ lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t 
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
 
 /* ---- compression (src/compress) -------------------------------------------------------- */
+/* Typed regions of a model file (GGUF, safetensors, a Hugging Face folder's model.safetensors,
+ * or the kept header of a .lbz), for lb_lbz_compress, and the tensor at an offset. */
+typedef struct lb_model_regions lb_model_regions;
+lb_status lb_model_regions_open(const char *path, lb_model_regions **out, lb_error *err);
+void lb_model_regions_free(lb_model_regions *r);
+/* Sorted, non-overlapping: F32 -> 4, F16/BF16 (and 16/32-bit ints) -> 2/4, other dtypes 1. */
+const struct lb_lbz_region *lb_model_regions_get(const lb_model_regions *r, size_t *n);
+/* Byte offset of the tensor data section (keep this much verbatim as the container header). */
+uint64_t lb_model_regions_header_len(const lb_model_regions *r);
+/* An lb_lbz_name_fn: ud is the lb_model_regions; the tensor holding offset, or NULL. */
+const char *lb_model_regions_name_at(uint64_t offset, void *ud);
+
 /* Progress of a long operation: done and total bytes (of the original file). */
 /* Maps an offset of the original file to a name (e.g. the tensor there) for error messages;
  * may return NULL. */
@@ -247,6 +261,52 @@ lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn prog
                                    void **buf, size_t *size, lb_error *err);
 
 /* ---- deltas (src/delta) ---------------------------------------------------------------- */
+/* Delta files between a base model and a fine-tune of it (docs/delta.md): a safetensors file
+ * with, per changed tensor, gap-encoded u32 indices and values, and metadata naming every base
+ * tensor (dtype, shape, xxh64) so that a delta is never applied to another base. Inputs: GGUF
+ * files, safetensors files, or Hugging Face folders with one model.safetensors. Tensors are
+ * streamed one at a time (bounded memory). */
+typedef enum lb_delta_mode {
+    LB_DELTA_XOR = 0,   /* lossless: raw-bit XOR of the changed elements */
+    LB_DELTA_FLOAT = 1, /* |fine - base| > threshold kept as f32 differences */
+    LB_DELTA_INT8 = 2   /* the same, as int8 with per-block scales */
+} lb_delta_mode;
+
+typedef struct lb_delta_tensor_report {
+    const char *name, *dtype;
+    uint64_t n, n_kept, bytes; /* elements, kept elements, delta bytes (idx + values + scales) */
+    int dense;                 /* stored without indices (most elements changed) */
+    double max_abs_err, rms_err; /* reconstructed - fine-tune, over all elements */
+} lb_delta_tensor_report;
+typedef void (*lb_delta_report_fn)(void *ud, const lb_delta_tensor_report *r);
+
+typedef struct lb_delta_options {
+    float threshold;     /* 0 and !int8: lossless (XOR) */
+    int int8;            /* int8 values with per-block scales */
+    lb_delta_report_fn report; /* per tensor, optional */
+    void *report_ud;
+    lb_progress_fn progress;   /* bytes of the base processed, optional */
+    void *progress_ud;
+} lb_delta_options;
+lb_delta_options lb_delta_default_options(void);
+
+typedef struct lb_delta_summary {
+    uint64_t n_tensors, n_changed, n_elements, n_kept;
+    uint64_t dense_bytes;  /* the fine-tune's tensor bytes */
+    uint64_t delta_bytes;  /* size of the written delta file */
+    double max_abs_err, rms_err;
+} lb_delta_summary;
+
+/* Writes OUT (atomically). Base and fine-tune must have the same tensor names, dtypes, shapes. */
+lb_status lb_delta_create(const char *base, const char *finetuned, const char *out,
+                          const lb_delta_options *opt, lb_delta_summary *sum, lb_error *err);
+/* Writes the patched model in the base's format: a GGUF (metadata copied), a safetensors file,
+ * or for a folder base a folder OUT with model.safetensors and the base's other small files
+ * (config, tokenizer, generation config). A base whose bytes differ from the one the delta was
+ * made for is refused (LB_ERR_MISMATCH); nothing is left at OUT on any failure. */
+lb_status lb_delta_apply(const char *base, const char *delta, const char *out, lb_progress_fn progress,
+                         void *ud, lb_error *err);
+
 /* Sparse: keeps the elements with |x| > threshold (threshold >= 0; NaNs are kept). *indices and
  * *values are malloc'ed (free with free(); NULL when nothing is kept), indices ascending.
  * ratio = dense bytes / sparse bytes = (n * 4) / (n_kept * (4 + 4)), u32 index + f32 value

@@ -162,7 +162,7 @@ PErr = P(LbError)
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("tokenizer_path", c_char_p), ("n_threads", c_int)]
+    _fields_ = [("tokenizer_path", c_char_p), ("n_threads", c_int), ("delta_path", c_char_p)]
 
 
 class SessionParams(ctypes.Structure):

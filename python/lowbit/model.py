@@ -146,10 +146,11 @@ class Model(_TokenizerOps):
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
     kv_type: "f32" or "f16". tokenizer: a tokenizer file to use instead of the model's own.
+    delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
     a streaming generate() before the next call."""
 
-    def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None):
+    def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None, delta=None):
         lib = _lib.lib()
         threads = _nonneg_int(threads, "threads")
         n_ctx = _nonneg_int(n_ctx, "n_ctx")
@@ -160,6 +161,8 @@ class Model(_TokenizerOps):
         tok_path = _path(tokenizer, "tokenizer") if tokenizer is not None else None
         mp.tokenizer_path = tok_path
         mp.n_threads = threads
+        delta_path = _path(delta, "delta") if delta is not None else None
+        mp.delta_path = delta_path
         self._m = None
         self._s = None
         h = ctypes.c_void_p()

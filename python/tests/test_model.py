@@ -189,3 +189,17 @@ def test_argument_errors(model):
         model.generate([1] * 5000, max_tokens=1)  # longer than the context
     with pytest.raises(TypeError):
         lowbit.Model(42)
+
+
+def test_delta_applied_while_loading(shared, cli, tmp_path):
+    """A lossless delta made by the CLI turns the base into the fine-tune: greedy ids equal the
+    fine-tune's reference."""
+    d = str(tmp_path / "dogs.delta")
+    run_cli(cli, "delta", "create", shared("models/stories260K-hf"), shared("models/stories260K-ft-dogs"), "-o", d)
+    for case in ref(shared, "stories260K-ft-dogs", "greedy.json"):
+        with lowbit.Model(shared("models/stories260K-hf"), threads=1, delta=d) as m:
+            out = m.generate(case["prompt"], max_tokens=len(case["greedy_ids"]), temperature=0)
+            assert out.prompt_ids == case["prompt_ids"]
+            assert out.ids == case["greedy_ids"]
+    with pytest.raises(TypeError):
+        lowbit.Model(shared("models/stories260K-hf"), delta=5)

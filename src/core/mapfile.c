@@ -38,9 +38,22 @@ lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
     return LB_OK;
 }
 
+lb_status lb_mapfile_from_heap(void *buf, size_t size, const char *path, lb_mapfile *out, lb_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!(out->path = strdup(path))) {
+        free(buf);
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    }
+    out->heap = buf;
+    out->data = buf;
+    out->size = size;
+    return LB_OK;
+}
+
 void lb_mapfile_close(lb_mapfile *m) {
     if (!m) return;
-    if (m->data && m->data != g_empty) munmap((void *)m->data, m->size);
+    if (m->heap) free(m->heap);
+    else if (m->data && m->data != g_empty) munmap((void *)m->data, m->size);
     free(m->path);
     memset(m, 0, sizeof *m);
 }

@@ -8,10 +8,13 @@ typedef struct lb_mapfile {
     const unsigned char *data;
     size_t size;
     char *path; /* owned copy, for error messages */
+    void *heap; /* non-NULL: data is this malloc'ed buffer (a restored .lbz), freed at close */
 } lb_mapfile;
 
 lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err);
 void lb_mapfile_close(lb_mapfile *m);
+/* A view of a heap buffer the mapfile takes ownership of (freed at close, also on failure). */
+lb_status lb_mapfile_from_heap(void *buf, size_t size, const char *path, lb_mapfile *out, lb_error *err);
 
 /* Reads a whole (small) file into a NUL-terminated malloc'ed buffer, refusing files larger
  * than max_size. */

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "compress/model_regions.h"
 #include "core/error.h"
 
 const char *lb_arch_name(lb_arch a) {
@@ -25,8 +27,17 @@ lb_status lb_model_add_map(lb_model *m, const char *path, const lb_mapfile **out
     lb_mapfile *maps = realloc(m->maps, (m->n_maps + 1) * sizeof *maps);
     if (!maps) return lb_fail(err, LB_ERR_NOMEM, "%s: out of memory", path);
     m->maps = maps;
-    lb_status s = lb_mapfile_open(path, &m->maps[m->n_maps], err);
+    lb_mapfile *mf = &m->maps[m->n_maps];
+    lb_status s = lb_mapfile_open(path, mf, err);
     if (s) return s;
+    if (lb_lbz_is_container(mf->data, mf->size)) { /* a .lbz: restore it in memory, in parallel */
+        void *buf;
+        size_t size;
+        lb_mapfile_close(mf);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if ((s = lb_lbz_restore_named(path, ncpu > 0 ? (int)ncpu : 1, NULL, NULL, &buf, &size, err))) return s;
+        if ((s = lb_mapfile_from_heap(buf, size, path, mf, err))) return s;
+    }
     *out = &m->maps[m->n_maps++];
     return LB_OK;
 }

@@ -93,6 +93,11 @@ lb_model *lb_model_new(void);
 /* Format loaders (src/io/). Each fills cfg, format, tensors, tok (when found), chat_template. */
 lb_status lb_load_gguf(lb_model *m, const char *path, lb_error *err);
 lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err);
+/* A folder's config and tokenizer with the weights of one given file (a .safetensors or .lbz). */
+lb_status lb_load_hf_weights(lb_model *m, const char *dir, const char *weights, lb_error *err);
+/* Patches the loaded (not yet bound) weights with a delta file made against this model
+ * (src/delta/delta_model.c): changed tensors move to owned buffers. */
+lb_status lb_model_apply_delta(lb_model *m, const char *delta_path, lb_error *err);
 lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err);
 lb_status lb_load_ak42(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err); /* BitNet ak42 v1 */
 

@@ -5,12 +5,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "compress/model_regions.h"
 #include "core/error.h"
 #include "core/model.h"
 #include "tokenizer/tokenizer.h"
 
 lb_model_params lb_model_default_params(void) {
-    lb_model_params p = {NULL, 0};
+    lb_model_params p = {NULL, 0, NULL};
     return p;
 }
 
@@ -20,6 +21,26 @@ static lb_status sniff(const char *path, unsigned char *head, size_t *n, lb_erro
     *n = fread(head, 1, 8, f);
     fclose(f);
     return LB_OK;
+}
+
+/* A .lbz: the loaders restore it in memory (lb_model_add_map); the kept header says which. */
+static lb_status load_lbz(lb_model *m, const char *path, lb_error *err) {
+    lb_lbz *z;
+    lb_status s = lb_lbz_open(path, NULL, NULL, &z, err);
+    if (s) return s;
+    size_t hl;
+    const unsigned char *h = lb_lbz_header(z, &hl);
+    int gguf = hl >= 4 && memcmp(h, "GGUF", 4) == 0, st = hl >= 9 && h[8] == '{';
+    lb_lbz_close(z);
+    if (gguf) return lb_load_gguf(m, path, err);
+    if (!st) return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: a .lbz of neither a GGUF nor a safetensors file", path);
+    char *dir = strdup(path);
+    if (!dir) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    s = lb_load_hf_weights(m, slash ? (*dir ? dir : "/") : ".", path, err);
+    free(dir);
+    return s;
 }
 
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err) {
@@ -40,7 +61,8 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
         size_t n = 0;
         s = sniff(path, head, &n, err);
         if (s == LB_OK) {
-            if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
+            if (lb_lbz_is_container(head, n)) s = load_lbz(m, path, err);
+            else if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
             else if (n >= 4 && memcmp(head, "24ka", 4) == 0) s = lb_load_ak42(m, path, params->tokenizer_path, err);
             else if (n >= 28 || n == 8) s = lb_load_llama2c(m, path, params->tokenizer_path, err);
             else s = lb_fail(err, LB_ERR_FORMAT, "%s: too short to be a model file (%zu bytes)", path, n);
@@ -55,6 +77,7 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
             m->tok = t;
         }
     }
+    if (s == LB_OK && params->delta_path) s = lb_model_apply_delta(m, params->delta_path, err);
     if (s == LB_OK) s = lb_model_bind(m, err);
     if (s == LB_OK && m->tok && m->tok->n_vocab > m->cfg.n_vocab)
         lb_warn("%s: the tokenizer has %d tokens but the model only %d; ids past %d cannot be evaluated", path,

@@ -204,7 +204,10 @@ out:
     return s;
 }
 
-lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err) {
+lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err) { return lb_load_hf_weights(m, dir, NULL, err); }
+
+/* weights: a single weights file to use instead of the folder's own (e.g. a .lbz of it). */
+lb_status lb_load_hf_weights(lb_model *m, const char *dir, const char *weights, lb_error *err) {
     snprintf(m->format, sizeof m->format, "hf");
     if (!m->path && !(m->path = strdup(dir))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     char *cfg_path = join(dir, "config.json"), *txt = NULL;
@@ -218,10 +221,15 @@ lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err) {
     if (s) return s;
 
     char *index = join(dir, "model.safetensors.index.json"), *single = join(dir, "model.safetensors");
+    if (single && !weights && !is_file(single) && !is_file(index)) { /* a compressed copy in its place */
+        free(single);
+        single = join(dir, "model.safetensors.lbz");
+    }
     if (!index || !single) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    else if (weights) s = add_shard(m, weights, extra.tie_word_embeddings, NULL, NULL, err);
     else if (is_file(index)) s = load_sharded(m, dir, index, extra.tie_word_embeddings, err);
     else if (is_file(single)) s = add_shard(m, single, extra.tie_word_embeddings, NULL, NULL, err);
-    else s = lb_fail(err, LB_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    else s = lb_fail(err, LB_ERR_IO, "%s: no model.safetensors (or .lbz) or model.safetensors.index.json", dir);
     free(index);
     free(single);
     if (s) return s;

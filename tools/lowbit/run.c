@@ -23,6 +23,7 @@ static void usage(FILE *f) {
           "  -t, --threads N       threads (default: all cores)\n"
           "      --kv-type f32|f16 KV cache element type (default f32)\n"
           "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
+          "      --delta PATH      apply a delta (lowbit delta create) to the model while loading\n"
           "      --chat            format the prompt with the model's chat template\n"
           "      --system TEXT     system message for --chat\n"
           "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
@@ -30,7 +31,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct run_opts {
-    const char *model, *prompt, *tokenizer, *system;
+    const char *model, *prompt, *tokenizer, *system, *delta;
     long long n_predict, n_ctx, threads;
     lb_sampler_params sp;
     lb_kv_type kv;
@@ -49,6 +50,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!(o->model = VAL())) goto missing; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(o->prompt = VAL())) goto missing; }
         else if (!strcmp(a, "--tokenizer")) { if (!(o->tokenizer = VAL())) goto missing; }
+        else if (!strcmp(a, "--delta")) { if (!(o->delta = VAL())) goto missing; }
         else if (!strcmp(a, "--system")) { if (!(o->system = VAL())) goto missing; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_int(a, VAL(), 0, 1 << 24, &o->n_predict)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, VAL(), 1, 1 << 24, &o->n_ctx)) return CLI_USAGE; }
@@ -175,6 +177,7 @@ int cmd_run(int argc, char **argv) {
     lb_error err = {0};
     lb_model_params mp = lb_model_default_params();
     mp.tokenizer_path = o.tokenizer;
+    mp.delta_path = o.delta;
     mp.n_threads = (int)o.threads;
     double t0 = cli_now();
     lb_model *m;

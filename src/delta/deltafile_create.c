@@ -1,0 +1,473 @@
+/* lb_delta_create: streams base and fine-tune tensor by tensor, writes idx/val/scale records to
+ * three scratch files (unlinked temp files), then writes the delta (a safetensors file) with the
+ * metadata it could only know at the end. Memory: a few chunk buffers. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH64_state_t on the stack */
+#include <xxhash.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "delta/deltafile.h"
+
+lb_delta_options lb_delta_default_options(void) {
+    lb_delta_options o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+enum { P_IDX = 0, P_VAL, P_SCALE, P_N };
+
+#define SCRATCH_BUF (1u << 16)
+typedef struct scratch {
+    FILE *f[P_N];
+    uint64_t pos[P_N];               /* bytes written, buffered ones included */
+    uint8_t buf[P_N][SCRATCH_BUF];   /* small records gather here before hashing and writing */
+    size_t len[P_N];
+} scratch;
+
+/* Per-tensor state while scanning. */
+typedef struct scan {
+    lb_delta_mode mode;
+    float th;
+    int type;
+    uint32_t es;
+    uint64_t kept, last;
+    XXH64_state_t dh[P_N]; /* the delta's bytes for this tensor, per part */
+    double max_err, sum_sq;
+    /* int8: pending block (values, and base/fine to measure the error) */
+    float pd[LB_DELTA_INT8_BLOCK], pb[LB_DELTA_INT8_BLOCK], pf[LB_DELTA_INT8_BLOCK];
+    int np;
+    scratch *sc;
+    lb_status st;
+} scan;
+
+static void flush_part(scan *s, int p) {
+    scratch *sc = s->sc;
+    if (!sc->len[p]) return;
+    XXH64_update(&s->dh[p], sc->buf[p], sc->len[p]);
+    if (!s->st && fwrite(sc->buf[p], 1, sc->len[p], sc->f[p]) != sc->len[p]) s->st = LB_ERR_IO;
+    sc->len[p] = 0;
+}
+
+static void flush_all(scan *s) {
+    for (int p = 0; p < P_N; p++) flush_part(s, p);
+}
+
+static inline void put(scan *s, int p, const void *data, size_t n) {
+    scratch *sc = s->sc;
+    if (sc->len[p] + n > SCRATCH_BUF) flush_part(s, p);
+    if (n > SCRATCH_BUF) { /* large pieces go straight through */
+        XXH64_update(&s->dh[p], data, n);
+        if (!s->st && fwrite(data, 1, n, sc->f[p]) != n) s->st = LB_ERR_IO;
+    } else {
+        memcpy(sc->buf[p] + sc->len[p], data, n);
+        sc->len[p] += n;
+    }
+    sc->pos[p] += n;
+}
+
+static inline float load_f(int type, const uint8_t *p) {
+    if (type == LB_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return type == LB_F16 ? lb_fp16_to_f32(h) : lb_bf16_to_f32(h);
+}
+
+/* The value apply will produce from base b and difference v, as a float. */
+static inline float recon(int type, float b, float v) {
+    if (v == 0) return b;
+    float x = b + v;
+    if (type == LB_F16) return lb_fp16_to_f32(lb_f32_to_fp16(x));
+    if (type == LB_BF16) return lb_bf16_to_f32(lb_f32_to_bf16(x));
+    return x;
+}
+
+static inline void err_add(scan *s, float r, float f) {
+    double e = fabs((double)r - (double)f);
+    if (e != e || isinf(e)) e = (r == f) ? 0 : INFINITY; /* inf == inf is exact */
+    if (e > s->max_err) s->max_err = e;
+    s->sum_sq += e * e;
+}
+
+static void flush_int8(scan *s) {
+    if (!s->np) return;
+    int8_t q[LB_DELTA_INT8_BLOCK];
+    float scale;
+    lb_error e2;
+    if (lb_compress_delta_int8(s->pd, (size_t)s->np, LB_DELTA_INT8_BLOCK, q, &scale, &e2)) {
+        s->st = LB_ERR_ARG;
+        return;
+    }
+    for (int i = 0; i < s->np; i++) err_add(s, recon(s->type, s->pb[i], (float)q[i] * scale), s->pf[i]);
+    put(s, P_VAL, q, (size_t)s->np);
+    put(s, P_SCALE, &scale, 4);
+    s->np = 0;
+}
+
+static void keep_sparse(scan *s, uint64_t i, const uint8_t *a, const uint8_t *b, float fb, float ff) {
+    uint32_t gap = (uint32_t)(s->kept ? i - s->last - 1 : i);
+    s->last = i;
+    s->kept++;
+    put(s, P_IDX, &gap, 4);
+    if (s->mode == LB_DELTA_XOR) {
+        uint8_t x[4];
+        for (uint32_t k = 0; k < s->es; k++) x[k] = a[k] ^ b[k];
+        put(s, P_VAL, x, s->es);
+    } else if (s->mode == LB_DELTA_FLOAT) {
+        float v = ff - fb;
+        put(s, P_VAL, &v, 4);
+        err_add(s, recon(s->type, fb, v), ff);
+    } else {
+        s->pd[s->np] = ff - fb, s->pb[s->np] = fb, s->pf[s->np] = ff;
+        if (++s->np == LB_DELTA_INT8_BLOCK) flush_int8(s);
+    }
+}
+
+static inline int keep_float(float d, float th) { return !(fabsf(d) <= th); }
+
+/* Sparse pass over elements [start, start+cnt) of a chunk. */
+static void scan_sparse(scan *s, const uint8_t *a, const uint8_t *b, uint64_t start, uint64_t cnt) {
+    const uint32_t es = s->es;
+    if (s->mode == LB_DELTA_XOR) {
+        const uint64_t blk = 64;
+        for (uint64_t i = 0; i < cnt; i += blk) {
+            uint64_t m = cnt - i < blk ? cnt - i : blk;
+            if (!memcmp(a + es * i, b + es * i, es * m)) continue;
+            for (uint64_t j = i; j < i + m; j++)
+                if (memcmp(a + es * j, b + es * j, es)) keep_sparse(s, start + j, a + es * j, b + es * j, 0, 0);
+        }
+        return;
+    }
+    for (uint64_t j = 0; j < cnt; j++) {
+        float fb = load_f(s->type, a + es * j), ff = load_f(s->type, b + es * j);
+        if (keep_float(ff - fb, s->th)) keep_sparse(s, start + j, a + es * j, b + es * j, fb, ff);
+        else err_add(s, fb, ff);
+    }
+}
+
+/* Dense pass: one value per element. */
+static void scan_dense(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt) {
+    const uint32_t es = s->es;
+    if (s->mode == LB_DELTA_XOR) {
+        uint8_t buf[4096];
+        for (uint64_t i = 0; i < cnt;) {
+            uint64_t m = (cnt - i) * es < sizeof buf ? (cnt - i) * es : sizeof buf;
+            for (uint64_t k = 0; k < m; k++) buf[k] = a[es * i + k] ^ b[es * i + k];
+            put(s, P_VAL, buf, m);
+            i += m / es;
+        }
+        return;
+    }
+    for (uint64_t j = 0; j < cnt; j++) {
+        float fb = load_f(s->type, a + es * j), ff = load_f(s->type, b + es * j), d = ff - fb;
+        if (!keep_float(d, s->th)) d = 0;
+        if (s->mode == LB_DELTA_FLOAT) {
+            put(s, P_VAL, &d, 4);
+            err_add(s, recon(s->type, fb, d), ff);
+        } else {
+            s->pd[s->np] = d, s->pb[s->np] = fb, s->pf[s->np] = ff;
+            if (++s->np == LB_DELTA_INT8_BLOCK) flush_int8(s);
+        }
+    }
+}
+
+typedef struct tinfo {
+    const lb_tsrc_tensor *bt;
+    uint64_t base_hash, target_hash, data_hash, kept;
+    int dense;
+    uint64_t off[P_N], len[P_N];
+    double max_err, rms_err;
+} tinfo;
+
+static uint64_t vbytes(lb_delta_mode m, uint32_t es, uint64_t count) {
+    if (m == LB_DELTA_XOR) return count * es;
+    if (m == LB_DELTA_FLOAT) return count * 4;
+    return count + 4 * ((count + LB_DELTA_INT8_BLOCK - 1) / LB_DELTA_INT8_BLOCK);
+}
+
+static void scan_reset(scan *s, const lb_tsrc_tensor *t) {
+    s->type = t->type, s->es = t->es;
+    s->kept = s->last = 0;
+    s->max_err = s->sum_sq = 0;
+    s->np = 0;
+    for (int p = 0; p < P_N; p++) XXH64_reset(&s->dh[p], 0);
+}
+
+static lb_status scratch_rewind(scratch *sc, const uint64_t *to, lb_error *err) {
+    for (int p = 0; p < P_N; p++) {
+        if (fflush(sc->f[p]) || ftruncate(fileno(sc->f[p]), (off_t)to[p]) || fseeko(sc->f[p], (off_t)to[p], SEEK_SET))
+            return lb_fail(err, LB_ERR_IO, "delta scratch file: %s", strerror(errno));
+        sc->pos[p] = to[p];
+    }
+    return LB_OK;
+}
+
+/* One tensor: hashes, sparse scan, and a dense rescan when that is smaller. */
+static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, tinfo *ti, lb_error *err) {
+    ti->bt = bt;
+    for (int p = 0; p < P_N; p++) ti->off[p] = s->sc->pos[p];
+    scan_reset(s, bt);
+    XXH64_state_t hb, hf;
+    XXH64_reset(&hb, 0);
+    XXH64_reset(&hf, 0);
+    uint64_t step = bt->es ? LB_DELTA_CHUNK : LB_DELTA_CHUNK * 4, unit = bt->es ? bt->es : 1;
+    int differs = 0;
+    for (uint64_t i = 0; i < bt->n; i += step) {
+        uint64_t m = bt->n - i < step ? bt->n - i : step;
+        const uint8_t *a = bt->data + unit * i, *b = ft->data + unit * i;
+        XXH64_update(&hb, a, unit * m);
+        XXH64_update(&hf, b, unit * m);
+        if (bt->es) scan_sparse(s, a, b, i, m);
+        else differs |= memcmp(a, b, m) != 0;
+        lb_tsrc_release(a, unit * m), lb_tsrc_release(b, unit * m);
+    }
+    if (s->mode == LB_DELTA_INT8) flush_int8(s);
+    flush_all(s);
+    ti->base_hash = XXH64_digest(&hb);
+    ti->target_hash = XXH64_digest(&hf);
+    if (differs)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "tensor %s (%s) differs between base and fine-tune; deltas cover F32, F16 and BF16 tensors",
+                       bt->name, bt->dtype);
+    uint64_t sparse = s->kept * 4 + vbytes(s->mode, bt->es, s->kept), dense = vbytes(s->mode, bt->es, bt->n);
+    ti->dense = s->kept && dense <= sparse;
+    if (ti->dense) {
+        lb_status st = scratch_rewind(s->sc, ti->off, err);
+        if (st) return st;
+        uint64_t kept = s->kept;
+        scan_reset(s, bt);
+        for (uint64_t i = 0; i < bt->n; i += step) {
+            uint64_t m = bt->n - i < step ? bt->n - i : step;
+            scan_dense(s, bt->data + unit * i, ft->data + unit * i, m);
+            lb_tsrc_release(bt->data + unit * i, unit * m), lb_tsrc_release(ft->data + unit * i, unit * m);
+        }
+        if (s->mode == LB_DELTA_INT8) flush_int8(s);
+        flush_all(s);
+        s->kept = kept;
+    }
+    if (s->st) return lb_fail(err, s->st, "tensor %s: writing the delta scratch file failed", bt->name);
+    ti->kept = s->kept;
+    static const char *sfx[P_N] = {"idx", "val", "scale"};
+    ti->data_hash = 0;
+    for (int p = 0; p < P_N; p++) {
+        ti->len[p] = s->sc->pos[p] - ti->off[p];
+        if (ti->kept && !(p == P_IDX && ti->dense) && !(p == P_SCALE && s->mode != LB_DELTA_INT8))
+            ti->data_hash = lb_delta_fingerprint_add(ti->data_hash, sfx[p], XXH64_digest(&s->dh[p]));
+    }
+    ti->max_err = s->max_err;
+    ti->rms_err = bt->n ? sqrt(s->sum_sq / (double)bt->n) : 0;
+    return LB_OK;
+}
+
+/* ---- writing ---- */
+typedef struct part_src {
+    FILE *f;
+    uint64_t off, len;
+} part_src;
+
+static lb_status stream_part(void *user, lb_st_sink *sink, lb_error *err) {
+    part_src *p = user;
+    static const size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    lb_status s = LB_OK;
+    for (uint64_t done = 0; done < p->len && !s;) {
+        size_t m = p->len - done < cap ? (size_t)(p->len - done) : cap;
+        ssize_t r = pread(fileno(p->f), buf, m, (off_t)(p->off + done));
+        if (r <= 0) s = lb_fail(err, LB_ERR_IO, "delta scratch file: short read");
+        else s = lb_st_sink_write(sink, buf, (size_t)r, err), done += (uint64_t)r;
+    }
+    free(buf);
+    return s;
+}
+
+static void hex(uint64_t v, char *b) { snprintf(b, 17, "%016" PRIx64, v); }
+
+static cJSON *entry_json(const tinfo *ti, int has_target) {
+    const lb_tsrc_tensor *t = ti->bt;
+    cJSON *o = cJSON_CreateObject(), *sh = cJSON_CreateArray();
+    char h[17];
+    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "dtype", t->dtype);
+    for (int i = 0; i < t->n_dims; i++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[i]));
+    cJSON_AddItemToObject(o, "shape", sh);
+    hex(ti->base_hash, h), cJSON_AddStringToObject(o, "base", h);
+    if (has_target) hex(ti->target_hash, h), cJSON_AddStringToObject(o, "target", h);
+    cJSON_AddNumberToObject(o, "kept", (double)ti->kept);
+    cJSON_AddNumberToObject(o, "dense", ti->dense);
+    hex(ti->data_hash, h), cJSON_AddStringToObject(o, "data", h);
+    cJSON_AddNumberToObject(o, "max_err", ti->max_err);
+    cJSON_AddNumberToObject(o, "rms_err", ti->rms_err);
+    return o;
+}
+
+static lb_status check_pair(const lb_tsrc *b, const lb_tsrc *f, lb_error *err) {
+    if (b->kind != f->kind)
+        return lb_fail(err, LB_ERR_MISMATCH, "%s and %s: base and fine-tune must be in the same format", b->file, f->file);
+    if (b->n != f->n)
+        return lb_fail(err, LB_ERR_MISMATCH, "%s has %zu tensors, %s has %zu", b->file, b->n, f->file, f->n);
+    for (size_t i = 0; i < b->n; i++) {
+        const lb_tsrc_tensor *t = &b->t[i], *u = lb_tsrc_find(f, t->name);
+        if (!u) return lb_fail(err, LB_ERR_MISMATCH, "%s: tensor %s is not in %s", b->file, t->name, f->file);
+        int same = t->n_dims == u->n_dims && !strcmp(t->dtype, u->dtype) && t->nbytes == u->nbytes;
+        for (int k = 0; same && k < t->n_dims; k++) same = t->shape[k] == u->shape[k];
+        if (!same)
+            return lb_fail(err, LB_ERR_MISMATCH, "tensor %s: dtype or shape differs between %s and %s", t->name, b->file, f->file);
+        if (t->n > UINT32_MAX && t->es)
+            return lb_fail(err, LB_ERR_UNSUPPORTED, "tensor %s: more than 2^32 elements", t->name);
+    }
+    return LB_OK;
+}
+
+typedef struct writer_ctx {
+    lb_safetensors_writer *w;
+    part_src *parts;
+    size_t n_parts;
+} writer_ctx;
+
+static lb_status add_parts(writer_ctx *c, scratch *sc, const tinfo *ti, lb_delta_mode mode, lb_error *err) {
+    static const char *sfx[P_N] = {"idx", "val", "scale"};
+    for (int p = 0; p < P_N; p++) {
+        if (!ti->kept || (p == P_IDX && ti->dense) || (p == P_SCALE && mode != LB_DELTA_INT8)) continue;
+        lb_st_dtype dt = LB_ST_U32;
+        uint64_t cnt = ti->len[p] / 4;
+        if (p == P_VAL) {
+            dt = mode == LB_DELTA_FLOAT ? LB_ST_F32 : mode == LB_DELTA_INT8 ? LB_ST_I8 : ti->bt->es == 4 ? LB_ST_U32 : LB_ST_U16;
+            cnt = ti->len[p] / lb_st_dtype_size(dt);
+        } else if (p == P_SCALE) dt = LB_ST_F32;
+        char nm[1024];
+        snprintf(nm, sizeof nm, "%s::%s", ti->bt->name, sfx[p]);
+        part_src *ps = &c->parts[c->n_parts++];
+        *ps = (part_src){sc->f[p], ti->off[p], ti->len[p]};
+        int64_t shape[1] = {(int64_t)cnt};
+        lb_status s = lb_safetensors_writer_add_stream(c->w, nm, dt, 1, shape, stream_part, ps, err);
+        if (s) return s;
+    }
+    return LB_OK;
+}
+
+lb_status lb_delta_create(const char *base, const char *finetuned, const char *out, const lb_delta_options *opt,
+                          lb_delta_summary *sum, lb_error *err) {
+    lb_delta_options dflt = lb_delta_default_options();
+    if (!opt) opt = &dflt;
+    if (!(opt->threshold >= 0) || isinf(opt->threshold))
+        return lb_fail(err, LB_ERR_ARG, "delta threshold must be a finite number >= 0");
+    lb_delta_summary sm;
+    memset(&sm, 0, sizeof sm);
+    lb_tsrc *b = NULL, *f = NULL;
+    scratch *scp = calloc(1, sizeof *scp);
+    if (!scp) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    tinfo *ti = NULL;
+    writer_ctx wc = {0};
+    cJSON *arr = NULL;
+    char *js = NULL;
+    lb_status s = lb_tsrc_open(base, &b, err);
+    if (!s) s = lb_tsrc_open(finetuned, &f, err);
+    if (!s) s = check_pair(b, f, err);
+    for (int p = 0; p < P_N && !s; p++)
+        if (!(scp->f[p] = tmpfile())) s = lb_fail(err, LB_ERR_IO, "cannot create a scratch file: %s", strerror(errno));
+    if (!s && (!(ti = calloc(b->n ? b->n : 1, sizeof *ti)) || !(wc.parts = calloc(3 * b->n + 1, sizeof *wc.parts))))
+        s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    if (s) goto done;
+    lb_tsrc_advise_sequential(b);
+    lb_tsrc_advise_sequential(f);
+    scan sn;
+    memset(&sn, 0, sizeof sn);
+    sn.mode = opt->int8 ? LB_DELTA_INT8 : opt->threshold > 0 ? LB_DELTA_FLOAT : LB_DELTA_XOR;
+    sn.th = opt->threshold;
+    sn.sc = scp;
+    uint64_t total = 0, done = 0, fpb = 0, fpt = 0;
+    double sq = 0;
+    for (size_t i = 0; i < b->n; i++) total += b->t[i].nbytes;
+    for (size_t i = 0; i < b->n && !s; i++) {
+        const lb_tsrc_tensor *bt = &b->t[i], *ft = lb_tsrc_find(f, bt->name);
+        if (opt->progress) opt->progress(opt->progress_ud, bt->name, done, total);
+        if ((s = do_tensor(&sn, bt, ft, &ti[i], err))) break;
+        lb_tsrc_release(bt->data, bt->nbytes);
+        lb_tsrc_release(ft->data, ft->nbytes);
+        done += bt->nbytes;
+        fpb = lb_delta_fingerprint_add(fpb, bt->name, ti[i].base_hash);
+        fpt = lb_delta_fingerprint_add(fpt, bt->name, ti[i].target_hash);
+        sm.n_tensors++, sm.n_elements += bt->n, sm.n_kept += ti[i].kept, sm.dense_bytes += bt->nbytes;
+        sm.n_changed += ti[i].kept > 0;
+        if (ti[i].max_err > sm.max_abs_err) sm.max_abs_err = ti[i].max_err;
+        sq += ti[i].rms_err * ti[i].rms_err * (double)bt->n;
+        if (opt->report) {
+            lb_delta_tensor_report r = {bt->name, bt->dtype, bt->n, ti[i].kept, ti[i].len[0] + ti[i].len[1] + ti[i].len[2],
+                                        ti[i].dense, ti[i].max_err, ti[i].rms_err};
+            opt->report(opt->report_ud, &r);
+        }
+    }
+    if (s) goto done;
+    if (opt->progress) opt->progress(opt->progress_ud, "writing", total, total);
+    sm.rms_err = sm.n_elements ? sqrt(sq / (double)sm.n_elements) : 0;
+    for (int p = 0; p < P_N && !s; p++)
+        if (fflush(scp->f[p])) s = lb_fail(err, LB_ERR_IO, "delta scratch file: %s", strerror(errno));
+    if (!s) s = lb_safetensors_writer_new(&wc.w, err);
+    if (s) goto done;
+    int has_target = sn.mode == LB_DELTA_XOR;
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < b->n && !s; i++) {
+        cJSON_AddItemToArray(arr, entry_json(&ti[i], has_target));
+        s = add_parts(&wc, scp, &ti[i], sn.mode, err);
+    }
+    if (s) goto done;
+    if (!(js = cJSON_PrintUnformatted(arr))) {
+        s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    char num[64], h[17];
+    struct { const char *k; char v[64]; } kv[8];
+    int nk = 0;
+#define KV(key, ...) (kv[nk].k = key, snprintf(kv[nk].v, sizeof kv[nk].v, __VA_ARGS__), nk++)
+    KV("format", "lowbit.delta");
+    KV("version", "1");
+    KV("mode", "%s", lb_delta_mode_name(sn.mode));
+    KV("threshold", "%.9g", (double)opt->threshold);
+    KV("block", "%d", LB_DELTA_INT8_BLOCK);
+    KV("base_format", "%s", b->kind == 'g' ? "gguf" : "safetensors");
+    hex(fpb, h), KV("base_fingerprint", "%s", h);
+    if (has_target) hex(fpt, h), KV("target_fingerprint", "%s", h);
+#undef KV
+    (void)num;
+    for (int i = 0; i < nk && !s; i++) s = lb_safetensors_writer_set_meta(wc.w, kv[i].k, kv[i].v, err);
+    if (!s) s = lb_safetensors_writer_set_meta(wc.w, "tensors", js, err);
+    if (!s && f->st) { /* the fine-tune's own __metadata__, so apply rewrites its header exactly */
+        cJSON *fm = cJSON_CreateObject();
+        for (size_t i = 0; i < lb_safetensors_n_meta(f->st); i++)
+            cJSON_AddStringToObject(fm, lb_safetensors_meta_key(f->st, i), lb_safetensors_meta_value(f->st, i));
+        char *t = cJSON_PrintUnformatted(fm);
+        s = t ? lb_safetensors_writer_set_meta(wc.w, "target_metadata", t, err) : lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        free(t);
+        cJSON_Delete(fm);
+    }
+    if (!s) s = lb_safetensors_writer_write(wc.w, out, err);
+    if (!s) {
+        struct stat st;
+        if (stat(out, &st) == 0) sm.delta_bytes = (uint64_t)st.st_size;
+    }
+done:
+    free(js);
+    cJSON_Delete(arr);
+    if (wc.w) lb_safetensors_writer_free(wc.w);
+    free(wc.parts);
+    free(ti);
+    for (int p = 0; p < P_N; p++)
+        if (scp->f[p]) fclose(scp->f[p]);
+    lb_tsrc_close(b);
+    lb_tsrc_close(f);
+    free(scp);
+    if (!s && sum) *sum = sm;
+    return s;
+}

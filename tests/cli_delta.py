@@ -1,0 +1,164 @@
+"""lowbit compress/decompress and lowbit delta through the CLI, against independent truth:
+sha256sum of the original files, greedy ids of the uncompressed model and the fine-tune's
+reference (../shared/reference/stories260K-ft-dogs/greedy.json), and clean refusals (no output
+left) for corrupt containers, wrong bases and damaged deltas.
+Usage: cli_delta.py LOWBIT_BINARY SHARED_DIR"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+LOWBIT, SHARED = sys.argv[1], sys.argv[2]
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+def lowbit(*args):
+    return subprocess.run([LOWBIT, *args], capture_output=True, timeout=300)
+
+
+def sha(path):
+    return subprocess.run(["sha256sum", path], capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+def M(*p):
+    return os.path.join(SHARED, "models", *p)
+
+
+def greedy(model, prompt, n, *extra):
+    r = lowbit("run", "-m", model, "-p", prompt, "-n", str(n), "--json", "-t", "1", *extra)
+    if r.returncode != 0:
+        print(r.stderr.decode(errors="replace"), file=sys.stderr)
+        return None
+    return json.loads(r.stdout)["ids"]
+
+
+def flip(src, dst, offset):
+    b = bytearray(open(src, "rb").read())
+    b[offset] ^= 0x5A
+    open(dst, "wb").write(b)
+
+
+tmp = tempfile.mkdtemp(prefix="cli_delta_")
+try:
+    T = lambda *p: os.path.join(tmp, *p)
+    # ---- .lbz round trips: F32 GGUF, BF16 and F16 safetensors, both codecs
+    cases = [(M("stories260K-gguf", "stories260K.gguf"), "zstd"),
+             (M("tinystories-512d", "model.safetensors"), "zstd"),
+             (M("synth-qwen2-bias", "model.safetensors"), "lz4")]
+    for i, (src, codec) in enumerate(cases):
+        z, back = T("m%d.lbz" % i), T("m%d.out" % i)
+        r = lowbit("compress", src, z, "--codec", codec, "-t", "2")
+        check(r.returncode == 0, "compress %s: %s" % (src, r.stderr))
+        r = lowbit("decompress", z, back, "-t", "2")
+        check(r.returncode == 0 and sha(back) == sha(src), "decompress %s is bit-exact" % src)
+        if i == 1:
+            check(os.path.getsize(z) * 1.4 < os.path.getsize(src), "BF16 ratio above 1.4")
+    # a folder input compresses its model.safetensors
+    r = lowbit("compress", M("stories260K-hf"), T("hf.lbz"))
+    check(r.returncode == 0 and lowbit("decompress", T("hf.lbz"), T("hf.st")).returncode == 0 and
+          sha(T("hf.st")) == sha(M("stories260K-hf", "model.safetensors")), "folder input")
+
+    # ---- the engine loads .lbz: GGUF self-contained, safetensors beside config/tokenizer
+    prompt = "Once upon a time"
+    ref = greedy(M("stories260K-gguf", "stories260K.gguf"), prompt, 24)
+    check(ref is not None and greedy(T("m0.lbz"), prompt, 24) == ref, "run -m GGUF .lbz: same greedy ids")
+    d512 = T("ts512")
+    os.mkdir(d512)
+    for f in os.listdir(M("tinystories-512d")):
+        if f != "model.safetensors":
+            shutil.copy(M("tinystories-512d", f), d512)
+    shutil.copy(T("m1.lbz"), os.path.join(d512, "model.safetensors.lbz"))
+    ref = greedy(M("tinystories-512d"), prompt, 16)
+    check(ref is not None and greedy(d512, prompt, 16) == ref, "run -m folder with model.safetensors.lbz")
+    check(greedy(os.path.join(d512, "model.safetensors.lbz"), prompt, 16) == ref, "run -m NAME.safetensors.lbz")
+
+    # ---- a corrupt chunk is reported with its tensor and offset, never used
+    flip(T("m0.lbz"), T("bad.lbz"), 300000)
+    r = lowbit("run", "-m", T("bad.lbz"), "-p", prompt, "-n", "4")
+    msg = r.stderr.decode(errors="replace")
+    check(r.returncode == 1 and "tensor '" in msg and "offset" in msg, "corrupt .lbz refused naming the tensor: " + msg)
+    r = lowbit("decompress", T("bad.lbz"), T("bad.gguf"))
+    check(r.returncode == 1 and not os.path.exists(T("bad.gguf")), "corrupt .lbz: decompress leaves no output")
+    with open(T("m0.lbz"), "rb") as f:
+        data = f.read()
+    open(T("trunc.lbz"), "wb").write(data[: len(data) - 100])
+    r = lowbit("decompress", T("trunc.lbz"), T("trunc.gguf"))
+    check(r.returncode == 1 and not os.path.exists(T("trunc.gguf")), "truncated .lbz refused")
+
+    # ---- deltas: lossless reconstructs the fine-tune bit for bit
+    base, ft = M("stories260K-hf"), M("stories260K-ft-dogs")
+    r = lowbit("delta", "create", base, ft, "-o", T("d.delta"), "-q")
+    check(r.returncode == 0, "delta create: %s" % r.stderr)
+    r = lowbit("delta", "apply", base, T("d.delta"), "-o", T("out"))
+    check(r.returncode == 0 and sha(T("out", "model.safetensors")) == sha(os.path.join(ft, "model.safetensors")),
+          "lossless delta apply: model.safetensors sha256 equal to the fine-tune's")
+    check(os.path.exists(T("out", "config.json")) and os.path.exists(T("out", "tokenizer.model")), "config and tokenizer copied")
+    refj = json.load(open(os.path.join(SHARED, "reference", "stories260K-ft-dogs", "greedy.json")))
+    for case in refj[:2]:
+        n = len(case["greedy_ids"])
+        r = lowbit("run", "-m", base, "--delta", T("d.delta"), "-p", case["prompt"], "-n", str(n), "--json", "-t", "1")
+        ok = r.returncode == 0 and json.loads(r.stdout)["prompt_ids"] == case["prompt_ids"] and \
+            json.loads(r.stdout)["ids"] == case["greedy_ids"]
+        check(ok, "run --delta greedy ids equal the fine-tune reference (%s)" % case["prompt"])
+    r = lowbit("delta", "info", T("d.delta"))
+    check(r.returncode == 0 and b"xor" in r.stdout and b"47" in r.stdout, "delta info")
+    # the delta is an ordinary safetensors file: the engine's reader opens it
+    r = lowbit("compress", T("d.delta"), T("d.delta.lbz"))
+    check(r.returncode == 0, "a delta is a valid safetensors file")
+
+    # lossy modes: error reported, greedy still close; int8 smaller than the base
+    r = lowbit("delta", "create", base, ft, "-o", T("i8.delta"), "--int8", "--threshold", "0.001", "-q")
+    check(r.returncode == 0 and os.path.getsize(T("i8.delta")) * 3 < os.path.getsize(os.path.join(ft, "model.safetensors")),
+          "int8 delta is over 3x smaller")
+    check(b"max|err|" in r.stderr, "create reports the error")
+
+    # ---- bad input: wrong base, damaged delta, out-of-range index: refused, nothing written
+    r = lowbit("delta", "apply", ft, T("d.delta"), "-o", T("wrong"))
+    check(r.returncode == 1 and b"fingerprint" in r.stderr and not os.path.exists(T("wrong")), "wrong base refused, no output")
+    r = lowbit("run", "-m", ft, "--delta", T("d.delta"), "-p", prompt, "-n", "2")
+    check(r.returncode == 1 and b"fingerprint" in r.stderr, "run --delta on the wrong base refused")
+    r = lowbit("delta", "apply", M("tinystories-512d"), T("d.delta"), "-o", T("wrong2"))
+    check(r.returncode == 1 and not os.path.exists(T("wrong2")), "base of other shapes refused")
+    with open(T("d.delta"), "rb") as f:
+        data = f.read()
+    open(T("trunc.delta"), "wb").write(data[: len(data) // 2])
+    r = lowbit("delta", "apply", base, T("trunc.delta"), "-o", T("t_out"))
+    check(r.returncode == 1 and not os.path.exists(T("t_out")), "truncated delta refused, no output")
+    flip(T("d.delta"), T("flip.delta"), len(data) - 1000)
+    r = lowbit("delta", "apply", base, T("flip.delta"), "-o", T("f_out"))
+    check(r.returncode == 1 and b"checksum" in r.stderr and not os.path.exists(T("f_out")), "corrupted delta refused")
+    # a sparse delta whose first index is pushed out of range (checksum fixed up by hand would be
+    # needed to reach the range check, so build one with a patched gap and matching metadata)
+    r = lowbit("delta", "create", base, ft, "-o", T("s.delta"), "--threshold", "0.01", "-q")
+    check(r.returncode == 0, "sparse delta create")
+    import struct, hashlib  # noqa: E401
+    b = bytearray(open(T("s.delta"), "rb").read())
+    hl = struct.unpack("<Q", b[:8])[0]
+    hdr = json.loads(b[8:8 + hl])
+    meta = hdr["__metadata__"]
+    ents = json.loads(meta["tensors"])
+    sp = [e for e in ents if e["kept"] and not e["dense"]]
+    check(len(sp) > 0, "threshold 0.01 gives sparse tensors")
+    if sp:
+        e = sp[0]
+        off = hdr[e["name"] + "::idx"]["data_offsets"][0] + 8 + hl
+        b[off:off + 4] = struct.pack("<I", 0xFFFFFFF0)
+        open(T("range.delta"), "wb").write(b)
+        r = lowbit("delta", "apply", base, T("range.delta"), "-o", T("r_out"))
+        check(r.returncode == 1 and not os.path.exists(T("r_out")), "patched index refused (checksum or range)")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
