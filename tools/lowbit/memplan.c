@@ -45,7 +45,8 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     }
     char a[32], b[32], c[32], d[32];
 #define H(n, buf) lb_size_format((n), buf, sizeof buf)
-    fprintf(stderr, "memory report\n  weights     %s in %llu tensors:", H(r.weight_bytes, a), (unsigned long long)r.n_tensors);
+    fprintf(stderr, "memory report\n  weights     %s (%llu bytes) in %llu tensors:", H(r.weight_bytes, a),
+            (unsigned long long)r.weight_bytes, (unsigned long long)r.n_tensors);
     for (int i = 0; i < r.n_dtypes; i++)
         fprintf(stderr, "%s %s %s (%u)", i ? "," : "", r.by_dtype[i].dtype, H(r.by_dtype[i].bytes, a), r.by_dtype[i].n_tensors);
     fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
@@ -56,9 +57,9 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
         fprintf(stderr, "  mapped      %s (residency unknown: mincore failed)\n", H(r.mapped_bytes, a));
     fprintf(stderr, "  tokenizer   %s (estimate)\n", H(r.tokenizer_bytes, a));
     if (r.has_session) {
-        fprintf(stderr, "  KV cache    %s allocated (%d tokens x %s, %s), %s used (%d tokens), %s resident\n",
-                H(r.kv_bytes, a), r.n_ctx, H(r.kv_bytes_per_token, b), r.kv_type, H(r.kv_used_bytes, c), r.n_past,
-                H(r.kv_resident_bytes, d));
+        fprintf(stderr, "  KV cache    %s (%llu bytes) allocated (%d tokens x %llu bytes, %s), %s used (%d tokens), %s resident\n",
+                H(r.kv_bytes, a), (unsigned long long)r.kv_bytes, r.n_ctx, (unsigned long long)r.kv_bytes_per_token,
+                r.kv_type, H(r.kv_used_bytes, c), r.n_past, H(r.kv_resident_bytes, d));
         fprintf(stderr, "  scratch     %s activations + %s logits + %s attention scores (%d threads)\n",
                 H(r.scratch_bytes, a), H(r.logits_bytes, b), H(r.attention_bytes, c), r.n_threads);
         fprintf(stderr, "  tracked     %s live, %s peak in %llu allocations\n", H(r.runtime.live_bytes, a),
