@@ -454,8 +454,8 @@ typedef struct lb_mem_report {
     uint64_t total_bytes;
     /* this process now, for comparison (statm, getrusage) */
     uint64_t proc_rss, proc_peak_rss;
-    /* proc_rss - mapped_resident - owned - kv_resident: what else is resident (scratch,
-     * tokenizer, code, libc, thread stacks, the caller's own buffers); 0 if negative */
+    /* anonymous RSS - owned buffers - kv_resident: what else is resident besides weights and KV
+     * (scratch, tokenizer, heap, thread stacks, the caller's own buffers); 0 if negative */
     uint64_t overhead_bytes;
 } lb_mem_report;
 

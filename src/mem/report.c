@@ -75,13 +75,17 @@ static uint64_t tokenizer_estimate(const lb_tokenizer *t) {
     return bytes;
 }
 
-static uint64_t statm_rss(size_t page) {
+/* Resident and resident file-backed (shared) bytes from /proc/self/statm. */
+static void statm_rss(size_t page, uint64_t *rss_out, uint64_t *file_out) {
     FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, rss = 0;
-    if (!f) return 0;
-    if (fscanf(f, "%llu %llu", &size, &rss) != 2) rss = 0;
+    unsigned long long size = 0, rss = 0, shared = 0;
+    *rss_out = *file_out = 0;
+    if (!f) return;
+    if (fscanf(f, "%llu %llu %llu", &size, &rss, &shared) == 3) {
+        *rss_out = rss * page;
+        *file_out = shared * page;
+    }
     fclose(f);
-    return rss * page;
 }
 
 #include <sys/resource.h>
@@ -139,11 +143,15 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
     if (s) session_part(s, page, r);
     r->total_bytes = r->weight_bytes + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
                      r->attention_bytes;
-    r->proc_rss = statm_rss(page);
+    uint64_t file_rss;
+    statm_rss(page, &r->proc_rss, &file_rss);
     r->proc_peak_rss = peak_rss();
     if (r->proc_peak_rss < r->proc_rss) r->proc_peak_rss = r->proc_rss; /* ru_maxrss lags by a page or two */
-    uint64_t known = r->mapped_resident_bytes + r->owned_bytes + r->kv_resident_bytes;
-    r->overhead_bytes = r->proc_rss > known ? r->proc_rss - known : 0;
+    /* anonymous memory only: mincore counts page-cache residency, which is not what RSS counts
+     * for this process's file pages, so the file-backed part (the weights) is left out */
+    uint64_t anon = r->proc_rss - (file_rss < r->proc_rss ? file_rss : r->proc_rss);
+    uint64_t known = r->owned_bytes + r->kv_resident_bytes;
+    r->overhead_bytes = anon > known ? anon - known : 0;
     return LB_OK;
 }
 

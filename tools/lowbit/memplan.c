@@ -67,7 +67,7 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     }
     fprintf(stderr, "  total       %s (weights + tokenizer%s)\n", H(r.total_bytes, a),
             r.has_session ? " + KV cache + scratch" : "");
-    fprintf(stderr, "  process     RSS %s now, peak %s; beyond resident weights and KV: %s\n", H(r.proc_rss, a),
+    fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),
             H(r.proc_peak_rss, b), H(r.overhead_bytes, c));
 #undef H
 }
