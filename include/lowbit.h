@@ -500,6 +500,63 @@ typedef struct lb_mem_plan {
  * the requested context exceeds the trained one; LB_ERR_ARG for a zero budget or no KV type. */
 lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err);
 
+/* Per-model accounting (src/mem/report.c): what a loaded model and (optionally) its session
+ * hold, from the tensor table, the mappings (mincore) and the session's tracker. */
+#define LB_MEM_REPORT_MAX_DTYPES 8
+
+typedef struct lb_mem_dtype_bytes {
+    char dtype[12];     /* "F16", "Q4_0"; "other" collects types past the last slot */
+    uint64_t bytes;
+    uint32_t n_tensors;
+} lb_mem_dtype_bytes;
+
+typedef struct lb_mem_report {
+    /* weights: weight_bytes = mapped_weight_bytes + owned_weight_bytes = sum of the tensors' sizes */
+    uint64_t weight_bytes, n_tensors;
+    int n_dtypes;                                   /* by_dtype entries used, largest first */
+    lb_mem_dtype_bytes by_dtype[LB_MEM_REPORT_MAX_DTYPES];
+    uint64_t mapped_weight_bytes;   /* tensors used in place from the mmapped file (zero-copy) */
+    uint64_t owned_weight_bytes;    /* tensors converted or copied at load into owned buffers */
+    uint64_t mapped_bytes;          /* all file mappings: weights plus headers and vocabulary */
+    uint64_t mapped_resident_bytes; /* pages of the mappings in RAM now (mincore) */
+    int mapped_resident_known;      /* 0 when mincore failed */
+    uint64_t owned_bytes;           /* every buffer the loader allocated (lb_model->bufs) */
+    uint32_t n_owned;
+    uint64_t tokenizer_bytes;       /* estimate: piece bytes + 40 bytes of tables per entry */
+    /* session (zero when none was given) */
+    int has_session;
+    int n_ctx, n_past, n_threads;
+    char kv_type[8];                /* "f32", "f16" */
+    uint64_t kv_bytes_per_token;    /* all layers, K and V */
+    uint64_t kv_bytes;              /* allocated: n_ctx positions */
+    uint64_t kv_used_bytes;         /* filled: n_past positions */
+    uint64_t kv_resident_bytes;     /* pages of the cache in RAM now (mincore; the cache is not
+                                     * zeroed, so pages become resident as positions fill) */
+    uint64_t scratch_bytes;         /* activations (tag "scratch") */
+    uint64_t logits_bytes;          /* tag "logits" */
+    uint64_t attention_bytes;       /* attention scores, n_threads x n_ctx (tag "attention") */
+    lb_mem_stats runtime;           /* the session's tracker: live and peak per tag */
+    /* weights + tokenizer + KV + scratch + logits + attention: the model's cost with every
+     * page resident */
+    uint64_t total_bytes;
+    /* this process now, for comparison (statm, getrusage) */
+    uint64_t proc_rss, proc_peak_rss;
+    /* anonymous RSS - owned buffers - kv_resident: what else is resident besides weights and KV
+     * (scratch, tokenizer, heap, thread stacks, the caller's own buffers); 0 if negative */
+    uint64_t overhead_bytes;
+} lb_mem_report;
+
+/* s may be NULL (then only the model's part is filled). */
+lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err);
+
+/* Fills the model's part of a plan request: weight_bytes (all tensors), kv_bytes_per_token for
+ * the KV cache types the engine has (F32, F16; Q8_0 stays 0: there is no Q8_0 KV cache yet),
+ * scratch fixed and per token for n_threads (0: all online CPUs), overhead (tokenizer estimate
+ * + LB_MEM_RUNTIME_ALLOWANCE for code, libc, thread stacks) and n_ctx_train; kv_forced = -1.
+ * The caller sets budget, n_ctx_requested, ctx_strict (and kv_forced to pin a type). */
+#define LB_MEM_RUNTIME_ALLOWANCE (24ull << 20)
+void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in);
+
 #ifdef __cplusplus
 }
 #endif

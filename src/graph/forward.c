@@ -10,6 +10,7 @@
 #include "graph/session.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/vec.h"
+#include "mem/arena.h"
 
 lb_session_params lb_session_default_params(void) {
     lb_session_params p = {0, 0, LB_KV_F32};
@@ -21,10 +22,22 @@ size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t) {
     return (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * (t == LB_KV_F16 ? 2 : 4);
 }
 
-static float *scratch(lb_session *s, size_t n) {
-    float *p = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+/* Activations, scores and logits need no zeroing: every element is written before it is read. */
+static float *scratch(lb_session *s, size_t n, const char *tag) {
+    float *p = lb_mem_alloc(s->mem, n * sizeof(float), tag);
     if (p) s->scratch_bytes += n * sizeof(float);
     return p;
+}
+
+void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, size_t *per_token) {
+    const lb_config *c = &m->cfg;
+    size_t B = LB_MAX_BATCH, q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
+    /* mirrors the scratch() calls in lb_session_new */
+    size_t floats = B * (2 * (size_t)c->dim + wide + 2 * q_dim + 2 * kv_dim + 2 * (size_t)c->hidden_dim) +
+                    (size_t)c->n_vocab + (size_t)c->head_dim / 2;
+    *fixed = floats * sizeof(float);
+    *per_token = (size_t)(n_threads > 0 ? n_threads : 1) * sizeof(float);
 }
 
 lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out, lb_error *err) {
@@ -41,29 +54,32 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     s->kv_type = p->kv_type;
     s->kv_elem = p->kv_type == LB_KV_F16 ? 2 : 4;
     s->pool = lb_pool_new(p->n_threads);
-    if (!s->pool) {
+    if (!s->pool || lb_mem_tracker_new(0, &s->mem, err)) {
+        lb_pool_free(s->pool);
         free(s);
-        return lb_fail(err, LB_ERR_NOMEM, "cannot start threads");
+        return lb_fail(err, LB_ERR_NOMEM, "cannot start threads or the memory tracker");
     }
     s->n_threads = lb_pool_size(s->pool);
     int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     size_t kv_n = (size_t)c->n_layers * n_ctx * kv_dim;
     s->kv_bytes = 2 * kv_n * s->kv_elem;
-    s->k_cache = calloc(kv_n, s->kv_elem);
-    s->v_cache = calloc(kv_n, s->kv_elem);
+    /* not zeroed: attention reads only positions already stored, so pages of the cache become
+     * resident as the context fills */
+    s->k_cache = lb_mem_alloc(s->mem, kv_n * s->kv_elem, "kv");
+    s->v_cache = lb_mem_alloc(s->mem, kv_n * s->kv_elem, "kv");
     int B = LB_MAX_BATCH, wide = q_dim > c->dim ? q_dim : c->dim;
-    s->x = scratch(s, (size_t)B * c->dim);
-    s->xb = scratch(s, (size_t)B * wide);
-    s->xb2 = scratch(s, (size_t)B * c->dim);
-    s->q = scratch(s, (size_t)B * q_dim);
-    s->k = scratch(s, (size_t)B * kv_dim);
-    s->v = scratch(s, (size_t)B * kv_dim);
-    s->att_out = scratch(s, (size_t)B * q_dim);
-    s->hb = scratch(s, (size_t)B * c->hidden_dim);
-    s->hb2 = scratch(s, (size_t)B * c->hidden_dim);
-    s->logits = scratch(s, (size_t)c->n_vocab);
-    s->att = scratch(s, (size_t)s->n_threads * n_ctx);
-    s->inv_freq = scratch(s, (size_t)c->head_dim / 2);
+    s->x = scratch(s, (size_t)B * c->dim, "scratch");
+    s->xb = scratch(s, (size_t)B * wide, "scratch");
+    s->xb2 = scratch(s, (size_t)B * c->dim, "scratch");
+    s->q = scratch(s, (size_t)B * q_dim, "scratch");
+    s->k = scratch(s, (size_t)B * kv_dim, "scratch");
+    s->v = scratch(s, (size_t)B * kv_dim, "scratch");
+    s->att_out = scratch(s, (size_t)B * q_dim, "scratch");
+    s->hb = scratch(s, (size_t)B * c->hidden_dim, "scratch");
+    s->hb2 = scratch(s, (size_t)B * c->hidden_dim, "scratch");
+    s->logits = scratch(s, (size_t)c->n_vocab, "logits");
+    s->att = scratch(s, (size_t)s->n_threads * n_ctx, "attention");
+    s->inv_freq = scratch(s, (size_t)c->head_dim / 2, "scratch");
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att_out ||
         !s->hb || !s->hb2 || !s->logits || !s->att || !s->inv_freq) {
         lb_session_free(s);
@@ -78,10 +94,9 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
 void lb_session_free(lb_session *s) {
     if (!s) return;
     lb_pool_free(s->pool);
-    free(s->k_cache);
-    free(s->v_cache);
-    float *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->logits, s->att, s->inv_freq};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    void *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->logits, s->att, s->inv_freq};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) lb_mem_free(s->mem, bufs[i]);
+    lb_mem_tracker_free(s->mem); /* in debug mode, reports anything never freed */
     free(s);
 }
 
@@ -91,6 +106,7 @@ int lb_session_n_ctx(const lb_session *s) { return s->n_ctx; }
 int lb_session_n_threads(const lb_session *s) { return s->n_threads; }
 size_t lb_session_kv_bytes(const lb_session *s) { return s->kv_bytes; }
 size_t lb_session_scratch_bytes(const lb_session *s) { return s->scratch_bytes; }
+const lb_mem_tracker *lb_session_mem_tracker(const lb_session *s) { return s->mem; }
 
 /* ---- attention ------------------------------------------------------------------------ */
 

@@ -19,9 +19,15 @@ struct lb_session {
     float *att;           /* [n_threads][n_ctx] attention scores */
     int n_threads;
     size_t scratch_bytes, kv_bytes;
+    lb_mem_tracker *mem;  /* every buffer above, tagged "kv", "scratch", "logits", "attention" */
 };
 
 /* Bytes of KV cache per token for this model and cache type (all layers, K and V). */
 size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t);
+/* Bytes lb_session_new allocates besides the KV cache: fixed, plus per_token x n_ctx
+ * (attention scores, one row per thread). n_threads as the pool will have it (>= 1). */
+void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, size_t *per_token);
+/* The tracker that counts the session's buffers. */
+const lb_mem_tracker *lb_session_mem_tracker(const lb_session *s);
 
 #endif

@@ -16,16 +16,20 @@ static double median(double *v, int n) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    long long threads = 0, n_prompt = 128, n_gen = 64, reps = 5;
-    int json = 0;
+    long long threads = 0, n_prompt = 128, n_gen = 64, reps = 5, n_ctx = 0;
+    uint64_t budget = 0;
+    int json = 0, kv_given = 0;
     lb_kv_type kv = LB_KV_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16] [--json]\n\n"
+            puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16] [-c CTX]\n"
+                 "                   [--mem-budget SIZE] [--json]\n\n"
                  "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
                  "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
-                 "repetitions and the peak RSS. --json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\"}.");
+                 "repetitions and the peak RSS. --json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\"}.\n"
+                 "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
+                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.");
             return CLI_OK;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
@@ -36,10 +40,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p")) { if (!cli_int(a, v, 0, 1 << 20, &n_prompt)) return CLI_USAGE; }
         else if (!strcmp(a, "-n")) { if (!cli_int(a, v, 0, 1 << 20, &n_gen)) return CLI_USAGE; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (!cli_int(a, v, 1, 1000, &reps)) return CLI_USAGE; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 1, 1 << 24, &n_ctx)) return CLI_USAGE; }
+        else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
             if (!strcmp(v, "f32")) kv = LB_KV_F32;
             else if (!strcmp(v, "f16")) kv = LB_KV_F16;
             else return fprintf(stderr, "lowbit: --kv-type must be f32 or f16\n"), CLI_USAGE;
+            kv_given = 1;
         } else return fprintf(stderr, "lowbit: bench: unknown option '%s'\n", a), CLI_USAGE;
     }
     if (!model) return fprintf(stderr, "usage: lowbit bench -m MODEL (see --help)\n"), CLI_USAGE;
@@ -65,7 +72,21 @@ int cmd_bench(int argc, char **argv) {
     sp.n_threads = (int)threads;
     sp.kv_type = kv;
     long long need = (n_prompt > n_gen + 1 ? n_prompt : n_gen + 1);
-    sp.n_ctx = (int)need;
+    int tr = lb_model_n_ctx_train(m);
+    const char *why = n_ctx && n_ctx < need ? "is smaller than -p/-n need" : NULL;
+    if (!n_ctx) n_ctx = need;
+    if (!why && tr > 0 && n_ctx > tr) why = "is larger than the model's trained context";
+    if (why) {
+        lb_model_free(m);
+        return cli_fail("context of %lld tokens %s (%lld needed, %d trained)", n_ctx, why, need, tr);
+    }
+    /* the context is fixed by -p/-n or -c: the plan may choose the KV type, never shrink it */
+    if (budget && cli_mem_plan(m, budget, (int)threads, &n_ctx, 1, &kv, kv_given)) {
+        lb_model_free(m);
+        return CLI_ERR;
+    }
+    sp.kv_type = kv;
+    sp.n_ctx = (int)n_ctx;
     lb_session *s = NULL;
     float *logits = malloc((size_t)nv * sizeof(float));
     int32_t *prompt = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include "core/error.h"
 #include "lowbit.h"
+#include "mem/guard.h"
 
 typedef int (*lb_cmd_fn)(int argc, char **argv);
 
@@ -19,8 +20,6 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer / float option value or prints a usage error naming the option. */
 int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
 int cli_float(const char *opt, const char *val, double *out);
-/* Parses sizes like 6G, 512M, 1.5GiB, 100000 (binary units). Returns 0 on failure. */
-int cli_size(const char *val, uint64_t *out);
 /* Formats bytes in binary units into buf ("1.23 GiB"). */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t cap);
 double cli_now(void); /* monotonic seconds */
@@ -39,4 +38,19 @@ typedef struct cli_progress_state {
     const char *label; /* final line when stderr is not a terminal, e.g. "wrote" */
 } cli_progress_state;
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
+
+/* Memory options (memplan.c). A --mem-budget value (lb_size_parse): 0 after printing why. */
+int cli_mem_budget(const char *opt, const char *val, uint64_t *out);
+/* Plans the context and KV type within budget and prints the plan on stderr. *n_ctx: the
+ * requested context (0: the default) in, the planned one out; ctx_strict when the user gave
+ * --ctx; kv_forced when the user gave --kv-type (*kv). CLI_OK, or CLI_ERR after printing why the
+ * model does not fit. */
+int cli_mem_plan(const lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
+                 int kv_forced);
+/* The memory report of m (and s, may be NULL) on stderr. */
+void cli_mem_report(const lb_model *m, const lb_session *s);
+/* Pressure guard for generation (NULL, with a note, when the monitor cannot open). */
+lb_mem_guard *cli_mem_guard_open(void);
+/* One call per generated token: warns once at HIGH; 1 (after saying so) at CRITICAL. */
+int cli_mem_guard_stop(lb_mem_guard *g, const lb_session *s);
 #endif

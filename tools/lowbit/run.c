@@ -27,6 +27,10 @@ static void usage(FILE *f) {
           "      --chat            format the prompt with the model's chat template\n"
           "      --system TEXT     system message for --chat\n"
           "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
+          "      --mem-budget SIZE plan context and KV type to fit SIZE (6G = 6 GiB) before allocating;\n"
+          "                        refuse (exit 1) when the model cannot fit. Without --ctx the context\n"
+          "                        may shrink; generation stops early if memory pressure turns critical\n"
+          "      --mem-report      print the memory report (weights, KV cache, scratch) at the end\n"
           "  -h, --help            this help\n", f);
 }
 
@@ -35,7 +39,8 @@ typedef struct run_opts {
     long long n_predict, n_ctx, threads;
     lb_sampler_params sp;
     lb_kv_type kv;
-    int json, chat;
+    int json, chat, kv_given, mem_report;
+    uint64_t mem_budget;
 } run_opts;
 
 static int parse(int argc, char **argv, run_opts *o) {
@@ -66,7 +71,10 @@ static int parse(int argc, char **argv, run_opts *o) {
             if (!strcmp(v, "f32")) o->kv = LB_KV_F32;
             else if (!strcmp(v, "f16")) o->kv = LB_KV_F16;
             else return fprintf(stderr, "lowbit: --kv-type must be f32 or f16\n"), CLI_USAGE;
+            o->kv_given = 1;
         }
+        else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, VAL(), &o->mem_budget)) return CLI_USAGE; }
+        else if (!strcmp(a, "--mem-report")) o->mem_report = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--chat")) o->chat = 1;
         else return fprintf(stderr, "lowbit: run: unknown option '%s' (see lowbit run --help)\n", a), CLI_USAGE;
@@ -105,6 +113,7 @@ typedef struct gen_state {
     const lb_tokenizer *tok;
     float *logits;
     lb_ids history, prompt, out;
+    lb_mem_guard *guard;
     char *text;
     size_t text_len, text_cap;
     double t_prompt, t_gen;
@@ -154,7 +163,7 @@ static int generate(gen_state *g, const int32_t *ids, size_t n_ids, long long n_
                 fflush(stdout);
             }
         }
-        if (i + 1 == n_predict) break;
+        if (i + 1 == n_predict || cli_mem_guard_stop(g->guard, g->s)) break;
         if (lb_session_n_past(g->s) >= lb_session_n_ctx(g->s)) {
             fprintf(stderr, "\nlowbit: context of %d tokens is full; stopping\n", lb_session_n_ctx(g->s));
             break;
@@ -202,6 +211,11 @@ int cmd_run(int argc, char **argv) {
         lb_model_free(m);
         return cli_fail("--ctx %lld is larger than the model's trained context of %d tokens", o.n_ctx, tr);
     }
+    int ctx_strict = o.n_ctx > 0;
+    if (o.mem_budget && cli_mem_plan(m, o.mem_budget, (int)o.threads, &o.n_ctx, ctx_strict, &o.kv, o.kv_given)) {
+        lb_model_free(m);
+        return CLI_ERR;
+    }
 
     lb_session_params sp = lb_session_default_params();
     sp.n_ctx = (int)o.n_ctx;
@@ -209,6 +223,7 @@ int cmd_run(int argc, char **argv) {
     sp.kv_type = o.kv;
     gen_state g = {0};
     g.tok = tok;
+    g.guard = cli_mem_guard_open();
     int ok = 0;
     if (lb_session_new(m, &sp, &g.s, &err) || lb_sampler_new(&o.sp, lb_model_n_vocab(m), &g.smp, &err)) goto done;
     g.logits = malloc((size_t)lb_model_n_vocab(m) * sizeof(float));
@@ -269,8 +284,10 @@ int cmd_run(int argc, char **argv) {
             t_load * 1e3, g.n_prompt_tok, g.t_prompt > 0 ? g.n_prompt_tok / g.t_prompt : 0, g.n_gen_tok,
             g.t_gen > 0 ? g.n_gen_tok / g.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(g.s), b1, sizeof b1),
             cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(g.s));
+    if (o.mem_report) cli_mem_report(m, g.s);
 done:
     if (!ok && !err.msg[0]) lb_fail(&err, LB_ERR_NOMEM, "out of memory");
+    lb_mem_guard_close(g.guard);
     lb_sampler_free(g.smp);
     lb_session_free(g.s);
     free(g.logits);

@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "cli.h"
@@ -42,31 +41,6 @@ int cli_float(const char *opt, const char *val, double *out) {
     if (errno || end == val || *end || !isfinite(v))
         return fprintf(stderr, "lowbit: %s: '%s' is not a number\n", opt, val), 0;
     *out = v;
-    return 1;
-}
-
-int cli_size(const char *val, uint64_t *out) {
-    if (!val || !*val) return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(val, &end);
-    if (errno || end == val || !isfinite(v) || v < 0) return 0;
-    double mul = 1;
-    if (*end) {
-        switch (*end == 0 ? 0 : (end[0] | 0x20)) {
-        case 'k': mul = 1024.0; break;
-        case 'm': mul = 1024.0 * 1024; break;
-        case 'g': mul = 1024.0 * 1024 * 1024; break;
-        case 't': mul = 1024.0 * 1024 * 1024 * 1024; break;
-        case 'b': mul = 1; break;
-        default: return 0;
-        }
-        const char *rest = end + 1;
-        if ((end[0] | 0x20) != 'b' && *rest && strcasecmp(rest, "iB") && strcasecmp(rest, "B")) return 0;
-    }
-    double bytes = v * mul;
-    if (bytes >= 18446744073709551615.0) return 0;
-    *out = (uint64_t)bytes;
     return 1;
 }
 

@@ -1,0 +1,96 @@
+/* Memory options shared by run and bench: --mem-budget (plan before allocating), --mem-report,
+ * and the pressure guard during generation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_mem_budget(const char *opt, const char *val, uint64_t *out) {
+    lb_error err = {0};
+    if (!val) return fprintf(stderr, "lowbit: %s needs a value\n", opt), 0;
+    if (lb_size_parse(val, out, &err))
+        return fprintf(stderr, "lowbit: %s: %s\n", opt, err.msg), 0;
+    return 1;
+}
+
+int cli_mem_plan(const lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
+                 int kv_forced) {
+    lb_mem_plan_in in;
+    lb_model_mem_plan_input(m, n_threads, &in);
+    in.budget = budget;
+    int train = lb_model_n_ctx_train(m);
+    /* without --ctx, ask for what the session would allocate by default and let the plan shrink */
+    in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
+    in.ctx_strict = ctx_strict;
+    in.kv_forced = kv_forced ? (*kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32) : -1;
+    lb_mem_plan plan;
+    lb_error err = {0};
+    lb_status st = lb_mem_plan_make(&in, &plan, &err);
+    if (st) {
+        fprintf(stderr, "lowbit: the model does not fit the memory budget: %s\n", err.msg);
+        return CLI_ERR;
+    }
+    fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16; no Q8_0 KV cache yet)\n", plan.summary);
+    *n_ctx = plan.n_ctx;
+    *kv = plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
+    return CLI_OK;
+}
+
+void cli_mem_report(const lb_model *m, const lb_session *s) {
+    lb_mem_report r;
+    lb_error err = {0};
+    if (lb_model_mem_report(m, s, &r, &err)) {
+        cli_error(&err);
+        return;
+    }
+    char a[32], b[32], c[32], d[32];
+#define H(n, buf) lb_size_format((n), buf, sizeof buf)
+    fprintf(stderr, "memory report\n  weights     %s (%llu bytes) in %llu tensors:", H(r.weight_bytes, a),
+            (unsigned long long)r.weight_bytes, (unsigned long long)r.n_tensors);
+    for (int i = 0; i < r.n_dtypes; i++)
+        fprintf(stderr, "%s %s %s (%u)", i ? "," : "", r.by_dtype[i].dtype, H(r.by_dtype[i].bytes, a), r.by_dtype[i].n_tensors);
+    fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
+            H(r.mapped_weight_bytes, a), H(r.owned_weight_bytes, b), r.n_owned, H(r.owned_bytes, c));
+    if (r.mapped_resident_known)
+        fprintf(stderr, "  mapped      %s of %s resident now\n", H(r.mapped_resident_bytes, a), H(r.mapped_bytes, b));
+    else
+        fprintf(stderr, "  mapped      %s (residency unknown: mincore failed)\n", H(r.mapped_bytes, a));
+    fprintf(stderr, "  tokenizer   %s (estimate)\n", H(r.tokenizer_bytes, a));
+    if (r.has_session) {
+        fprintf(stderr, "  KV cache    %s (%llu bytes) allocated (%d tokens x %llu bytes, %s), %s used (%d tokens), %s resident\n",
+                H(r.kv_bytes, a), (unsigned long long)r.kv_bytes, r.n_ctx, (unsigned long long)r.kv_bytes_per_token,
+                r.kv_type, H(r.kv_used_bytes, c), r.n_past, H(r.kv_resident_bytes, d));
+        fprintf(stderr, "  scratch     %s activations + %s logits + %s attention scores (%d threads)\n",
+                H(r.scratch_bytes, a), H(r.logits_bytes, b), H(r.attention_bytes, c), r.n_threads);
+        fprintf(stderr, "  tracked     %s live, %s peak in %llu allocations\n", H(r.runtime.live_bytes, a),
+                H(r.runtime.peak_bytes, b), (unsigned long long)r.runtime.n_allocs);
+    }
+    fprintf(stderr, "  total       %s (weights + tokenizer%s)\n", H(r.total_bytes, a),
+            r.has_session ? " + KV cache + scratch" : "");
+    fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),
+            H(r.proc_peak_rss, b), H(r.overhead_bytes, c));
+#undef H
+}
+
+lb_mem_guard *cli_mem_guard_open(void) {
+    lb_mem_guard *g = NULL;
+    lb_error err = {0};
+    /* LOWBIT_MEMMON_ROOT: read /proc and /sys under this directory (tests fake pressure with it) */
+    if (lb_mem_guard_open(getenv("LOWBIT_MEMMON_ROOT"), 8, &g, &err))
+        fprintf(stderr, "lowbit: memory guard off: %s\n", err.msg);
+    return g;
+}
+
+int cli_mem_guard_stop(lb_mem_guard *g, const lb_session *s) {
+    switch (lb_mem_guard_step(g)) {
+    case LB_MEM_GUARD_WARN:
+        fprintf(stderr, "\nlowbit: memory pressure high (%s); continuing, will stop if it becomes critical\n",
+                lb_mem_guard_reason(g));
+        return 0;
+    case LB_MEM_GUARD_STOP:
+        fprintf(stderr, "\nlowbit: memory pressure critical (%s); stopping generation early at %d tokens of context\n",
+                lb_mem_guard_reason(g), lb_session_n_past(s));
+        return 1;
+    default: return 0;
+    }
+}
