@@ -46,7 +46,7 @@ int cmd_compress(int argc, char **argv) {
             i++, opt.n_threads = (int)n;
         } else if (!strcmp(a, "--chunk")) {
             uint64_t b;
-            if (!v || !cli_size(v, &b) || b < 4096 || b > ((uint64_t)64 << 20))
+            if (!v || lb_size_parse(v, &b, NULL) != LB_OK || b < 4096 || b > ((uint64_t)64 << 20))
                 return fprintf(stderr, "lowbit: --chunk must be between 4K and 64M\n"), CLI_USAGE;
             i++, opt.chunk_size = (uint32_t)b;
         } else if (a[0] == '-' && a[1]) return fprintf(stderr, "lowbit: compress: unknown option '%s'\n", a), CLI_USAGE;
