@@ -156,6 +156,33 @@ lb_status lb_synth_write(const char *preset, const char *dtype, const char *toke
 /* The preset names, NULL-terminated. */
 const char *const *lb_synth_presets(void);
 
+/* ---- conversion and evaluation (src/io/convert.c, src/graph/perplexity.c) --------------- */
+typedef struct lb_convert_params {
+    const char *tokenizer_path; /* NULL: the model's own (found beside it) */
+    const char *dtype;          /* NULL or "keep": each tensor keeps its type; "f32", "f16", "bf16":
+                                   every matrix in that type. Norms and biases are always F32. */
+} lb_convert_params;
+lb_convert_params lb_convert_default_params(void);
+/* Writes any model lb_model_load reads (GGUF, HF folder, llama2.c, ak42 BitNet) as GGUF
+ * (atomically), following the conventions of GGUF files of its architecture (docs/convert.md). */
+lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p, lb_progress_fn progress,
+                     void *user, lb_error *err);
+lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype, lb_progress_fn progress,
+                           void *user, lb_error *err);
+
+/* Perplexity over ids in non-overlapping windows of n_ctx tokens; the first id of each window
+ * is replaced by bos_id (when >= 0), and positions n_ctx/2 .. n_ctx-2 of each window are scored
+ * (log-softmax of the id that follows). With a base model: mean KL(base || model) over the
+ * scored positions and the share where both argmax agree. */
+typedef struct lb_ppl_result {
+    double ppl, nll;       /* exp(mean NLL), mean NLL (nats) */
+    double kl, top1;       /* only when has_base */
+    int has_base;
+    size_t n_windows, n_scored;
+} lb_ppl_result;
+lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t n_ids, int32_t bos_id, int n_ctx,
+                        int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err);
+
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
 
 /* ---- compression (src/compress) -------------------------------------------------------- */

@@ -33,6 +33,9 @@ typedef struct lb_config {
     lb_act act;
     bool qkv_bias;  /* Qwen2 */
     bool sub_norms; /* BitNet attn_sub_norm / ffn_sub_norm */
+    /* BitLinear inputs quantized per token to int8 (absmax, round half away from zero) before
+     * every block matmul, as ak42 BitNet models were trained (GGUF key lowbit.act_quant_int8) */
+    bool act_quant_int8;
 } lb_config;
 
 typedef struct lb_layer_weights {
