@@ -91,5 +91,6 @@ lb_model *lb_model_new(void);
 lb_status lb_load_gguf(lb_model *m, const char *path, lb_error *err);
 lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err);
 lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err);
+lb_status lb_load_ak42(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err); /* BitNet ak42 v1 */
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "graph/act_quant.h"
 #include "graph/rope.h"
 #include "graph/session.h"
 #include "kernels/cpu/matmul.h"
@@ -176,6 +177,7 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
     lb_status st;
 
     rmsnorm_rows(s->xb, s->x, w->attn_norm, n_tok, dim, c->norm_eps);
+    if (c->act_quant_int8) lb_act_quant_int8_rows(s->xb, n_tok, dim);
     if ((st = linear(s, w->wq, s->xb, n_tok, s->q, err))) return st;
     if ((st = linear(s, w->wk, s->xb, n_tok, s->k, err))) return st;
     if ((st = linear(s, w->wv, s->xb, n_tok, s->v, err))) return st;
@@ -192,15 +194,17 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
     double work = (double)n_tok * c->n_heads * (pos0 + n_tok) * hd * 2;
     int nth = work < 65536 ? 1 : lb_pool_size(s->pool);
     lb_pool_run_n(s->pool, attn_worker, &job, nth);
-    const float *att = s->att_out;
+    float *att = s->att_out;
     if (w->attn_sub_norm) {
         rmsnorm_rows(s->xb, s->att_out, w->attn_sub_norm, n_tok, q_dim, c->norm_eps);
         att = s->xb;
     }
+    if (c->act_quant_int8) lb_act_quant_int8_rows(att, n_tok, q_dim);
     if ((st = linear(s, w->wo, att, n_tok, s->xb2, err))) return st;
     for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
 
     rmsnorm_rows(s->xb, s->x, w->ffn_norm, n_tok, dim, c->norm_eps);
+    if (c->act_quant_int8) lb_act_quant_int8_rows(s->xb, n_tok, dim);
     if ((st = linear(s, w->w_gate, s->xb, n_tok, s->hb, err))) return st;
     if ((st = linear(s, w->w_up, s->xb, n_tok, s->hb2, err))) return st;
     for (int t = 0; t < n_tok; t++) {
@@ -208,11 +212,12 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
         if (c->act == LB_ACT_RELU2) lb_relu2_mul(g, u, hid);
         else lb_silu_mul(g, u, hid);
     }
-    const float *h = s->hb;
+    float *h = s->hb;
     if (w->ffn_sub_norm) {
         rmsnorm_rows(s->hb2, s->hb, w->ffn_sub_norm, n_tok, hid, c->norm_eps);
         h = s->hb2;
     }
+    if (c->act_quant_int8) lb_act_quant_int8_rows(h, n_tok, hid);
     if ((st = linear(s, w->w_down, h, n_tok, s->xb2, err))) return st;
     for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
     return LB_OK;

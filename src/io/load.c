@@ -41,12 +41,13 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
         s = sniff(path, head, &n, err);
         if (s == LB_OK) {
             if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
+            else if (n >= 4 && memcmp(head, "24ka", 4) == 0) s = lb_load_ak42(m, path, params->tokenizer_path, err);
             else if (n >= 28 || n == 8) s = lb_load_llama2c(m, path, params->tokenizer_path, err);
             else s = lb_fail(err, LB_ERR_FORMAT, "%s: too short to be a model file (%zu bytes)", path, n);
         }
     }
     /* an explicit tokenizer overrides whatever the model carried */
-    if (s == LB_OK && params->tokenizer_path && strcmp(m->format, "llama2c") != 0) {
+    if (s == LB_OK && params->tokenizer_path && strcmp(m->format, "llama2c") != 0 && strcmp(m->format, "ak42") != 0) {
         lb_tokenizer *t = NULL;
         s = lb_tokenizer_load_path(params->tokenizer_path, m->cfg.n_vocab, &t, err);
         if (s == LB_OK) {

@@ -17,13 +17,13 @@ typedef struct arch_info {
     lb_act act;
 } arch_info;
 
-/* GGUF llama/mistral/bitnet files store Q and K rows permuted for adjacent-pair rotation;
- * qwen2 keeps the Hugging Face (rotate_half) order. */
+/* GGUF llama/mistral files store Q and K rows permuted for adjacent-pair rotation; qwen2 and
+ * bitnet keep the Hugging Face (rotate_half) order, as llama.cpp reads them. */
 static const arch_info g_archs[] = {
     {"llama", LB_ARCH_LLAMA, LB_ROPE_NORM, false, false, LB_ACT_SILU},
     {"mistral", LB_ARCH_MISTRAL, LB_ROPE_NORM, false, false, LB_ACT_SILU},
     {"qwen2", LB_ARCH_QWEN2, LB_ROPE_NEOX, true, false, LB_ACT_SILU},
-    {"bitnet", LB_ARCH_BITNET, LB_ROPE_NORM, false, true, LB_ACT_RELU2},
+    {"bitnet", LB_ARCH_BITNET, LB_ROPE_NEOX, false, true, LB_ACT_RELU2},
 };
 
 typedef struct keyctx {
@@ -90,6 +90,23 @@ static lb_status read_rope_scaling(keyctx *k, lb_config *c) {
     return LB_OK;
 }
 
+/* lowbit.* keys: what an architecture name alone does not say (written by lowbit convert). */
+static lb_status read_lowbit_keys(const lb_gguf *g, lb_config *c, lb_error *err) {
+    const char *a;
+    size_t len;
+    lb_status s;
+    if (lb_gguf_find_key(g, "lowbit.act_quant_int8") >= 0 && (s = lb_gguf_get_bool(g, "lowbit.act_quant_int8", &c->act_quant_int8, err)))
+        return s;
+    if (lb_gguf_find_key(g, "lowbit.ffn_activation") < 0) return LB_OK;
+    if ((s = lb_gguf_get_str(g, "lowbit.ffn_activation", &a, &len, err))) return s;
+    if (len == 4 && !memcmp(a, "silu", 4)) c->act = LB_ACT_SILU;
+    else if (len == 5 && !memcmp(a, "relu2", 5)) c->act = LB_ACT_RELU2;
+    else if (len == 4 && !memcmp(a, "gelu", 4)) c->act = LB_ACT_GELU;
+    else return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: lowbit.ffn_activation \"%.*s\" is not known (silu, relu2, gelu)", lb_gguf_name(g),
+                        (int)(len > 32 ? 32 : len), a);
+    return LB_OK;
+}
+
 static lb_status read_arch(const lb_gguf *g, const arch_info **out, char *name, size_t cap, lb_error *err) {
     const char *a;
     size_t len;
@@ -130,6 +147,7 @@ static lb_status read_config(const lb_gguf *g, lb_config *c, lb_error *err) {
     if ((s = arch_float(&k, "attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps))) return s;
     if ((s = arch_float(&k, "rope.freq_base", 10000.0f, &c->rope_theta))) return s;
     if ((s = read_rope_scaling(&k, c))) return s;
+    if ((s = read_lowbit_keys(g, c, err))) return s;
     int32_t head_dim = c->head_dim ? c->head_dim : (c->dim % c->n_heads ? 0 : c->dim / c->n_heads);
     if (val_len && head_dim && val_len != head_dim)
         return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: value length %d differs from key length %d", lb_gguf_name(g), val_len,
