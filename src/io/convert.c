@@ -50,9 +50,12 @@ lb_status lb_convert_set_meta(lb_gguf_writer *w, const lb_model *m, const char *
     }
     if (!s && c.act_quant_int8) s = lb_gguf_set_bool(w, "lowbit.act_quant_int8", true, err);
     if (s) return s;
-    if (m->cfg.rope_freq_type != LB_F32)
-        lb_warn("%s: the checkpoint rounds RoPE frequencies to %s, which GGUF cannot express; the GGUF model "
-                "computes them in f32 (logits differ by about 1e-4 relative)", m->path, lb_dtype_name(m->cfg.rope_freq_type));
+    /* transformers rounds the RoPE frequencies to the checkpoint dtype: worth 2e-3 relative in the
+     * logits of synth-bitnet, so lowbit keeps it (other runtimes compute them in f32) */
+    if (m->cfg.rope_freq_type == LB_BF16 || m->cfg.rope_freq_type == LB_F16) {
+        const char *ft = m->cfg.rope_freq_type == LB_BF16 ? "bf16" : "f16";
+        if ((s = lb_gguf_set_str(w, "lowbit.rope_freq_type", ft, strlen(ft), err))) return s;
+    }
     if (m->tok) {
         lb_vocab_export v;
         if ((s = lb_tokenizer_export(m->tok, m->cfg.n_vocab, &v, err))) return s;

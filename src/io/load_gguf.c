@@ -97,6 +97,14 @@ static lb_status read_lowbit_keys(const lb_gguf *g, lb_config *c, lb_error *err)
     lb_status s;
     if (lb_gguf_find_key(g, "lowbit.act_quant_int8") >= 0 && (s = lb_gguf_get_bool(g, "lowbit.act_quant_int8", &c->act_quant_int8, err)))
         return s;
+    if (lb_gguf_find_key(g, "lowbit.rope_freq_type") >= 0) {
+        if ((s = lb_gguf_get_str(g, "lowbit.rope_freq_type", &a, &len, err))) return s;
+        if (len == 4 && !memcmp(a, "bf16", 4)) c->rope_freq_type = LB_BF16;
+        else if (len == 3 && !memcmp(a, "f16", 3)) c->rope_freq_type = LB_F16;
+        else if (!(len == 3 && !memcmp(a, "f32", 3)))
+            return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: lowbit.rope_freq_type \"%.*s\" is not known (f32, f16, bf16)",
+                           lb_gguf_name(g), (int)(len > 32 ? 32 : len), a);
+    }
     if (lb_gguf_find_key(g, "lowbit.ffn_activation") < 0) return LB_OK;
     if ((s = lb_gguf_get_str(g, "lowbit.ffn_activation", &a, &len, err))) return s;
     if (len == 4 && !memcmp(a, "silu", 4)) c->act = LB_ACT_SILU;

@@ -153,12 +153,45 @@ static void plan_one(const lb_model *m, const lb_qrecipe *r, const lb_quantize_p
     }
     q->type = want;
     q->ternarize = is_ternary(want);
+    /* fp16 block scales round the absmean by up to 5e-4, which int8 activation rounding turns
+     * into about 1e-2 relative error in BitNet logits: keep it exact in a scale tensor */
+    q->scale_tensor = q->ternarize && m->cfg.arch == LB_ARCH_BITNET;
     lb_dtype fb = lb_quant_fallback(want, t->ne[0]);
     if (fb != want) {
         note(q, "rows of %lld do not fit %s blocks of %d: %s%s", (long long)t->ne[0], lb_dtype_name(want),
              lb_dtype_get(want)->block_size, lb_dtype_name(fb), q->ternarize ? " holding the ternary values" : "");
         q->type = fb;
+        q->scale_tensor = 0;
     }
+}
+
+/* NAME.scale for NAME.weight (cap >= 128); 0 when the name does not end in .weight */
+static int scale_name(const char *w, char *out, size_t cap) {
+    size_t n = strlen(w);
+    if (n < 7 || strcmp(w + n - 7, ".weight") || n - 7 + 7 >= cap) return 0;
+    memcpy(out, w, n - 7);
+    strcpy(out + n - 7, ".scale");
+    return 1;
+}
+
+/* 1 for a one-element NAME.scale tensor that belongs to a NAME.weight of m */
+static int is_scale_of_weight(const lb_model *m, const lb_tensor *t) {
+    size_t n = strlen(t->name);
+    char w[256];
+    if (lb_tensor_nelements(t) != 1 || n < 6 || n + 2 >= sizeof w || strcmp(t->name + n - 6, ".scale")) return 0;
+    memcpy(w, t->name, n - 6);
+    strcpy(w + n - 6, ".weight");
+    return lb_model_find_tensor(m, w) != NULL;
+}
+
+/* The value of NAME.scale in the source (1 when absent): folded into the weights read. */
+static float source_scale(const lb_model *m, const lb_tensor *t) {
+    char nm[256];
+    const lb_tensor *s = scale_name(t->name, nm, sizeof nm) ? lb_model_find_tensor(m, nm) : NULL;
+    float g = 1.0f;
+    if (s && lb_tensor_nelements(s) == 1 && lb_dtype_get(s->type) && lb_dtype_get(s->type)->to_float)
+        lb_dtype_get(s->type)->to_float(s->data, &g, 1);
+    return g;
 }
 
 static lb_status unknown_type(const char *type, lb_error *err) {
@@ -202,6 +235,8 @@ typedef struct qtensor {
     qctx *c;
     const lb_tensor *src;
     lb_qplan plan;
+    float src_scale; /* the source's NAME.scale, folded in */
+    float scale;     /* the ternary absmean, once the tensor is written */
 } qtensor;
 
 /* A job over rows [r0, r1) of one tensor. */
@@ -212,6 +247,7 @@ typedef struct qjob {
     int permute;
     int64_t r0, r1;
     float scale;      /* ternary absmean */
+    float g;          /* source scale folded into every value */
     double *partial;  /* per-thread sums for the absmean pass */
 } qjob;
 
@@ -226,12 +262,17 @@ static void absmean_job(void *arg, int ith, int nth) {
     float *x = j->c->rows + (size_t)ith * (size_t)j->c->widest;
     const lb_dtype_traits *tr = lb_dtype_get(j->t->type);
     size_t in_row = lb_dtype_row_size(j->t->type, n);
-    double s = 0;
+    double s = 0, mx = 0;
     for (int64_t r = j->r0 + a; r < j->r0 + b; r++) {
         tr->to_float((const uint8_t *)j->t->data + (size_t)r * in_row, x, n);
-        for (int64_t i = 0; i < n; i++) s += fabs((double)x[i]);
+        for (int64_t i = 0; i < n; i++) {
+            double v = fabs((double)(x[i] * j->g));
+            s += v;
+            mx = v > mx ? v : mx;
+        }
     }
     j->partial[ith] = s;
+    j->partial[256 + ith] = mx;
 }
 
 static void from_float(lb_dtype t, const float *x, void *out, int64_t n) {
@@ -249,8 +290,9 @@ static void quant_job(void *arg, int ith, int nth) {
     float *x = j->c->rows + (size_t)ith * (size_t)j->c->widest;
     const lb_dtype_traits *tr = lb_dtype_get(t->type);
     size_t in_row = lb_dtype_row_size(t->type, n), out_row = lb_dtype_row_size(ty, n);
-    int copy = ty == t->type && !j->plan->ternarize;
+    int copy = ty == t->type && !j->plan->ternarize && j->g == 1.0f;
     float inv = j->scale > 0 ? 1.0f / j->scale : 0;
+    int unit = j->plan->scale_tensor;
     for (int64_t r = j->r0 + a; r < j->r0 + b; r++) {
         const uint8_t *p = (const uint8_t *)t->data + (size_t)src_row(j, r) * in_row;
         uint8_t *y = j->c->out + (size_t)(r - j->r0) * out_row;
@@ -259,8 +301,12 @@ static void quant_job(void *arg, int ith, int nth) {
             continue;
         }
         tr->to_float(p, x, n);
-        if (ty == LB_TQ1_0) lb_quantize_row_tq1_0(x, y, n, j->scale);
-        else if (ty == LB_TQ2_0) lb_quantize_row_tq2_0(x, y, n, j->scale);
+        if (j->g != 1.0f)
+            for (int64_t i = 0; i < n; i++) x[i] *= j->g;
+        if (unit) /* round(x * (1 / absmean)) exactly as BitNet does, stored with d = 1 */
+            for (int64_t i = 0; i < n; i++) x[i] *= inv;
+        if (ty == LB_TQ1_0) lb_quantize_row_tq1_0(x, y, n, unit ? 1.0f : j->scale);
+        else if (ty == LB_TQ2_0) lb_quantize_row_tq2_0(x, y, n, unit ? 1.0f : j->scale);
         else if (is_float(ty)) {
             if (j->plan->ternarize) /* the fallback of a ternary type: the same values, unpacked */
                 for (int64_t i = 0; i < n; i++) {
@@ -298,14 +344,15 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     if (t->n_dims < 2) return fill_1d(qt, sink, err);
     int64_t n = t->ne[0], rows = lb_tensor_nrows(t);
     size_t out_row = lb_dtype_row_size(dst->type, n), in_row = lb_dtype_row_size(t->type, n);
-    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, NULL};
+    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL};
     if (qt->plan.ternarize) {
-        double part[256] = {0};
+        double part[512] = {0}, sum = 0, mx = 0;
         j.partial = part;
         lb_pool_run(c->pool, absmean_job, &j);
-        double sum = 0;
-        for (int i = 0; i < c->nth; i++) sum += part[i];
-        j.scale = (float)(sum / (double)lb_tensor_nelements(t));
+        for (int i = 0; i < c->nth; i++) sum += part[i], mx = part[256 + i] > mx ? part[256 + i] : mx;
+        /* weights that are ternary already keep their scale (their absmean is smaller) */
+        j.scale = is_ternary(t->type) ? (float)mx : (float)(sum / (double)lb_tensor_nelements(t));
+        qt->scale = j.scale;
     }
     int64_t chunk = (int64_t)(c->out_cap / out_row);
     lb_status s = LB_OK;
@@ -317,6 +364,12 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
         if (c->progress) c->progress(c->user, t->name, c->done, c->total);
     }
     return s;
+}
+
+static lb_status fill_scale(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_error *err) {
+    (void)dst;
+    const qtensor *qt = user; /* its weight, written just before: scale is known */
+    return lb_gguf_sink_write(sink, &qt->scale, 4, err);
 }
 
 static void report(const lb_quantize_params *p, const lb_tensor *t, const lb_qplan *q) {
@@ -360,14 +413,23 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     const char *base = m->path ? strrchr(m->path, '/') : NULL;
     snprintf(name, sizeof name, "%s (%s)", base && base[1] ? base + 1 : m->path ? m->path : "model", r ? r->name : "");
     if (!s) s = lb_convert_set_meta(w, m, name, err);
+    /* The RoPE frequencies rounded to the checkpoint dtype are an artefact of transformers keeping
+     * its buffers in that dtype; its quantized models (BitNet's reference) and every GGUF runtime
+     * compute them in f32, so quantized files do too. */
+    if (!s && !is_float(r->base)) lb_gguf_unset(w, "lowbit.rope_freq_type");
     if (!s) s = lb_gguf_set_u32(w, "general.file_type", (uint32_t)r->ftype, err);
     if (!s) s = lb_gguf_set_u32(w, "general.quantization_version", 2, err);
     for (size_t i = 0; i < m->n_tensors && !s; i++) {
         const lb_tensor *t = &m->tensors[i];
-        qts[i] = (qtensor){&c, t, plan[i]};
+        if (is_scale_of_weight(m, t)) continue; /* folded into its weight, written anew when needed */
+        qts[i] = (qtensor){&c, t, plan[i], t->n_dims >= 2 ? source_scale(m, t) : 1.0f, 0};
         c.total += t->nbytes;
         report(p, t, &plan[i]);
         s = lb_gguf_add_tensor_lazy(w, t->name, plan[i].type, t->n_dims, t->ne, fill, &qts[i], err);
+        char nm[256];
+        int64_t one = 1;
+        if (!s && plan[i].scale_tensor && scale_name(t->name, nm, sizeof nm))
+            s = lb_gguf_add_tensor_lazy(w, nm, LB_F32, 1, &one, fill_scale, &qts[i], err);
     }
     if (!s) s = lb_gguf_write(w, out, err);
     lb_gguf_writer_free(w);

@@ -12,6 +12,7 @@
 typedef struct lb_qplan {
     lb_dtype type;
     int ternarize; /* values rounded to {-1, 0, 1} x absmean before storing (TQ, or its fallback) */
+    int scale_tensor; /* bitnet: blocks hold d = 1 and the exact absmean goes to NAME.scale (F32 [1]) */
     char note[112];
 } lb_qplan;
 
