@@ -70,8 +70,8 @@ int cmd_perplexity(int argc, char **argv) {
     if (!s) s = lb_perplexity(m, base, ids, n, t->bos_id, (int)ctx, (int)threads, progress, NULL, &r, &err);
     if (!s) {
         if (json) {
-            printf("{\"ppl\": %.8g, \"nll\": %.8g, ", r.ppl, r.nll);
-            if (r.has_base) printf("\"kl\": %.8g, \"top1\": %.8g, ", r.kl, r.top1);
+            printf("{\"ppl\": %.10g, \"nll\": %.10g, ", r.ppl, r.nll);
+            if (r.has_base) printf("\"kl\": %.10g, \"top1\": %.10g, ", r.kl, r.top1);
             else printf("\"kl\": null, \"top1\": null, ");
             printf("\"ctx\": %lld, \"n_windows\": %zu, \"n_scored\": %zu, \"n_tokens\": %zu}\n", ctx, r.n_windows, r.n_scored, n);
         } else {
