@@ -217,8 +217,11 @@ lb_status lb_quantize_plan(const lb_model *m, const lb_quantize_params *p, lb_qp
 /* ---- streaming writer ----------------------------------------------------------------- */
 enum { CHUNK_BYTES = 8 << 20 }; /* float rows per chunk: bounded memory, large enough to share */
 
+void lb_f16_row_to_f32_avx2(const void *src, float *dst, int64_t n); /* convert_avx2.c */
+
 typedef struct qctx {
     const lb_model *m;
+    lb_to_float_fn f16_to_float; /* F16C when the CPU has it */
     lb_rope_layout from, to;
     lb_pool *pool;
     int nth;
@@ -289,6 +292,7 @@ static void quant_job(void *arg, int ith, int nth) {
     lb_split_range(j->r1 - j->r0, 1, ith, nth, &a, &b);
     float *x = j->c->rows + (size_t)ith * (size_t)j->c->widest;
     const lb_dtype_traits *tr = lb_dtype_get(t->type);
+    lb_to_float_fn to_float = t->type == LB_F16 ? j->c->f16_to_float : tr->to_float;
     size_t in_row = lb_dtype_row_size(t->type, n), out_row = lb_dtype_row_size(ty, n);
     int copy = ty == t->type && !j->plan->ternarize && j->g == 1.0f;
     float inv = j->scale > 0 ? 1.0f / j->scale : 0;
@@ -300,7 +304,7 @@ static void quant_job(void *arg, int ith, int nth) {
             memcpy(y, p, out_row);
             continue;
         }
-        tr->to_float(p, x, n);
+        to_float(p, x, n);
         if (j->g != 1.0f)
             for (int64_t i = 0; i < n; i++) x[i] *= j->g;
         if (unit) /* round(x * (1 / absmean)) exactly as BitNet does, stored with d = 1 */
@@ -390,6 +394,8 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     lb_status s = lb_quantize_plan(m, p, plan, err);
     qctx c = {.m = m, .from = m->cfg.rope_layout, .to = lb_gguf_arch_rope(lb_gguf_arch_out(m->cfg.arch)),
               .progress = progress, .user = user, .widest = 1};
+    c.f16_to_float = lb_dtype_get(LB_F16)->to_float;
+    if (lb_quant_have_avx2() && __builtin_cpu_supports("f16c")) c.f16_to_float = lb_f16_row_to_f32_avx2;
     lb_gguf_writer *w = NULL;
     size_t widest_out = 1;
     for (size_t i = 0; i < m->n_tensors && !s; i++) {
