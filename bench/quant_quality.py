@@ -9,8 +9,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-LOWBIT, MODEL, TEXT, OUT = sys.argv[1:5]
-JOBS = int(sys.argv[5]) if len(sys.argv) > 5 else 2
 # --pure: every tensor, embeddings included, in the type (the issue's targets)
 PURE = ["q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "q3_k", "q2_k"]
 # recipe defaults (head at Q6_K; q8_0 and q6_k equal their --pure files; tq1_0 holds the same
@@ -18,8 +16,8 @@ PURE = ["q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "q3_k", "q2_k"]
 RECIPE = ["f16", "q5_k_m", "q5_k", "q4_k_m", "q4_k", "q4_0", "q4_1", "q5_0", "q5_1", "q3_k_m", "q3_k", "q2_k", "tq2_0"]
 
 
-def weights(path):
-    """(parameter count, tensor bytes) from the GGUF header."""
+def weights_by_tensor(path, counts=None):
+    """{tensor name: bytes} from the GGUF header; counts (a dict) receives element counts."""
     with open(path, "rb") as f:
         b = f.read(1 << 20)
     o = 4
@@ -40,6 +38,12 @@ def weights(path):
         else:
             o += size[t]
 
+    def rstr():
+        nonlocal o
+        (n,) = struct.unpack_from("<Q", b, o)
+        o += 8 + n
+        return b[o - n:o].decode("utf-8", "replace")
+
     for _ in range(nkv):
         skip(8)
         (t,) = struct.unpack_from("<I", b, o)
@@ -48,9 +52,9 @@ def weights(path):
     # bytes per block and block size of each GGML type id
     bpb = {0: (4, 1), 1: (2, 1), 30: (2, 1), 2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32),
            10: (84, 256), 11: (110, 256), 12: (144, 256), 13: (176, 256), 14: (210, 256), 34: (54, 256), 35: (66, 256)}
-    params = nbytes = 0
+    out = {}
     for _ in range(nt):
-        skip(8)
+        name = rstr()
         (nd,) = struct.unpack_from("<I", b, o)
         o += 4
         ne = struct.unpack_from("<%dQ" % nd, b, o)
@@ -60,9 +64,10 @@ def weights(path):
         n = 1
         for x in ne:
             n *= x
-        params += n
-        nbytes += n // bpb[ty][1] * bpb[ty][0]
-    return params, nbytes
+        out[name] = n // bpb[ty][1] * bpb[ty][0]
+        if counts is not None:
+            counts[name] = n
+    return out
 
 
 def row(kind, typ):
@@ -76,14 +81,19 @@ def row(kind, typ):
     if r.returncode:
         return {"kind": kind, "type": typ, "error": r.stderr.decode()[-300:]}
     res = json.loads(r.stdout)
-    params, nbytes = weights(out)
+    counts = {}
+    nbytes = sum(weights_by_tensor(out, counts).values())
+    params = sum(counts.values())
     res.update(kind=kind, type=typ, file_bytes=os.path.getsize(out), bpw=nbytes * 8 / params)
     os.remove(out)
     return res
 
 
-os.makedirs(OUT, exist_ok=True)
-jobs = [("pure", t) for t in PURE] + [("recipe", t) for t in RECIPE]
-with ThreadPoolExecutor(JOBS) as ex:
-    for res in ex.map(lambda j: row(*j), jobs):
-        print(json.dumps(res), flush=True)
+if __name__ == "__main__":
+    LOWBIT, MODEL, TEXT, OUT = sys.argv[1:5]
+    JOBS = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    os.makedirs(OUT, exist_ok=True)
+    jobs = [("pure", t) for t in PURE] + [("recipe", t) for t in RECIPE]
+    with ThreadPoolExecutor(JOBS) as ex:
+        for res in ex.map(lambda j: row(*j), jobs):
+            print(json.dumps(res), flush=True)

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -341,6 +343,20 @@ static lb_status fill_1d(qtensor *qt, lb_gguf_sink *sink, lb_error *err) {
     return s;
 }
 
+/* Pages of a tensor read from the model's read-only file mappings leave this process once it
+ * is written, so resident memory stays about one tensor whatever the model size. Only file
+ * mappings qualify: dropping pages of a heap buffer would lose its data. */
+static void release_source(const lb_model *m, const void *data, size_t nbytes) {
+    uintptr_t a = (uintptr_t)data, b = a + nbytes, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < m->n_maps; i++) {
+        uintptr_t ms = (uintptr_t)m->maps[i].data, me = ms + m->maps[i].size;
+        if (a < ms || b > me) continue;
+        uintptr_t s0 = (a + pg - 1) / pg * pg, e0 = b / pg * pg; /* whole pages inside the tensor */
+        if (e0 > s0) madvise((void *)s0, e0 - s0, MADV_DONTNEED);
+        return;
+    }
+}
+
 static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_error *err) {
     qtensor *qt = user;
     qctx *c = qt->c;
@@ -366,7 +382,10 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
         s = lb_gguf_sink_write(sink, c->out, (size_t)(j.r1 - j.r0) * out_row, err);
         c->done += (uint64_t)(j.r1 - j.r0) * in_row;
         if (c->progress) c->progress(c->user, t->name, c->done, c->total);
+        if (!j.permute) /* rows done (permuted Q/K rows are read out of order: whole tensor below) */
+            release_source(c->m, (const uint8_t *)t->data + (size_t)j.r0 * in_row, (size_t)(j.r1 - j.r0) * in_row);
     }
+    release_source(c->m, t->data, t->nbytes);
     return s;
 }
 
