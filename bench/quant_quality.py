@@ -19,7 +19,7 @@ RECIPE = ["f16", "q5_k_m", "q5_k", "q4_k_m", "q4_k", "q4_0", "q4_1", "q5_0", "q5
 def weights_by_tensor(path, counts=None):
     """{tensor name: bytes} from the GGUF header; counts (a dict) receives element counts."""
     with open(path, "rb") as f:
-        b = f.read(1 << 20)
+        b = f.read(64 << 20)
     o = 4
     _, nt, nkv = struct.unpack_from("<IQQ", b, o)
     o += 20
