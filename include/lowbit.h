@@ -186,6 +186,28 @@ lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t 
                         int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err);
 
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
+/* Writes any model lb_model_load reads as GGUF (atomically, streaming one tensor at a time)
+ * with quantized matrices; metadata, tokenizer and Q/K row order as `lowbit convert` writes them.
+ * type: a block format (q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k tq1_0 tq2_0), a float
+ * type (f16 bf16 f32) or a mixed recipe (q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m). Norms and
+ * biases stay F32; rows that do not fit the type's block get a named fallback (on_tensor). */
+typedef struct lb_quantize_params {
+    const char *type;
+    int pure;            /* every matrix in the type: no higher-precision head, no recipe mix */
+    int keep_output_f16; /* the output head (output.weight, or tied token_embd) in F16 */
+    int n_threads;       /* 0: all cores */
+    const char *tokenizer_path; /* NULL: the model's own */
+    /* optional: called once per tensor before writing; note is NULL or why type differs */
+    void (*on_tensor)(void *user, const char *name, const char *type, const char *note);
+    void *on_tensor_user;
+} lb_quantize_params;
+lb_quantize_params lb_quantize_default_params(void);
+/* The accepted type names, NULL-terminated. */
+const char *const *lb_quantize_type_names(void);
+lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
+                           void *user, lb_error *err);
+lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
+                            void *user, lb_error *err);
 
 /* ---- compression (src/compress) -------------------------------------------------------- */
 /* Typed regions of a model file (GGUF, safetensors, a Hugging Face folder's model.safetensors,

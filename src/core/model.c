@@ -193,8 +193,16 @@ lb_status lb_model_bind(lb_model *m, lb_error *err) {
         NEED(w_up, "ffn_up.weight", c->dim, c->hidden_dim, 0)
         NEED(w_down, "ffn_down.weight", c->hidden_dim, c->dim, 0)
         NEED(ffn_sub_norm, "ffn_sub_norm.weight", c->hidden_dim, -1, !c->sub_norms)
+        NEED(wq_s, "attn_q.scale", 1, -1, 1)
+        NEED(wk_s, "attn_k.scale", 1, -1, 1)
+        NEED(wv_s, "attn_v.scale", 1, -1, 1)
+        NEED(wo_s, "attn_output.scale", 1, -1, 1)
+        NEED(w_gate_s, "ffn_gate.scale", 1, -1, 1)
+        NEED(w_up_s, "ffn_up.scale", 1, -1, 1)
+        NEED(w_down_s, "ffn_down.scale", 1, -1, 1)
 #undef NEED
-        const lb_tensor **vecs[] = {&w->attn_norm, &w->bq, &w->bk, &w->bv, &w->attn_sub_norm, &w->ffn_norm, &w->ffn_sub_norm};
+        const lb_tensor **vecs[] = {&w->attn_norm, &w->bq, &w->bk, &w->bv, &w->attn_sub_norm, &w->ffn_norm, &w->ffn_sub_norm,
+                                    &w->wq_s, &w->wk_s, &w->wv_s, &w->wo_s, &w->w_gate_s, &w->w_up_s, &w->w_down_s};
         for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
             if ((s = to_f32(m, vecs[i], err))) return s;
     }

@@ -41,6 +41,9 @@ typedef struct lb_config {
 typedef struct lb_layer_weights {
     const lb_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *attn_sub_norm;
     const lb_tensor *ffn_norm, *w_gate, *w_up, *w_down, *ffn_sub_norm;
+    /* optional one-element F32 tensors (blk.N.attn_q.scale, ...) multiplying the matmul's output,
+     * as llama.cpp's bitnet arch reads them: ternary weights keep their exact absmean there */
+    const lb_tensor *wq_s, *wk_s, *wv_s, *wo_s, *w_gate_s, *w_up_s, *w_down_s;
 } lb_layer_weights;
 
 typedef struct lb_model_buffer {

@@ -170,11 +170,22 @@ static void store_kv(lb_session *s, int layer, int n_tok, int pos0) {
 
 /* Linear layer. BitNet's ternary layers quantize their input per token, as the model was
  * trained to; everything else takes the dtype's own kernel. */
-static lb_status linear(lb_session *s, const lb_tensor *w, const float *x, int n_tok, float *y, lb_error *err) {
+static lb_status linear_raw(lb_session *s, const lb_tensor *w, const float *x, int n_tok, float *y, lb_error *err) {
     const lb_matmul_kernel *k;
     if (s->m->cfg.arch == LB_ARCH_BITNET && (k = lb_quant_kernel_per_token(w->type)))
         return lb_matmul_with(s->pool, k, w->type, w->data, w->ne[1], w->ne[0], x, n_tok, y, 0, err);
     return lb_matmul(s->pool, w, x, n_tok, y, err);
+}
+
+/* scale: NULL or the weight's one-element output scale (blk.N.*.scale) */
+static lb_status linear_s(lb_session *s, const lb_tensor *w, const lb_tensor *scale, const float *x, int n_tok, float *y,
+                          lb_error *err) {
+    lb_status st = linear_raw(s, w, x, n_tok, y, err);
+    if (st || !scale) return st;
+    float g = ((const float *)scale->data)[0];
+    size_t n = (size_t)n_tok * (size_t)w->ne[1];
+    for (size_t i = 0; i < n; i++) y[i] *= g;
+    return LB_OK;
 }
 
 static void add_bias(float *y, const lb_tensor *b, int n_tok, int n) {
@@ -194,9 +205,9 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
 
     rmsnorm_rows(s->xb, s->x, w->attn_norm, n_tok, dim, c->norm_eps);
     if (c->act_quant_int8) lb_act_quant_int8_rows(s->xb, n_tok, dim);
-    if ((st = linear(s, w->wq, s->xb, n_tok, s->q, err))) return st;
-    if ((st = linear(s, w->wk, s->xb, n_tok, s->k, err))) return st;
-    if ((st = linear(s, w->wv, s->xb, n_tok, s->v, err))) return st;
+    if ((st = linear_s(s, w->wq, w->wq_s, s->xb, n_tok, s->q, err))) return st;
+    if ((st = linear_s(s, w->wk, w->wk_s, s->xb, n_tok, s->k, err))) return st;
+    if ((st = linear_s(s, w->wv, w->wv_s, s->xb, n_tok, s->v, err))) return st;
     add_bias(s->q, w->bq, n_tok, q_dim);
     add_bias(s->k, w->bk, n_tok, kv_dim);
     add_bias(s->v, w->bv, n_tok, kv_dim);
@@ -215,14 +226,14 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
         rmsnorm_rows(s->xb, s->att_out, w->attn_sub_norm, n_tok, q_dim, c->norm_eps);
         att = s->xb;
     }
-    if (c->act_quant_int8) lb_act_quant_int8_rows((float *)att, n_tok, q_dim); /* att is scratch */
-    if ((st = linear(s, w->wo, att, n_tok, s->xb2, err))) return st;
+    if (c->act_quant_int8) lb_act_quant_int8_rows(att, n_tok, q_dim);
+    if ((st = linear_s(s, w->wo, w->wo_s, att, n_tok, s->xb2, err))) return st;
     for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
 
     rmsnorm_rows(s->xb, s->x, w->ffn_norm, n_tok, dim, c->norm_eps);
     if (c->act_quant_int8) lb_act_quant_int8_rows(s->xb, n_tok, dim);
-    if ((st = linear(s, w->w_gate, s->xb, n_tok, s->hb, err))) return st;
-    if ((st = linear(s, w->w_up, s->xb, n_tok, s->hb2, err))) return st;
+    if ((st = linear_s(s, w->w_gate, w->w_gate_s, s->xb, n_tok, s->hb, err))) return st;
+    if ((st = linear_s(s, w->w_up, w->w_up_s, s->xb, n_tok, s->hb2, err))) return st;
     for (int t = 0; t < n_tok; t++) {
         float *g = s->hb + (size_t)t * hid, *u = s->hb2 + (size_t)t * hid;
         if (c->act == LB_ACT_RELU2) lb_relu2_mul(g, u, hid);
@@ -233,8 +244,8 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
         rmsnorm_rows(s->hb2, s->hb, w->ffn_sub_norm, n_tok, hid, c->norm_eps);
         h = s->hb2;
     }
-    if (c->act_quant_int8) lb_act_quant_int8_rows((float *)h, n_tok, hid);
-    if ((st = linear(s, w->w_down, h, n_tok, s->xb2, err))) return st;
+    if (c->act_quant_int8) lb_act_quant_int8_rows(h, n_tok, hid);
+    if ((st = linear_s(s, w->w_down, w->w_down_s, h, n_tok, s->xb2, err))) return st;
     for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
     return LB_OK;
 }

@@ -175,6 +175,26 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
         }
         if (!(d >= 0) || !isfinite(d) || !isfinite(dm)) break;
     }
+    /* The 6-bit codes were rounded one by one from the free fit: a step of one code up or down
+     * often fits its sub-block better once D and DM are fixed. */
+    for (int j = 0; j < nsub; j++) {
+        static const int step[5][2] = {{0, 0}, {1, 0}, {-1, 0}, {0, 1}, {0, -1}};
+        float be = INFINITY;
+        int bs = qs[j], bm = qm[j];
+        for (int k = 0; k < 5; k++) {
+            int cs = qs[j] + step[k][0], cm = qm[j] + step[k][1];
+            if (cs < 0 || cs > smax || cm < 0 || cm > smax) continue;
+            float S = bestD * (float)cs, M = bestM * (float)cm, iS = S > 0 ? 1.0f / S : 0, r[3];
+            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            float e = S * S * r[1] - 2 * S * M * r[0] - 2 * S * r[2] + M * M * cw[j] + 2 * M * cx[j];
+            if (e < be) be = e, bs = cs, bm = cm;
+        }
+        qs[j] = (int8_t)bs;
+        qm[j] = (int8_t)bm;
+        sc[j] = (uint8_t)bs;
+        mn[j] = (uint8_t)bm;
+    }
     for (int j = 0; j < nsub; j++) {
         float S = bestD * (float)qs[j], M = bestM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0;
         for (int i = j * sub; i < (j + 1) * sub; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);

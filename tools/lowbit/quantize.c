@@ -1,0 +1,76 @@
+/* lowbit quantize: any model the engine loads -> GGUF with quantized weights. */
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct tensor_log {
+    int verbose;
+    int n_notes;
+} tensor_log;
+
+/* Every tensor whose type differs from the requested one says why (fallbacks, recipe choices);
+ * with -v every tensor is listed. */
+static void on_tensor(void *user, const char *name, const char *type, const char *note) {
+    tensor_log *l = user;
+    if (note) l->n_notes++;
+    if (note || l->verbose) fprintf(stderr, "lowbit: %-28s %-5s%s%s\n", name, type, note ? "  " : "", note ? note : "");
+}
+
+static void usage_types(FILE *f) {
+    const char *const *t = lb_quantize_type_names();
+    for (int i = 0; t[i]; i++) fprintf(f, "%s%s", i ? " " : "", t[i]);
+    fputc('\n', f);
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    lb_quantize_params p = lb_quantize_default_params();
+    p.type = NULL;
+    long long threads = 0;
+    tensor_log log = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS]\n"
+                 "                       [--tokenizer FILE] [-v]\n\n"
+                 "Writes IN (GGUF, Hugging Face folder, llama2.c or ak42 BitNet) as GGUF with quantized\n"
+                 "matrices, with the metadata, tokenizer and tensor layout `lowbit convert` writes. The\n"
+                 "output is written atomically; tensors stream through one chunk at a time.\n\n"
+                 "Rules: norms and biases stay F32. Block types put the output head at Q6_K (as llama.cpp\n"
+                 "does); --pure puts every matrix, embeddings and head included, in TYPE. The _s/_m/_l recipes\n"
+                 "keep some attn_v / ffn_down / attn_output layers at higher precision. Ternary types (tq1_0,\n"
+                 "tq2_0) apply to the blocks' linear layers; embeddings and head keep full precision. A tensor\n"
+                 "whose rows do not fit the type's block gets a named fallback (printed).\n"
+                 "--keep-output-f16 keeps the output head in F16. -v lists every tensor's type.\n\n"
+                 "Types:");
+            usage_types(stdout);
+            return CLI_OK;
+        }
+        if (!strcmp(a, "--keep-output-f16")) { p.keep_output_f16 = 1; continue; }
+        if (!strcmp(a, "--pure")) { p.pure = 1; continue; }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { log.verbose = 1; continue; }
+        if (a[0] == '-' && a[1]) {
+            if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", a), CLI_USAGE;
+            i++;
+            if (!strcmp(a, "--type")) p.type = v;
+            else if (!strcmp(a, "--tokenizer")) p.tokenizer_path = v;
+            else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 256, &threads)) return CLI_USAGE; }
+            else return fprintf(stderr, "lowbit: quantize: unknown option '%s'\n", a), CLI_USAGE;
+        } else if (!in) in = a;
+        else if (!out) out = a;
+        else return fprintf(stderr, "lowbit: quantize: unexpected argument '%s'\n", a), CLI_USAGE;
+    }
+    if (!in || !out || !p.type) {
+        fprintf(stderr, "usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS] (see --help)\n");
+        return CLI_USAGE;
+    }
+    p.n_threads = (int)threads;
+    p.on_tensor = on_tensor;
+    p.on_tensor_user = &log;
+    lb_error err = {0};
+    cli_progress_state ps = {.label = "quantized"};
+    double t0 = cli_now();
+    if (lb_quantize_file(in, out, &p, cli_progress, &ps, &err)) return cli_error(&err);
+    fprintf(stderr, "lowbit: wrote %s (%s) in %.2f s\n", out, p.type, cli_now() - t0);
+    return CLI_OK;
+}
