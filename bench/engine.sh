@@ -12,8 +12,9 @@ mkdir -p "$T"
   --tokenizer $S/llama2-tokenizer-32k/tokenizer.model -o "$T/stories15m-f16.gguf"
 [ -f "$T/llama-1b-f16.gguf" ] || "$B/lowbit" synth --preset llama-1b --dtype f16 -o "$T/llama-1b-f16.gguf"
 
-bw=$("$B/bench_bandwidth" | awk '/2 threads/ {print $3}')
-bw1=$("$B/bench_bandwidth" | awk '/1 thread / {print $4}')
+# this VM's read bandwidth swings with its neighbours (24-61 GB/s seen in one hour): take the
+# best pass of three runs, the most demanding floor, and state TARGETS.md's 29.2 GB/s beside it
+bw=$(for i in 1 2 3; do "$B/bench_bandwidth" 2 | awk '/2 threads/ {print $6}'; done | sort -g | tail -1)
 json() { "$B/lowbit" bench "$@" --json 2>/dev/null; }
 field() { /usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[1]); v=d[sys.argv[2]]; print('-' if v is None else '%.1f' % v)" "$1" "$2"; }
 # bytes read per generated token: every tensor but the token embedding (one row of it is read)
@@ -22,7 +23,7 @@ readbytes() { "$B/lowbit" inspect "$1" | awk '$1 ~ /weight$/ && $1 != "token_emb
 out=bench/results_engine.md
 {
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
-  echo "read bandwidth ${bw} GB/s with 2 threads (${bw1} GB/s with 1). Medians of the runs bench makes."
+  echo "best read bandwidth of three runs ${bw} GB/s with 2 threads (TARGETS.md: 29.2). Medians of the runs bench makes."
   echo
   echo "| model | type | threads | prompt tok/s | generation tok/s | generation floor tok/s | share of floor |"
   echo "|---|---|---|---|---|---|---|"
