@@ -35,7 +35,7 @@ void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, si
     size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
     /* mirrors the scratch() calls in lb_session_new */
     size_t floats = B * (2 * (size_t)c->dim + wide + 2 * q_dim + 2 * kv_dim + 2 * (size_t)c->hidden_dim) +
-                    (size_t)c->n_vocab + (size_t)c->head_dim / 2;
+                    (size_t)c->n_vocab + (size_t)c->head_dim / 2 + B * (size_t)c->head_dim;
     *fixed = floats * sizeof(float);
     *per_token = (size_t)(n_threads > 0 ? n_threads : 1) * sizeof(float);
 }
@@ -80,8 +80,9 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     s->logits = scratch(s, (size_t)c->n_vocab, "logits");
     s->att = scratch(s, (size_t)s->n_threads * n_ctx, "attention");
     s->inv_freq = scratch(s, (size_t)c->head_dim / 2, "scratch");
+    s->rope_cs = scratch(s, (size_t)B * c->head_dim, "scratch");
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->att_out ||
-        !s->hb || !s->hb2 || !s->logits || !s->att || !s->inv_freq) {
+        !s->hb || !s->hb2 || !s->logits || !s->att || !s->inv_freq || !s->rope_cs) {
         lb_session_free(s);
         return lb_fail(err, LB_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes) and buffers for %d tokens",
                        2 * kv_n * (p->kv_type == LB_KV_F16 ? 2 : 4), n_ctx);
@@ -94,7 +95,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
 void lb_session_free(lb_session *s) {
     if (!s) return;
     lb_pool_free(s->pool);
-    void *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->logits, s->att, s->inv_freq};
+    void *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->logits, s->att, s->inv_freq, s->rope_cs};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) lb_mem_free(s->mem, bufs[i]);
     lb_mem_tracker_free(s->mem); /* in debug mode, reports anything never freed */
     free(s);
@@ -212,8 +213,9 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
     add_bias(s->k, w->bk, n_tok, kv_dim);
     add_bias(s->v, w->bv, n_tok, kv_dim);
     for (int t = 0; t < n_tok; t++) {
-        lb_rope_apply(s->q + (size_t)t * q_dim, c->n_heads, hd, pos0 + t, s->inv_freq, c->rope_layout);
-        lb_rope_apply(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, pos0 + t, s->inv_freq, c->rope_layout);
+        const float *cs = s->rope_cs + (size_t)t * hd;
+        lb_rope_apply(s->q + (size_t)t * q_dim, c->n_heads, hd, cs, c->rope_layout);
+        lb_rope_apply(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, cs, c->rope_layout);
     }
     store_kv(s, l, n_tok, pos0);
     attn_job job = {s, l, n_tok, pos0};
@@ -262,6 +264,7 @@ static lb_status eval_chunk(lb_session *s, const int32_t *ids, int n_tok, float 
         lb_status st = lb_tensor_row_to_float(m->tok_embd, ids[t], s->x + (size_t)t * c->dim, err);
         if (st) return st;
     }
+    for (int t = 0; t < n_tok; t++) lb_rope_table(s->inv_freq, c->head_dim / 2, pos0 + t, s->rope_cs + (size_t)t * c->head_dim);
     for (int l = 0; l < c->n_layers; l++) {
         lb_status st = layer_forward(s, l, n_tok, pos0, err);
         if (st) return st;

@@ -35,19 +35,32 @@ void lb_rope_inv_freq(const lb_config *c, const float *factors, float *inv_freq)
     }
 }
 
-void lb_rope_apply(float *x, int n_heads, int head_dim, int pos, const float *inv_freq, lb_rope_layout layout) {
-    int half = head_dim / 2;
+void lb_rope_table(const float *inv_freq, int half, int pos, float *cs) {
     for (int i = 0; i < half; i++) {
         /* angle in float like the reference implementations, cos/sin in double for accuracy */
         float ang = (float)pos * inv_freq[i];
-        float c = (float)cos((double)ang), s = (float)sin((double)ang);
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)h * head_dim;
-            int a = layout == LB_ROPE_NEOX ? i : 2 * i;
-            int b = layout == LB_ROPE_NEOX ? i + half : 2 * i + 1;
-            float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c - x1 * s;
-            v[b] = x0 * s + x1 * c;
+        cs[i] = (float)cos((double)ang);
+        cs[half + i] = (float)sin((double)ang);
+    }
+}
+
+void lb_rope_apply(float *x, int n_heads, int head_dim, const float *cs, lb_rope_layout layout) {
+    int half = head_dim / 2;
+    const float *sn = cs + half;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        if (layout == LB_ROPE_NEOX) {
+            for (int i = 0; i < half; i++) {
+                float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * cs[i] - x1 * sn[i];
+                v[i + half] = x0 * sn[i] + x1 * cs[i];
+            }
+        } else {
+            for (int i = 0; i < half; i++) {
+                float x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = x0 * cs[i] - x1 * sn[i];
+                v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ struct lb_session {
     /* scratch, LB_MAX_BATCH rows each */
     float *x, *xb, *xb2, *q, *k, *v, *att_out, *hb, *hb2, *logits;
     float *att;           /* [n_threads][n_ctx] attention scores */
+    float *rope_cs;       /* [LB_MAX_BATCH][head_dim]: cos and sin for the chunk's positions */
     int n_threads;
     size_t scratch_bytes, kv_bytes;
     lb_mem_tracker *mem;  /* every buffer above, tagged "kv", "scratch", "logits", "attention" */
