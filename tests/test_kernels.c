@@ -408,6 +408,41 @@ static void test_vec_ops(const lb_vec_ops *s, const lb_vec_ops *v) {
     free(a); free(b); free(y1); free(y2); free(w); free(h); free(h2);
 }
 
+/* Attention over a cache: both tables against a double-precision definition, F32 and F16
+ * caches, head sizes 8 (stories260K) to 72, strides wider than the head. */
+static void test_attn(const lb_vec_ops *ops, const char *name) {
+    int hds[] = {8, 16, 24, 64, 72};
+    for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++) {
+        int hd = hds[hi], n_pos = 37, stride = hd * 3 + 5;
+        float q[72], a[37], s[37], out[72];
+        float *k = malloc((size_t)n_pos * stride * sizeof *k), *v = malloc((size_t)n_pos * stride * sizeof *v);
+        uint16_t *kh = malloc((size_t)n_pos * stride * 2), *vh = malloc((size_t)n_pos * stride * 2);
+        for (int i = 0; i < n_pos * stride; i++) {
+            k[i] = frand(-1, 1), v[i] = frand(-1, 1);
+            kh[i] = lb_f32_to_fp16(k[i]), vh[i] = lb_f32_to_fp16(v[i]);
+        }
+        for (int i = 0; i < hd; i++) q[i] = frand(-1, 1);
+        for (int p = 0; p < n_pos; p++) a[p] = frand(0, 1);
+        for (int f16 = 0; f16 < 2; f16++) {
+            ops->attn_scores(s, q, f16 ? (const void *)kh : k, f16, (size_t)stride, n_pos, hd, 0.5f);
+            ops->attn_values(out, a, f16 ? (const void *)vh : v, f16, (size_t)stride, n_pos, hd);
+            double worst = 0;
+            for (int p = 0; p < n_pos; p++) {
+                double d = 0;
+                for (int i = 0; i < hd; i++) d += (double)q[i] * (f16 ? lb_fp16_to_f32(kh[p * stride + i]) : k[p * stride + i]);
+                worst = fmax(worst, fabs(s[p] - 0.5 * d));
+            }
+            for (int i = 0; i < hd; i++) {
+                double d = 0;
+                for (int p = 0; p < n_pos; p++) d += (double)a[p] * (f16 ? lb_fp16_to_f32(vh[p * stride + i]) : v[p * stride + i]);
+                worst = fmax(worst, fabs(out[i] - d));
+            }
+            CHECK(worst < 1e-4, "%s attention hd %d f16 %d: error %g", name, hd, f16, worst);
+        }
+        free(k), free(v), free(kh), free(vh);
+    }
+}
+
 int main(void) {
     test_split();
     test_pool();
@@ -421,6 +456,8 @@ int main(void) {
     const lb_vec_ops *v = lb_vec_ops_avx2();
     test_vec_ops(lb_vec_ops_scalar(), v ? v : lb_vec_ops_scalar());
     CHECK(lb_vec_ops_get() == (v ? v : lb_vec_ops_scalar()), "dispatch picks AVX2 when available");
+    test_attn(lb_vec_ops_scalar(), "scalar");
+    if (v) test_attn(v, "avx2");
     for (int i = 0; i < 3; i++) lb_pool_free(pools[i]);
     return test_summary();
 }

@@ -133,18 +133,12 @@ static void attn_worker(void *arg, int ith, int nth) {
         int pos = j->pos0 + t;
         const float *q = s->q + (size_t)t * q_dim + (size_t)h * hd;
         float *out = s->att_out + (size_t)t * q_dim + (size_t)h * hd;
-        for (int p = 0; p <= pos; p++) {
-            size_t off = layer_off + (size_t)p * kv_dim + (size_t)kvh * hd;
-            att[p] = (s->kv_type == LB_KV_F16 ? lb_vec_dot_f16((const uint16_t *)s->k_cache + off, q, hd)
-                                               : lb_vec_dot((const float *)s->k_cache + off, q, hd)) * scale;
-        }
+        size_t off = layer_off + (size_t)kvh * hd;
+        int f16 = s->kv_type == LB_KV_F16;
+        const void *kc = (const char *)s->k_cache + off * s->kv_elem, *vc = (const char *)s->v_cache + off * s->kv_elem;
+        lb_attn_scores(att, q, kc, f16, (size_t)kv_dim, pos + 1, hd, scale);
         lb_softmax(att, pos + 1);
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int p = 0; p <= pos; p++) {
-            size_t off = layer_off + (size_t)p * kv_dim + (size_t)kvh * hd;
-            if (s->kv_type == LB_KV_F16) lb_vec_axpy_f16(out, att[p], (const uint16_t *)s->v_cache + off, hd);
-            else lb_vec_axpy(out, att[p], (const float *)s->v_cache + off, hd);
-        }
+        lb_attn_values(out, att, vc, f16, (size_t)kv_dim, pos + 1, hd);
     }
 }
 

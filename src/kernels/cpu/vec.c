@@ -1,5 +1,6 @@
 /* Scalar reference vector ops and the once-chosen dispatch table. */
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/attn_impl.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -60,9 +61,12 @@ static void to_f16_scalar(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = lb_f32_to_fp16(src[i]);
 }
 
+LB_ATTN_FNS(scalar, dot_scalar, dot_f16_scalar, axpy_scalar, axpy_f16_scalar)
+
 static const lb_vec_ops g_scalar = {dot_scalar,      axpy_scalar,      dot_f16_scalar, axpy_f16_scalar,
                                     rmsnorm_scalar,  softmax_scalar,   silu_mul_scalar, relu2_mul_scalar,
-                                    add_scalar,      scale_scalar,     to_f16_scalar};
+                                    add_scalar,      scale_scalar,     to_f16_scalar,  attn_scores_scalar,
+                                    attn_values_scalar};
 
 const lb_vec_ops *lb_vec_ops_scalar(void) { return &g_scalar; }
 const lb_vec_ops *lb_vec_ops_avx2(void) { return lb_cpu_has_avx2() ? lb_vec_avx2_table() : NULL; }
@@ -92,3 +96,11 @@ void lb_relu2_mul(float *gate, const float *up, int64_t n) { lb_vec_ops_get()->r
 void lb_vec_add(float *y, const float *x, int64_t n) { lb_vec_ops_get()->add(y, x, n); }
 void lb_vec_scale(float *y, float a, int64_t n) { lb_vec_ops_get()->scale(y, a, n); }
 void lb_vec_to_f16(uint16_t *dst, const float *src, int64_t n) { lb_vec_ops_get()->to_f16(dst, src, n); }
+
+void lb_attn_scores(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
+                    float scale) {
+    lb_vec_ops_get()->attn_scores(s, q, k, f16, stride, n_pos, hd, scale);
+}
+void lb_attn_values(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd) {
+    lb_vec_ops_get()->attn_values(out, a, v, f16, stride, n_pos, hd);
+}

@@ -5,6 +5,7 @@
  * where the names say so. F16 data (KV cache) is IEEE half stored as uint16_t. */
 #ifndef LB_KERNELS_CPU_VEC_H
 #define LB_KERNELS_CPU_VEC_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct lb_vec_ops {
@@ -19,6 +20,9 @@ typedef struct lb_vec_ops {
     void (*add)(float *y, const float *x, int64_t n);
     void (*scale)(float *y, float a, int64_t n);
     void (*to_f16)(uint16_t *dst, const float *src, int64_t n);
+    void (*attn_scores)(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
+                        float scale);
+    void (*attn_values)(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd);
 } lb_vec_ops;
 
 /* The table in use (AVX2 when the CPU has AVX2+FMA+F16C, else scalar). */
@@ -49,5 +53,11 @@ void lb_vec_add(float *y, const float *x, int64_t n);
 void lb_vec_scale(float *y, float a, int64_t n);
 /* dst = f16(src), round to nearest even (writing an F16 KV cache). */
 void lb_vec_to_f16(uint16_t *dst, const float *src, int64_t n);
+/* Attention of one query head over n_pos cached positions; k and v hold F32 or (f16 != 0) F16
+ * rows of hd elements, stride elements apart. s[p] = scale * dot(q, k[p]);
+ * out = sum_p a[p] * v[p]. */
+void lb_attn_scores(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
+                    float scale);
+void lb_attn_values(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/attn_impl.h"
 
 #define LB_AI static inline __attribute__((always_inline))
 
@@ -206,8 +207,11 @@ static void to_f16_avx2(uint16_t *dst, const float *src, int64_t n) {
     for (; i < n; i++) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
+LB_ATTN_FNS(avx2, dot_avx2, dot_f16_avx2, axpy_avx2, axpy_f16_avx2)
+
 static const lb_vec_ops g_avx2 = {dot_avx2,     axpy_avx2,     dot_f16_avx2,  axpy_f16_avx2,
                                   rmsnorm_avx2, softmax_avx2,  silu_mul_avx2, relu2_mul_avx2,
-                                  add_avx2,     scale_avx2,    to_f16_avx2};
+                                  add_avx2,     scale_avx2,    to_f16_avx2,   attn_scores_avx2,
+                                  attn_values_avx2};
 
 const lb_vec_ops *lb_vec_avx2_table(void) { return &g_avx2; }
