@@ -9,7 +9,7 @@ for variant in release asan; do
   if [ "$variant" = asan ]; then flags="-DLOWBIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"; else flags="-DCMAKE_BUILD_TYPE=Release"; fi
   echo "== $variant build"
   cmake -S . -B "$dir" $flags >/dev/null
-  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "warning|error" && { echo "build produced warnings or errors"; exit 1; } || true
+  if cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "(warning|error):"; then echo "build produced warnings or errors"; exit 1; fi
   cmake --build "$dir" -j"$jobs" >/dev/null
   echo "== $variant tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
