@@ -6,121 +6,27 @@ import json
 import math
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 
-LOWBIT, SHARED = sys.argv[1], sys.argv[2]
-passed = failed = 0
+import lbtest
+from lbtest import Gguf, S, check, logits, lowbit, read_f32, rel_err, run_json, run_logits
+
+lbtest.init(timeout=300)
 TMP = tempfile.mkdtemp(prefix="lb_convert_")
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
-
-
-def lowbit(*args, ok=True):
-    r = subprocess.run([LOWBIT, *args], capture_output=True, timeout=300)
-    if ok and r.returncode != 0:
-        print("lowbit", *args, "->", r.returncode, r.stderr.decode(errors="replace"), file=sys.stderr)
-    return r
-
-
-def S(*p):
-    return os.path.join(SHARED, *p)
 
 
 def T(name):
     return os.path.join(TMP, name)
 
 
-def read_f32(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    return struct.unpack("<%df" % (len(b) // 4), b)
-
-
-def rel_err(a, b):
-    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
-    den = sum(y * y for y in b) ** 0.5
-    return num / den if den else num
-
-
-# ---- a small GGUF reader (independent of the C one) --------------------------------------
-class Gguf:
-    SIZES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-    TYPE_BYTES = {0: 4, 1: 2, 30: 2}
-
-    def __init__(self, path):
-        self.b = open(path, "rb").read()
-        self.o = 0
-        assert self.b[:4] == b"GGUF", path
-        self.o = 4
-        _, n_t, n_kv = self.u("<IQQ")
-        self.kv = {}
-        for _ in range(n_kv):
-            k = self.s()
-            self.kv[k] = self.val(self.u("<I")[0])
-        self.tensors = {}
-        for _ in range(n_t):
-            name = self.s()
-            nd = self.u("<I")[0]
-            ne = self.u("<%dQ" % nd)
-            ty, off = self.u("<IQ")
-            self.tensors[name] = (ty, ne, off)
-        align = self.kv.get("general.alignment", 32)
-        self.data = (self.o + align - 1) // align * align
-
-    def u(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.o)
-        self.o += struct.calcsize(fmt)
-        return v
-
-    def s(self):
-        n = self.u("<Q")[0]
-        v = self.b[self.o:self.o + n].decode("utf-8", "replace")
-        self.o += n
-        return v
-
-    def val(self, t):
-        if t == 8:
-            return self.s()
-        if t == 9:
-            et, n = self.u("<IQ")
-            return [self.val(et) for _ in range(n)]
-        return self.u("<" + self.SIZES[t])[0]
-
-    def raw(self, name):
-        ty, ne, off = self.tensors[name]
-        n = 1
-        for x in ne:
-            n *= x
-        start = self.data + off
-        return ty, ne, self.b[start:start + n * self.TYPE_BYTES[ty]]
-
-    def f32(self, name):
-        ty, ne, raw = self.raw(name)
-        assert ty == 0
-        return struct.unpack("<%df" % (len(raw) // 4), raw)
-
-
 def convert(src, out, *extra, ok=True):
     return lowbit("convert", src, out, *extra, ok=ok)
 
 
-def logits(model, ids, out):
-    r = lowbit("logits", "-m", model, "--ids", ",".join(map(str, ids)), "-o", out)
-    return read_f32(out) if r.returncode == 0 else None
-
-
 def greedy_ok(model, ref, label):
     n = len(ref["greedy_ids"])
-    r = lowbit("run", "-m", model, "-p", ref["prompt"], "-n", str(n), "--json", "-t", "1")
+    r = run_json(model, ref["prompt"], n)
     if r.returncode:
         return check(False, f"{label}: run exit {r.returncode}")
     out = json.loads(r.stdout)
@@ -181,7 +87,7 @@ for name, limit in (("synth-llama3-gqa", 1e-4), ("synth-qwen2-bias", 1e-4), ("sy
     o = T(name + ".gguf")
     check(convert(S("models", name), o).returncode == 0, f"convert {name}")
     logits_ok(o, ref["input_ids"], S("reference", name, "logits.f32"), limit, f"{name} -> gguf")
-    r = lowbit("logits", "-m", o, "--ids", ",".join(map(str, ref["input_ids"])), "-o", T("g.f32"))
+    r = run_logits(o, ref["input_ids"], T("g.f32"))
     if r.returncode == 0:
         l = read_f32(T("g.f32"))
         nv = ref["logits_shape"][1]
@@ -253,8 +159,8 @@ for size in ("1M", "3M"):
     s, codes = ak42_codes(src, 2 * L + 1, kvd, dim)  # wv of layer 1 (not permuted)
     vals = g.f32("blk.1.attn_v.weight")
     check(len(vals) == len(codes) and all(v == c * s for v, c in zip(vals, codes)), f"ak42 {size}: ternary values exact")
-    r1 = lowbit("run", "-m", src, "-p", "Once upon a time", "-n", "40", "--json", "-t", "1")
-    r2 = lowbit("run", "-m", o, "-p", "Once upon a time", "-n", "40", "--json", "-t", "1")
+    r1 = run_json(src, "Once upon a time", 40)
+    r2 = run_json(o, "Once upon a time", 40)
     if r1.returncode == 0 and r2.returncode == 0:
         a, b = json.loads(r1.stdout), json.loads(r2.stdout)
         check(a["ids"] == b["ids"], f"ak42 {size}: same greedy ids from the .bin and the GGUF")
@@ -311,5 +217,4 @@ res = ppl_json("-m", hf, "-f", text, "-c", str(CTX), "--kl-base", S("models/stor
 check(res is not None and abs(res["kl"]) < 1e-6 and res["top1"] == 1.0, f"KL of the same weights is 0, top1 1: {res}")
 check(lowbit("perplexity", "-m", hf, "-f", text, "-c", "100000", ok=False).returncode != 0, "text shorter than one window: error")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(lbtest.finish())

@@ -10,33 +10,18 @@ import subprocess
 import sys
 import tempfile
 
-LOWBIT, SHARED = sys.argv[1], sys.argv[2]
-passed = failed = 0
+import lbtest
+from lbtest import M, S, check, lowbit, run_json
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
-
-
-def lowbit(*args):
-    return subprocess.run([LOWBIT, *args], capture_output=True, timeout=300)
+lbtest.init(timeout=300, report=False)
 
 
 def sha(path):
     return subprocess.run(["sha256sum", path], capture_output=True, text=True, check=True).stdout.split()[0]
 
 
-def M(*p):
-    return os.path.join(SHARED, "models", *p)
-
-
 def greedy(model, prompt, n, *extra):
-    r = lowbit("run", "-m", model, "-p", prompt, "-n", str(n), "--json", "-t", "1", *extra)
+    r = run_json(model, prompt, n, *extra)
     if r.returncode != 0:
         print(r.stderr.decode(errors="replace"), file=sys.stderr)
         return None
@@ -104,7 +89,7 @@ try:
     check(r.returncode == 0 and sha(T("out", "model.safetensors")) == sha(os.path.join(ft, "model.safetensors")),
           "lossless delta apply: model.safetensors sha256 equal to the fine-tune's")
     check(os.path.exists(T("out", "config.json")) and os.path.exists(T("out", "tokenizer.model")), "config and tokenizer copied")
-    refj = json.load(open(os.path.join(SHARED, "reference", "stories260K-ft-dogs", "greedy.json")))
+    refj = json.load(open(S("reference", "stories260K-ft-dogs", "greedy.json")))
     for case in refj[:2]:
         n = len(case["greedy_ids"])
         r = lowbit("run", "-m", base, "--delta", T("d.delta"), "-p", case["prompt"], "-n", str(n), "--json", "-t", "1")
@@ -160,5 +145,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(lbtest.finish())

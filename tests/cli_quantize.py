@@ -6,13 +6,14 @@ synth-bitnet in TQ1_0/TQ2_0 reproduces transformers' ternary logits and greedy i
 Usage: cli_quantize.py LOWBIT_BINARY SHARED_DIR"""
 import json
 import os
-import struct
-import subprocess
 import sys
 import tempfile
 
-LOWBIT, SHARED = sys.argv[1], sys.argv[2]
-passed = failed = 0
+import lbtest
+from lbtest import S, check, gguf_header, lowbit, read_f32, rel_err, run_json, run_logits
+
+lbtest.init(timeout=600, report=False)
+
 TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "tq1_0", "tq2_0", "f16", "bf16"]
 KQUANTS = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k"}
 # general.file_type as llama.cpp numbers it
@@ -23,85 +24,8 @@ TID = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8
        "Q5_K": 13, "Q6_K": 14, "BF16": 30, "TQ1_0": 34, "TQ2_0": 35}
 
 
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
-
-
-def lowbit(*args):
-    return subprocess.run([LOWBIT, *args], capture_output=True, timeout=600)
-
-
-def S(*p):
-    return os.path.join(SHARED, *p)
-
-
-def read_f32(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    return struct.unpack("<%df" % (len(b) // 4), b)
-
-
-def rel_err(a, b):
-    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
-    den = sum(y * y for y in b) ** 0.5
-    return num / den if den else num
-
-
-def gguf_header(path):
-    """Metadata (scalars and strings only) and {tensor name: (type id, shape)} of a GGUF file."""
-    with open(path, "rb") as f:
-        b = f.read(1 << 20)
-    assert b[:4] == b"GGUF"
-    o = 4
-    _, nt, nkv = struct.unpack_from("<IQQ", b, o)
-    o += 20
-    fmt = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-    def rstr():
-        nonlocal o
-        (n,) = struct.unpack_from("<Q", b, o)
-        o += 8 + n
-        return b[o - n:o].decode("utf-8", "replace")
-
-    def rval(t):
-        nonlocal o
-        if t == 8:
-            return rstr()
-        if t == 9:
-            et, n = struct.unpack_from("<IQ", b, o)
-            o += 12
-            return [rval(et) for _ in range(n)]
-        (v,) = struct.unpack_from("<" + fmt[t], b, o)
-        o += struct.calcsize(fmt[t])
-        return v
-
-    kv = {}
-    for _ in range(nkv):
-        k = rstr()
-        (t,) = struct.unpack_from("<I", b, o)
-        o += 4
-        v = rval(t)
-        kv[k] = v if t != 9 else len(v)
-    ts = {}
-    for _ in range(nt):
-        name = rstr()
-        (nd,) = struct.unpack_from("<I", b, o)
-        o += 4
-        ne = struct.unpack_from("<%dQ" % nd, b, o)
-        o += 8 * nd
-        ty, _off = struct.unpack_from("<IQ", b, o)
-        o += 12
-        ts[name] = (ty, ne)
-    return kv, ts
-
-
 def greedy_json(model, prompt, n):
-    r = lowbit("run", "-m", model, "-p", prompt, "-n", str(n), "--json", "-t", "1")
+    r = run_json(model, prompt, n)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
@@ -201,7 +125,7 @@ def main():
             check(ts["blk.0.attn_q.weight"][0] == TID[t.upper()] and "blk.0.attn_q.scale" in ts, f"bitnet {t}: tensor types")
             lf = os.path.join(d, "l.f32")
             ids = bref["input_ids"] + bref["greedy_ids_ternary"]
-            r = lowbit("logits", "-m", out, "--ids", ",".join(map(str, ids)), "-o", lf, "-t", "1")
+            r = run_logits(out, ids, lf, "-t", "1")
             if r.returncode:
                 check(False, f"bitnet {t}: logits failed {r.stderr.decode()}")
                 continue
@@ -232,8 +156,7 @@ def main():
         check(r.returncode != 0 and r.stderr.startswith(b"lowbit: "), f"unwritable output: {r.stderr}")
         r = lowbit("quantize", ts512, out)
         check(r.returncode == 2, "missing --type is a usage error")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return lbtest.finish()
 
 
 sys.exit(main())

@@ -4,50 +4,19 @@ Usage: e2e_engine.py LOWBIT_BINARY SHARED_DIR"""
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 
-LOWBIT, SHARED = sys.argv[1], sys.argv[2]
-passed = failed = 0
+import lbtest
+from lbtest import S, check, lowbit, read_f32, rel_err, run_json, run_logits
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
-
-
-def lowbit(*args, ok=True):
-    r = subprocess.run([LOWBIT, *args], capture_output=True, timeout=600)
-    if ok and r.returncode != 0:
-        print("lowbit", *args, "->", r.returncode, r.stderr.decode(errors="replace"), file=sys.stderr)
-    return r
-
-
-def S(*p):
-    return os.path.join(SHARED, *p)
-
-
-def read_f32(path):
-    with open(path, "rb") as f:
-        b = f.read()
-    return struct.unpack("<%df" % (len(b) // 4), b)
-
-
-def rel_err(a, b):
-    num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
-    den = sum(y * y for y in b) ** 0.5
-    return num / den if den else num
+lbtest.init(timeout=600)
 
 
 def greedy(model, refs, extra=()):
     for i, ref in enumerate(refs):
         n = len(ref["greedy_ids"])
-        r = lowbit("run", "-m", model, "-p", ref["prompt"], "-n", str(n), "--json", "-t", "1", *extra)
+        r = run_json(model, ref["prompt"], n, *extra)
         if r.returncode:
             check(False, f"{model} prompt {i}: exit {r.returncode}")
             continue
@@ -59,7 +28,7 @@ def greedy(model, refs, extra=()):
 def logits_case(model, ids, ref_file, shape, label):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "l.f32")
-        r = lowbit("logits", "-m", model, "--ids", ",".join(map(str, ids)), "-o", out)
+        r = run_logits(model, ids, out)
         if r.returncode:
             check(False, f"{label}: logits exit {r.returncode}")
             return
@@ -144,5 +113,4 @@ check(r.returncode == 1 and b"context" in r.stderr, "ctx larger than trained con
 r = lowbit("inspect", S("models/synth-qwen2-bias"))
 check(r.returncode == 0 and b"qwen2" in r.stdout and b"attn_q.bias" in r.stdout, "inspect qwen2")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(lbtest.finish())

@@ -32,6 +32,29 @@ class LowbitError(RuntimeError):
         super().__init__("%s: %s" % (self.status_name, message) if message else self.status_name)
 
 
+class Handle:
+    """Lifetime of an object holding a C handle in self._h: close() frees it once with the C
+    function named by _FREE (a subclass may override close()), `with` and garbage collection close."""
+    _FREE = None
+
+    def close(self):
+        if getattr(self, "_h", None):
+            getattr(lib(), self._FREE)(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class LbError(ctypes.Structure):
     _fields_ = [("status", ctypes.c_int), ("msg", ctypes.c_char * 512)]
 

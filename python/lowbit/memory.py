@@ -90,9 +90,10 @@ def _to_dataclass(c, level, reason):
     return MemorySnapshot(pressure=level, pressure_reason=reason, **vals)
 
 
-class MemoryMonitor:
+class MemoryMonitor(_lib.Handle):
     """System, cgroup, PSI and process memory, read by the C monitor. Not thread-safe (like the
     C handle): one monitor per thread."""
+    _FREE = "lb_memmon_close"
 
     def __init__(self):
         lib = _lib.lib()
@@ -134,23 +135,6 @@ class MemoryMonitor:
     def cgroup_path(self):
         """The cgroup directory the monitor reads ("" when none)."""
         return _lib.lib().lb_memmon_cgroup_path(self._handle()).decode("utf-8", "replace")
-
-    def close(self):
-        if getattr(self, "_h", None):
-            _lib.lib().lb_memmon_close(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 _UNITS = {"": 0, "B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}

@@ -77,8 +77,9 @@ class _TokenizerOps:
         return _lib.lib().lb_tokenizer_n_vocab(self._tok())
 
 
-class Tokenizer(_TokenizerOps):
+class Tokenizer(_lib.Handle, _TokenizerOps):
     """A standalone tokenizer from a file (tokenizer.model, tokenizer.json, llama2.c .bin)."""
+    _FREE = "lb_tokenizer_free"
 
     def __init__(self, path):
         lib = _lib.lib()
@@ -90,23 +91,6 @@ class Tokenizer(_TokenizerOps):
         if not self._h:
             raise ValueError("Tokenizer is closed")
         return self._h
-
-    def close(self):
-        if getattr(self, "_h", None):
-            _lib.lib().lb_tokenizer_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 class Completion(str):
@@ -138,7 +122,7 @@ def _real(v, name, lo, hi, lo_open=False):
     return v
 
 
-class Model(_TokenizerOps):
+class Model(_lib.Handle, _TokenizerOps):
     """A model loaded by the C library (GGUF file, Hugging Face folder, llama2.c checkpoint).
 
     threads: worker threads (None: all cores). mem_budget: bytes, or a string such as "6G"; the
@@ -277,18 +261,6 @@ class Model(_TokenizerOps):
         if getattr(self, "_m", None):
             lib.lb_model_free(self._m)
             self._m = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def n_vocab(self):

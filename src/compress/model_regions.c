@@ -148,12 +148,8 @@ lb_status lb_model_regions_open(const char *path, lb_model_regions **out, lb_err
     lb_model_regions *r = calloc(1, sizeof *r);
     if (!r) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     lb_status s = LB_OK;
-    if (is_dir(path)) { /* a Hugging Face folder: its single weights file */
-        size_t l = strlen(path);
-        if ((r->file = malloc(l + 20))) snprintf(r->file, l + 20, "%s/model.safetensors", path);
-    } else {
-        r->file = strdup(path);
-    }
+    if (is_dir(path)) r->file = lb_path_join(path, "model.safetensors"); /* a Hugging Face folder: its weights */
+    else r->file = strdup(path);
     if (!r->file) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     lb_mapfile mf;
     if (!s && (s = lb_mapfile_open(r->file, &mf, err)) && is_dir(path))

@@ -86,4 +86,25 @@ static inline uint16_t lb_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+/* One F32, F16 or BF16 element at p (any alignment) as float; other types read as BF16. */
+static inline float lb_load_float(int type, const uint8_t *p) {
+    if (type == LB_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return type == LB_F16 ? lb_fp16_to_f32(h) : lb_bf16_to_f32(h);
+}
+
+/* Stores f at p as one F32, F16 or BF16 element (rounded to nearest even); others as BF16. */
+static inline void lb_store_float(int type, uint8_t *p, float f) {
+    if (type == LB_F32) memcpy(p, &f, 4);
+    else {
+        uint16_t h = type == LB_F16 ? lb_f32_to_fp16(f) : lb_f32_to_bf16(f);
+        memcpy(p, &h, 2);
+    }
+}
+
 #endif

@@ -155,3 +155,10 @@ void lb_atomic_abort(lb_atomic_file *f) {
     unlink(f->tmp);
     atomic_free(f);
 }
+
+char *lb_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}

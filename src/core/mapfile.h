@@ -20,6 +20,9 @@ lb_status lb_mapfile_from_heap(void *buf, size_t size, const char *path, lb_mapf
  * than max_size. */
 lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err);
 
+/* "dir/name" in a new malloc'd string; NULL when out of memory. */
+char *lb_path_join(const char *dir, const char *name);
+
 /* Writes a file atomically: data goes to PATH.tmp.XXXXXX, is fsynced, then renamed over PATH. */
 typedef struct lb_atomic_file lb_atomic_file;
 lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err);

@@ -262,25 +262,6 @@ lb_status lb_delta_cursor_init(const lb_delta *d, const lb_delta_entry *e, lb_de
     return e->dense ? LB_OK : advance(d, e, c, err);
 }
 
-static inline float load_f(int type, const uint8_t *p) {
-    if (type == LB_F32) {
-        float f;
-        memcpy(&f, p, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return type == LB_F16 ? lb_fp16_to_f32(h) : lb_bf16_to_f32(h);
-}
-
-static inline void store_f(int type, uint8_t *p, float f) {
-    if (type == LB_F32) memcpy(p, &f, 4);
-    else {
-        uint16_t h = type == LB_F16 ? lb_f32_to_fp16(f) : lb_f32_to_bf16(f);
-        memcpy(p, &h, 2);
-    }
-}
-
 /* Applies value k of e to the element at p. */
 static inline void apply_one(const lb_delta *d, const lb_delta_entry *e, uint64_t k, uint8_t *p) {
     if (d->mode == LB_DELTA_XOR) {
@@ -303,7 +284,7 @@ static inline void apply_one(const lb_delta *d, const lb_delta_entry *e, uint64_
         memcpy(&s, e->scale + 4 * (k / d->block), 4);
         v = (float)(int8_t)e->val[k] * s;
     }
-    if (v != 0) store_f(e->type, p, load_f(e->type, p) + v);
+    if (v != 0) lb_store_float(e->type, p, lb_load_float(e->type, p) + v);
 }
 
 lb_status lb_delta_patch(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,

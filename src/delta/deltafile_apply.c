@@ -137,13 +137,6 @@ static lb_status write_st(apply_ctx *c, const char *out, lb_error *err) {
     return s;
 }
 
-static char *join(const char *a, const char *b) {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 /* Copies the small regular files of a model folder (config, tokenizer, ...), not the weights. */
 static lb_status copy_aux(const char *src, const char *dst, lb_error *err) {
     DIR *dir = opendir(src);
@@ -156,7 +149,7 @@ static lb_status copy_aux(const char *src, const char *dst, lb_error *err) {
         if (n[0] == '.' || (l >= 12 && !strcmp(n + l - 12, ".safetensors")) || !strcmp(n, "model.safetensors.index.json") ||
             (l >= 4 && !strcmp(n + l - 4, ".lbz")))
             continue;
-        char *a = join(src, n), *b = join(dst, n), *data = NULL;
+        char *a = lb_path_join(src, n), *b = lb_path_join(dst, n), *data = NULL;
         struct stat st;
         size_t len;
         if (!a || !b) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
@@ -181,12 +174,12 @@ static void undo_folder(const char *src, const char *dst, int made) {
     struct dirent *de;
     while (dir && (de = readdir(dir))) {
         if (de->d_name[0] == '.') continue;
-        char *b = join(dst, de->d_name);
+        char *b = lb_path_join(dst, de->d_name);
         if (b) remove(b);
         free(b);
     }
     if (dir) closedir(dir);
-    char *w = join(dst, "model.safetensors");
+    char *w = lb_path_join(dst, "model.safetensors");
     if (w) remove(w);
     free(w);
     if (made) rmdir(dst);
@@ -223,7 +216,7 @@ lb_status lb_delta_apply(const char *base, const char *delta, const char *out, l
             }
             made = 1;
         }
-        char *w = join(out, "model.safetensors");
+        char *w = lb_path_join(out, "model.safetensors");
         s = w ? write_st(&c, w, err) : lb_fail(err, LB_ERR_NOMEM, "out of memory");
         free(w);
         if (!s) s = copy_aux(b->dir, out, err);

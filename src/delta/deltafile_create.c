@@ -74,17 +74,6 @@ static inline void put(scan *s, int p, const void *data, size_t n) {
     sc->pos[p] += n;
 }
 
-static inline float load_f(int type, const uint8_t *p) {
-    if (type == LB_F32) {
-        float f;
-        memcpy(&f, p, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return type == LB_F16 ? lb_fp16_to_f32(h) : lb_bf16_to_f32(h);
-}
-
 /* The value apply will produce from base b and difference v, as a float. */
 static inline float recon(int type, float b, float v) {
     if (v == 0) return b;
@@ -151,7 +140,7 @@ static void scan_sparse(scan *s, const uint8_t *a, const uint8_t *b, uint64_t st
         return;
     }
     for (uint64_t j = 0; j < cnt; j++) {
-        float fb = load_f(s->type, a + es * j), ff = load_f(s->type, b + es * j);
+        float fb = lb_load_float(s->type, a + es * j), ff = lb_load_float(s->type, b + es * j);
         if (keep_float(ff - fb, s->th)) keep_sparse(s, start + j, a + es * j, b + es * j, fb, ff);
         else err_add(s, fb, ff);
     }
@@ -171,7 +160,7 @@ static void scan_dense(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt
         return;
     }
     for (uint64_t j = 0; j < cnt; j++) {
-        float fb = load_f(s->type, a + es * j), ff = load_f(s->type, b + es * j), d = ff - fb;
+        float fb = lb_load_float(s->type, a + es * j), ff = lb_load_float(s->type, b + es * j), d = ff - fb;
         if (!keep_float(d, s->th)) d = 0;
         if (s->mode == LB_DELTA_FLOAT) {
             put(s, P_VAL, &d, 4);

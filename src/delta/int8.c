@@ -9,22 +9,11 @@
 size_t lb_delta_int8_quant_scalar(const float *x, size_t n, size_t block, int8_t *q, float *scales) {
     for (size_t b = 0, i0 = 0; i0 < n; b++, i0 += block) {
         size_t m = n - i0 < block ? n - i0 : block;
-        uint32_t amax = 0; /* |x| bit patterns order like the values; NaN/inf sort above finite */
-        for (size_t i = 0; i < m; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i0 + i], 4);
-            u &= 0x7fffffffu;
-            if (u > amax) amax = u;
-        }
+        uint32_t amax = lb_delta_absbits_max(x + i0, m, 0);
         if (amax >= 0x7f800000u) return b;
-        float a;
-        memcpy(&a, &amax, 4);
-        float scale = a / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-        scales[b] = scale;
-        for (size_t i = 0; i < m; i++) {
-            float r = nearbyintf(x[i0 + i] * inv);
-            q[i0 + i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
-        }
+        float inv;
+        scales[b] = lb_delta_int8_scale(amax, &inv);
+        lb_delta_int8_round(x + i0, m, inv, q + i0);
     }
     return SIZE_MAX;
 }

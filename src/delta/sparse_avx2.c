@@ -85,23 +85,13 @@ size_t lb_delta_int8_quant_avx2(const float *x, size_t n, size_t block, int8_t *
         _mm256_storeu_si256((__m256i *)(void *)lanes, vmax);
         for (int l = 0; l < 8; l++)
             if (lanes[l] > amax) amax = lanes[l];
-        for (; i < m; i++) {
-            uint32_t u;
-            memcpy(&u, p + i, 4);
-            u &= 0x7fffffffu;
-            if (u > amax) amax = u;
-        }
+        amax = lb_delta_absbits_max(p + i, m - i, amax);
         if (amax >= 0x7f800000u) return b;
-        float a;
-        memcpy(&a, &amax, 4);
-        float scale = a / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-        scales[b] = scale;
+        float inv;
+        scales[b] = lb_delta_int8_scale(amax, &inv);
         __m256 vinv = _mm256_set1_ps(inv);
         for (i = 0; i + 32 <= m; i += 32) quant32(p + i, vinv, q + i0 + i);
-        for (; i < m; i++) {
-            float r = nearbyintf(p[i] * inv);
-            q[i0 + i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
-        }
+        lb_delta_int8_round(p + i, m - i, inv, q + i0 + i);
     }
     return SIZE_MAX;
 }

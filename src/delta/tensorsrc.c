@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/mapfile.h"
 
 static void set_elem(lb_tsrc_tensor *t, int type) {
     t->type = -1, t->es = 0, t->n = t->nbytes;
@@ -86,9 +87,8 @@ lb_status lb_tsrc_open(const char *path, lb_tsrc **out, lb_error *err) {
         return lb_fail(err, LB_ERR_IO, "%s: cannot open", path);
     }
     if (S_ISDIR(sb.st_mode)) {
-        size_t l = strlen(path) + 20;
         s->dir = strdup(path);
-        if ((s->file = malloc(l))) snprintf(s->file, l, "%s/model.safetensors", path);
+        s->file = lb_path_join(path, "model.safetensors");
         if (!s->dir || !s->file) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
         else if (stat(s->file, &sb) != 0)
             st = lb_fail(err, LB_ERR_UNSUPPORTED, "%s: deltas need a folder with a single model.safetensors", path);

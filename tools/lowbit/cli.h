@@ -20,6 +20,15 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer / float option value or prints a usage error naming the option. */
 int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
 int cli_float(const char *opt, const char *val, double *out);
+/* Default thread count: the online cores (1 when unknown). */
+int cli_default_threads(void);
+/* "-t/--threads N" (1..1024) into *threads: 1, or 0 after printing a usage error. */
+int cli_threads(const char *opt, const char *val, int *threads);
+/* Commands taking IN OUT: arg a (not a known option) becomes *in, then *out. CLI_OK, or CLI_USAGE
+ * after printing that cmd does not know the option or the extra argument. */
+int cli_in_out_arg(const char *cmd, const char *a, const char **in, const char **out);
+/* CLI_OK when both IN and OUT were given, else CLI_USAGE after saying so. */
+int cli_in_out_given(const char *cmd, const char *in, const char *out);
 /* Formats bytes in binary units into buf ("1.23 GiB"). */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t cap);
 double cli_now(void); /* monotonic seconds */

@@ -25,8 +25,7 @@ static void usage(FILE *f) {
 int cmd_compress(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     lb_lbz_options opt = lb_lbz_default_options();
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    opt.n_threads = ncpu > 0 ? (int)ncpu : 1;
+    opt.n_threads = cli_default_threads();
     int level_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -42,19 +41,16 @@ int cmd_compress(int argc, char **argv) {
             if (!cli_int(a, v, -7, 22, &n)) return CLI_USAGE;
             i++, opt.level = (int)n, level_set = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_int(a, v, 1, 1024, &n)) return CLI_USAGE;
-            i++, opt.n_threads = (int)n;
+            if (!cli_threads(a, v, &opt.n_threads)) return CLI_USAGE;
+            i++;
         } else if (!strcmp(a, "--chunk")) {
             uint64_t b;
             if (!v || lb_size_parse(v, &b, NULL) != LB_OK || b < 4096 || b > ((uint64_t)64 << 20))
                 return fprintf(stderr, "lowbit: --chunk must be between 4K and 64M\n"), CLI_USAGE;
             i++, opt.chunk_size = (uint32_t)b;
-        } else if (a[0] == '-' && a[1]) return fprintf(stderr, "lowbit: compress: unknown option '%s'\n", a), CLI_USAGE;
-        else if (!in) in = a;
-        else if (!out) out = a;
-        else return fprintf(stderr, "lowbit: compress: unexpected argument '%s'\n", a), CLI_USAGE;
+        } else if (cli_in_out_arg("compress", a, &in, &out)) return CLI_USAGE;
     }
-    if (!in || !out) return fprintf(stderr, "lowbit: compress: IN and OUT are required (see --help)\n"), CLI_USAGE;
+    if (cli_in_out_given("compress", in, out)) return CLI_USAGE;
     if (opt.codec == LB_CODEC_LZ4 && !level_set) opt.level = 1;
 
     lb_error err;

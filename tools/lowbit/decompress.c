@@ -1,6 +1,5 @@
 /* lowbit decompress: a .lbz back to the original model file, bit for bit. */
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -14,21 +13,16 @@ static void usage(FILE *f) {
 
 int cmd_decompress(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = ncpu > 0 ? (int)ncpu : 1;
+    int threads = cli_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout), CLI_OK;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_int(a, v, 1, 1024, &n)) return CLI_USAGE;
-            i++, threads = (int)n;
-        } else if (a[0] == '-' && a[1]) return fprintf(stderr, "lowbit: decompress: unknown option '%s'\n", a), CLI_USAGE;
-        else if (!in) in = a;
-        else if (!out) out = a;
-        else return fprintf(stderr, "lowbit: decompress: unexpected argument '%s'\n", a), CLI_USAGE;
+            if (!cli_threads(a, v, &threads)) return CLI_USAGE;
+            i++;
+        } else if (cli_in_out_arg("decompress", a, &in, &out)) return CLI_USAGE;
     }
-    if (!in || !out) return fprintf(stderr, "lowbit: decompress: IN and OUT are required (see --help)\n"), CLI_USAGE;
+    if (cli_in_out_given("decompress", in, out)) return CLI_USAGE;
     lb_error err;
     lb_model_regions *names = NULL;
     if (lb_model_regions_open(in, &names, &err)) names = NULL; /* errors then name offsets only */

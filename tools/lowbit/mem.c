@@ -38,15 +38,58 @@ static void row_pct(const char *name, uint64_t v, uint64_t of) {
     printf("  %-16s %12s  (%.1f%%)\n", name, hb(v, b), of ? 100.0 * (double)v / (double)of : 0.0);
 }
 
+/* A number both printers show: JSON key, table label, value, and (when not 0) the total the
+ * table shows it as a percent of. */
+typedef struct mem_field {
+    const char *key, *label;
+    uint64_t v, pct_of;
+} mem_field;
+
+#define N_SYSTEM 6
+#define N_PROCESS 14
+
+static void system_fields(const lb_mem_snapshot *s, mem_field f[N_SYSTEM]) {
+    const mem_field all[N_SYSTEM] = {
+        {"total", "total", s->sys_total, 0},           {"available", "available", s->sys_available, s->sys_total},
+        {"free", "free", s->sys_free, 0},              {"cached", "cached", s->sys_cached, 0},
+        {"swap_total", "swap total", s->sys_swap_total, 0}, {"swap_free", "swap free", s->sys_swap_free, 0}};
+    memcpy(f, all, sizeof all);
+}
+
+/* The process numbers, the detailed ones only when read; returns how many. */
+static int process_fields(const lb_mem_snapshot *s, mem_field f[N_PROCESS]) {
+    const mem_field all[N_PROCESS] = {
+        {"rss", "rss", s->proc_rss, 0},
+        {"anon", "anon", s->proc_anon, 0},
+        {"file", "file+shmem", s->proc_file, 0},
+        {"peak_rss", "peak rss", s->proc_peak_rss, 0},
+        {"vm_size", "vm size", s->proc_vm_size, 0},
+        {"shmem", "shmem", s->proc_shmem, 0}, /* detailed from here on */
+        {"swap", "swap", s->proc_swap, 0},
+        {"hwm", "hwm (VmHWM)", s->proc_hwm, 0},
+        {"pss", "pss", s->proc_pss, 0},
+        {"pss_anon", "pss anon", s->proc_pss_anon, 0},
+        {"pss_file", "pss file", s->proc_pss_file, 0},
+        {"pss_shmem", "pss shmem", s->proc_pss_shmem, 0},
+        {"private_dirty", "private dirty", s->proc_private_dirty, 0},
+        {"locked", "locked", s->proc_locked, 0}};
+    memcpy(f, all, sizeof all);
+    return s->detailed_present ? N_PROCESS : 5;
+}
+
+static void rows(const mem_field *f, int n) {
+    for (int i = 0; i < n; i++) {
+        if (f[i].pct_of) row_pct(f[i].label, f[i].v, f[i].pct_of);
+        else row(f[i].label, f[i].v);
+    }
+}
+
 static void print_table(const lb_memmon *m, const lb_mem_snapshot *s) {
-    char b[32], why[128];
+    char why[128];
+    mem_field f[N_PROCESS];
     puts("system");
-    row("total", s->sys_total);
-    row_pct("available", s->sys_available, s->sys_total);
-    row("free", s->sys_free);
-    row("cached", s->sys_cached);
-    row("swap total", s->sys_swap_total);
-    row("swap free", s->sys_swap_free);
+    system_fields(s, f);
+    rows(f, N_SYSTEM);
     if (s->cgroup_present) {
         printf("cgroup v%d (%s)\n", s->cgroup_version, lb_memmon_cgroup_path(m));
         if (s->cgroup_limit == UINT64_MAX) printf("  %-16s %12s\n", "limit", "none");
@@ -73,22 +116,7 @@ static void print_table(const lb_memmon *m, const lb_mem_snapshot *s) {
     printf("  %-16s %12s  (%s)\n", "level", lb_mem_pressure_name(lb_mem_pressure_level(s)),
            lb_mem_pressure_reason(s, why, sizeof why));
     puts("process");
-    row("rss", s->proc_rss);
-    row("anon", s->proc_anon);
-    row("file+shmem", s->proc_file);
-    row("peak rss", s->proc_peak_rss);
-    printf("  %-16s %12s\n", "vm size", hb(s->proc_vm_size, b));
-    if (s->detailed_present) {
-        row("shmem", s->proc_shmem);
-        row("swap", s->proc_swap);
-        row("hwm (VmHWM)", s->proc_hwm);
-        row("pss", s->proc_pss);
-        row("pss anon", s->proc_pss_anon);
-        row("pss file", s->proc_pss_file);
-        row("pss shmem", s->proc_pss_shmem);
-        row("private dirty", s->proc_private_dirty);
-        row("locked", s->proc_locked);
-    }
+    rows(f, process_fields(s, f));
 }
 
 /* ---- JSON -------------------------------------------------------------------------------- */
@@ -115,16 +143,18 @@ static void jpsi(const char *key, const lb_psi_avg *a, int present, int last) {
     fputs(last ? "" : ",", stdout);
 }
 
+/* The fields as "key":value pairs, comma-separated. */
+static void jfields(const mem_field *f, int n) {
+    for (int i = 0; i < n; i++) jnum(f[i].key, f[i].v, 1, i + 1 == n);
+}
+
 static void print_json(const lb_memmon *m, const lb_mem_snapshot *s) {
     char why[128];
+    mem_field f[N_PROCESS];
     printf("{\"time_ns\":%llu,", (unsigned long long)s->time_ns);
     printf("\"system\":{");
-    jnum("total", s->sys_total, 1, 0);
-    jnum("available", s->sys_available, 1, 0);
-    jnum("free", s->sys_free, 1, 0);
-    jnum("cached", s->sys_cached, 1, 0);
-    jnum("swap_total", s->sys_swap_total, 1, 0);
-    jnum("swap_free", s->sys_swap_free, 1, 1);
+    system_fields(s, f);
+    jfields(f, N_SYSTEM);
     int cg = s->cgroup_present, st = cg && s->cgroup_stat_present;
     printf("},\"cgroup\":{\"present\":%s,", cg ? "true" : "false");
     if (cg) printf("\"version\":%d,\"path\":", s->cgroup_version), json_str(lb_memmon_cgroup_path(m)), putchar(',');
@@ -141,22 +171,7 @@ static void print_json(const lb_memmon *m, const lb_mem_snapshot *s) {
     printf("},\"level\":\"%s\",\"level_reason\":", lb_mem_pressure_name(lb_mem_pressure_level(s)));
     json_str(lb_mem_pressure_reason(s, why, sizeof why));
     printf(",\"process\":{");
-    jnum("rss", s->proc_rss, 1, 0);
-    jnum("anon", s->proc_anon, 1, 0);
-    jnum("file", s->proc_file, 1, 0);
-    jnum("peak_rss", s->proc_peak_rss, 1, 0);
-    jnum("vm_size", s->proc_vm_size, 1, !s->detailed_present);
-    if (s->detailed_present) {
-        jnum("shmem", s->proc_shmem, 1, 0);
-        jnum("swap", s->proc_swap, 1, 0);
-        jnum("hwm", s->proc_hwm, 1, 0);
-        jnum("pss", s->proc_pss, 1, 0);
-        jnum("pss_anon", s->proc_pss_anon, 1, 0);
-        jnum("pss_file", s->proc_pss_file, 1, 0);
-        jnum("pss_shmem", s->proc_pss_shmem, 1, 0);
-        jnum("private_dirty", s->proc_private_dirty, 1, 0);
-        jnum("locked", s->proc_locked, 1, 1);
-    }
+    jfields(f, process_fields(s, f));
     puts("}}");
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -31,6 +32,31 @@ int cli_int(const char *opt, const char *val, long long lo, long long hi, long l
         return fprintf(stderr, "lowbit: %s: '%s' is not an integer in [%lld, %lld]\n", opt, val, lo, hi), 0;
     *out = v;
     return 1;
+}
+
+int cli_default_threads(void) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu > 0 ? (int)ncpu : 1;
+}
+
+int cli_threads(const char *opt, const char *val, int *threads) {
+    long long n;
+    if (!cli_int(opt, val, 1, 1024, &n)) return 0;
+    *threads = (int)n;
+    return 1;
+}
+
+int cli_in_out_arg(const char *cmd, const char *a, const char **in, const char **out) {
+    if (a[0] == '-' && a[1]) return fprintf(stderr, "lowbit: %s: unknown option '%s'\n", cmd, a), CLI_USAGE;
+    if (!*in) *in = a;
+    else if (!*out) *out = a;
+    else return fprintf(stderr, "lowbit: %s: unexpected argument '%s'\n", cmd, a), CLI_USAGE;
+    return CLI_OK;
+}
+
+int cli_in_out_given(const char *cmd, const char *in, const char *out) {
+    if (!in || !out) return fprintf(stderr, "lowbit: %s: IN and OUT are required (see --help)\n", cmd), CLI_USAGE;
+    return CLI_OK;
 }
 
 int cli_float(const char *opt, const char *val, double *out) {
