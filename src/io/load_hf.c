@@ -15,24 +15,13 @@
 
 #define HF_MAX_JSON ((size_t)64 << 20)
 
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (p) {
-        memcpy(p, dir, a);
-        p[a] = '/';
-        memcpy(p + a + 1, name, b + 1);
-    }
-    return p;
-}
-
 static int is_file(const char *p) {
     struct stat st;
     return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int file_in(const char *dir, const char *name) {
-    char *p = join(dir, name);
+    char *p = lb_path_join(dir, name);
     int ok = is_file(p);
     free(p);
     return ok;
@@ -149,7 +138,7 @@ static lb_status load_sharded(lb_model *m, const char *dir, const char *index_pa
         int seen = 0; /* load each shard once, in first-mention order */
         for (const cJSON *f = wm->child; f != e && !seen; f = f->next) seen = strcmp(f->valuestring, e->valuestring) == 0;
         if (seen) continue;
-        char *shard = join(dir, e->valuestring);
+        char *shard = lb_path_join(dir, e->valuestring);
         s = shard ? add_shard(m, shard, tied, wm, e->valuestring, err) : lb_fail(err, LB_ERR_NOMEM, "out of memory");
         free(shard);
     }
@@ -171,7 +160,7 @@ static lb_status load_sharded(lb_model *m, const char *dir, const char *index_pa
 /* chat_template from tokenizer_config.json (a string, or a list of {name, template}), else
  * from chat_template.jinja, where newer transformers versions keep it. */
 static lb_status load_chat_template(lb_model *m, const char *dir, lb_error *err) {
-    char *path = join(dir, "tokenizer_config.json"), *txt = NULL;
+    char *path = lb_path_join(dir, "tokenizer_config.json"), *txt = NULL;
     size_t len;
     lb_status s = LB_OK;
     if (!path) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
@@ -196,7 +185,7 @@ static lb_status load_chat_template(lb_model *m, const char *dir, lb_error *err)
         if (s || m->chat_template) goto out;
     }
     free(path);
-    path = join(dir, "chat_template.jinja");
+    path = lb_path_join(dir, "chat_template.jinja");
     if (is_file(path)) s = lb_read_file(path, HF_MAX_JSON, &m->chat_template, &len, err);
 out:
     free(txt);
@@ -210,7 +199,7 @@ lb_status lb_load_hf(lb_model *m, const char *dir, lb_error *err) { return lb_lo
 lb_status lb_load_hf_weights(lb_model *m, const char *dir, const char *weights, lb_error *err) {
     snprintf(m->format, sizeof m->format, "hf");
     if (!m->path && !(m->path = strdup(dir))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
-    char *cfg_path = join(dir, "config.json"), *txt = NULL;
+    char *cfg_path = lb_path_join(dir, "config.json"), *txt = NULL;
     if (!cfg_path) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     size_t len;
     lb_hf_extra extra;
@@ -220,10 +209,10 @@ lb_status lb_load_hf_weights(lb_model *m, const char *dir, const char *weights, 
     free(cfg_path);
     if (s) return s;
 
-    char *index = join(dir, "model.safetensors.index.json"), *single = join(dir, "model.safetensors");
+    char *index = lb_path_join(dir, "model.safetensors.index.json"), *single = lb_path_join(dir, "model.safetensors");
     if (single && !weights && !is_file(single) && !is_file(index)) { /* a compressed copy in its place */
         free(single);
-        single = join(dir, "model.safetensors.lbz");
+        single = lb_path_join(dir, "model.safetensors.lbz");
     }
     if (!index || !single) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     else if (weights) s = add_shard(m, weights, extra.tie_word_embeddings, NULL, NULL, err);
