@@ -23,6 +23,26 @@ static inline float hsum_f32(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* acc + (d dx isum - dmin dx msum), rounded step by step exactly as lb_kq_block_sum and the
+ * scalar loop do. The scalar-single intrinsics are builtins the compiler does not fuse into
+ * FMAs, so this inlines without changing a bit. */
+static inline __m128 kq_accum(__m128 acc, float d, float dmin, float dx, int isum, int msum) {
+    __m128 vdx = _mm_set_ss(dx);
+    __m128 a = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(d), vdx), _mm_cvtsi32_ss(vdx, isum));
+    __m128 b = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(dmin), vdx), _mm_cvtsi32_ss(vdx, msum));
+    return _mm_add_ss(acc, _mm_sub_ss(a, b));
+}
+
+/* same with dmin = 0: d dx isum - 0 dx 0 equals d dx isum (also for -0) */
+static inline __m128 kq_accum0(__m128 acc, float d, float dx, int isum) {
+    __m128 vdx = _mm_set_ss(dx);
+    return _mm_add_ss(acc, _mm_mul_ss(_mm_mul_ss(_mm_set_ss(d), vdx), _mm_cvtsi32_ss(vdx, isum)));
+}
+
+static inline float kq_add(float sum, float d, float dmin, float dx, int isum, int msum) {
+    return _mm_cvtss_f32(kq_accum(_mm_set_ss(sum), d, dmin, dx, isum, msum));
+}
+
 static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles first, then high nibbles */
@@ -125,17 +145,45 @@ float lb_vec_dot_q8_0_q8_avx2(int n, const void *w_row, const void *x_q) {
     return hsum_f32(acc);
 }
 
+/* Four blocks per step into four accumulators (an FMA chain per block was the limit); the
+ * eight fp16 scales of a step are converted together. */
+/* codes 0..15 as unsigned bytes: sum (q - 8) x = sum q x - 8 sum x, both in int16 pairs
+ * (|2 * 15 * 127| and |2 * 8 * 127| fit), which needs fewer steps than signing q - 8 */
+static inline __m256i q4_0_dot(const lb_block_q4_0 *w, const lb_block_q8_0 *x) {
+    __m256i xv = loadu256(x->qs);
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles32(w->qs), xv),
+                                 _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static inline uint64_t pack4_f16(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
+    return (uint64_t)a | (uint64_t)b << 16 | (uint64_t)c << 32 | (uint64_t)d << 48;
+}
+
 float lb_vec_dot_q4_0_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_q4_0 *w = w_row;
     const lb_block_q8_0 *x = x_q;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i eight = _mm256_set1_epi8(8);
-    for (int i = 0; i < n / LB_QK; i++) {
-        __m256i q = _mm256_sub_epi8(nibbles32(w[i].qs), eight);
-        __m256i p = dot_i8(q, loadu256(x[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(w[i].d) * F16(x[i].d)), _mm256_cvtepi32_ps(p), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int nb = n / LB_QK, i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m128i h = _mm_set_epi64x((long long)pack4_f16(x[i].d, x[i + 1].d, x[i + 2].d, x[i + 3].d),
+                                   (long long)pack4_f16(w[i].d, w[i + 1].d, w[i + 2].d, w[i + 3].d));
+        __m256 f = _mm256_cvtph_ps(h);
+        __m128 s = _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+        __m256 s2 = _mm256_set_m128(s, s);
+        __m256 p0 = _mm256_cvtepi32_ps(q4_0_dot(&w[i], &x[i]));
+        __m256 p1 = _mm256_cvtepi32_ps(q4_0_dot(&w[i + 1], &x[i + 1]));
+        __m256 p2 = _mm256_cvtepi32_ps(q4_0_dot(&w[i + 2], &x[i + 2]));
+        __m256 p3 = _mm256_cvtepi32_ps(q4_0_dot(&w[i + 3], &x[i + 3]));
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(s2, 0x00), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(s2, 0x55), p1, acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_permute_ps(s2, 0xAA), p2, acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_permute_ps(s2, 0xFF), p3, acc3);
     }
-    return hsum_f32(acc);
+    for (; i < nb; i++)
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(F16(w[i].d) * F16(x[i].d)), _mm256_cvtepi32_ps(q4_0_dot(&w[i], &x[i])),
+                               acc0);
+    return hsum_f32(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
 
 /* x = d q + m: the m term needs the activation block sum */
@@ -214,7 +262,7 @@ float lb_vec_dot_q2_K_q8_avx2(int n, const void *w_row, const void *x_q) {
         }
         int msum = 0;
         for (int j = 0; j < 16; j++) msum += (w[i].scales[j] >> 4) * x[i].bsums[j];
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
+        sum = kq_add(sum, lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
                                hsum_i32(acc), msum);
     }
     return sum;
@@ -243,67 +291,86 @@ float lb_vec_dot_q3_K_q8_avx2(int n, const void *w_row, const void *x_q) {
                                                           sc[j], sc[j + 1]));
             }
         }
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 4 * bias, 0);
+        sum = kq_add(sum, lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 4 * bias, 0);
     }
     return sum;
 }
 
-static inline void k4_scales(const uint8_t *s, const int16_t *bsums, int *sc, int *msum) {
-    *msum = 0;
-    for (int j = 0; j < 8; j++) {
-        uint8_t a, m;
-        lb_kq_get_scale_min(j, s, &a, &m);
-        sc[j] = a;
-        *msum += m * (bsums[2 * j] + bsums[2 * j + 1]);
-    }
+/* The 8 six-bit scales and mins of Q4_K/Q5_K from their 12 bytes (layout in
+ * lb_kq_get_scale_min), unpacked with word operations: scales to int16 lanes, and msum, the
+ * mins weighted by the activation sums of their 32 elements. */
+static inline __m128i k4_scales(const uint8_t *s, const int16_t *bsums, int *msum) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    uint32_t sc_hi = (c & m4) | ((a >> 6) & m2) << 4, mn_hi = ((c >> 4) & m4) | ((b >> 6) & m2) << 4;
+    __m128i sc = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)(a & m6)));
+    __m128i mn = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)(b & m6)));
+    __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                _mm_loadu_si128((const __m128i *)(bsums + 8))); /* |pair| <= 4064 */
+    __m128i p = _mm_madd_epi16(mn, bs);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+    *msum = _mm_cvtsi128_si32(p);
+    return sc;
+}
+
+/* int16 lane j of v broadcast to all 16 lanes */
+static inline __m256i bcast16(__m256i v, int j) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0101 * 2 * j + 0x0100)));
 }
 
 float lb_vec_dot_q4_K_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_q4_K *w = w_row;
     const lb_block_q8_K *x = x_q;
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    float sum = 0;
+    __m128 sum = _mm_setzero_ps();
     for (int i = 0; i < n / LB_QK_K; i++) {
-        int sc[8], msum;
-        k4_scales(w[i].scales, x[i].bsums, sc, &msum);
-        __m256i acc = _mm256_setzero_si256();
+        int msum;
+        __m256i sc = _mm256_broadcastsi128_si256(k4_scales(w[i].scales, x[i].bsums, &msum));
+        const int8_t *xq = x[i].qs;
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
         for (int c = 0; c < 4; c++) {
             __m256i b = loadu256(w[i].qs + 32 * c);
             __m256i lo = _mm256_and_si256(b, m4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-            acc = _mm256_add_epi32(acc, dot_u8_scaled(lo, loadu256(x[i].qs + 64 * c), sc[2 * c], sc[2 * c]));
-            acc = _mm256_add_epi32(acc, dot_u8_scaled(hi, loadu256(x[i].qs + 64 * c + 32), sc[2 * c + 1],
-                                                      sc[2 * c + 1]));
+            __m256i plo = _mm256_maddubs_epi16(lo, loadu256(xq + 64 * c));
+            __m256i phi = _mm256_maddubs_epi16(hi, loadu256(xq + 64 * c + 32));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(plo, bcast16(sc, 2 * c)));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(phi, bcast16(sc, 2 * c + 1)));
         }
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
-                               hsum_i32(acc), msum);
+        sum = kq_accum(sum, F16(w[i].d), F16(w[i].dmin), x[i].d, hsum_i32(_mm256_add_epi32(acc0, acc1)), msum);
     }
-    return sum;
+    return _mm_cvtss_f32(sum);
 }
 
 float lb_vec_dot_q5_K_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_q5_K *w = w_row;
     const lb_block_q8_K *x = x_q;
     const __m256i m4 = _mm256_set1_epi8(0xF), b5 = _mm256_set1_epi8(0x10);
-    float sum = 0;
+    __m128 sum = _mm_setzero_ps();
     for (int i = 0; i < n / LB_QK_K; i++) {
-        int sc[8], msum;
-        k4_scales(w[i].scales, x[i].bsums, sc, &msum);
-        __m256i acc = _mm256_setzero_si256(), qh = loadu256(w[i].qh);
+        int msum;
+        __m256i sc = _mm256_broadcastsi128_si256(k4_scales(w[i].scales, x[i].bsums, &msum));
+        const int8_t *xq = x[i].qs;
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, qh = loadu256(w[i].qh);
         for (int c = 0; c < 4; c++) {
             __m256i b = loadu256(w[i].qs + 32 * c);
-            __m256i ml = _mm256_set1_epi8((char)(1 << (2 * c))), mh = _mm256_set1_epi8((char)(2 << (2 * c)));
-            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, ml), ml), b5);
-            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, mh), mh), b5);
+            /* bit 2c of qh moved to bit 4, then bit 2c + 1 */
+            __m256i hl = _mm256_and_si256(_mm256_slli_epi16(qh, 4), b5);
+            __m256i hh = _mm256_and_si256(_mm256_slli_epi16(qh, 3), b5);
+            qh = _mm256_srli_epi16(qh, 2);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(b, m4), hl);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), hh);
-            acc = _mm256_add_epi32(acc, dot_u8_scaled(lo, loadu256(x[i].qs + 64 * c), sc[2 * c], sc[2 * c]));
-            acc = _mm256_add_epi32(acc, dot_u8_scaled(hi, loadu256(x[i].qs + 64 * c + 32), sc[2 * c + 1],
-                                                      sc[2 * c + 1]));
+            __m256i plo = _mm256_maddubs_epi16(lo, loadu256(xq + 64 * c));
+            __m256i phi = _mm256_maddubs_epi16(hi, loadu256(xq + 64 * c + 32));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(plo, bcast16(sc, 2 * c)));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(phi, bcast16(sc, 2 * c + 1)));
         }
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), lb_fp16_to_f32(w[i].dmin), x[i].d,
-                               hsum_i32(acc), msum);
+        sum = kq_accum(sum, F16(w[i].d), F16(w[i].dmin), x[i].d, hsum_i32(_mm256_add_epi32(acc0, acc1)), msum);
     }
-    return sum;
+    return _mm_cvtss_f32(sum);
 }
 
 float lb_vec_dot_q6_K_q8_avx2(int n, const void *w_row, const void *x_q) {
@@ -330,34 +397,41 @@ float lb_vec_dot_q6_K_q8_avx2(int n, const void *w_row, const void *x_q) {
                                                           w[i].scales[j], w[i].scales[j + 1]));
             }
         }
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 32 * bias, 0);
+        sum = kq_add(sum, lb_fp16_to_f32(w[i].d), 0, x[i].d, hsum_i32(acc) - 32 * bias, 0);
     }
     return sum;
 }
 
 static inline int bsum_total(const int16_t *b) {
-    int s = 0;
-    for (int g = 0; g < 16; g++) s += b[g];
-    return s;
+    return hsum_i32(_mm256_madd_epi16(loadu256(b), _mm256_set1_epi16(1)));
 }
 
+/* trits t in 0..2 times x as unsigned x signed products; the -1 offset is the block's
+ * activation sum, taken off the same integer total */
 float lb_vec_dot_tq2_0_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_tq2_0 *w = w_row;
     const lb_block_q8_K *x = x_q;
-    const __m256i one16 = _mm256_set1_epi16(1);
-    float sum = 0;
+    const __m256i one16 = _mm256_set1_epi16(1), m3 = _mm256_set1_epi8(3);
+    __m128 sum = _mm_setzero_ps();
     for (int i = 0; i < n / LB_QK_K; i++) {
-        __m256i acc16 = _mm256_setzero_si256(); /* 8 products of <= 2*127*2 per lane: no overflow */
+        const int8_t *xq = x[i].qs;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0; /* 4 products of <= 2*127*2 per lane each */
         for (int h = 0; h < 2; h++) {
             __m256i qv = loadu256(w[i].qs + 32 * h);
-            for (int s = 0; s < 4; s++)
-                acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(crumbs(qv, s),
-                                                                     loadu256(x[i].qs + 128 * h + 32 * s)));
+            const int8_t *xh = xq + 128 * h;
+            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_and_si256(qv, m3), loadu256(xh)));
+            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(qv, 2), m3),
+                                                           loadu256(xh + 32)));
+            a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(qv, 4), m3),
+                                                           loadu256(xh + 64)));
+            a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(qv, 6), m3),
+                                                           loadu256(xh + 96)));
         }
-        int isum = hsum_i32(_mm256_madd_epi16(acc16, one16)) - bsum_total(x[i].bsums);
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, isum, 0);
+        __m256i s32 = _mm256_madd_epi16(_mm256_add_epi16(a0, a1), one16);
+        s32 = _mm256_sub_epi32(s32, _mm256_madd_epi16(loadu256(x[i].bsums), one16));
+        sum = kq_accum0(sum, F16(w[i].d), x[i].d, hsum_i32(s32));
     }
-    return sum;
+    return _mm_cvtss_f32(sum);
 }
 
 /* bytes times per-128-lane multipliers, modulo 256 */
@@ -408,7 +482,7 @@ float lb_vec_dot_tq1_0_q8_avx2(int n, const void *w_row, const void *x_q) {
         __m256i tr = top_trit(mul_bytes(q2, pow3_pair(81, 1)));
         acc16 = _mm256_add_epi16(acc16, _mm256_maddubs_epi16(tr, loadu256(xq + 224)));
         int isum = hsum_i32(_mm256_madd_epi16(acc16, one16)) - bsum_total(x[i].bsums);
-        sum += lb_kq_block_sum(lb_fp16_to_f32(w[i].d), 0, x[i].d, isum, 0);
+        sum = kq_add(sum, lb_fp16_to_f32(w[i].d), 0, x[i].d, isum, 0);
     }
     return sum;
 }
