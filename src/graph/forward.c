@@ -192,6 +192,22 @@ static void rmsnorm_rows(float *out, const float *x, const lb_tensor *w, int n_t
     for (int t = 0; t < n_tok; t++) lb_rmsnorm(out + (size_t)t * n, x + (size_t)t * n, w->data, n, eps);
 }
 
+/* The projection back into the residual stream, shared by attention (wo) and the FFN (down):
+ * BitNet's sub-norm (into tmp), BitLinear's int8 input, the matmul, the residual add. */
+static lb_status project_add(lb_session *s, float *in, float *tmp, const lb_tensor *sub_norm, int n, const lb_tensor *w,
+                             const lb_tensor *w_s, int n_tok, lb_error *err) {
+    const lb_config *c = &s->m->cfg;
+    if (sub_norm) {
+        rmsnorm_rows(tmp, in, sub_norm, n_tok, n, c->norm_eps);
+        in = tmp;
+    }
+    if (c->act_quant_int8) lb_act_quant_int8_rows(in, n_tok, n);
+    lb_status st = linear_s(s, w, w_s, in, n_tok, s->xb2, err);
+    if (st) return st;
+    for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * c->dim, s->xb2 + (size_t)t * c->dim, c->dim);
+    return LB_OK;
+}
+
 static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_error *err) {
     const lb_config *c = &s->m->cfg;
     const lb_layer_weights *w = &s->m->layers[l];
@@ -217,14 +233,7 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
     double work = (double)n_tok * c->n_heads * (pos0 + n_tok) * hd * 2;
     int nth = work < 65536 ? 1 : lb_pool_size(s->pool);
     lb_pool_run_n(s->pool, attn_worker, &job, nth);
-    float *att = s->att_out;
-    if (w->attn_sub_norm) {
-        rmsnorm_rows(s->xb, s->att_out, w->attn_sub_norm, n_tok, q_dim, c->norm_eps);
-        att = s->xb;
-    }
-    if (c->act_quant_int8) lb_act_quant_int8_rows(att, n_tok, q_dim);
-    if ((st = linear_s(s, w->wo, w->wo_s, att, n_tok, s->xb2, err))) return st;
-    for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
+    if ((st = project_add(s, s->att_out, s->xb, w->attn_sub_norm, q_dim, w->wo, w->wo_s, n_tok, err))) return st;
 
     rmsnorm_rows(s->xb, s->x, w->ffn_norm, n_tok, dim, c->norm_eps);
     if (c->act_quant_int8) lb_act_quant_int8_rows(s->xb, n_tok, dim);
@@ -235,15 +244,7 @@ static lb_status layer_forward(lb_session *s, int l, int n_tok, int pos0, lb_err
         if (c->act == LB_ACT_RELU2) lb_relu2_mul(g, u, hid);
         else lb_silu_mul(g, u, hid);
     }
-    float *h = s->hb;
-    if (w->ffn_sub_norm) {
-        rmsnorm_rows(s->hb2, s->hb, w->ffn_sub_norm, n_tok, hid, c->norm_eps);
-        h = s->hb2;
-    }
-    if (c->act_quant_int8) lb_act_quant_int8_rows(h, n_tok, hid);
-    if ((st = linear_s(s, w->w_down, w->w_down_s, h, n_tok, s->xb2, err))) return st;
-    for (int t = 0; t < n_tok; t++) lb_vec_add(s->x + (size_t)t * dim, s->xb2 + (size_t)t * dim, dim);
-    return LB_OK;
+    return project_add(s, s->hb, s->hb2, w->ffn_sub_norm, hid, w->w_down, w->w_down_s, n_tok, err);
 }
 
 /* Runs up to LB_MAX_BATCH tokens; logits for the chunk's last token (or all rows into out). */

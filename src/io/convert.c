@@ -174,15 +174,19 @@ lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype
     return s;
 }
 
+lb_status lb_convert_load(const char *in, const char *tokenizer_path, lb_model **out, lb_error *err) {
+    lb_model_params mp = lb_model_default_params();
+    mp.tokenizer_path = tokenizer_path;
+    mp.n_threads = 1;
+    return lb_model_load(in, &mp, out, err);
+}
+
 lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p, lb_progress_fn progress, void *user,
                      lb_error *err) {
     lb_convert_params d = lb_convert_default_params();
     if (!p) p = &d;
-    lb_model_params mp = lb_model_default_params();
-    mp.tokenizer_path = p->tokenizer_path;
-    mp.n_threads = 1;
     lb_model *m;
-    lb_status s = lb_model_load(in, &mp, &m, err);
+    lb_status s = lb_convert_load(in, p->tokenizer_path, &m, err);
     if (s) return s;
     s = lb_convert_model(m, out, p->dtype, progress, user, err);
     lb_model_free(m);

@@ -489,11 +489,8 @@ lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_pa
     lb_quantize_params d = lb_quantize_default_params();
     if (!p) p = &d;
     if (!lb_qrecipe_find(p->type)) return unknown_type(p->type, err); /* before loading a large model */
-    lb_model_params mp = lb_model_default_params();
-    mp.tokenizer_path = p->tokenizer_path;
-    mp.n_threads = 1;
     lb_model *m;
-    lb_status s = lb_model_load(in, &mp, &m, err);
+    lb_status s = lb_convert_load(in, p->tokenizer_path, &m, err);
     if (s) return s;
     s = lb_quantize_model(m, out, p, progress, user, err);
     lb_model_free(m);
