@@ -144,6 +144,26 @@ def ak42_codes(path, skip_tensors, o, i):
             n += 1
 
 
+def gguf_ternary(g, name):
+    """The codes (-1, 0, 1) of a BitLinear weight as the GGUF holds them, decoded here from the
+    format's definition: TQ2_0 = per 256 weights 64 bytes of 2-bit codes (weight j of each
+    128-run in byte j % 32 of its 32-byte group, bits 2 * (j // 32)), then an fp16 d; F16 = the codes."""
+    ty, ne, raw = g.raw(name)
+    if ty == 1:
+        return [round(v) for v in struct.unpack("<%de" % (len(raw) // 2), raw)]
+    assert ty == 35, ty
+    out = []
+    for b in range(len(raw) // 66):
+        qs = raw[66 * b:66 * b + 64]
+        d = struct.unpack("<e", raw[66 * b + 64:66 * b + 66])[0]
+        assert d == 1.0
+        for half in range(2):
+            for l in range(4):
+                for m in range(32):
+                    out.append(((qs[32 * half + m] >> (2 * l)) & 3) - 1)
+    return out
+
+
 for size in ("1M", "3M"):
     src = S("models", f"bitnet-b158-tinystories-{size}", "bit_model.bin")
     o = T(f"ak{size}.gguf")
@@ -157,8 +177,11 @@ for size in ("1M", "3M"):
     L = g.kv.get("bitnet.block_count")
     kvd = dim // g.kv["bitnet.attention.head_count"] * g.kv["bitnet.attention.head_count_kv"]
     s, codes = ak42_codes(src, 2 * L + 1, kvd, dim)  # wv of layer 1 (not permuted)
-    vals = g.f32("blk.1.attn_v.weight")
-    check(len(vals) == len(codes) and all(v == c * s for v, c in zip(vals, codes)), f"ak42 {size}: ternary values exact")
+    ty = g.tensors["blk.1.attn_v.weight"][0]
+    check(ty == (35 if size == "3M" else 1), f"ak42 {size}: TQ2_0 where rows fit 256-blocks, else F16 (type {ty})")
+    got = gguf_ternary(g, "blk.1.attn_v.weight")
+    check(got == codes, f"ak42 {size}: ternary codes exact")
+    check(g.f32("blk.1.attn_v.scale") == (s,), f"ak42 {size}: per-tensor scale exact")
     r1 = run_json(src, "Once upon a time", 40)
     r2 = run_json(o, "Once upon a time", 40)
     if r1.returncode == 0 and r2.returncode == 0:

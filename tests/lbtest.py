@@ -84,6 +84,7 @@ def logits(model, ids, out):
 class Gguf:
     SIZES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
     TYPE_BYTES = {0: 4, 1: 2, 30: 2}
+    BLOCKS = {35: (256, 66)}  # TQ2_0: elements per block, bytes per block
 
     def __init__(self, path, limit=-1):
         """limit: read at most this many bytes (enough for the header), -1 for the whole file."""
@@ -132,7 +133,8 @@ class Gguf:
         for x in ne:
             n *= x
         start = self.data + off
-        return ty, ne, self.b[start:start + n * self.TYPE_BYTES[ty]]
+        nbytes = n // self.BLOCKS[ty][0] * self.BLOCKS[ty][1] if ty in self.BLOCKS else n * self.TYPE_BYTES[ty]
+        return ty, ne, self.b[start:start + nbytes]
 
     def f32(self, name):
         ty, ne, raw = self.raw(name)

@@ -181,6 +181,12 @@ lb_status lb_convert_load(const char *in, const char *tokenizer_path, lb_model *
     return lb_model_load(in, &mp, out, err);
 }
 
+/* Names each tensor that did not get the ternary type (rows that do not fit its blocks). */
+static void note_fallback(void *user, const char *name, const char *type, const char *note) {
+    (void)user;
+    if (note) lb_warn("%s: %s (%s)", name, note, type);
+}
+
 lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p, lb_progress_fn progress, void *user,
                      lb_error *err) {
     lb_convert_params d = lb_convert_default_params();
@@ -188,6 +194,16 @@ lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p
     lb_model *m;
     lb_status s = lb_convert_load(in, p->tokenizer_path, &m, err);
     if (s) return s;
+    if (!strcmp(m->format, "ak42") && (!p->dtype || !strcmp(p->dtype, "keep"))) {
+        /* BitNet checkpoints keep their ternary weights exact in TQ2_0 (with the per-tensor scale
+         * beside them); rows that do not fit its 256-element blocks stay in F16, named */
+        lb_quantize_params qp = lb_quantize_default_params();
+        qp.type = "tq2_0";
+        qp.on_tensor = note_fallback;
+        s = lb_quantize_model(m, out, &qp, progress, user, err);
+        lb_model_free(m);
+        return s;
+    }
     s = lb_convert_model(m, out, p->dtype, progress, user, err);
     lb_model_free(m);
     return s;

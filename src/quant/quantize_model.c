@@ -164,10 +164,12 @@ static void plan_one(const lb_model *m, const lb_qrecipe *r, const lb_quantize_p
     q->scale_tensor = q->ternarize && m->cfg.arch == LB_ARCH_BITNET;
     lb_dtype fb = lb_quant_fallback(want, t->ne[0]);
     if (fb != want) {
+        /* a ternary fallback stays lossless: the codes themselves, exact in a float type, with the
+         * scale in the scale tensor (BitNet), else the values code x scale */
         note(q, "rows of %lld do not fit %s blocks of %d: %s%s", (long long)t->ne[0], lb_dtype_name(want),
-             lb_dtype_get(want)->block_size, lb_dtype_name(fb), q->ternarize ? " holding the ternary values" : "");
+             lb_dtype_get(want)->block_size, lb_dtype_name(fb),
+             q->scale_tensor ? " holding the ternary codes (exact), scale beside" : q->ternarize ? " holding the ternary values" : "");
         q->type = fb;
-        q->scale_tensor = 0;
     }
 }
 
@@ -280,17 +282,19 @@ static void absmean_job(void *arg, int ith, int nth) {
     float *x = j->c->rows + (size_t)ith * (size_t)j->c->widest;
     const lb_dtype_traits *tr = lb_dtype_get(j->t->type);
     size_t in_row = lb_dtype_row_size(j->t->type, n);
-    double s = 0, mx = 0;
+    double s = 0, mx = 0, mn = INFINITY;
     for (int64_t r = j->r0 + a; r < j->r0 + b; r++) {
         tr->to_float((const uint8_t *)j->t->data + (size_t)r * in_row, x, n);
         for (int64_t i = 0; i < n; i++) {
             double v = fabs((double)(x[i] * j->g));
             s += v;
             mx = v > mx ? v : mx;
+            if (v > 0 && v < mn) mn = v;
         }
     }
     j->partial[ith] = s;
     j->partial[256 + ith] = mx;
+    j->partial[512 + ith] = mn;
 }
 
 static void from_float(lb_dtype t, const float *x, void *out, int64_t n) {
@@ -329,8 +333,9 @@ static void quant_job(void *arg, int ith, int nth) {
         else if (is_float(ty)) {
             if (j->plan->ternarize) /* the fallback of a ternary type: the same values, unpacked */
                 for (int64_t i = 0; i < n; i++) {
-                    float q = roundf(x[i] * inv);
-                    x[i] = (q > 1 ? 1 : q < -1 ? -1 : q) * lb_fp16_to_f32(lb_f32_to_fp16(j->scale));
+                    float q = roundf(unit ? x[i] : x[i] * inv); /* with a scale tensor, x is already x / scale */
+                    q = q > 1 ? 1 : q < -1 ? -1 : q;
+                    x[i] = unit ? q : q * lb_fp16_to_f32(lb_f32_to_fp16(j->scale));
                 }
             from_float(ty, x, y, n);
         } else lb_quantize(ty, x, y, 1, n, NULL);
@@ -379,12 +384,18 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     size_t out_row = lb_dtype_row_size(dst->type, n), in_row = lb_dtype_row_size(t->type, n);
     qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL};
     if (qt->plan.ternarize) {
-        double part[512] = {0}, sum = 0, mx = 0;
+        double part[768] = {0}, sum = 0, mx = 0, mn = INFINITY;
         j.partial = part;
         lb_pool_run(c->pool, absmean_job, &j);
-        for (int i = 0; i < c->nth; i++) sum += part[i], mx = part[256 + i] > mx ? part[256 + i] : mx;
-        /* weights that are ternary already keep their scale (their absmean is smaller) */
-        j.scale = is_ternary(t->type) ? (float)mx : (float)(sum / (double)lb_tensor_nelements(t));
+        for (int i = 0; i < c->nth; i++) {
+            sum += part[i];
+            mx = part[256 + i] > mx ? part[256 + i] : mx;
+            mn = part[512 + i] < mn ? part[512 + i] : mn;
+        }
+        /* weights that are ternary already (a ternary type, or floats that are all -s, 0 or s, as
+         * converted BitNet checkpoints hold) keep their scale s: their absmean is smaller */
+        int already = is_ternary(t->type) || (mx > 0 && mn == mx);
+        j.scale = already ? (float)mx : (float)(sum / (double)lb_tensor_nelements(t));
         qt->scale = j.scale;
     }
     int64_t chunk = (int64_t)(c->out_cap / out_row);
