@@ -578,6 +578,9 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
  * The caller sets budget, n_ctx_requested, ctx_strict (and kv_forced to pin a type). */
 #define LB_MEM_RUNTIME_ALLOWANCE (24ull << 20)
 void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in);
+/* Locks the model's mapped weights in RAM (mlock), so memory pressure cannot evict them and
+ * make every token re-read them from disk; what a plan with lock_weights asks for. */
+lb_status lb_model_lock_weights(lb_model *m, lb_error *err);
 
 #ifdef __cplusplus
 }

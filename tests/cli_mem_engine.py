@@ -124,6 +124,18 @@ try:
     shutil.rmtree(root)
     rc, out, err = lowbit("run", "-m", model, "-p", "hello", "-n", "8", env=env)
     check(rc == 0 and "memory guard off" in err and "meminfo" in err, "monitor cannot open: " + err)
+
+    # weights are locked when RLIMIT_MEMLOCK allows it (the plan's lock_weights), never beyond it
+    def run_limited(kib):
+        p = subprocess.run(["bash", "-c", 'ulimit -l %s && exec "$0" "$@"' % kib, LB, "run", "-m", model, "-p", "hello",
+                            "-n", "4", "--mem-budget", "1G"], capture_output=True, text=True, errors="replace", timeout=120)
+        return p.returncode, p.stderr
+    rc, err = run_limited(0)
+    check(rc == 0 and "locked" not in err, "RLIMIT_MEMLOCK 0: weights not locked: " + err)
+    limit = subprocess.run(["bash", "-c", "ulimit -l"], capture_output=True, text=True).stdout.strip()
+    if limit == "unlimited" or int(limit) * 1024 >= os.path.getsize(model) + (1 << 20):
+        rc, err = run_limited(limit)
+        check(rc == 0 and "weights locked in memory" in err, "RLIMIT_MEMLOCK %s: weights locked: %s" % (limit, err))
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

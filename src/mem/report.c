@@ -1,5 +1,6 @@
 /* Per-model memory accounting and the model's part of a budget plan. Sizes come from the tensor
  * table and the session's tracker; residency of the mmapped file from mincore(). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,4 +172,14 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     in->overhead_bytes = tokenizer_estimate(m->tok) + LB_MEM_RUNTIME_ALLOWANCE;
     in->n_ctx_train = m->cfg.ctx_train > 0 ? (uint32_t)m->cfg.ctx_train : 0;
     in->kv_forced = -1;
+}
+
+lb_status lb_model_lock_weights(lb_model *m, lb_error *err) {
+    for (size_t i = 0; i < m->n_maps; i++) {
+        const lb_mapfile *f = &m->maps[i];
+        if (f->size && mlock(f->data, f->size) != 0)
+            return lb_fail(err, LB_ERR_NOMEM, "%s: cannot lock %zu bytes of weights in memory: %s", f->path ? f->path : "model",
+                           f->size, strerror(errno));
+    }
+    return LB_OK;
 }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
+
 #include "cli.h"
 
 int cli_mem_budget(const char *opt, const char *val, uint64_t *out) {
@@ -13,7 +15,7 @@ int cli_mem_budget(const char *opt, const char *val, uint64_t *out) {
     return 1;
 }
 
-int cli_mem_plan(const lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
+int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
                  int kv_forced) {
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, n_threads, &in);
@@ -23,6 +25,8 @@ int cli_mem_plan(const lb_model *m, uint64_t budget, int n_threads, long long *n
     in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
     in.ctx_strict = ctx_strict;
     in.kv_forced = kv_forced ? (*kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32) : -1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) in.memlock_limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
     lb_mem_plan plan;
     lb_error err = {0};
     lb_status st = lb_mem_plan_make(&in, &plan, &err);
@@ -31,6 +35,10 @@ int cli_mem_plan(const lb_model *m, uint64_t budget, int n_threads, long long *n
         return CLI_ERR;
     }
     fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16; no Q8_0 KV cache yet)\n", plan.summary);
+    if (plan.lock_weights) { /* within RLIMIT_MEMLOCK: keep the weights resident under pressure */
+        if (lb_model_lock_weights(m, &err)) fprintf(stderr, "lowbit: warning: %s; continuing unlocked\n", err.msg);
+        else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
+    }
     *n_ctx = plan.n_ctx;
     *kv = plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
     return CLI_OK;
