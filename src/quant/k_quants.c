@@ -179,16 +179,24 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
      * often fits its sub-block better once D and DM are fixed. */
     for (int j = 0; j < nsub; j++) {
         static const int step[5][2] = {{0, 0}, {1, 0}, {-1, 0}, {0, 1}, {0, -1}};
-        float be = INFINITY;
-        int bs = qs[j], bm = qm[j];
+        float be = INFINITY, isc[5], xmn[5], r[15];
+        int bs = qs[j], bm = qm[j], cs[5], cm[5], nc = 0;
         for (int k = 0; k < 5; k++) {
-            int cs = qs[j] + step[k][0], cm = qm[j] + step[k][1];
-            if (cs < 0 || cs > smax || cm < 0 || cm > smax) continue;
-            float S = bestD * (float)cs, M = bestM * (float)cm, iS = S > 0 ? 1.0f / S : 0, r[3];
-            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            float e = S * S * r[1] - 2 * S * M * r[0] - 2 * S * r[2] + M * M * cw[j] + 2 * M * cx[j];
-            if (e < be) be = e, bs = cs, bm = cm;
+            cs[nc] = qs[j] + step[k][0], cm[nc] = qm[j] + step[k][1];
+            if (cs[nc] < 0 || cs[nc] > smax || cm[nc] < 0 || cm[nc] > smax) continue;
+            float S = bestD * (float)cs[nc];
+            isc[nc] = S > 0 ? 1.0f / S : 0;
+            xmn[nc] = -(bestM * (float)cm[nc]);
+            nc++;
+        }
+        if (simd) lb_qs_scan_asym_offs_avx2(sub, x + j * sub, w + j * sub, xmn, nmax, isc, nc, r);
+        else
+            for (int k = 0; k < nc; k++)
+                lb_qs_scan_asym(sub, x + j * sub, w + j * sub, xmn[k], nmax, &isc[k], 1, r + 3 * k);
+        for (int k = 0; k < nc; k++) {
+            float S = bestD * (float)cs[k], M = bestM * (float)cm[k], *rk = r + 3 * k;
+            float e = S * S * rk[1] - 2 * S * M * rk[0] - 2 * S * rk[2] + M * M * cw[j] + 2 * M * cx[j];
+            if (e < be) be = e, bs = cs[k], bm = cm[k];
         }
         qs[j] = (int8_t)bs;
         qm[j] = (int8_t)bm;

@@ -16,25 +16,82 @@ static inline __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
     return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
+/* Horizontal sums of eight vectors, lane k = hsum8(v[k]) bit for bit (same addition order:
+ * halves, then lanes two apart, then neighbours), for a third of the shuffles. */
+static inline __m256 hsum8x8(const __m256 *v) {
+    __m256 s04 = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[4], 0x20),
+                               _mm256_permute2f128_ps(v[0], v[4], 0x31));
+    __m256 s15 = _mm256_add_ps(_mm256_permute2f128_ps(v[1], v[5], 0x20),
+                               _mm256_permute2f128_ps(v[1], v[5], 0x31));
+    __m256 s26 = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[6], 0x20),
+                               _mm256_permute2f128_ps(v[2], v[6], 0x31));
+    __m256 s37 = _mm256_add_ps(_mm256_permute2f128_ps(v[3], v[7], 0x20),
+                               _mm256_permute2f128_ps(v[3], v[7], 0x31));
+    __m256 z0 = _mm256_add_ps(_mm256_shuffle_ps(s04, s15, 0x44), _mm256_shuffle_ps(s04, s15, 0xEE));
+    __m256 z1 = _mm256_add_ps(_mm256_shuffle_ps(s26, s37, 0x44), _mm256_shuffle_ps(s26, s37, 0xEE));
+    return _mm256_add_ps(_mm256_shuffle_ps(z0, z1, 0x88), _mm256_shuffle_ps(z0, z1, 0xDD));
+}
+
+/* One candidate's three accumulators (the element loop of the scan). */
+static inline void scan_asym_one(int n, const float *x, const float *w, __m256 vmin, __m256 is,
+                                 __m256 hi, __m256 *acc) {
+    const __m256 lo = _mm256_setzero_ps();
+    __m256 sl = _mm256_setzero_ps(), sll = sl, slx = sl;
+    for (int i = 0; i < n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i), wv = _mm256_loadu_ps(w + i);
+        __m256 l = round_clamp(_mm256_mul_ps(is, _mm256_sub_ps(xv, vmin)), lo, hi);
+        __m256 wl = _mm256_mul_ps(wv, l);
+        sl = _mm256_add_ps(sl, wl);
+        sll = _mm256_fmadd_ps(wl, l, sll);
+        slx = _mm256_fmadd_ps(wl, xv, slx);
+    }
+    acc[0] = sl;
+    acc[1] = sll;
+    acc[2] = slx;
+}
+
+/* Candidates in groups of eight (reduced together); xmin per candidate when xmins is set. */
+static void scan_asym_groups(int n, const float *x, const float *w, float xmin,
+                             const float *xmins, int nmax, const float *iscale, int ncand,
+                             float *sums) {
+    const __m256 hi = _mm256_set1_ps((float)nmax);
+    int k = 0;
+    for (; k + 4 <= ncand; k += 8) { /* four or more left: the group reduction pays */
+        int m = ncand - k < 8 ? ncand - k : 8;
+        __m256 a[3][8];
+        for (int c = 0; c < 8; c++) {
+            if (c >= m) {
+                a[0][c] = a[1][c] = a[2][c] = _mm256_setzero_ps();
+                continue;
+            }
+            __m256 acc[3];
+            scan_asym_one(n, x, w, _mm256_set1_ps(xmins ? xmins[k + c] : xmin),
+                          _mm256_set1_ps(iscale[k + c]), hi, acc);
+            a[0][c] = acc[0];
+            a[1][c] = acc[1];
+            a[2][c] = acc[2];
+        }
+        float r[3][8];
+        for (int t = 0; t < 3; t++) _mm256_storeu_ps(r[t], hsum8x8(a[t]));
+        for (int c = 0; c < m; c++)
+            for (int t = 0; t < 3; t++) sums[3 * (k + c) + t] = r[t][c];
+    }
+    for (; k < ncand; k++) {
+        __m256 acc[3];
+        scan_asym_one(n, x, w, _mm256_set1_ps(xmins ? xmins[k] : xmin), _mm256_set1_ps(iscale[k]),
+                      hi, acc);
+        for (int t = 0; t < 3; t++) sums[3 * k + t] = hsum8(acc[t]);
+    }
+}
+
 void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
                           const float *iscale, int ncand, float *sums) {
-    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps((float)nmax);
-    const __m256 vmin = _mm256_set1_ps(xmin);
-    for (int k = 0; k < ncand; k++) {
-        __m256 is = _mm256_set1_ps(iscale[k]);
-        __m256 sl = _mm256_setzero_ps(), sll = sl, slx = sl;
-        for (int i = 0; i < n; i += 8) {
-            __m256 xv = _mm256_loadu_ps(x + i), wv = _mm256_loadu_ps(w + i);
-            __m256 l = round_clamp(_mm256_mul_ps(is, _mm256_sub_ps(xv, vmin)), lo, hi);
-            __m256 wl = _mm256_mul_ps(wv, l);
-            sl = _mm256_add_ps(sl, wl);
-            sll = _mm256_fmadd_ps(wl, l, sll);
-            slx = _mm256_fmadd_ps(wl, xv, slx);
-        }
-        sums[3 * k] = hsum8(sl);
-        sums[3 * k + 1] = hsum8(sll);
-        sums[3 * k + 2] = hsum8(slx);
-    }
+    scan_asym_groups(n, x, w, xmin, NULL, nmax, iscale, ncand, sums);
+}
+
+void lb_qs_scan_asym_offs_avx2(int n, const float *x, const float *w, const float *xmins,
+                               int nmax, const float *iscale, int ncand, float *sums) {
+    scan_asym_groups(n, x, w, 0, xmins, nmax, iscale, ncand, sums);
 }
 
 void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo_, int hi_,
