@@ -106,19 +106,18 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
                            int simd, uint16_t *dh, uint16_t *mh, uint8_t *sc, uint8_t *mn,
                            uint8_t *L) {
     const int nsub = LB_QK_K / sub;
-    float w[LB_QK_K], s[16], m[16], ws[16], wm[16];
+    /* cw, cx: constant parts of the weighted error per sub-block (sum w, sum w x) */
+    float w[LB_QK_K], s[16], m[16], ws[16], wm[16], cw[16], cx[16];
     for (int j = 0; j < nsub; j++) {
         const float *xj = x + j * sub;
         float *wj = w + j * sub, off;
         if (simd) lb_qs_weights_avx2(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
         else lb_qs_weights(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
-        s[j] = lb_qs_fit_asym(sub, xj, wj, nmax, 0, simd, L + j * sub, &off);
+        s[j] = lb_qs_fit_asym_sums(sub, xj, wj, nmax, 0, simd, L + j * sub, &off, &cw[j], &cx[j]);
         m[j] = -off;
-        ws[j] = wm[j] = 0;
-        for (int i = 0; i < sub; i++) {
-            ws[j] += wj[i] * (float)L[j * sub + i] * (float)L[j * sub + i];
-            wm[j] += wj[i];
-        }
+        wm[j] = cw[j];
+        ws[j] = 0;
+        for (int i = 0; i < sub; i++) ws[j] += wj[i] * (float)L[j * sub + i] * (float)L[j * sub + i];
         ws[j] = ws[j] > 0 ? ws[j] : 1e-6f * wm[j];
     }
     int8_t qs[16], qm[16];
@@ -129,15 +128,6 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
         mn[j] = (uint8_t)qm[j];
     }
 
-    /* constant parts of the weighted error per sub-block */
-    float cw[16], cx[16];
-    for (int j = 0; j < nsub; j++) {
-        cw[j] = cx[j] = 0;
-        for (int i = j * sub; i < (j + 1) * sub; i++) {
-            cw[j] += w[i];
-            cx[j] += w[i] * x[i];
-        }
-    }
     float best_e = INFINITY, bestD = 0, bestM = 0;
     for (int it = 0; it < 3; it++) {
         uint16_t hd = lb_f32_to_fp16(d), hm = lb_f32_to_fp16(dm);
@@ -205,7 +195,10 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
     }
     for (int j = 0; j < nsub; j++) {
         float S = bestD * (float)qs[j], M = bestM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0;
-        for (int i = j * sub; i < (j + 1) * sub; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
+        if (simd) lb_qs_round_asym_avx2(sub, x + j * sub, -M, iS, nmax, L + j * sub);
+        else
+            for (int i = j * sub; i < (j + 1) * sub; i++)
+                L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
     }
 }
 

@@ -157,6 +157,100 @@ int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int
     return best;
 }
 
+/* lb_qs_scan_asym_avx2 then lb_qs_pick_asym_avx2 without the interleaved sums in between:
+ * each group's reduced sums go straight into the pick's arithmetic (same operations, same
+ * result). best[3] receives the winner's sums. */
+int lb_qs_search_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
+                           const float *iscale, int ncand, float sw_, float sx_, int free_offset,
+                           float *s_out, float *off_out, float *best) {
+    const __m256 hi = _mm256_set1_ps((float)nmax), vmin = _mm256_set1_ps(xmin);
+    const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_), zero = _mm256_setzero_ps();
+    const __m256 two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
+    int bi = -1;
+    float best_e = __builtin_inff();
+    for (int k0 = 0; k0 < ncand; k0 += 8) {
+        int m = ncand - k0 < 8 ? ncand - k0 : 8;
+        __m256 a[3][8];
+        for (int c = 0; c < 8; c++) {
+            if (c >= m) {
+                a[0][c] = a[1][c] = a[2][c] = zero;
+                continue;
+            }
+            __m256 acc[3];
+            scan_asym_one(n, x, w, vmin, _mm256_set1_ps(iscale[k0 + c]), hi, acc);
+            a[0][c] = acc[0];
+            a[1][c] = acc[1];
+            a[2][c] = acc[2];
+        }
+        __m256 sl = hsum8x8(a[0]), sll = hsum8x8(a[1]), slx = hsum8x8(a[2]);
+        __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+        __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
+        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
+        __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
+        if (!free_offset) {
+            __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
+            off = _mm256_blendv_ps(off, zero, pos);
+            s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
+        }
+        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
+        e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
+        e = _mm256_blendv_ps(inf, e, ok);
+        float ev[8], sv[8], ov[8], r[3][8];
+        _mm256_storeu_ps(ev, e);
+        _mm256_storeu_ps(sv, s);
+        _mm256_storeu_ps(ov, off);
+        _mm256_storeu_ps(r[0], sl);
+        _mm256_storeu_ps(r[1], sll);
+        _mm256_storeu_ps(r[2], slx);
+        for (int i = 0; i < m; i++)
+            if (ev[i] < best_e) {
+                best_e = ev[i];
+                bi = k0 + i;
+                *s_out = sv[i];
+                *off_out = ov[i];
+                best[0] = r[0][i];
+                best[1] = r[1][i];
+                best[2] = r[2][i];
+            }
+    }
+    return bi;
+}
+
+/* L = clamp(round((x - off) * is), 0, nmax), as the scalar lb_qs_round_clamp; n % 8 == 0. */
+void lb_qs_round_asym_avx2(int n, const float *x, float off, float is, int nmax, uint8_t *L) {
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps((float)nmax);
+    const __m256 vo = _mm256_set1_ps(off), vi = _mm256_set1_ps(is);
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = round_clamp(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vo), vi), lo, hi);
+        __m256i qi = _mm256_cvtps_epi32(v);
+        __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+        _mm_storel_epi64((__m128i *)(L + i), _mm_packus_epi16(p, p));
+    }
+}
+
+/* min and max of x, n % 8 == 0 */
+void lb_qs_minmax_avx2(int n, const float *x, float *mn, float *mx) {
+    __m256 a = _mm256_loadu_ps(x), b = a;
+    for (int i = 8; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        a = _mm256_min_ps(a, v);
+        b = _mm256_max_ps(b, v);
+    }
+    float av[8], bv[8];
+    _mm256_storeu_ps(av, a);
+    _mm256_storeu_ps(bv, b);
+    *mn = av[0];
+    *mx = bv[0];
+    for (int i = 1; i < 8; i++) {
+        *mn = av[i] < *mn ? av[i] : *mn;
+        *mx = bv[i] > *mx ? bv[i] : *mx;
+    }
+}
+
 void lb_qs_weights_avx2(int n, const float *x, const float *imatrix, float *w) {
     __m256 ss = _mm256_setzero_ps();
     for (int i = 0; i < n; i += 8) {
