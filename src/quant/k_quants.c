@@ -132,12 +132,19 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
     for (int it = 0; it < 3; it++) {
         uint16_t hd = lb_f32_to_fp16(d), hm = lb_f32_to_fp16(dm);
         float D = F16(hd), DM = F16(hm), e = 0;
-        float a = 0, bb = 0, c = 0, p = 0, q = 0;
+        float a = 0, bb = 0, c = 0, p = 0, q = 0, isj[16], xmj[16], rj[48];
+        /* codes rounded against the stored scales; sums give error and normal equations */
         for (int j = 0; j < nsub; j++) {
-            /* codes rounded against the stored scales; sums give error and normal equations */
-            float S = D * (float)qs[j], M = DM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0, r[3];
-            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            float S = D * (float)qs[j], M = DM * (float)qm[j];
+            isj[j] = S > 0 ? 1.0f / S : 0;
+            xmj[j] = -M;
+        }
+        if (simd) lb_qs_scan_asym_blocks_avx2(sub, x, w, xmj, nmax, isj, nsub, rj);
+        else
+            for (int j = 0; j < nsub; j++)
+                lb_qs_scan_asym(sub, x + j * sub, w + j * sub, xmj[j], nmax, &isj[j], 1, rj + 3 * j);
+        for (int j = 0; j < nsub; j++) {
+            float S = D * (float)qs[j], M = DM * (float)qm[j], *r = rj + 3 * j;
             float sl = r[0], sll = r[1], slx = r[2], fs = (float)qs[j], fm = (float)qm[j];
             e += S * S * sll - 2 * S * M * sl - 2 * S * slx + M * M * cw[j] + 2 * M * cx[j];
             a += fs * fs * sll;

@@ -17,6 +17,9 @@ void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int
 /* As lb_qs_scan_asym_avx2 with its own xmin per candidate (xmins[k]). */
 void lb_qs_scan_asym_offs_avx2(int n, const float *x, const float *w, const float *xmins,
                                int nmax, const float *iscale, int ncand, float *sums);
+/* Consecutive blocks of n: candidate k scans x + k n, w + k n with xmins[k], iscale[k]. */
+void lb_qs_scan_asym_blocks_avx2(int n, const float *x, const float *w, const float *xmins,
+                                 int nmax, const float *iscale, int nblk, float *sums);
 /* For each candidate k: L = clamp(nearbyint(iscale[k] * x), lo, hi);
  * sums[2k] = sum w L x, sums[2k+1] = sum w L^2. n is a multiple of 8. */
 void lb_qs_scan_sym(int n, const float *x, const float *w, int lo, int hi, const float *iscale,

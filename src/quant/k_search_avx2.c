@@ -51,7 +51,7 @@ static inline void scan_asym_one(int n, const float *x, const float *w, __m256 v
 }
 
 /* Candidates in groups of eight (reduced together); xmin per candidate when xmins is set. */
-static void scan_asym_groups(int n, const float *x, const float *w, float xmin,
+static void scan_asym_groups(int n, const float *x, const float *w, int stride, float xmin,
                              const float *xmins, int nmax, const float *iscale, int ncand,
                              float *sums) {
     const __m256 hi = _mm256_set1_ps((float)nmax);
@@ -65,7 +65,8 @@ static void scan_asym_groups(int n, const float *x, const float *w, float xmin,
                 continue;
             }
             __m256 acc[3];
-            scan_asym_one(n, x, w, _mm256_set1_ps(xmins ? xmins[k + c] : xmin),
+            scan_asym_one(n, x + (k + c) * stride, w + (k + c) * stride,
+                          _mm256_set1_ps(xmins ? xmins[k + c] : xmin),
                           _mm256_set1_ps(iscale[k + c]), hi, acc);
             a[0][c] = acc[0];
             a[1][c] = acc[1];
@@ -78,20 +79,25 @@ static void scan_asym_groups(int n, const float *x, const float *w, float xmin,
     }
     for (; k < ncand; k++) {
         __m256 acc[3];
-        scan_asym_one(n, x, w, _mm256_set1_ps(xmins ? xmins[k] : xmin), _mm256_set1_ps(iscale[k]),
-                      hi, acc);
+        scan_asym_one(n, x + k * stride, w + k * stride, _mm256_set1_ps(xmins ? xmins[k] : xmin),
+                      _mm256_set1_ps(iscale[k]), hi, acc);
         for (int t = 0; t < 3; t++) sums[3 * k + t] = hsum8(acc[t]);
     }
 }
 
 void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
                           const float *iscale, int ncand, float *sums) {
-    scan_asym_groups(n, x, w, xmin, NULL, nmax, iscale, ncand, sums);
+    scan_asym_groups(n, x, w, 0, xmin, NULL, nmax, iscale, ncand, sums);
 }
 
 void lb_qs_scan_asym_offs_avx2(int n, const float *x, const float *w, const float *xmins,
                                int nmax, const float *iscale, int ncand, float *sums) {
-    scan_asym_groups(n, x, w, 0, xmins, nmax, iscale, ncand, sums);
+    scan_asym_groups(n, x, w, 0, 0, xmins, nmax, iscale, ncand, sums);
+}
+
+void lb_qs_scan_asym_blocks_avx2(int n, const float *x, const float *w, const float *xmins,
+                                 int nmax, const float *iscale, int nblk, float *sums) {
+    scan_asym_groups(n, x, w, n, 0, xmins, nmax, iscale, nblk, sums);
 }
 
 void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo_, int hi_,
