@@ -106,19 +106,18 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
                            int simd, uint16_t *dh, uint16_t *mh, uint8_t *sc, uint8_t *mn,
                            uint8_t *L) {
     const int nsub = LB_QK_K / sub;
-    float w[LB_QK_K], s[16], m[16], ws[16], wm[16];
+    /* cw, cx: constant parts of the weighted error per sub-block (sum w, sum w x) */
+    float w[LB_QK_K], s[16], m[16], ws[16], wm[16], cw[16], cx[16];
     for (int j = 0; j < nsub; j++) {
         const float *xj = x + j * sub;
         float *wj = w + j * sub, off;
         if (simd) lb_qs_weights_avx2(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
         else lb_qs_weights(sub, xj, imatrix ? imatrix + j * sub : NULL, wj);
-        s[j] = lb_qs_fit_asym(sub, xj, wj, nmax, 0, simd, L + j * sub, &off);
+        s[j] = lb_qs_fit_asym_sums(sub, xj, wj, nmax, 0, simd, L + j * sub, &off, &cw[j], &cx[j]);
         m[j] = -off;
-        ws[j] = wm[j] = 0;
-        for (int i = 0; i < sub; i++) {
-            ws[j] += wj[i] * (float)L[j * sub + i] * (float)L[j * sub + i];
-            wm[j] += wj[i];
-        }
+        wm[j] = cw[j];
+        ws[j] = 0;
+        for (int i = 0; i < sub; i++) ws[j] += wj[i] * (float)L[j * sub + i] * (float)L[j * sub + i];
         ws[j] = ws[j] > 0 ? ws[j] : 1e-6f * wm[j];
     }
     int8_t qs[16], qm[16];
@@ -129,25 +128,23 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
         mn[j] = (uint8_t)qm[j];
     }
 
-    /* constant parts of the weighted error per sub-block */
-    float cw[16], cx[16];
-    for (int j = 0; j < nsub; j++) {
-        cw[j] = cx[j] = 0;
-        for (int i = j * sub; i < (j + 1) * sub; i++) {
-            cw[j] += w[i];
-            cx[j] += w[i] * x[i];
-        }
-    }
     float best_e = INFINITY, bestD = 0, bestM = 0;
     for (int it = 0; it < 3; it++) {
         uint16_t hd = lb_f32_to_fp16(d), hm = lb_f32_to_fp16(dm);
         float D = F16(hd), DM = F16(hm), e = 0;
-        float a = 0, bb = 0, c = 0, p = 0, q = 0;
+        float a = 0, bb = 0, c = 0, p = 0, q = 0, isj[16], xmj[16], rj[48];
+        /* codes rounded against the stored scales; sums give error and normal equations */
         for (int j = 0; j < nsub; j++) {
-            /* codes rounded against the stored scales; sums give error and normal equations */
-            float S = D * (float)qs[j], M = DM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0, r[3];
-            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
+            float S = D * (float)qs[j], M = DM * (float)qm[j];
+            isj[j] = S > 0 ? 1.0f / S : 0;
+            xmj[j] = -M;
+        }
+        if (simd) lb_qs_scan_asym_blocks_avx2(sub, x, w, xmj, nmax, isj, nsub, rj);
+        else
+            for (int j = 0; j < nsub; j++)
+                lb_qs_scan_asym(sub, x + j * sub, w + j * sub, xmj[j], nmax, &isj[j], 1, rj + 3 * j);
+        for (int j = 0; j < nsub; j++) {
+            float S = D * (float)qs[j], M = DM * (float)qm[j], *r = rj + 3 * j;
             float sl = r[0], sll = r[1], slx = r[2], fs = (float)qs[j], fm = (float)qm[j];
             e += S * S * sll - 2 * S * M * sl - 2 * S * slx + M * M * cw[j] + 2 * M * cx[j];
             a += fs * fs * sll;
@@ -179,16 +176,24 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
      * often fits its sub-block better once D and DM are fixed. */
     for (int j = 0; j < nsub; j++) {
         static const int step[5][2] = {{0, 0}, {1, 0}, {-1, 0}, {0, 1}, {0, -1}};
-        float be = INFINITY;
-        int bs = qs[j], bm = qm[j];
+        float be = INFINITY, isc[5], xmn[5], r[15];
+        int bs = qs[j], bm = qm[j], cs[5], cm[5], nc = 0;
         for (int k = 0; k < 5; k++) {
-            int cs = qs[j] + step[k][0], cm = qm[j] + step[k][1];
-            if (cs < 0 || cs > smax || cm < 0 || cm > smax) continue;
-            float S = bestD * (float)cs, M = bestM * (float)cm, iS = S > 0 ? 1.0f / S : 0, r[3];
-            if (simd) lb_qs_scan_asym_avx2(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            else lb_qs_scan_asym(sub, x + j * sub, w + j * sub, -M, nmax, &iS, 1, r);
-            float e = S * S * r[1] - 2 * S * M * r[0] - 2 * S * r[2] + M * M * cw[j] + 2 * M * cx[j];
-            if (e < be) be = e, bs = cs, bm = cm;
+            cs[nc] = qs[j] + step[k][0], cm[nc] = qm[j] + step[k][1];
+            if (cs[nc] < 0 || cs[nc] > smax || cm[nc] < 0 || cm[nc] > smax) continue;
+            float S = bestD * (float)cs[nc];
+            isc[nc] = S > 0 ? 1.0f / S : 0;
+            xmn[nc] = -(bestM * (float)cm[nc]);
+            nc++;
+        }
+        if (simd) lb_qs_scan_asym_offs_avx2(sub, x + j * sub, w + j * sub, xmn, nmax, isc, nc, r);
+        else
+            for (int k = 0; k < nc; k++)
+                lb_qs_scan_asym(sub, x + j * sub, w + j * sub, xmn[k], nmax, &isc[k], 1, r + 3 * k);
+        for (int k = 0; k < nc; k++) {
+            float S = bestD * (float)cs[k], M = bestM * (float)cm[k], *rk = r + 3 * k;
+            float e = S * S * rk[1] - 2 * S * M * rk[0] - 2 * S * rk[2] + M * M * cw[j] + 2 * M * cx[j];
+            if (e < be) be = e, bs = cs[k], bm = cm[k];
         }
         qs[j] = (int8_t)bs;
         qm[j] = (int8_t)bm;
@@ -197,7 +202,10 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
     }
     for (int j = 0; j < nsub; j++) {
         float S = bestD * (float)qs[j], M = bestM * (float)qm[j], iS = S > 0 ? 1.0f / S : 0;
-        for (int i = j * sub; i < (j + 1) * sub; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
+        if (simd) lb_qs_round_asym_avx2(sub, x + j * sub, -M, iS, nmax, L + j * sub);
+        else
+            for (int i = j * sub; i < (j + 1) * sub; i++)
+                L[i] = (uint8_t)lb_qs_round_clamp((x[i] + M) * iS, 0, nmax);
     }
 }
 

@@ -1,6 +1,7 @@
 #include "quant/k_search.h"
 
 #include <math.h>
+#include <string.h>
 
 void lb_qs_weights(int n, const float *x, const float *imatrix, float *w) {
     float ss = 0;
@@ -99,13 +100,25 @@ int lb_qs_pick_asym(int ncand, const float *sums, float sw, float sx, int free_o
 
 float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_offset, int simd,
                      uint8_t *L, float *off_out) {
+    float sw, sx;
+    return lb_qs_fit_asym_sums(n, x, w, nmax, free_offset, simd, L, off_out, &sw, &sx);
+}
+
+float lb_qs_fit_asym_sums(int n, const float *x, const float *w, int nmax, int free_offset,
+                          int simd, uint8_t *L, float *off_out, float *sw_out, float *sx_out) {
     float mn = x[0], mx = x[0], sw = 0, sx = 0;
-    for (int i = 0; i < n; i++) {
-        mn = x[i] < mn ? x[i] : mn;
-        mx = x[i] > mx ? x[i] : mx;
+    if (simd) lb_qs_minmax_avx2(n, x, &mn, &mx);
+    else
+        for (int i = 0; i < n; i++) {
+            mn = x[i] < mn ? x[i] : mn;
+            mx = x[i] > mx ? x[i] : mx;
+        }
+    for (int i = 0; i < n; i++) { /* in order: callers reuse these sums */
         sw += w[i];
         sx += w[i] * x[i];
     }
+    *sw_out = sw;
+    *sx_out = sx;
     if (!free_offset && mn > 0) mn = 0;
     if (!(mx > mn)) { /* constant block */
         for (int i = 0; i < n; i++) L[i] = 0;
@@ -116,17 +129,20 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
     float isc[LB_QS_MAX_CAND], sums[3 * LB_QS_MAX_CAND];
     int nc = 0;
     for (int k = -6; k <= 10; k++) isc[nc++] = ((float)nmax + 0.1f * (float)k) / (mx - mn);
-    if (simd) lb_qs_scan_asym_avx2(n, x, w, mn, nmax, isc, nc, sums);
-    else lb_qs_scan_asym(n, x, w, mn, nmax, isc, nc, sums);
-
     float best_s = (mx - mn) / (float)nmax, best_off = mn, best_e = INFINITY;
-    float s0, off0;
-    int pick = simd ? lb_qs_pick_asym_avx2(nc, sums, sw, sx, free_offset, &s0, &off0)
-                    : lb_qs_pick_asym(nc, sums, sw, sx, free_offset, &s0, &off0);
+    float s0, off0, b[3];
+    int pick;
+    if (simd) {
+        pick = lb_qs_search_asym_avx2(n, x, w, mn, nmax, isc, nc, sw, sx, free_offset, &s0, &off0, b);
+    } else {
+        lb_qs_scan_asym(n, x, w, mn, nmax, isc, nc, sums);
+        pick = lb_qs_pick_asym(nc, sums, sw, sx, free_offset, &s0, &off0);
+        if (pick >= 0) memcpy(b, sums + 3 * pick, sizeof b);
+    }
     if (pick >= 0) {
         best_s = s0;
         best_off = off0;
-        best_e = line_err(s0, off0, sw, sx, sums[3 * pick], sums[3 * pick + 1], sums[3 * pick + 2]);
+        best_e = line_err(s0, off0, sw, sx, b[0], b[1], b[2]);
     }
     /* alternate: round with the fitted line, refit, while the error drops */
     for (int it = 0; it < 2 && best_s > 0; it++) {
@@ -142,7 +158,9 @@ float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_o
         best_off = off;
     }
     float is = best_s > 0 ? 1.0f / best_s : 0;
-    for (int i = 0; i < n; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] - best_off) * is, 0, nmax);
+    if (simd) lb_qs_round_asym_avx2(n, x, best_off, is, nmax, L);
+    else
+        for (int i = 0; i < n; i++) L[i] = (uint8_t)lb_qs_round_clamp((x[i] - best_off) * is, 0, nmax);
     *off_out = best_off;
     return best_s;
 }

@@ -14,6 +14,12 @@ void lb_qs_scan_asym(int n, const float *x, const float *w, float xmin, int nmax
                      const float *iscale, int ncand, float *sums);
 void lb_qs_scan_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
                           const float *iscale, int ncand, float *sums);
+/* As lb_qs_scan_asym_avx2 with its own xmin per candidate (xmins[k]). */
+void lb_qs_scan_asym_offs_avx2(int n, const float *x, const float *w, const float *xmins,
+                               int nmax, const float *iscale, int ncand, float *sums);
+/* Consecutive blocks of n: candidate k scans x + k n, w + k n with xmins[k], iscale[k]. */
+void lb_qs_scan_asym_blocks_avx2(int n, const float *x, const float *w, const float *xmins,
+                                 int nmax, const float *iscale, int nblk, float *sums);
 /* For each candidate k: L = clamp(nearbyint(iscale[k] * x), lo, hi);
  * sums[2k] = sum w L x, sums[2k+1] = sum w L^2. n is a multiple of 8. */
 void lb_qs_scan_sym(int n, const float *x, const float *w, int lo, int hi, const float *iscale,
@@ -32,6 +38,16 @@ int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw, float sx, int f
  * a subtracted, non-negative min) and s >= 0. Returns s and sets *off; fills L. */
 float lb_qs_fit_asym(int n, const float *x, const float *w, int nmax, int free_offset, int simd,
                      uint8_t *L, float *off);
+/* lb_qs_fit_asym that also returns sum w and sum w x (summed in index order). */
+float lb_qs_fit_asym_sums(int n, const float *x, const float *w, int nmax, int free_offset,
+                          int simd, uint8_t *L, float *off, float *sw, float *sx);
+/* Fused lb_qs_scan_asym_avx2 + lb_qs_pick_asym_avx2; best[3] gets the winner's sums. */
+int lb_qs_search_asym_avx2(int n, const float *x, const float *w, float xmin, int nmax,
+                           const float *iscale, int ncand, float sw, float sx, int free_offset,
+                           float *s, float *off, float *best);
+/* L = clamp(round((x - off) * is), 0, nmax) (n % 8 == 0); min and max of x (n % 8 == 0). */
+void lb_qs_round_asym_avx2(int n, const float *x, float off, float is, int nmax, uint8_t *L);
+void lb_qs_minmax_avx2(int n, const float *x, float *mn, float *mx);
 /* x ~ s * L with L in [lo, hi] (lo <= 0 < hi); s may be negative when lo < 0. Returns s. */
 float lb_qs_fit_sym(int n, const float *x, const float *w, int lo, int hi, int simd, int8_t *L);
 
