@@ -109,7 +109,8 @@ lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids,
 /* ---- generation ------------------------------------------------------------------------- */
 typedef struct lb_session lb_session;
 
-typedef enum lb_kv_type { LB_KV_F32 = 0, LB_KV_F16 = 1 } lb_kv_type;
+/* Q8_0: GGUF Q8_0 blocks (32 int8 + fp16 scale, 34 bytes) per head row; needs head_dim % 32 == 0. */
+typedef enum lb_kv_type { LB_KV_F32 = 0, LB_KV_F16 = 1, LB_KV_Q8_0 = 2 } lb_kv_type;
 
 typedef struct lb_session_params {
     int n_ctx;          /* 0: the model's training context, capped at 4096 */
@@ -548,7 +549,7 @@ typedef struct lb_mem_report {
     /* session (zero when none was given) */
     int has_session;
     int n_ctx, n_past, n_threads;
-    char kv_type[8];                /* "f32", "f16" */
+    char kv_type[8];                /* "f32", "f16", "q8_0" */
     uint64_t kv_bytes_per_token;    /* all layers, K and V */
     uint64_t kv_bytes;              /* allocated: n_ctx positions */
     uint64_t kv_used_bytes;         /* filled: n_past positions */
@@ -572,7 +573,7 @@ typedef struct lb_mem_report {
 lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err);
 
 /* Fills the model's part of a plan request: weight_bytes (all tensors), kv_bytes_per_token for
- * the KV cache types the engine has (F32, F16; Q8_0 stays 0: there is no Q8_0 KV cache yet),
+ * the KV cache types the engine has (F32, F16, Q8_0; Q8_0 stays 0 when head_dim % 32 != 0),
  * scratch fixed and per token for n_threads (0: all online CPUs), overhead (tokenizer estimate
  * + LB_MEM_RUNTIME_ALLOWANCE for code, libc, thread stacks) and n_ctx_train; kv_forced = -1.
  * The caller sets budget, n_ctx_requested, ctx_strict (and kv_forced to pin a type). */

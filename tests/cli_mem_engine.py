@@ -45,16 +45,37 @@ try:
     trained = meta[arch + ".context_length"]
 
     # --mem-report: weights = sum of tensor sizes, KV = formula, n_past = prompt + generated - 1
-    for kv, elem in (("f16", 2), ("f32", 4)):
+    hd = dim // heads
+    if hd % 32:  # the tiny preset's heads do not fill Q8_0 blocks: refused, naming head_dim
+        rc, out, err = lowbit("run", "-m", model, "-p", "hello", "-n", "2", "--kv-type", "q8_0")
+        check(rc == 1 and "head_dim" in err, "q8_0 KV with head_dim %d: rc %d %s" % (hd, rc, err))
+    for kv, elem in (("f16", 2), ("f32", 4)) + ((("q8_0", None),) if hd % 32 == 0 else ()):
         rc, out, err = lowbit("run", "-m", model, "-p", "hello", "-n", "6", "-c", "96", "--kv-type", kv, "--mem-report", "--json")
         r = report_numbers(err)
         check(rc == 0 and "memory report" in err, "run --mem-report %s: rc %d %s" % (kv, rc, err))
         check(r.get("weights") == weights and r.get("tensors") == len(tensors), "weights %s vs %d" % (r.get("weights"), weights))
-        per_tok = 2 * L * kvh * (dim // heads) * elem
+        per_tok = 2 * L * kvh * (hd * elem if elem else hd // 32 * 34)  # Q8_0: 34 bytes per 32 values
         check(r.get("kv_tok") == per_tok and r.get("kv") == per_tok * 96 and r.get("ctx") == 96 and r.get("kv_type") == kv,
               "KV %s vs formula %d x 96" % (r, per_tok))
         j = json.loads(out) if rc == 0 else {"prompt_ids": [], "ids": []}
         check(r.get("past") == len(j["prompt_ids"]) + len(j["ids"]) - 1, "n_past %s vs %d ids" % (r.get("past"), len(j["ids"])))
+
+    # Q8_0 KV on tinystories-512d (head_dim 64): 34 bytes per 32 values in the report, and a budget
+    # between the Q8_0 and the F16 plan picks Q8_0
+    t512 = os.path.join(sys.argv[2], "models", "tinystories-512d")
+    c = json.load(open(os.path.join(t512, "config.json")))
+    thd = c["hidden_size"] // c["num_attention_heads"]
+    tper = 2 * c["num_hidden_layers"] * c.get("num_key_value_heads", c["num_attention_heads"]) * (thd // 32) * 34
+    rc, out, err = lowbit("run", "-m", t512, "-p", "hello", "-n", "4", "-c", "64", "--kv-type", "q8_0", "--mem-report")
+    r = report_numbers(err)
+    check(rc == 0 and r.get("kv_type") == "q8_0" and r.get("kv_tok") == tper and r.get("kv") == tper * 64, "q8_0 KV report %s vs %d" % (r, tper))
+    rc, out, err = lowbit("run", "-m", t512, "-p", "hi", "-n", "1", "-c", "512", "--mem-budget", "100M")
+    m = re.search(r"KV cache \(512 tokens, f16\) ([\d.]+) MiB .* = ([\d.]+) MiB <= budget", err)
+    check(rc == 0 and m, "t512 plan in MiB: " + err)
+    # less than the F16 total by a third of its KV cache: Q8_0 (17/32 of F16) fits, F16 does not
+    between = str(int((float(m.group(2)) - float(m.group(1)) / 3) * 2**20)) if m else "1"
+    rc, out, err = lowbit("run", "-m", t512, "-p", "hi", "-n", "1", "-c", "512", "--mem-budget", between, "--mem-report")
+    check(rc == 0 and "plan: 512 tokens, q8_0 KV" in err and report_numbers(err).get("kv_type") == "q8_0", "budget picks q8_0: " + err)
 
     # a budget that fits: the plan is printed, F16 KV chosen, the report shows the planned context
     rc, out, err = lowbit("run", "-m", model, "-p", "hello", "-n", "4", "--mem-budget", "1G", "--mem-report")

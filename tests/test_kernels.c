@@ -15,6 +15,8 @@
 #include "core/threads.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/vec.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float frand(float lo, float hi) { /* xorshift64*, uniform in [lo, hi) */
@@ -408,38 +410,56 @@ static void test_vec_ops(const lb_vec_ops *s, const lb_vec_ops *v) {
     free(a); free(b); free(y1); free(y2); free(w); free(h); free(h2);
 }
 
-/* Attention over a cache: both tables against a double-precision definition, F32 and F16
- * caches, head sizes 8 (stories260K) to 72, strides wider than the head. */
+/* Attention over a cache: both tables against a double-precision definition, F32, F16 and
+ * Q8_0 caches (the truth from the stored halves / dequantized blocks), head sizes 8
+ * (stories260K) to 72 (Q8_0: the multiples of 32), strides wider than the head. */
 static void test_attn(const lb_vec_ops *ops, const char *name) {
-    int hds[] = {8, 16, 24, 64, 72};
+    int hds[] = {8, 16, 24, 32, 64, 72, 128};
     for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++) {
         int hd = hds[hi], n_pos = 37, stride = hd * 3 + 5;
-        float q[72], a[37], s[37], out[72];
+        int nbq = hd / LB_QK, qstride = (3 * nbq + 1) * (int)sizeof(lb_block_q8_0); /* bytes */
+        float q[128], a[37], s[37], out[128];
         float *k = malloc((size_t)n_pos * stride * sizeof *k), *v = malloc((size_t)n_pos * stride * sizeof *v);
         uint16_t *kh = malloc((size_t)n_pos * stride * 2), *vh = malloc((size_t)n_pos * stride * 2);
+        char *kq = malloc((size_t)n_pos * qstride + 1), *vq = malloc((size_t)n_pos * qstride + 1);
+        float *kd = malloc((size_t)n_pos * hd * sizeof *kd), *vd = malloc((size_t)n_pos * hd * sizeof *vd);
         for (int i = 0; i < n_pos * stride; i++) {
             k[i] = frand(-1, 1), v[i] = frand(-1, 1);
             kh[i] = lb_f32_to_fp16(k[i]), vh[i] = lb_f32_to_fp16(v[i]);
         }
+        if (hd % LB_QK == 0)
+            for (int p = 0; p < n_pos; p++) { /* Q8_0 rows: the first hd values of each F32 row */
+                lb_quantize_row_q8_0_scalar(k + p * stride, kq + (size_t)p * qstride, hd);
+                lb_quantize_row_q8_0_scalar(v + p * stride, vq + (size_t)p * qstride, hd);
+                lb_dequantize_row_q8_0(kq + (size_t)p * qstride, kd + p * hd, hd);
+                lb_dequantize_row_q8_0(vq + (size_t)p * qstride, vd + p * hd, hd);
+            }
         for (int i = 0; i < hd; i++) q[i] = frand(-1, 1);
         for (int p = 0; p < n_pos; p++) a[p] = frand(0, 1);
-        for (int f16 = 0; f16 < 2; f16++) {
-            ops->attn_scores(s, q, f16 ? (const void *)kh : k, f16, (size_t)stride, n_pos, hd, 0.5f);
-            ops->attn_values(out, a, f16 ? (const void *)vh : v, f16, (size_t)stride, n_pos, hd);
+        for (int kt = 0; kt < 3; kt++) {
+            if (kt == LB_ATTN_Q8_0 && hd % LB_QK) continue;
+            const void *kc = kt == LB_ATTN_Q8_0 ? (const void *)kq : kt == LB_ATTN_F16 ? (const void *)kh : k;
+            const void *vc = kt == LB_ATTN_Q8_0 ? (const void *)vq : kt == LB_ATTN_F16 ? (const void *)vh : v;
+            size_t bstride = kt == LB_ATTN_Q8_0 ? (size_t)qstride : (size_t)stride * (kt == LB_ATTN_F16 ? 2 : 4);
+#define KV_AT(f, h, dq, p, i) \
+    (kt == LB_ATTN_Q8_0 ? (double)(dq)[(p) * hd + (i)] : kt == LB_ATTN_F16 ? lb_fp16_to_f32((h)[(p) * stride + (i)]) : (f)[(p) * stride + (i)])
+            ops->attn_scores(s, q, kc, kt, bstride, n_pos, hd, 0.5f);
+            ops->attn_values(out, a, vc, kt, bstride, n_pos, hd);
             double worst = 0;
             for (int p = 0; p < n_pos; p++) {
                 double d = 0;
-                for (int i = 0; i < hd; i++) d += (double)q[i] * (f16 ? lb_fp16_to_f32(kh[p * stride + i]) : k[p * stride + i]);
+                for (int i = 0; i < hd; i++) d += (double)q[i] * KV_AT(k, kh, kd, p, i);
                 worst = fmax(worst, fabs(s[p] - 0.5 * d));
             }
             for (int i = 0; i < hd; i++) {
                 double d = 0;
-                for (int p = 0; p < n_pos; p++) d += (double)a[p] * (f16 ? lb_fp16_to_f32(vh[p * stride + i]) : v[p * stride + i]);
+                for (int p = 0; p < n_pos; p++) d += (double)a[p] * KV_AT(v, vh, vd, p, i);
                 worst = fmax(worst, fabs(out[i] - d));
             }
-            CHECK(worst < 1e-4, "%s attention hd %d f16 %d: error %g", name, hd, f16, worst);
+#undef KV_AT
+            CHECK(worst < 1e-4, "%s attention hd %d kv type %d: error %g", name, hd, kt, worst);
         }
-        free(k), free(v), free(kh), free(vh);
+        free(k), free(v), free(kh), free(vh), free(kq), free(vq), free(kd), free(vd);
     }
 }
 

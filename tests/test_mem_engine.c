@@ -16,6 +16,7 @@
 
 #define STORIES SHARED("models/stories260K-gguf/stories260K.gguf")
 #define LLAMA3_BF16 SHARED("models/synth-llama3-gqa")
+#define T512 SHARED("models/tinystories-512d") /* head_dim 64: a Q8_0 KV cache fits */
 
 static lb_model *load(const char *path) {
     lb_error err = {0};
@@ -115,7 +116,7 @@ static void test_session_part(lb_kv_type kv, int n_threads) {
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, lb_session_n_threads(s), &in);
     CHECK(in.weight_bytes == r.weight_bytes && in.kv_bytes_per_token[kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32] == per_tok);
-    CHECK(in.kv_bytes_per_token[LB_MEM_KV_Q8_0] == 0, "no Q8_0 KV cache in the engine");
+    CHECK(in.kv_bytes_per_token[LB_MEM_KV_Q8_0] == 0, "no Q8_0 KV cache for head_dim %d", info.head_dim);
     CHECK(in.scratch_bytes + in.scratch_bytes_per_token * 100 == lb_session_scratch_bytes(s),
           "plan %llu + %llu x 100 vs session %zu", (unsigned long long)in.scratch_bytes,
           (unsigned long long)in.scratch_bytes_per_token, lb_session_scratch_bytes(s));
@@ -154,6 +155,51 @@ static void test_plan_edges(void) {
     CHECK(lb_mem_plan_make(&in, &p, &err) == LB_OK && p.shrunk && p.n_ctx < 256 && p.total_bytes <= need - 1);
     in.n_ctx_requested = in.n_ctx_train + 1;
     CHECK(lb_mem_plan_make(&in, &p, &err) == LB_ERR_RANGE);
+    lb_model_free(m);
+}
+
+/* Q8_0 KV cache: 34 bytes per 32 values per head row; the session allocates exactly that, the
+ * report names it, the plan input offers it, and a budget that fits Q8_0 but not F16 picks it.
+ * A model whose head_dim is not a multiple of 32 is refused with a message naming head_dim. */
+static void test_q8_0_kv(void) {
+    lb_error err = {0};
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = 100;
+    sp.n_threads = 1;
+    sp.kv_type = LB_KV_Q8_0;
+    lb_session *s = NULL;
+    lb_model *m = load(STORIES);
+    if (m) {
+        CHECK(lb_session_new(m, &sp, &s, &err) == LB_ERR_UNSUPPORTED && !s && strstr(err.msg, "head_dim"), "%s", err.msg);
+        CHECK(lb_session_kv_bytes_per_token(m, LB_KV_Q8_0) == 0);
+        lb_model_free(m);
+    }
+    if (!(m = load(T512))) return;
+    lb_model_info info;
+    lb_model_get_info(m, &info);
+    uint64_t per_tok = 2ull * info.n_layers * info.n_kv_heads * (info.head_dim / 32) * 34;
+    CHECK(info.head_dim % 32 == 0 && lb_session_kv_bytes_per_token(m, LB_KV_Q8_0) == per_tok);
+    CHECK(lb_session_new(m, &sp, &s, &err) == LB_OK, "%s", err.msg);
+    if (s) {
+        int32_t ids[5] = {1, 403, 407, 261, 378};
+        CHECK(lb_session_eval(s, ids, 5, NULL, 0, &err) == LB_OK, "%s", err.msg);
+        lb_mem_report r;
+        CHECK(lb_model_mem_report(m, s, &r, &err) == LB_OK, "%s", err.msg);
+        CHECK(!strcmp(r.kv_type, "q8_0") && r.kv_bytes_per_token == per_tok && r.kv_bytes == per_tok * 100 &&
+                  lb_session_kv_bytes(s) == per_tok * 100 && r.kv_used_bytes == per_tok * 5,
+              "%s %llu", r.kv_type, (unsigned long long)r.kv_bytes);
+        lb_session_free(s);
+    }
+    lb_mem_plan_in in;
+    lb_model_mem_plan_input(m, 1, &in);
+    CHECK(in.kv_bytes_per_token[LB_MEM_KV_Q8_0] == per_tok && in.kv_bytes_per_token[LB_MEM_KV_F16] * 17 == per_tok * 32);
+    in.n_ctx_requested = 256;
+    in.ctx_strict = 1;
+    in.budget = lb_mem_plan_total(&in, 256, LB_MEM_KV_Q8_0, NULL, NULL);
+    CHECK(lb_mem_plan_total(&in, 256, LB_MEM_KV_F16, NULL, NULL) > in.budget);
+    lb_mem_plan p;
+    CHECK(lb_mem_plan_make(&in, &p, &err) == LB_OK && p.n_ctx == 256 && p.kv_dtype == LB_MEM_KV_Q8_0 && p.kv_fallback,
+          "%s", err.msg);
     lb_model_free(m);
 }
 
@@ -248,6 +294,7 @@ int main(void) {
     test_session_part(LB_KV_F32, 1);
     test_session_part(LB_KV_F16, 2);
     test_plan_edges();
+    test_q8_0_kv();
     test_guard();
     return test_summary();
 }

@@ -9,7 +9,7 @@ import numpy as np
 from . import _arrays, _lib
 from .memory import parse_size
 
-_KV_TYPES = {"f32": 0, "f16": 1}
+_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 2}
 
 
 def _path(p, what):
@@ -129,7 +129,7 @@ class Model(_lib.Handle, _TokenizerOps):
     context and KV cache type are chosen to fit it (the C budget planner), and a model whose
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
-    kv_type: "f32" or "f16". tokenizer: a tokenizer file to use instead of the model's own.
+    kv_type: "f32", "f16" or "q8_0" (head_dim a multiple of 32). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
     a streaming generate() before the next call."""
@@ -139,7 +139,7 @@ class Model(_lib.Handle, _TokenizerOps):
         threads = _nonneg_int(threads, "threads")
         n_ctx = _nonneg_int(n_ctx, "n_ctx")
         if kv_type is not None and kv_type not in _KV_TYPES:
-            raise ValueError("kv_type: expected 'f32' or 'f16', got %r" % (kv_type,))
+            raise ValueError("kv_type: expected 'f32', 'f16' or 'q8_0', got %r" % (kv_type,))
         budget = parse_size(mem_budget) if mem_budget is not None else None
         mp = lib.lb_model_default_params()
         tok_path = _path(tokenizer, "tokenizer") if tokenizer is not None else None
@@ -204,7 +204,9 @@ class Model(_lib.Handle, _TokenizerOps):
         pin.budget = budget
         pin.weight_bytes = i.weight_bytes + i.converted_bytes
         pin.kv_bytes_per_token[0] = per_tok * 4  # LB_MEM_KV_F32
-        pin.kv_bytes_per_token[1] = per_tok * 2  # LB_MEM_KV_F16 (Q8_0: the engine has no such cache)
+        pin.kv_bytes_per_token[1] = per_tok * 2  # LB_MEM_KV_F16
+        if i.head_dim % 32 == 0:  # LB_MEM_KV_Q8_0: 34 bytes per 32 values
+            pin.kv_bytes_per_token[2] = per_tok // 32 * 34
         pin.scratch_bytes, pin.scratch_bytes_per_token = self._scratch_model(threads)
         pin.n_ctx_requested = n_ctx
         ctx_train = i.ctx_train if i.ctx_train > 0 else 0
@@ -222,7 +224,7 @@ class Model(_lib.Handle, _TokenizerOps):
         else:
             _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
-        kv_map = {0: 0, 1: 1}  # lb_mem_kv_dtype -> lb_kv_type
+        kv_map = {0: 0, 1: 1, 2: 2}  # lb_mem_kv_dtype -> lb_kv_type
         if plan.kv_dtype not in kv_map:
             raise _lib.LowbitError(_lib.LB_ERR_BUDGET, "the budget needs a q8_0 KV cache, which this engine lacks: "
                                    + self.plan, "over memory budget")

@@ -11,15 +11,23 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/vec.h"
 #include "mem/arena.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
 
 lb_session_params lb_session_default_params(void) {
     lb_session_params p = {0, 0, LB_KV_F32};
     return p;
 }
 
+/* Bytes of one KV head's row (head_dim elements); 0 when the type cannot hold it. */
+static size_t kv_head_bytes(int head_dim, lb_kv_type t) {
+    if (t == LB_KV_Q8_0) return head_dim % LB_QK ? 0 : (size_t)head_dim / LB_QK * sizeof(lb_block_q8_0);
+    return (size_t)head_dim * (t == LB_KV_F16 ? 2 : 4);
+}
+
 size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t) {
     const lb_config *c = &m->cfg;
-    return (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * (t == LB_KV_F16 ? 2 : 4);
+    return (size_t)2 * c->n_layers * c->n_kv_heads * kv_head_bytes(c->head_dim, t);
 }
 
 /* Activations, scores and logits need no zeroing: every element is written before it is read. */
@@ -47,12 +55,17 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     int n_ctx = p->n_ctx;
     if (n_ctx <= 0) n_ctx = c->ctx_train > 0 && c->ctx_train < 4096 ? c->ctx_train : 4096;
     if (n_ctx > (1 << 24)) return lb_fail(err, LB_ERR_ARG, "context of %d tokens is too large", n_ctx);
+    if (p->kv_type != LB_KV_F32 && p->kv_type != LB_KV_F16 && p->kv_type != LB_KV_Q8_0)
+        return lb_fail(err, LB_ERR_ARG, "unknown KV cache type %d", (int)p->kv_type);
+    if (!kv_head_bytes(c->head_dim, p->kv_type))
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "a Q8_0 KV cache needs head_dim a multiple of %d; this model's head_dim is %d",
+                       LB_QK, c->head_dim);
     lb_session *s = calloc(1, sizeof *s);
     if (!s) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
-    s->kv_elem = p->kv_type == LB_KV_F16 ? 2 : 4;
+    s->kv_head_bytes = kv_head_bytes(c->head_dim, p->kv_type);
     s->pool = lb_pool_new(p->n_threads);
     if (!s->pool || lb_mem_tracker_new(0, &s->mem, err)) {
         lb_pool_free(s->pool);
@@ -61,12 +74,12 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     }
     s->n_threads = lb_pool_size(s->pool);
     int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    size_t kv_n = (size_t)c->n_layers * n_ctx * kv_dim;
-    s->kv_bytes = 2 * kv_n * s->kv_elem;
+    size_t kv_half = (size_t)c->n_layers * n_ctx * c->n_kv_heads * s->kv_head_bytes; /* K or V */
+    s->kv_bytes = 2 * kv_half;
     /* not zeroed: attention reads only positions already stored, so pages of the cache become
      * resident as the context fills */
-    s->k_cache = lb_mem_alloc(s->mem, kv_n * s->kv_elem, "kv");
-    s->v_cache = lb_mem_alloc(s->mem, kv_n * s->kv_elem, "kv");
+    s->k_cache = lb_mem_alloc(s->mem, kv_half, "kv");
+    s->v_cache = lb_mem_alloc(s->mem, kv_half, "kv");
     int B = LB_MAX_BATCH, wide = q_dim > c->dim ? q_dim : c->dim;
     s->x = scratch(s, (size_t)B * c->dim, "scratch");
     s->xb = scratch(s, (size_t)B * wide, "scratch");
@@ -85,7 +98,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
         !s->hb || !s->hb2 || !s->logits || !s->att || !s->inv_freq || !s->rope_cs) {
         lb_session_free(s);
         return lb_fail(err, LB_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes) and buffers for %d tokens",
-                       2 * kv_n * (p->kv_type == LB_KV_F16 ? 2 : 4), n_ctx);
+                       2 * kv_half, n_ctx);
     }
     lb_rope_inv_freq(c, m->rope_freqs ? m->rope_freqs->data : NULL, s->inv_freq);
     *out = s;
@@ -122,10 +135,11 @@ static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     lb_session *s = j->s;
     const lb_config *c = &s->m->cfg;
-    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, q_dim = c->n_heads * hd;
+    int hd = c->head_dim, q_dim = c->n_heads * hd;
     int group = c->n_heads / c->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
-    size_t layer_off = (size_t)j->layer * s->n_ctx * kv_dim;
+    size_t row = (size_t)c->n_kv_heads * s->kv_head_bytes; /* one position, all KV heads */
+    size_t layer_off = (size_t)j->layer * s->n_ctx * row;
     float *att = s->att + (size_t)ith * s->n_ctx;
     int total = j->n_tok * c->n_heads;
     for (int w = ith; w < total; w += nth) {
@@ -133,30 +147,35 @@ static void attn_worker(void *arg, int ith, int nth) {
         int pos = j->pos0 + t;
         const float *q = s->q + (size_t)t * q_dim + (size_t)h * hd;
         float *out = s->att_out + (size_t)t * q_dim + (size_t)h * hd;
-        size_t off = layer_off + (size_t)kvh * hd;
-        int f16 = s->kv_type == LB_KV_F16;
-        const void *kc = (const char *)s->k_cache + off * s->kv_elem, *vc = (const char *)s->v_cache + off * s->kv_elem;
-        lb_attn_scores(att, q, kc, f16, (size_t)kv_dim, pos + 1, hd, scale);
+        size_t off = layer_off + (size_t)kvh * s->kv_head_bytes;
+        const void *kc = (const char *)s->k_cache + off, *vc = (const char *)s->v_cache + off;
+        lb_attn_scores(att, q, kc, (int)s->kv_type, row, pos + 1, hd, scale);
         lb_softmax(att, pos + 1);
-        lb_attn_values(out, att, vc, f16, (size_t)kv_dim, pos + 1, hd);
+        lb_attn_values(out, att, vc, (int)s->kv_type, row, pos + 1, hd);
     }
 }
 
 static void store_kv(lb_session *s, int layer, int n_tok, int pos0) {
     const lb_config *c = &s->m->cfg;
     int kv_dim = c->n_kv_heads * c->head_dim;
+    size_t row = (size_t)c->n_kv_heads * s->kv_head_bytes;
     for (int t = 0; t < n_tok; t++) {
-        size_t off = ((size_t)layer * s->n_ctx + pos0 + t) * kv_dim;
+        size_t off = ((size_t)layer * s->n_ctx + pos0 + t) * row; /* bytes */
         const float *k = s->k + (size_t)t * kv_dim, *v = s->v + (size_t)t * kv_dim;
-        if (s->kv_type == LB_KV_F16) {
-            uint16_t *kc = (uint16_t *)s->k_cache + off, *vc = (uint16_t *)s->v_cache + off;
+        char *kb = (char *)s->k_cache + off, *vb = (char *)s->v_cache + off;
+        if (s->kv_type == LB_KV_Q8_0) {
+            /* heads are consecutive and each is whole blocks, so one call covers the row */
+            lb_quantize_row_q8_0(k, kb, kv_dim);
+            lb_quantize_row_q8_0(v, vb, kv_dim);
+        } else if (s->kv_type == LB_KV_F16) {
+            uint16_t *kc = (uint16_t *)(void *)kb, *vc = (uint16_t *)(void *)vb;
             for (int i = 0; i < kv_dim; i++) {
                 kc[i] = lb_f32_to_fp16(k[i]);
                 vc[i] = lb_f32_to_fp16(v[i]);
             }
         } else {
-            memcpy((float *)s->k_cache + off, k, (size_t)kv_dim * sizeof(float));
-            memcpy((float *)s->v_cache + off, v, (size_t)kv_dim * sizeof(float));
+            memcpy(kb, k, (size_t)kv_dim * sizeof(float));
+            memcpy(vb, v, (size_t)kv_dim * sizeof(float));
         }
     }
 }

@@ -11,8 +11,8 @@ struct lb_session {
     lb_pool *pool;
     int n_ctx, n_past;
     lb_kv_type kv_type;
-    size_t kv_elem;       /* bytes per cached element */
-    void *k_cache, *v_cache; /* [layer][pos][kv_dim] */
+    size_t kv_head_bytes; /* one KV head's row of head_dim elements in the cache type */
+    void *k_cache, *v_cache; /* [layer][pos][kv_head][kv_head_bytes] */
     float *inv_freq;      /* [head_dim / 2] after rope scaling */
     /* scratch, LB_MAX_BATCH rows each */
     float *x, *xb, *xb2, *q, *k, *v, *att_out, *hb, *hb2, *logits;

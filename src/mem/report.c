@@ -101,7 +101,8 @@ static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
     r->n_ctx = s->n_ctx;
     r->n_past = s->n_past;
     r->n_threads = s->n_threads;
-    snprintf(r->kv_type, sizeof r->kv_type, "%s", s->kv_type == LB_KV_F16 ? "f16" : "f32");
+    snprintf(r->kv_type, sizeof r->kv_type, "%s", 
+             s->kv_type == LB_KV_Q8_0 ? "q8_0" : s->kv_type == LB_KV_F16 ? "f16" : "f32");
     r->kv_bytes_per_token = lb_session_kv_bytes_per_token(s->m, s->kv_type);
     lb_mem_tracker_stats(s->mem, &r->runtime);
     for (int i = 0; i < r->runtime.n_tags; i++) {
@@ -165,6 +166,7 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     for (size_t i = 0; i < m->n_tensors; i++) in->weight_bytes += m->tensors[i].nbytes;
     in->kv_bytes_per_token[LB_MEM_KV_F32] = lb_session_kv_bytes_per_token(m, LB_KV_F32);
     in->kv_bytes_per_token[LB_MEM_KV_F16] = lb_session_kv_bytes_per_token(m, LB_KV_F16);
+    in->kv_bytes_per_token[LB_MEM_KV_Q8_0] = lb_session_kv_bytes_per_token(m, LB_KV_Q8_0); /* 0: head_dim % 32 */
     size_t fixed, per_token;
     lb_session_scratch_plan(m, n_threads, &fixed, &per_token);
     in->scratch_bytes = fixed;

@@ -36,10 +36,11 @@ static int parse_ids(const char *s, int32_t **out, size_t *n) {
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL;
     long long threads = 0;
+    lb_kv_type kv = LB_KV_F32;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE [-t THREADS]\n\n"
+            puts("usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE [-t THREADS] [--kv-type f32|f16|q8_0]\n\n"
                  "Runs the ids through the model and writes float32 logits, one row of n_vocab values per\n"
                  "position (little-endian, row-major), overwriting FILE. Needs no tokenizer.");
             return CLI_OK;
@@ -49,6 +50,12 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids_s = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "--kv-type")) {
+            if (!strcmp(v, "f32")) kv = LB_KV_F32;
+            else if (!strcmp(v, "f16")) kv = LB_KV_F16;
+            else if (!strcmp(v, "q8_0")) kv = LB_KV_Q8_0;
+            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), CLI_USAGE;
+        }
         else return fprintf(stderr, "lowbit: logits: unknown option '%s'\n", a), CLI_USAGE;
     }
     if (!model || !ids_s || !out) return fprintf(stderr, "usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE\n"), CLI_USAGE;
@@ -68,6 +75,7 @@ int cmd_logits(int argc, char **argv) {
         lb_session_params sp = lb_session_default_params();
         sp.n_ctx = (int)n;
         sp.n_threads = (int)threads;
+        sp.kv_type = kv;
         st = lb_session_new(m, &sp, &s, &err);
     }
     size_t nv = m ? (size_t)lb_model_n_vocab(m) : 0;

@@ -24,7 +24,7 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
     /* without --ctx, ask for what the session would allocate by default and let the plan shrink */
     in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
     in.ctx_strict = ctx_strict;
-    in.kv_forced = kv_forced ? (*kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32) : -1;
+    in.kv_forced = !kv_forced ? -1 : *kv == LB_KV_Q8_0 ? LB_MEM_KV_Q8_0 : *kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32;
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) in.memlock_limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
     lb_mem_plan plan;
@@ -34,13 +34,14 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
         fprintf(stderr, "lowbit: the model does not fit the memory budget: %s\n", err.msg);
         return CLI_ERR;
     }
-    fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16; no Q8_0 KV cache yet)\n", plan.summary);
+    fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16%s)\n", plan.summary,
+            in.kv_bytes_per_token[LB_MEM_KV_Q8_0] ? ", q8_0" : "; q8_0 needs head_dim % 32 == 0");
     if (plan.lock_weights) { /* within RLIMIT_MEMLOCK: keep the weights resident under pressure */
         if (lb_model_lock_weights(m, &err)) fprintf(stderr, "lowbit: warning: %s; continuing unlocked\n", err.msg);
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
     }
     *n_ctx = plan.n_ctx;
-    *kv = plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
+    *kv = plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0 : plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
     return CLI_OK;
 }
 

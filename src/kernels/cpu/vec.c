@@ -61,7 +61,24 @@ static void to_f16_scalar(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = lb_f32_to_fp16(src[i]);
 }
 
-LB_ATTN_FNS(scalar, dot_scalar, dot_f16_scalar, axpy_scalar, axpy_f16_scalar)
+/* Q8_0 rows: per block, the int8 sum first, then one multiply by the block scale. */
+static float dot_q8_0_scalar(const lb_block_q8_0 *b, const float *q, int64_t nb) {
+    float s = 0;
+    for (int64_t j = 0; j < nb; j++, q += LB_QK) {
+        float t = 0;
+        for (int i = 0; i < LB_QK; i++) t += q[i] * (float)b[j].qs[i];
+        s += lb_fp16_to_f32(b[j].d) * t;
+    }
+    return s;
+}
+static void axpy_q8_0_scalar(float *y, float a, const lb_block_q8_0 *b, int64_t nb) {
+    for (int64_t j = 0; j < nb; j++, y += LB_QK) {
+        float ad = a * lb_fp16_to_f32(b[j].d);
+        for (int i = 0; i < LB_QK; i++) y[i] += ad * (float)b[j].qs[i];
+    }
+}
+
+LB_ATTN_FNS(scalar, dot_scalar, dot_f16_scalar, dot_q8_0_scalar, axpy_scalar, axpy_f16_scalar, axpy_q8_0_scalar)
 
 static const lb_vec_ops g_scalar = {dot_scalar,      axpy_scalar,      dot_f16_scalar, axpy_f16_scalar,
                                     rmsnorm_scalar,  softmax_scalar,   silu_mul_scalar, relu2_mul_scalar,
@@ -97,10 +114,11 @@ void lb_vec_add(float *y, const float *x, int64_t n) { lb_vec_ops_get()->add(y, 
 void lb_vec_scale(float *y, float a, int64_t n) { lb_vec_ops_get()->scale(y, a, n); }
 void lb_vec_to_f16(uint16_t *dst, const float *src, int64_t n) { lb_vec_ops_get()->to_f16(dst, src, n); }
 
-void lb_attn_scores(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
+void lb_attn_scores(float *s, const float *q, const void *k, int kv_type, size_t stride, int64_t n_pos, int64_t hd,
                     float scale) {
-    lb_vec_ops_get()->attn_scores(s, q, k, f16, stride, n_pos, hd, scale);
+    lb_vec_ops_get()->attn_scores(s, q, k, kv_type, stride, n_pos, hd, scale);
 }
-void lb_attn_values(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd) {
-    lb_vec_ops_get()->attn_values(out, a, v, f16, stride, n_pos, hd);
+void lb_attn_values(float *out, const float *a, const void *v, int kv_type, size_t stride, int64_t n_pos,
+                    int64_t hd) {
+    lb_vec_ops_get()->attn_values(out, a, v, kv_type, stride, n_pos, hd);
 }

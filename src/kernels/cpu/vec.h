@@ -20,10 +20,14 @@ typedef struct lb_vec_ops {
     void (*add)(float *y, const float *x, int64_t n);
     void (*scale)(float *y, float a, int64_t n);
     void (*to_f16)(uint16_t *dst, const float *src, int64_t n);
-    void (*attn_scores)(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
-                        float scale);
-    void (*attn_values)(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd);
+    void (*attn_scores)(float *s, const float *q, const void *k, int kv_type, size_t stride, int64_t n_pos,
+                        int64_t hd, float scale);
+    void (*attn_values)(float *out, const float *a, const void *v, int kv_type, size_t stride, int64_t n_pos,
+                        int64_t hd);
 } lb_vec_ops;
+
+/* Element types of a KV cache row for the attention kernels (same values as lb_kv_type). */
+enum { LB_ATTN_F32 = 0, LB_ATTN_F16 = 1, LB_ATTN_Q8_0 = 2 };
 
 /* The table in use (AVX2 when the CPU has AVX2+FMA+F16C, else scalar). */
 const lb_vec_ops *lb_vec_ops_get(void);
@@ -53,11 +57,12 @@ void lb_vec_add(float *y, const float *x, int64_t n);
 void lb_vec_scale(float *y, float a, int64_t n);
 /* dst = f16(src), round to nearest even (writing an F16 KV cache). */
 void lb_vec_to_f16(uint16_t *dst, const float *src, int64_t n);
-/* Attention of one query head over n_pos cached positions; k and v hold F32 or (f16 != 0) F16
- * rows of hd elements, stride elements apart. s[p] = scale * dot(q, k[p]);
- * out = sum_p a[p] * v[p]. */
-void lb_attn_scores(float *s, const float *q, const void *k, int f16, size_t stride, int64_t n_pos, int64_t hd,
+/* Attention of one query head over n_pos cached positions; k and v hold rows of hd elements of
+ * kv_type (LB_ATTN_F32, LB_ATTN_F16, or LB_ATTN_Q8_0: hd / 32 GGUF Q8_0 blocks, hd % 32 == 0),
+ * stride BYTES apart. s[p] = scale * dot(q, k[p]); out = sum_p a[p] * v[p]. */
+void lb_attn_scores(float *s, const float *q, const void *k, int kv_type, size_t stride, int64_t n_pos, int64_t hd,
                     float scale);
-void lb_attn_values(float *out, const float *a, const void *v, int f16, size_t stride, int64_t n_pos, int64_t hd);
+void lb_attn_values(float *out, const float *a, const void *v, int kv_type, size_t stride, int64_t n_pos,
+                    int64_t hd);
 
 #endif

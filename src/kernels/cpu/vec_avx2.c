@@ -207,7 +207,32 @@ static void to_f16_avx2(uint16_t *dst, const float *src, int64_t n) {
     for (; i < n; i++) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
 }
 
-LB_ATTN_FNS(avx2, dot_avx2, dot_f16_avx2, axpy_avx2, axpy_f16_avx2)
+/* 8 int8 of a Q8_0 block as floats. */
+LB_AI __m256 load_q8x8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+}
+
+static float dot_q8_0_avx2(const lb_block_q8_0 *b, const float *q, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nb; j++, q += LB_QK) {
+        __m256 t = _mm256_mul_ps(load_q8x8(b[j].qs), _mm256_loadu_ps(q));
+        t = _mm256_fmadd_ps(load_q8x8(b[j].qs + 8), _mm256_loadu_ps(q + 8), t);
+        t = _mm256_fmadd_ps(load_q8x8(b[j].qs + 16), _mm256_loadu_ps(q + 16), t);
+        t = _mm256_fmadd_ps(load_q8x8(b[j].qs + 24), _mm256_loadu_ps(q + 24), t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half1(b[j].d)), t, acc);
+    }
+    return hsum(acc);
+}
+
+static void axpy_q8_0_avx2(float *y, float a, const lb_block_q8_0 *b, int64_t nb) {
+    for (int64_t j = 0; j < nb; j++, y += LB_QK) {
+        __m256 ad = _mm256_set1_ps(a * half1(b[j].d));
+        for (int i = 0; i < LB_QK; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(ad, load_q8x8(b[j].qs + i), _mm256_loadu_ps(y + i)));
+    }
+}
+
+LB_ATTN_FNS(avx2, dot_avx2, dot_f16_avx2, dot_q8_0_avx2, axpy_avx2, axpy_f16_avx2, axpy_q8_0_avx2)
 
 static const lb_vec_ops g_avx2 = {dot_avx2,     axpy_avx2,     dot_f16_avx2,  axpy_f16_avx2,
                                   rmsnorm_avx2, softmax_avx2,  silu_mul_avx2, relu2_mul_avx2,
