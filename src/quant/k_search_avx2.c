@@ -118,11 +118,37 @@ void lb_qs_scan_sym_avx2(int n, const float *x, const float *w, int lo_, int hi_
     }
 }
 
+
+/* Least-squares scale and offset of 8 candidates from their sums (sum l, sum l^2, sum l x) and
+ * the weighted error of each; +inf where the fit is degenerate (or, with a fixed offset, where
+ * the scale would be negative). Shared by the separate pick and the fused search. */
+static inline __m256 solve8(__m256 sl, __m256 sll, __m256 slx, __m256 sw, __m256 sx, int free_offset, __m256 *s_out,
+                            __m256 *off_out) {
+    const __m256 zero = _mm256_setzero_ps(), two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
+    __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+    __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
+    __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
+    __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
+    if (!free_offset) {
+        __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
+        off = _mm256_blendv_ps(off, zero, pos);
+        s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
+        ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
+    }
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
+    e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
+    e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
+    e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
+    *s_out = s;
+    *off_out = off;
+    return _mm256_blendv_ps(inf, e, ok);
+}
+
 /* Same choice as lb_qs_pick_asym, 8 candidates a step (the divisions dominated). */
 int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int free_offset,
                          float *s_out, float *off_out) {
-    const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_), zero = _mm256_setzero_ps();
-    const __m256 two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
+    const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_);
     const __m256i idx3 = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
     int best = -1;
     float best_e = __builtin_inff();
@@ -132,22 +158,7 @@ int lb_qs_pick_asym_avx2(int ncand, const float *sums, float sw_, float sx_, int
         for (int i = 0; i < 24; i++) tmp[i] = i < 3 * m ? sums[3 * k0 + i] : 0;
         __m256 sl = _mm256_i32gather_ps(tmp, idx3, 4), sll = _mm256_i32gather_ps(tmp + 1, idx3, 4);
         __m256 slx = _mm256_i32gather_ps(tmp + 2, idx3, 4);
-        __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
-        __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
-        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
-        __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
-        if (!free_offset) {
-            __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
-            off = _mm256_blendv_ps(off, zero, pos);
-            s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
-            ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
-        }
-        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
-        e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
-        e = _mm256_blendv_ps(inf, e, ok);
+        __m256 s, off, e = solve8(sl, sll, slx, sw, sx, free_offset, &s, &off);
         float ev[8], sv[8], ov[8];
         _mm256_storeu_ps(ev, e);
         _mm256_storeu_ps(sv, s);
@@ -171,7 +182,6 @@ int lb_qs_search_asym_avx2(int n, const float *x, const float *w, float xmin, in
                            float *s_out, float *off_out, float *best) {
     const __m256 hi = _mm256_set1_ps((float)nmax), vmin = _mm256_set1_ps(xmin);
     const __m256 sw = _mm256_set1_ps(sw_), sx = _mm256_set1_ps(sx_), zero = _mm256_setzero_ps();
-    const __m256 two = _mm256_set1_ps(2), inf = _mm256_set1_ps(__builtin_inff());
     int bi = -1;
     float best_e = __builtin_inff();
     for (int k0 = 0; k0 < ncand; k0 += 8) {
@@ -189,22 +199,7 @@ int lb_qs_search_asym_avx2(int n, const float *x, const float *w, float xmin, in
             a[2][c] = acc[2];
         }
         __m256 sl = hsum8x8(a[0]), sll = hsum8x8(a[1]), slx = hsum8x8(a[2]);
-        __m256 det = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
-        __m256 ok = _mm256_cmp_ps(det, zero, _CMP_GT_OQ);
-        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sl, sx)), det);
-        __m256 off = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), det);
-        if (!free_offset) {
-            __m256 pos = _mm256_cmp_ps(off, zero, _CMP_GT_OQ);
-            off = _mm256_blendv_ps(off, zero, pos);
-            s = _mm256_blendv_ps(s, _mm256_div_ps(slx, sll), pos);
-            ok = _mm256_and_ps(ok, _mm256_cmp_ps(s, zero, _CMP_GE_OQ));
-        }
-        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), sll);
-        e = _mm256_add_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(_mm256_mul_ps(s, off), sl)));
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(off, off), sw));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(s, slx)));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(two, _mm256_mul_ps(off, sx)));
-        e = _mm256_blendv_ps(inf, e, ok);
+        __m256 s, off, e = solve8(sl, sll, slx, sw, sx, free_offset, &s, &off);
         float ev[8], sv[8], ov[8], r[3][8];
         _mm256_storeu_ps(ev, e);
         _mm256_storeu_ps(sv, s);
