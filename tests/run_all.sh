@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+passed=0
+failed=0
 for variant in release asan; do
   dir=build-test-$variant
   if [ "$variant" = asan ]; then flags="-DLOWBIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo"; else flags="-DCMAKE_BUILD_TYPE=Release"; fi
@@ -12,8 +14,14 @@ for variant in release asan; do
   if cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "(warning|error):"; then echo "build produced warnings or errors"; exit 1; fi
   cmake --build "$dir" -j"$jobs" >/dev/null
   echo "== $variant tests"
+  rc=0
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$dir" --output-on-failure -j"$jobs"
+    ctest --test-dir "$dir" --output-on-failure -j"$jobs" | tee "$dir/ctest.log" || rc=1
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$dir/ctest.log")
+  bad=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of.*/\1/p' "$dir/ctest.log")
+  passed=$((passed + ${total:-0} - ${bad:-0}))
+  failed=$((failed + ${bad:-0}))
+  if [ "$rc" != 0 ] || [ -z "$total" ]; then echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"; exit 1; fi
 done
 
 # Fuzz targets: build with clang + libFuzzer and run each for a few seconds, so the harnesses
@@ -24,7 +32,10 @@ if command -v clang >/dev/null; then
   cmake --build build-test-fuzz -j"$jobs" >/dev/null
   for f in build-test-fuzz/fuzz_*; do
     [ -x "$f" ] || continue
-    "$f" -max_total_time=5 -rss_limit_mb=2048 >/dev/null 2>"$f.log" || { echo "$(basename "$f") found a crash:"; tail -30 "$f.log"; exit 1; }
+    "$f" -max_total_time=5 -rss_limit_mb=2048 >/dev/null 2>"$f.log" || { echo "$(basename "$f") found a crash:"; tail -30 "$f.log"; echo "tests: $passed passed, $((failed + 1)) failed"; exit 1; }
     echo "$(basename "$f"): $(grep -o 'Done [0-9]* runs' "$f.log")"
+    passed=$((passed + 1))
   done
 fi
+# one closing line for both builds' CTests and the fuzz smoke runs
+echo "tests: $passed passed, $failed failed"
