@@ -247,6 +247,7 @@ int cmd_run(int argc, char **argv) {
         free(ids);
         if (st) goto done;
         if (!o.json) fputc('\n', stdout);
+        fflush(stdout); /* the continuation ends before the stats on stderr, even through a pipe */
     } else { /* interactive chat on stdin */
         char line[8192];
         int first = 1;
@@ -277,6 +278,7 @@ int cmd_run(int argc, char **argv) {
         fputs(", \"text\": ", stdout);
         cli_json_string(stdout, g.text ? g.text : "", g.text_len);
         fputs("}\n", stdout);
+        fflush(stdout);
     }
     char b1[32], b2[32];
     fprintf(stderr,
