@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/matmul.h"
 #include "quant/blocks.h"
+#include "quant/matmul_quant_avx2.h"
 #include "quant/quant.h"
 
 static size_t prep_q8_0(int64_t k) { return lb_quant_act_size(LB_Q8_0, k); }
@@ -33,6 +34,9 @@ static const lb_matmul_kernel k_small[] = {
     {prep_q8_0, act_q8_0, rows_q4_0, 4}, {prep_q8_0, act_q8_0, rows_q4_1, 4}, {prep_q8_0, act_q8_0, rows_q5_0, 4},
     {prep_q8_0, act_q8_0, rows_q5_1, 4}, {prep_q8_0, act_q8_0, rows_q8_0, 4},
 };
+/* prompt batches: each weight block unpacked once for up to four tokens (AVX2 CPUs only) */
+static const lb_matmul_kernel k_q4_0_avx2 = {prep_q8_0, act_q8_0, lb_matmul_rows_q4_0_avx2, 4};
+static const lb_matmul_kernel k_q8_0_avx2 = {prep_q8_0, act_q8_0, lb_matmul_rows_q8_0_avx2, 4};
 static const lb_matmul_kernel k_large[] = {
     {prep_q8_K, act_q8_K, rows_q2_K, 4}, {prep_q8_K, act_q8_K, rows_q3_K, 4}, {prep_q8_K, act_q8_K, rows_q4_K, 4},
     {prep_q8_K, act_q8_K, rows_q5_K, 4}, {prep_q8_K, act_q8_K, rows_q6_K, 4}, {prep_q8_K, act_q8_K, rows_tq1_0, 4},
@@ -49,7 +53,10 @@ void lb_quant_register_matmul(void) {
         const lb_quant_ops *o = lb_quant_get_ops(small[i]);
         if (!o) continue;
         *dots_small[i] = o->vec_dot;
-        lb_matmul_register(small[i], &k_small[i]);
+        const lb_matmul_kernel *k = &k_small[i];
+        if (lb_quant_have_avx2() && small[i] == LB_Q4_0) k = &k_q4_0_avx2;
+        if (lb_quant_have_avx2() && small[i] == LB_Q8_0) k = &k_q8_0_avx2;
+        lb_matmul_register(small[i], k);
     }
     for (size_t i = 0; i < sizeof large / sizeof *large; i++) {
         const lb_quant_ops *o = lb_quant_get_ops(large[i]);
