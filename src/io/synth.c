@@ -84,7 +84,6 @@ static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_err
         if (s) return s;
         c->done += bytes;
         if (c->progress) c->progress(c->user, t->name, c->done, c->total);
-        (void)m;
     }
     return LB_OK;
 }
