@@ -8,6 +8,7 @@
 
 #include "bench_util.h"
 #include "core/threads.h"
+#include "kernels/cpu/cpu.h"
 
 typedef struct bw_task {
     const uint64_t *buf;
@@ -35,7 +36,7 @@ static void sum_part(void *arg, int ith, int nth) {
     int64_t i0, i1;
     lb_split_range(t->n, 16, ith, nth, &i0, &i1);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (lb_cpu_has_avx2()) {
         t->sums[ith] = sum_avx2(t->buf, i0, i1);
         return;
     }

@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     memset(out, 0, n * 4);
     lb_error err;
     printf("%zu elements (%.0f MB), avx2 %s\n\n| op | threshold | kept | ratio | ns/element | GB/s in |\n|---|---|---|---|---|---|\n",
-           n, n * 4 / 1e6, lb_delta_have_avx2() ? "yes" : "no");
+           n, n * 4 / 1e6, lb_cpu_has_avx2() ? "yes" : "no");
     float ths[] = {1e-2f, 5e-3f, 1e-3f, 0.0f};
     for (int t = 0; t < 4; t++) {
         uint32_t *idx;

@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         xh[i] = lb_f32_to_fp16(x[i]);
     }
     for (int i = 0; i < cols; i++) act[i] = rnd_gauss();
-    printf("%d x %d weights, AVX2 %s\n\n", rows, cols, lb_quant_have_avx2() ? "yes" : "no");
+    printf("%d x %d weights, AVX2 %s\n\n", rows, cols, lb_cpu_has_avx2() ? "yes" : "no");
     printf("| type | bpw | quantize MB/s (F32 in) | dot scalar GB/s | dot AVX2 GB/s |\n");
     printf("|---|---|---|---|---|\n");
     for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++) {
@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
         volatile float sink = 0;
         for (int v = 0; v < 2; v++) {
             lb_vec_dot_fn f = v == 0 ? ops->vec_dot_scalar : ops->vec_dot;
-            if (v == 1 && !lb_quant_have_avx2()) break;
+            if (v == 1 && !lb_cpu_has_avx2()) break;
             for (int r = 0; r < 3; r++) {
                 t0 = now();
                 for (int i = 0; i < rows; i++) sink += f(cols, (const uint8_t *)q + (size_t)i * row_bytes, aq);

@@ -15,6 +15,11 @@ extern "C" {
 #define LOWBIT_VERSION_MINOR 1
 #define LOWBIT_VERSION_PATCH 0
 const char *lb_version(void);
+/* The CPU kernel level in use, detected once: "scalar", "avx2" or "avx512", then the extra
+ * features in parentheses, e.g. "avx512 (vnni bf16 avx-vnni)". The environment variable
+ * LOWBIT_CPU=scalar|avx2|avx512 lowers it (never above what the CPU has), which the text then
+ * says. Writes at most cap bytes into buf and returns buf. */
+const char *lb_cpu_kernels(char *buf, size_t cap);
 
 /* ---- status and errors ---------------------------------------------------------------- */
 typedef enum lb_status {

@@ -63,7 +63,7 @@ static int temp_files(void) {
 
 static void test_byteplane(void) {
     size_t sizes[] = {0, 1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 1000, 4097, 65536 + 13};
-    int avx2 = lb_byteplane_have_avx2();
+    int avx2 = lb_cpu_has_avx2();
     printf("byteplane: avx2 %s\n", avx2 ? "yes" : "no (scalar only)");
     for (size_t e = 1; e <= 4; e *= 2)
         for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {

@@ -55,7 +55,7 @@ static void test_sparse(void) {
             double wr = want ? (double)(n * 4) / (double)(want * 8) : HUGE_VAL;
             CHECK(ratio == wr, "ratio n=%zu t=%g: %g vs %g", n, t, ratio, wr);
             /* scalar and AVX2 kernels agree */
-            if (lb_delta_have_avx2()) {
+            if (lb_cpu_has_avx2()) {
                 uint32_t *i2 = malloc((want + 8) * 4);
                 float *v2 = malloc((want + 8) * 4);
                 size_t c1 = lb_delta_sparse_count_avx2(x, n, t), g = lb_delta_sparse_gather_avx2(x, n, t, i2, v2);
@@ -121,7 +121,7 @@ static void test_int8(void) {
                 }
             }
             CHECK((!n || memcmp(q, qt, n) == 0) && (!nb || memcmp(s, st, nb * 4) == 0), "int8 == definition n=%zu block=%zu", n, B);
-            if (lb_delta_have_avx2()) {
+            if (lb_cpu_has_avx2()) {
                 int8_t *q2 = malloc(n + 1);
                 float *s2 = malloc((nb + 1) * 4), *o2 = malloc((n + 1) * 4);
                 CHECK(lb_delta_int8_quant_scalar(x, n, B, q2, s2) == SIZE_MAX && (!n || memcmp(q2, qt, n) == 0), "scalar kernel");

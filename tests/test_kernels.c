@@ -161,7 +161,10 @@ static void check_matmul_case(const mm_case *c, lb_pool **pools) {
     for (size_t i = 0; i < ny; i++) bad += !(fabs(ys[i] - truth[i]) <= sum_tol(absum[i]));
     CHECK(!bad, "scalar %s k=%lld rows=%lld n_tok=%lld off=%d: %d outputs off the double-precision truth",
           tn, (long long)c->k, (long long)c->rows, (long long)c->n_tok, c->offset, bad);
-    const lb_matmul_kernel *kv = lb_matmul_kernel_avx2(c->type);
+    /* every SIMD level this process may run (LOWBIT_CPU lowers the ceiling), each against scalar */
+    for (int lvl = LB_CPU_AVX2; lvl < LB_CPU_LEVEL_COUNT; lvl++) {
+    const lb_matmul_kernel *kv = lb_matmul_kernel_at(c->type, lvl);
+    if (kv == lb_matmul_kernel_at(c->type, lvl - 1)) continue; /* nothing new at this level */
     for (int p = 0; kv && p < 3; p++) {
         memset(yv, 0xff, ny * 4); /* NaN: rows never written show up */
         st = lb_matmul_with(pools[p], kv, c->type, w, c->rows, c->k, x, c->n_tok, yv, lb_pool_size(pools[p]), &err);
@@ -172,10 +175,11 @@ static void check_matmul_case(const mm_case *c, lb_pool **pools) {
             if (!(e <= sum_tol(absum[i]))) bad++;
             if (!(e / (absum[i] + 1e-30) <= worst)) worst = e / (absum[i] + 1e-30);
         }
-        CHECK(st == LB_OK && !bad, "avx2 %s k=%lld rows=%lld n_tok=%lld off=%d threads=%d: %d outputs differ "
-              "from scalar (worst %.3g of sum|wx|)", tn, (long long)c->k, (long long)c->rows,
-              (long long)c->n_tok, c->offset, lb_pool_size(pools[p]), bad, worst);
+        CHECK(st == LB_OK && !bad, "%s %s k=%lld rows=%lld n_tok=%lld off=%d threads=%d: %d outputs differ "
+              "from scalar (worst %.3g of sum|wx|)", lb_cpu_level_name((lb_cpu_level)lvl), tn, (long long)c->k,
+              (long long)c->rows, (long long)c->n_tok, c->offset, lb_pool_size(pools[p]), bad, worst);
         if (bad && ++g_mm_fail_reported > 20) exit(test_summary());
+    }
     }
     free(wbuf); free(wf); free(x); free(ys); free(yv); free(truth); free(absum);
 }
@@ -463,13 +467,36 @@ static void test_attn(const lb_vec_ops *ops, const char *name) {
     }
 }
 
+/* The level module: one level in use, never above the CPU's, and exactly LOWBIT_CPU when that
+ * names a lower one (CTest runs this binary again under LOWBIT_CPU=avx2 and =scalar). */
+static void test_cpu_level(void) {
+    const lb_cpu_info *in = lb_cpu_info_get();
+    char desc[96];
+    lb_cpu_describe(desc, sizeof desc);
+    printf("cpu kernels: %s\n", desc);
+    CHECK(in->level <= in->hw && in->level == lb_cpu_level_get(), "level %d within the CPU's %d", in->level, in->hw);
+    const char *e = getenv("LOWBIT_CPU");
+    int want = in->hw;
+    for (int l = 0; e && l < LB_CPU_LEVEL_COUNT; l++)
+        if (!strcmp(e, lb_cpu_level_name((lb_cpu_level)l)) && l < (int)in->hw) want = l;
+    CHECK((int)in->level == want && in->forced == (want < (int)in->hw), "LOWBIT_CPU=%s gives level %s",
+          e ? e : "(unset)", lb_cpu_level_name(in->level));
+    CHECK(!strncmp(desc, lb_cpu_level_name(in->level), strlen(lb_cpu_level_name(in->level))), "description names the level");
+    CHECK(lb_cpu_has_avx2() == (in->level >= LB_CPU_AVX2), "avx2 check follows the level");
+    CHECK(!lb_cpu_has_avx512_vnni() || in->level == LB_CPU_AVX512, "avx512 kernels only at the avx512 level");
+    CHECK(!lb_matmul_kernel_at(LB_F32, (int)in->level + 1), "no kernel above the level in use");
+    CHECK(lb_matmul_kernel_get(LB_Q4_0) == lb_matmul_kernel_at(LB_Q4_0, (int)in->level) &&
+          lb_matmul_kernel_get(LB_F16) == lb_matmul_kernel_at(LB_F16, (int)in->level), "matmul runs the level's kernels");
+}
+
 int main(void) {
     test_split();
     test_pool();
     lb_pool *pools[3] = {lb_pool_new(1), lb_pool_new(2), lb_pool_new(3)};
     CHECK(pools[0] && pools[1] && pools[2], "pools for the matmul tests");
     if (!pools[0] || !pools[1] || !pools[2]) return test_summary();
-    if (!lb_matmul_kernel_avx2(LB_F32)) printf("note: no AVX2/FMA/F16C on this CPU; AVX2 kernels untested\n");
+    test_cpu_level();
+    if (!lb_matmul_kernel_avx2(LB_F32)) printf("note: AVX2 level not in use; AVX2 kernels untested\n");
     test_matmul_shapes(pools);
     test_matmul_api(pools[1]);
     test_matmul_plugin(pools);

@@ -409,7 +409,7 @@ static void random_blocks(lb_dtype t, void *dst, int n) {
 static void test_dots(void) {
     const int lens32[] = {32, 64, 96, 160, 32 * 37, 4096};
     const int lens256[] = {256, 512, 768, 256 * 5, 256 * 11};
-    int have_avx2 = lb_quant_have_avx2();
+    int have_avx2 = lb_cpu_has_avx2();
     if (!have_avx2) printf("  (no AVX2 on this CPU: SIMD comparisons skipped)\n");
     for (int k = 0; k < N_ALL; k++) {
         lb_dtype t = k_all[k];
@@ -481,7 +481,7 @@ static void test_dots(void) {
 /* The scale search's SIMD scans and pick agree with the scalar ones (the quantizers use
  * whichever the CPU allows, so both paths must choose alike). */
 static void test_search_simd(void) {
-    if (!lb_quant_have_avx2()) return;
+    if (!lb_cpu_has_avx2()) return;
     float x[32], w[32], isc[21], a[63], b[63];
     int bad = 0, badpick = 0;
     for (int rep = 0; rep < 200; rep++) {

@@ -88,7 +88,7 @@ static void test_round_minmax(void) {
 }
 
 int main(void) {
-    if (lb_quant_have_avx2()) {
+    if (lb_cpu_has_avx2()) {
         test_grouped_scans(32);
         test_grouped_scans(16);
         test_fused_search();

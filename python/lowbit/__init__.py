@@ -14,7 +14,7 @@ from .quant import dequantize, quantize
 __version__ = "0.1.0"
 
 __all__ = [
-    "LowbitError", "is_available", "library_path", "version",
+    "LowbitError", "is_available", "library_path", "version", "cpu_kernels",
     "compress_delta_sparse", "decompress_delta_sparse", "compress_delta_int8", "decompress_delta_int8", "INT8_BLOCK",
     "quantize", "dequantize",
     "MemoryMonitor", "MemoryPressure", "MemorySnapshot", "PsiAvg", "parse_size", "format_size",
@@ -32,3 +32,13 @@ def version():
     """The C library's version string."""
     from . import _lib
     return _lib.lib().lb_version().decode()
+
+
+def cpu_kernels():
+    """The CPU kernel level in use, e.g. "avx512 (vnni bf16 avx-vnni)"; LOWBIT_CPU=scalar|avx2
+    (set before the library loads) forces a lower one."""
+    import ctypes
+    from . import _lib
+    buf = ctypes.create_string_buffer(96)
+    _lib.lib().lb_cpu_kernels(buf, len(buf))
+    return buf.value.decode()

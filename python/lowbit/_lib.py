@@ -241,6 +241,7 @@ class MemPlan(ctypes.Structure):
 # name: (restype, argtypes). Declared only when the library exports the name.
 _PROTOTYPES = {
     "lb_version": (c_char_p, []),
+    "lb_cpu_kernels": (c_char_p, [ctypes.c_char_p, ctypes.c_size_t]),
     "lb_status_name": (c_char_p, [c_int]),
     "lb_model_default_params": (ModelParams, []),
     "lb_model_load": (c_int, [c_char_p, P(ModelParams), P(c_void_p), PErr]),

@@ -23,6 +23,21 @@ def test_loaded_library_is_the_requested_one():
     assert lowbit.version().count(".") == 2
 
 
+def test_cpu_kernels_level_and_forcing():
+    level = lowbit.cpu_kernels().split()[0]
+    assert level in ("scalar", "avx2", "avx512")
+    # a lower level is honoured (and said to be forced); the variable never raises it
+    r = run_py("import lowbit; print(lowbit.cpu_kernels())", LOWBIT_CPU="scalar")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("scalar")
+    if level != "scalar" and not os.environ.get("LOWBIT_CPU"):
+        assert "forced by LOWBIT_CPU" in r.stdout
+    r = run_py("import lowbit; print(lowbit.cpu_kernels())", LOWBIT_CPU="avx512")
+    assert r.returncode == 0 and "forced" not in r.stdout, r.stdout  # the CPU's own level
+    if not os.environ.get("LOWBIT_CPU"):
+        assert r.stdout.split()[0] == level
+
+
 def test_missing_library_import_error():
     missing = "/nonexistent/dir/liblowbit.so"
     r = run_py("import lowbit\n"

@@ -3,14 +3,6 @@
 #include <stdint.h>
 #include <string.h>
 
-int lb_byteplane_have_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 void lb_byteplane_split_scalar(const void *src, void *dst, size_t n, size_t e) {
     const uint8_t *s = src;
     uint8_t *d = dst;
@@ -34,11 +26,11 @@ void lb_byteplane_merge_scalar(const void *planes, void *dst, size_t n, size_t e
 }
 
 void lb_byteplane_split(const void *src, void *dst, size_t n, size_t e) {
-    if (e > 1 && lb_byteplane_have_avx2()) lb_byteplane_split_avx2(src, dst, n, e);
+    if (e > 1 && lb_cpu_has_avx2()) lb_byteplane_split_avx2(src, dst, n, e);
     else lb_byteplane_split_scalar(src, dst, n, e);
 }
 
 void lb_byteplane_merge(const void *planes, void *dst, size_t n, size_t e) {
-    if (e > 1 && lb_byteplane_have_avx2()) lb_byteplane_merge_avx2(planes, dst, n, e);
+    if (e > 1 && lb_cpu_has_avx2()) lb_byteplane_merge_avx2(planes, dst, n, e);
     else lb_byteplane_merge_scalar(planes, dst, n, e);
 }

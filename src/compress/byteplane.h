@@ -5,6 +5,8 @@
 #define LB_COMPRESS_BYTEPLANE_H
 #include <stddef.h>
 
+#include "kernels/cpu/cpu.h"
+
 /* elem_size 1, 2 or 4 (1 is a plain copy). src and dst must not overlap; both n*elem_size bytes.
  * dst plane p starts at dst + p*n. Dispatches to AVX2 when the CPU has it. */
 void lb_byteplane_split(const void *src, void *dst, size_t n, size_t elem_size);
@@ -15,6 +17,5 @@ void lb_byteplane_split_scalar(const void *src, void *dst, size_t n, size_t elem
 void lb_byteplane_merge_scalar(const void *planes, void *dst, size_t n, size_t elem_size);
 void lb_byteplane_split_avx2(const void *src, void *dst, size_t n, size_t elem_size);
 void lb_byteplane_merge_avx2(const void *planes, void *dst, size_t n, size_t elem_size);
-int lb_byteplane_have_avx2(void);
 
 #endif

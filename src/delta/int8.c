@@ -25,7 +25,7 @@ void lb_delta_int8_dequant_scalar(const int8_t *q, const float *scales, size_t n
 lb_status lb_compress_delta_int8(const float *delta, size_t n, size_t block, int8_t *q, float *scales, lb_error *err) {
     if (block == 0) return lb_fail(err, LB_ERR_ARG, "int8 delta: block size 0");
     if (n && (!delta || !q || !scales)) return lb_fail(err, LB_ERR_ARG, "int8 delta: NULL buffer");
-    size_t bad = lb_delta_have_avx2() ? lb_delta_int8_quant_avx2(delta, n, block, q, scales)
+    size_t bad = lb_cpu_has_avx2() ? lb_delta_int8_quant_avx2(delta, n, block, q, scales)
                                       : lb_delta_int8_quant_scalar(delta, n, block, q, scales);
     if (bad != SIZE_MAX)
         return lb_fail(err, LB_ERR_ARG, "int8 delta: non-finite value in block %zu (elements %zu..)", bad, bad * block);
@@ -36,7 +36,7 @@ lb_status lb_decompress_delta_int8(const int8_t *q, const float *scales, size_t 
                                    lb_error *err) {
     if (block == 0) return lb_fail(err, LB_ERR_ARG, "int8 delta: block size 0");
     if (n && (!q || !scales || !out)) return lb_fail(err, LB_ERR_ARG, "int8 delta: NULL buffer");
-    if (lb_delta_have_avx2()) lb_delta_int8_dequant_avx2(q, scales, n, block, out);
+    if (lb_cpu_has_avx2()) lb_delta_int8_dequant_avx2(q, scales, n, block, out);
     else lb_delta_int8_dequant_scalar(q, scales, n, block, out);
     return LB_OK;
 }

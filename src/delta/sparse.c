@@ -8,14 +8,6 @@
 #include "core/error.h"
 #include "core/threads.h"
 
-int lb_delta_have_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 size_t lb_delta_sparse_count_scalar(const float *x, size_t n, float t) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) k += !(fabsf(x[i]) <= t);
@@ -89,7 +81,7 @@ lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold
     int nth = lb_pool_size(pool);
     size_t count[64], off[64];
     if (nth > 64) nth = 64;
-    sparse_job j = {delta, n, threshold, lb_delta_have_avx2(), count, off, NULL, NULL};
+    sparse_job j = {delta, n, threshold, lb_cpu_has_avx2(), count, off, NULL, NULL};
     lb_pool_run_n(pool, count_job, &j, nth);
     size_t k = 0;
     for (int i = 0; i < nth; i++) off[i] = k, k += count[i];

@@ -1,5 +1,5 @@
 /* Sparse and int8 deltas: internal kernels behind the public lb_*_delta_* functions (lowbit.h).
- * Scalar references and AVX2 versions (call the AVX2 ones only when lb_delta_have_avx2()). */
+ * Scalar references and AVX2 versions (call the AVX2 ones only when lb_cpu_has_avx2()). */
 #ifndef LB_DELTA_SPARSE_H
 #define LB_DELTA_SPARSE_H
 #include <math.h>
@@ -7,9 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu.h"
 #include "lowbit.h"
-
-int lb_delta_have_avx2(void);
 
 /* Elements kept by threshold t: !(|x| <= t), i.e. |x| > t or NaN. */
 size_t lb_delta_sparse_count_scalar(const float *x, size_t n, float t);

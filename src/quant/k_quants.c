@@ -257,7 +257,7 @@ static void fit_super_sym(const float *x, const float *imatrix, int lo, int hi, 
 
 void lb_quantize_row_q2_K_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q2_K *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         uint8_t L[LB_QK_K], sc[16], mn[16];
         const float *im = imatrix ? imatrix + i * LB_QK_K : NULL;
@@ -271,7 +271,7 @@ void lb_quantize_row_q2_K_ref(const float *x, void *dst, int64_t n, const float 
 
 void lb_quantize_row_q3_K_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q3_K *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         int8_t L[LB_QK_K], sc[16];
         const float *im = imatrix ? imatrix + i * LB_QK_K : NULL;
@@ -308,7 +308,7 @@ static void pack_scales_k4(const uint8_t *sc, const uint8_t *mn, uint8_t *s) {
 
 void lb_quantize_row_q4_K_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q4_K *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         uint8_t L[LB_QK_K], sc[8], mn[8];
         const float *im = imatrix ? imatrix + i * LB_QK_K : NULL;
@@ -322,7 +322,7 @@ void lb_quantize_row_q4_K_ref(const float *x, void *dst, int64_t n, const float 
 
 void lb_quantize_row_q5_K_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q5_K *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         uint8_t L[LB_QK_K], sc[8], mn[8];
         const float *im = imatrix ? imatrix + i * LB_QK_K : NULL;
@@ -340,7 +340,7 @@ void lb_quantize_row_q5_K_ref(const float *x, void *dst, int64_t n, const float 
 
 void lb_quantize_row_q6_K_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q6_K *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         int8_t L[LB_QK_K];
         const float *im = imatrix ? imatrix + i * LB_QK_K : NULL;

@@ -137,7 +137,7 @@ static void asym_finish(const float *x, const float *w, int nmax, float s, float
 /* The search over scales (codes -128..127) gains a little over absmax even at 8 bits. */
 void lb_quantize_row_q8_0_ref(const float *x, void *dst, int64_t n, const float *imatrix) {
     lb_block_q8_0 *b = dst;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     for (int64_t ib = 0; ib < n / LB_QK; ib++) {
         float w[LB_QK];
         const float *xb = x + ib * LB_QK;
@@ -153,7 +153,7 @@ static void quantize_sym4or5(const float *x, int64_t n, const float *imatrix, in
     float w[LB_QK];
     int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     const float *xb = x + ib * LB_QK;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     if (simd) lb_qs_weights_avx2(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
     else lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
     float s = lb_qs_fit_sym(LB_QK, xb, w, lo, hi, simd, L);
@@ -189,7 +189,7 @@ static void quantize_asym4or5(const float *x, const float *imatrix, int nmax, ui
                               uint16_t *m, uint8_t *L, int64_t ib) {
     float w[LB_QK], off;
     const float *xb = x + ib * LB_QK;
-    int simd = lb_quant_have_avx2();
+    int simd = lb_cpu_has_avx2();
     if (simd) lb_qs_weights_avx2(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
     else lb_qs_weights(LB_QK, xb, imatrix ? imatrix + ib * LB_QK : NULL, w);
     float s = lb_qs_fit_asym(LB_QK, xb, w, nmax, 1, simd, L, &off);

@@ -11,8 +11,10 @@
 
 static size_t prep_q8_0(int64_t k) { return lb_quant_act_size(LB_Q8_0, k); }
 static size_t prep_q8_K(int64_t k) { return lb_quant_act_size(LB_Q4_K, k); }
-static void act_q8_0(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_0(x, dst, k); }
-static void act_q8_K(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_K(x, dst, k); }
+static void act_q8_0_scalar(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_0_scalar(x, dst, k); }
+static void act_q8_K_scalar(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_K_scalar(x, dst, k); }
+static void act_q8_0_avx2(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_0_avx2(x, dst, k); }
+static void act_q8_K_avx2(const float *x, int64_t k, void *dst) { lb_quantize_row_q8_K_avx2(x, dst, k); }
 
 static inline void rows_generic(lb_vec_dot_fn dot, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const uint8_t *x = a->x;
@@ -23,46 +25,42 @@ static inline void rows_generic(lb_vec_dot_fn dot, const lb_matmul_args *a, int6
     }
 }
 
-#define ROWS(T)                                                                                    \
-    static lb_vec_dot_fn g_dot_##T;                                                                \
-    static void rows_##T(const lb_matmul_args *a, int64_t r0, int64_t r1) { rows_generic(g_dot_##T, a, r0, r1); }
-ROWS(q4_0) ROWS(q4_1) ROWS(q5_0) ROWS(q5_1) ROWS(q8_0) ROWS(q2_K) ROWS(q3_K) ROWS(q4_K) ROWS(q5_K)
-ROWS(q6_K) ROWS(tq1_0) ROWS(tq2_0)
+/* One rows function per (type, level): the dot product is a direct call, not a dispatch. */
+#define ROWS(T, L)                                                                                 \
+    static void rows_##T##_##L(const lb_matmul_args *a, int64_t r0, int64_t r1) {                 \
+        rows_generic(lb_vec_dot_##T##_q8_##L, a, r0, r1);                                          \
+    }
+#define ROWS_BOTH(T) ROWS(T, scalar) ROWS(T, avx2)
+ROWS(q4_0, scalar) ROWS(q8_0, scalar) /* AVX2: matmul_quant_avx2.c */
+ROWS_BOTH(q4_1) ROWS_BOTH(q5_0) ROWS_BOTH(q5_1) ROWS_BOTH(q2_K) ROWS_BOTH(q3_K) ROWS_BOTH(q4_K)
+ROWS_BOTH(q5_K) ROWS_BOTH(q6_K) ROWS_BOTH(tq1_0) ROWS_BOTH(tq2_0)
+#undef ROWS_BOTH
 #undef ROWS
 
-static const lb_matmul_kernel k_small[] = {
-    {prep_q8_0, act_q8_0, rows_q4_0, 4}, {prep_q8_0, act_q8_0, rows_q4_1, 4}, {prep_q8_0, act_q8_0, rows_q5_0, 4},
-    {prep_q8_0, act_q8_0, rows_q5_1, 4}, {prep_q8_0, act_q8_0, rows_q8_0, 4},
+#define K32(T, L) {prep_q8_0, act_q8_0_##L, rows_##T##_##L, 4}
+#define K256(T, L) {prep_q8_K, act_q8_K_##L, rows_##T##_##L, 4}
+static const lb_dtype g_types[] = {LB_Q4_0, LB_Q4_1, LB_Q5_0, LB_Q5_1, LB_Q8_0, LB_Q2_K,
+                                   LB_Q3_K, LB_Q4_K, LB_Q5_K, LB_Q6_K, LB_TQ1_0, LB_TQ2_0};
+static const lb_matmul_kernel k_scalar[] = {
+    K32(q4_0, scalar), K32(q4_1, scalar), K32(q5_0, scalar), K32(q5_1, scalar), K32(q8_0, scalar),
+    K256(q2_K, scalar), K256(q3_K, scalar), K256(q4_K, scalar), K256(q5_K, scalar), K256(q6_K, scalar),
+    K256(tq1_0, scalar), K256(tq2_0, scalar),
 };
-/* prompt batches: each weight block unpacked once for up to four tokens (AVX2 CPUs only) */
-static const lb_matmul_kernel k_q4_0_avx2 = {prep_q8_0, act_q8_0, lb_matmul_rows_q4_0_avx2, 4};
-static const lb_matmul_kernel k_q8_0_avx2 = {prep_q8_0, act_q8_0, lb_matmul_rows_q8_0_avx2, 4};
-static const lb_matmul_kernel k_large[] = {
-    {prep_q8_K, act_q8_K, rows_q2_K, 4}, {prep_q8_K, act_q8_K, rows_q3_K, 4}, {prep_q8_K, act_q8_K, rows_q4_K, 4},
-    {prep_q8_K, act_q8_K, rows_q5_K, 4}, {prep_q8_K, act_q8_K, rows_q6_K, 4}, {prep_q8_K, act_q8_K, rows_tq1_0, 4},
-    {prep_q8_K, act_q8_K, rows_tq2_0, 4},
+/* Q4_0 and Q8_0 at AVX2: prompt batches unpack each weight block once for up to four tokens. */
+static const lb_matmul_kernel k_avx2[] = {
+    {prep_q8_0, act_q8_0_avx2, lb_matmul_rows_q4_0_avx2, 4}, K32(q4_1, avx2), K32(q5_0, avx2),
+    K32(q5_1, avx2), {prep_q8_0, act_q8_0_avx2, lb_matmul_rows_q8_0_avx2, 4},
+    K256(q2_K, avx2), K256(q3_K, avx2), K256(q4_K, avx2), K256(q5_K, avx2), K256(q6_K, avx2),
+    K256(tq1_0, avx2), K256(tq2_0, avx2),
 };
+#undef K32
+#undef K256
 
-/* Called once from the matmul dispatcher's initialisation. */
+/* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
-    static const lb_dtype small[] = {LB_Q4_0, LB_Q4_1, LB_Q5_0, LB_Q5_1, LB_Q8_0};
-    static const lb_dtype large[] = {LB_Q2_K, LB_Q3_K, LB_Q4_K, LB_Q5_K, LB_Q6_K, LB_TQ1_0, LB_TQ2_0};
-    lb_vec_dot_fn *dots_small[] = {&g_dot_q4_0, &g_dot_q4_1, &g_dot_q5_0, &g_dot_q5_1, &g_dot_q8_0};
-    lb_vec_dot_fn *dots_large[] = {&g_dot_q2_K, &g_dot_q3_K, &g_dot_q4_K, &g_dot_q5_K, &g_dot_q6_K, &g_dot_tq1_0, &g_dot_tq2_0};
-    for (size_t i = 0; i < sizeof small / sizeof *small; i++) {
-        const lb_quant_ops *o = lb_quant_get_ops(small[i]);
-        if (!o) continue;
-        *dots_small[i] = o->vec_dot;
-        const lb_matmul_kernel *k = &k_small[i];
-        if (lb_quant_have_avx2() && small[i] == LB_Q4_0) k = &k_q4_0_avx2;
-        if (lb_quant_have_avx2() && small[i] == LB_Q8_0) k = &k_q8_0_avx2;
-        lb_matmul_register(small[i], k);
-    }
-    for (size_t i = 0; i < sizeof large / sizeof *large; i++) {
-        const lb_quant_ops *o = lb_quant_get_ops(large[i]);
-        if (!o) continue;
-        *dots_large[i] = o->vec_dot;
-        lb_matmul_register(large[i], &k_large[i]);
+    for (size_t i = 0; i < sizeof g_types / sizeof *g_types; i++) {
+        lb_matmul_register_level(g_types[i], LB_CPU_SCALAR, &k_scalar[i]);
+        if (lb_cpu_has_avx2()) lb_matmul_register_level(g_types[i], LB_CPU_AVX2, &k_avx2[i]);
     }
 }
 
@@ -91,10 +89,12 @@ static void act_q8_K_per_token(const float *x, int64_t k, void *dst) {
     }
 }
 
-static const lb_matmul_kernel k_tq1_per_token = {prep_q8_K, act_q8_K_per_token, rows_tq1_0, 4};
-static const lb_matmul_kernel k_tq2_per_token = {prep_q8_K, act_q8_K_per_token, rows_tq2_0, 4};
+static const lb_matmul_kernel k_tq1_per_token[] = {{prep_q8_K, act_q8_K_per_token, rows_tq1_0_scalar, 4},
+                                                    {prep_q8_K, act_q8_K_per_token, rows_tq1_0_avx2, 4}};
+static const lb_matmul_kernel k_tq2_per_token[] = {{prep_q8_K, act_q8_K_per_token, rows_tq2_0_scalar, 4},
+                                                    {prep_q8_K, act_q8_K_per_token, rows_tq2_0_avx2, 4}};
 
 const lb_matmul_kernel *lb_quant_kernel_per_token(lb_dtype t) {
-    lb_matmul_kernel_get(t); /* makes sure the dot products are installed */
-    return t == LB_TQ1_0 ? &k_tq1_per_token : t == LB_TQ2_0 ? &k_tq2_per_token : NULL;
+    int simd = lb_cpu_has_avx2();
+    return t == LB_TQ1_0 ? &k_tq1_per_token[simd] : t == LB_TQ2_0 ? &k_tq2_per_token[simd] : NULL;
 }

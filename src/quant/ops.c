@@ -1,23 +1,11 @@
-/* Per-type kernel table and runtime CPU dispatch (scalar or AVX2). */
+/* Per-type kernel table and runtime CPU dispatch (scalar or AVX2) by lb_cpu_level_get(), a
+ * cached load: these run per dot product. */
 #include "quant/quant.h"
-
-
-/* Called per row and per dot product, so it must stay cheap: __builtin_cpu_supports reads a
- * table filled once at startup (CPUID itself traps to the hypervisor on VMs and cost 10x in
- * quantize time). F16C, which the AVX2 files also use, comes with every AVX2 CPU, and clang's
- * builtin does not know its name. */
-int lb_quant_have_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
 
 #define LB_DISPATCH_DOT(t)                                                                   \
     float lb_vec_dot_##t##_q8(int n, const void *w_row, const void *x_q) {                   \
-        return lb_quant_have_avx2() ? lb_vec_dot_##t##_q8_avx2(n, w_row, x_q)                \
-                                    : lb_vec_dot_##t##_q8_scalar(n, w_row, x_q);             \
+        return lb_cpu_has_avx2() ? lb_vec_dot_##t##_q8_avx2(n, w_row, x_q)                   \
+                                 : lb_vec_dot_##t##_q8_scalar(n, w_row, x_q);                \
     }
 LB_DISPATCH_DOT(q8_0)
 LB_DISPATCH_DOT(q4_0)
@@ -33,12 +21,12 @@ LB_DISPATCH_DOT(tq1_0)
 LB_DISPATCH_DOT(tq2_0)
 
 void lb_quantize_row_q8_0(const float *x, void *dst, int64_t n) {
-    if (lb_quant_have_avx2()) lb_quantize_row_q8_0_avx2(x, dst, n);
+    if (lb_cpu_has_avx2()) lb_quantize_row_q8_0_avx2(x, dst, n);
     else lb_quantize_row_q8_0_scalar(x, dst, n);
 }
 
 void lb_quantize_row_q8_K(const float *x, void *dst, int64_t n) {
-    if (lb_quant_have_avx2()) lb_quantize_row_q8_K_avx2(x, dst, n);
+    if (lb_cpu_has_avx2()) lb_quantize_row_q8_K_avx2(x, dst, n);
     else lb_quantize_row_q8_K_scalar(x, dst, n);
 }
 
@@ -73,7 +61,7 @@ static const lb_quant_ops k_avx2[LB_DTYPE_COUNT] = {
 
 const lb_quant_ops *lb_quant_get_ops(lb_dtype type) {
     if ((unsigned)type >= LB_DTYPE_COUNT) return NULL;
-    const lb_quant_ops *o = lb_quant_have_avx2() ? &k_avx2[type] : &k_scalar[type];
+    const lb_quant_ops *o = lb_cpu_has_avx2() ? &k_avx2[type] : &k_scalar[type];
     return o->vec_dot ? o : NULL;
 }
 

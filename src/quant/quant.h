@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/dtype.h"
+#include "kernels/cpu/cpu.h"
 #include "lowbit.h"
 #include "quant/blocks.h"
 
@@ -116,6 +117,4 @@ size_t lb_quant_act_size(lb_dtype weight_type, int64_t n);
  * so both round identically. */
 float lb_kq_block_sum(float d, float dmin, float dx, int isum, int msum);
 
-/* 1 when the AVX2 kernels may run on this CPU. */
-int lb_quant_have_avx2(void);
 #endif

@@ -8,9 +8,6 @@
 #include "quant/quantize_model.h"
 
 #include <ctype.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -227,15 +224,6 @@ enum { CHUNK_BYTES = 8 << 20 }; /* float rows per chunk: bounded memory, large e
 
 void lb_f16_row_to_f32_avx2(const void *src, float *dst, int64_t n); /* convert_avx2.c */
 
-static int have_f16c(void) { /* CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports lacks "f16c") */
-#if defined(__x86_64__) || defined(__i386__)
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
-#else
-    return 0;
-#endif
-}
-
 typedef struct qctx {
     const lb_model *m;
     lb_to_float_fn f16_to_float; /* F16C when the CPU has it */
@@ -438,7 +426,7 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     qctx c = {.m = m, .from = m->cfg.rope_layout, .to = lb_gguf_arch_rope(lb_gguf_arch_out(m->cfg.arch)),
               .progress = progress, .user = user, .widest = 1};
     c.f16_to_float = lb_dtype_get(LB_F16)->to_float;
-    if (lb_quant_have_avx2() && have_f16c()) c.f16_to_float = lb_f16_row_to_f32_avx2;
+    if (lb_cpu_has_avx2()) c.f16_to_float = lb_f16_row_to_f32_avx2;
     lb_gguf_writer *w = NULL;
     size_t widest_out = 1;
     for (size_t i = 0; i < m->n_tensors && !s; i++) {

@@ -1,7 +1,7 @@
 /* AVX2 dot products with quantized activations: codes unpacked to bytes, multiplied with
  * _mm256_maddubs_epi16 (unsigned codes x signed activations, or |w| x sign-adjusted x for
  * signed codes), widened with _mm256_madd_epi16 by the sub-block scales. Only called after
- * lb_quant_have_avx2(). */
+ * lb_cpu_has_avx2(). */
 #include <immintrin.h>
 #include <string.h>
 

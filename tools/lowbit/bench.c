@@ -27,7 +27,8 @@ int cmd_bench(int argc, char **argv) {
                  "                   [--mem-budget SIZE] [--json]\n\n"
                  "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
                  "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
-                 "repetitions and the peak RSS. --json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\"}.\n"
+                 "repetitions, the peak RSS and the CPU kernel level (LOWBIT_CPU=scalar|avx2 forces a lower one).\n"
+                 "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\", \"threads\", \"kernels\"}.\n"
                  "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
                  "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.");
             return CLI_OK;
@@ -124,15 +125,18 @@ int cmd_bench(int argc, char **argv) {
     if (st == LB_OK) {
         double pp_m = n_prompt ? median(pp, (int)reps) : 0, tg_m = n_gen ? median(tg, (int)reps) : 0;
         uint64_t rss = cli_peak_rss();
+        char kern[96];
+        lb_cpu_kernels(kern, sizeof kern);
         if (json) {
             printf("{\"pp_tok_s\": ");
             if (n_prompt) printf("%.2f", pp_m); else printf("null");
             printf(", \"tg_tok_s\": ");
             if (n_gen) printf("%.2f", tg_m); else printf("null");
-            printf(", \"peak_rss_bytes\": %llu, \"threads\": %d}\n", (unsigned long long)rss, lb_session_n_threads(s));
+            printf(", \"peak_rss_bytes\": %llu, \"threads\": %d, \"kernels\": \"%s\"}\n", (unsigned long long)rss,
+                   lb_session_n_threads(s), kern);
         } else {
             char b[32];
-            printf("model:      %s\nthreads:    %d\n", model, lb_session_n_threads(s));
+            printf("model:      %s\nthreads:    %d\nkernels:    %s\n", model, lb_session_n_threads(s), kern);
             if (n_prompt) printf("prompt:     %.2f tok/s (%lld tokens, median of %lld)\n", pp_m, n_prompt, reps);
             if (n_gen) printf("generation: %.2f tok/s (%lld tokens, median of %lld)\n", tg_m, n_gen, reps);
             printf("peak RSS:   %s\n", cli_human_bytes(rss, b, sizeof b));

@@ -65,6 +65,8 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     else
         fprintf(stderr, "  mapped      %s (residency unknown: mincore failed)\n", H(r.mapped_bytes, a));
     fprintf(stderr, "  tokenizer   %s (estimate)\n", H(r.tokenizer_bytes, a));
+    char kern[96];
+    fprintf(stderr, "  kernels     %s\n", lb_cpu_kernels(kern, sizeof kern));
     if (r.has_session) {
         fprintf(stderr, "  KV cache    %s (%llu bytes) allocated (%d tokens x %llu bytes, %s), %s used (%d tokens), %s resident\n",
                 H(r.kv_bytes, a), (unsigned long long)r.kv_bytes, r.n_ctx, (unsigned long long)r.kv_bytes_per_token,

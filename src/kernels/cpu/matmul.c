@@ -51,6 +51,54 @@ static const lb_matmul_kernel k_f32_scalar = {NULL, NULL, rows_f32_scalar, 1};
 static const lb_matmul_kernel k_f16_scalar = {NULL, NULL, rows_f16_scalar, 1};
 static const lb_matmul_kernel k_bf16_scalar = {NULL, NULL, rows_bf16_scalar, 1};
 
+/* ---- kernel table ---------------------------------------------------------------------- */
+
+/* The registry is process-wide by design (like lb_dtype_set_to_float): kernels are code, the
+ * same for every model. g_level holds what each CPU level would run, filled once; g_kernels
+ * what lb_matmul runs (the best level the CPU allows, or a plug-in). */
+static const lb_matmul_kernel *g_level[LB_CPU_LEVEL_COUNT][LB_DTYPE_COUNT];
+static _Atomic(const lb_matmul_kernel *) g_kernels[LB_DTYPE_COUNT];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+void lb_matmul_register_level(lb_dtype t, int level, const lb_matmul_kernel *k) {
+    if ((unsigned)t < LB_DTYPE_COUNT && level >= 0 && level < LB_CPU_LEVEL_COUNT) g_level[level][t] = k;
+}
+
+static void install_builtins(void) {
+    static const lb_dtype builtin[] = {LB_F32, LB_F16, LB_BF16};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
+        lb_matmul_register_level(builtin[i], LB_CPU_SCALAR, lb_matmul_kernel_scalar(builtin[i]));
+        if (lb_cpu_has_avx2()) lb_matmul_register_level(builtin[i], LB_CPU_AVX2, lb_matmul_avx2_builtin(builtin[i]));
+    }
+    lb_quant_register_matmul();
+    int top = (int)lb_cpu_level_get();
+    for (int t = 0; t < LB_DTYPE_COUNT; t++)
+        for (int l = top; l >= 0; l--)
+            if (g_level[l][t]) {
+                atomic_store(&g_kernels[t], g_level[l][t]);
+                break;
+            }
+}
+
+void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k) {
+    pthread_once(&g_once, install_builtins); /* so the initialisation cannot overwrite it */
+    if ((unsigned)t < LB_DTYPE_COUNT) atomic_store(&g_kernels[t], k);
+}
+
+const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t) {
+    pthread_once(&g_once, install_builtins);
+    if ((unsigned)t >= LB_DTYPE_COUNT) return NULL;
+    return atomic_load_explicit(&g_kernels[t], memory_order_acquire);
+}
+
+const lb_matmul_kernel *lb_matmul_kernel_at(lb_dtype t, int level) {
+    pthread_once(&g_once, install_builtins);
+    if ((unsigned)t >= LB_DTYPE_COUNT || level < 0 || level > (int)lb_cpu_level_get()) return NULL;
+    for (int l = level; l >= 0; l--)
+        if (g_level[l][t]) return g_level[l][t];
+    return NULL;
+}
+
 const lb_matmul_kernel *lb_matmul_kernel_scalar(lb_dtype t) {
     switch (t) {
     case LB_F32: return &k_f32_scalar;
@@ -62,32 +110,6 @@ const lb_matmul_kernel *lb_matmul_kernel_scalar(lb_dtype t) {
 
 const lb_matmul_kernel *lb_matmul_kernel_avx2(lb_dtype t) {
     return lb_cpu_has_avx2() ? lb_matmul_avx2_builtin(t) : NULL;
-}
-
-/* ---- kernel table ---------------------------------------------------------------------- */
-
-/* The registry is process-wide by design (like lb_dtype_set_to_float): kernels are code, the
- * same for every model. Built-ins are installed once; registrations are atomic stores. */
-static _Atomic(const lb_matmul_kernel *) g_kernels[LB_DTYPE_COUNT];
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void install_builtins(void) {
-    static const lb_dtype builtin[] = {LB_F32, LB_F16, LB_BF16};
-    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
-        const lb_matmul_kernel *k = lb_matmul_kernel_avx2(builtin[i]);
-        atomic_store(&g_kernels[builtin[i]], k ? k : lb_matmul_kernel_scalar(builtin[i]));
-    }
-    lb_quant_register_matmul();
-}
-
-void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k) {
-    if ((unsigned)t < LB_DTYPE_COUNT) atomic_store(&g_kernels[t], k);
-}
-
-const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t) {
-    pthread_once(&g_once, install_builtins);
-    if ((unsigned)t >= LB_DTYPE_COUNT) return NULL;
-    return atomic_load_explicit(&g_kernels[t], memory_order_acquire);
 }
 
 /* ---- driver ---------------------------------------------------------------------------- */

@@ -7,7 +7,7 @@
  *
  * Plugging in a dtype (e.g. Q8_0):
  *   static const lb_matmul_kernel k = {prep_row_bytes, prepare, rows_fn, 16};
- *   lb_matmul_register(LB_Q8_0, &k);   // once, before use (choose scalar/AVX2 there by cpuid)
+ *   lb_matmul_register_level(LB_Q8_0, LB_CPU_AVX2, &k);   // at initialisation, per CPU level
  * lb_matmul then, per call:
  *   1. if k.prepare: converts each token row of x once into a scratch buffer owned by the
  *      pool (prep_row_bytes(k) bytes per token, 64-byte aligned rows start at multiples of
@@ -51,19 +51,25 @@ typedef struct lb_matmul_kernel {
     int row_align; /* thread chunk starts are multiples of this (>= 1) */
 } lb_matmul_kernel;
 
-/* Sets the kernel for a dtype (the pointer must stay valid). Call once per dtype before the
- * first lb_matmul on it; replaces the built-in kernel for F32/F16/BF16. NULL unregisters. */
+/* Sets the kernel lb_matmul uses for a dtype (the pointer must stay valid), replacing the one
+ * the CPU level chose (plug-ins, tests). NULL unregisters. */
 void lb_matmul_register(lb_dtype t, const lb_matmul_kernel *k);
-/* Registers the block formats of src/quant (called once by the dispatcher's initialisation). */
+/* Declares the kernel of a dtype for one CPU level (lb_cpu_level, kernels/cpu/cpu.h); called
+ * during the table's initialisation only. lb_matmul then uses the highest level <= the CPU's. */
+void lb_matmul_register_level(lb_dtype t, int level, const lb_matmul_kernel *k);
+/* Registers the block formats of src/quant at every level (called once by the table's
+ * initialisation). */
 void lb_quant_register_matmul(void);
 /* Ternary kernels with BitNet's per-token absmax int8 activations (NULL for other types). */
 const lb_matmul_kernel *lb_quant_kernel_per_token(lb_dtype t);
 
-/* The kernel lb_matmul uses for a dtype (AVX2 for F32/F16/BF16 where the CPU has AVX2+FMA+F16C),
- * or NULL when none is registered. */
+/* The kernel lb_matmul uses for a dtype, or NULL when none is registered. */
 const lb_matmul_kernel *lb_matmul_kernel_get(lb_dtype t);
-/* The built-in portable scalar reference and the AVX2 kernel (NULL when the CPU lacks
- * AVX2/FMA/F16C or the dtype is not built in). For tests and benchmarks. */
+/* The kernel a process running at CPU level `level` would use for t: NULL when that level is
+ * above the one in use (lb_cpu_level_get) or nothing is registered. Tests loop over the levels
+ * and compare each with LB_CPU_SCALAR; benchmarks compare their speed. */
+const lb_matmul_kernel *lb_matmul_kernel_at(lb_dtype t, int level);
+/* Shorthands: the scalar reference and the AVX2 kernel (NULL when the level is not available). */
 const lb_matmul_kernel *lb_matmul_kernel_scalar(lb_dtype t);
 const lb_matmul_kernel *lb_matmul_kernel_avx2(lb_dtype t);
 
