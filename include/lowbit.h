@@ -297,7 +297,10 @@ lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn prog
 typedef enum lb_delta_mode {
     LB_DELTA_XOR = 0,   /* lossless: raw-bit XOR of the changed elements */
     LB_DELTA_FLOAT = 1, /* |fine - base| > threshold kept as f32 differences */
-    LB_DELTA_INT8 = 2   /* the same, as int8 with per-block scales */
+    LB_DELTA_INT8 = 2,  /* the same, as int8 with per-block scales */
+    LB_DELTA_ZDIFF = 3, /* lossless, the default: bit-pattern differences as zstd-coded byte planes */
+    LB_DELTA_SIGN = 4,  /* 1 bit per element: sign of fine - base, one scale (mean |d|) per row */
+    LB_DELTA_MIXED = 5  /* sign rows, and int8 rows (per-row absmax scale) for the rows that need it */
 } lb_delta_mode;
 
 typedef struct lb_delta_tensor_report {
@@ -311,6 +314,10 @@ typedef void (*lb_delta_report_fn)(void *ud, const lb_delta_tensor_report *r);
 typedef struct lb_delta_options {
     float threshold;     /* 0 and !int8: lossless (XOR) */
     int int8;            /* int8 values with per-block scales */
+    int raw;             /* lossless as plain XOR values (format version 1) instead of zstd planes */
+    int level;           /* zstd level of the lossless planes (0: 3) */
+    float bits;          /* 0: off; 1: 1-bit sign deltas; > 1: mixed sign/int8 rows averaging about
+                          * this many bits per element of the matrices (1 + 8 * int8-row fraction) */
     lb_delta_report_fn report; /* per tensor, optional */
     void *report_ud;
     lb_progress_fn progress;   /* bytes of the base processed, optional */

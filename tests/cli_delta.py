@@ -97,7 +97,34 @@ try:
             json.loads(r.stdout)["ids"] == case["greedy_ids"]
         check(ok, "run --delta greedy ids equal the fine-tune reference (%s)" % case["prompt"])
     r = lowbit("delta", "info", T("d.delta"))
-    check(r.returncode == 0 and b"xor" in r.stdout and b"47" in r.stdout, "delta info")
+    check(r.returncode == 0 and b"zdiff" in r.stdout and b"lossless" in r.stdout and b"47 tensors" in r.stdout and
+          len(r.stdout.splitlines()) == 1, "delta info: one line")
+    r = lowbit("delta", "info", T("d.delta"), "-v")
+    lines = r.stdout.decode().splitlines()
+    check(r.returncode == 0 and len(lines) == 48 and all("ratio" in x and "max|err|" in x for x in lines[1:]),
+          "delta info -v: one line per tensor with size, ratio and error")
+    # the lossless delta is smaller than the fine-tune through lowbit compress (the bench has the
+    # figure; the bound here is a regression guard: the raw XOR form was larger than the model)
+    r = lowbit("compress", os.path.join(ft, "model.safetensors"), T("ft.lbz"))
+    check(r.returncode == 0 and os.path.getsize(T("d.delta")) * 1.05 < os.path.getsize(T("ft.lbz")),
+          "lossless delta %d bytes < compressed fine-tune %d" % (os.path.getsize(T("d.delta")), os.path.getsize(T("ft.lbz"))))
+    # version 1 (raw XOR) still made on request and read
+    r = lowbit("delta", "create", base, ft, "-o", T("raw.delta"), "--raw", "-q")
+    check(r.returncode == 0 and lowbit("delta", "apply", base, T("raw.delta"), "-o", T("raw_out")).returncode == 0 and
+          sha(T("raw_out", "model.safetensors")) == sha(os.path.join(ft, "model.safetensors")) and
+          b"xor delta (version 1" in lowbit("delta", "info", T("raw.delta")).stdout, "raw xor (version 1) round trip")
+    # 1-bit and mixed: much smaller, and run --delta loads them
+    sizes = {}
+    for bits in ("1", "3"):
+        r = lowbit("delta", "create", base, ft, "-o", T("b%s.delta" % bits), "--bits", bits, "-q")
+        check(r.returncode == 0, "delta create --bits %s: %s" % (bits, r.stderr))
+        sizes[bits] = os.path.getsize(T("b%s.delta" % bits))
+        r = lowbit("run", "-m", base, "--delta", T("b%s.delta" % bits), "-p", prompt, "-n", "8", "--json", "-t", "1")
+        check(r.returncode == 0 and len(json.loads(r.stdout)["ids"]) == 8, "run --delta with a --bits %s delta" % bits)
+    check(sizes["1"] * 10 < os.path.getsize(os.path.join(ft, "model.safetensors")) and sizes["1"] < sizes["3"],
+          "1-bit delta over 10x smaller than the fine-tune, mixed 3 bits larger: %s" % sizes)
+    r = lowbit("delta", "create", base, ft, "-o", T("bad.delta"), "--bits", "0.5")
+    check(r.returncode == 2 and not os.path.exists(T("bad.delta")), "--bits 0.5 refused")
     # the delta is an ordinary safetensors file: the engine's reader opens it
     r = lowbit("compress", T("d.delta"), T("d.delta.lbz"))
     check(r.returncode == 0, "a delta is a valid safetensors file")

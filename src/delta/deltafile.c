@@ -13,12 +13,16 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "delta/zdiff.h"
 
 const char *lb_delta_mode_name(lb_delta_mode m) {
     switch (m) {
     case LB_DELTA_XOR: return "xor";
     case LB_DELTA_FLOAT: return "float";
     case LB_DELTA_INT8: return "int8";
+    case LB_DELTA_ZDIFF: return "zdiff";
+    case LB_DELTA_SIGN: return "sign";
+    case LB_DELTA_MIXED: return "mixed";
     }
     return "?";
 }
@@ -87,6 +91,63 @@ static lb_status part(lb_delta *d, const lb_delta_entry *e, const char *suffix, 
     return LB_OK;
 }
 
+/* Walks the chunks of a 'z' entry: each header in bounds, the right count, no bytes left over. */
+static lb_status check_z(const lb_delta *d, const lb_delta_entry *e, lb_error *err) {
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < e->n; i += LB_ZD_CHUNK) {
+        uint32_t m = (uint32_t)(e->n - i < LB_ZD_CHUNK ? e->n - i : LB_ZD_CHUNK);
+        size_t len = lb_zd_chunk_len(e->z + off, (size_t)(e->zbytes - off), e->es, m);
+        if (!len)
+            return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: chunk at element %" PRIu64 " (byte %" PRIu64 ") is malformed",
+                           d->path, e->name, i, off);
+        off += len;
+    }
+    if (off != e->zbytes)
+        return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: %" PRIu64 " bytes after the last chunk", d->path, e->name, e->zbytes - off);
+    return LB_OK;
+}
+
+/* Rows: popcount of the int8-row bitmap must be n8, with no bits past the last row. */
+static lb_status check_rows(const lb_delta *d, const lb_delta_entry *e, lb_error *err) {
+    uint64_t c = 0;
+    for (uint64_t r = 0; r < (e->rows + 7) / 8 * 8; r++) {
+        int bit = (e->rowbits[r / 8] >> (r % 8)) & 1;
+        if (bit && r >= e->rows) return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: row bitmap past the last row", d->path, e->name);
+        c += (uint64_t)bit;
+    }
+    return c == e->n8 ? LB_OK : lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: %" PRIu64 " int8 rows marked, metadata says %" PRIu64,
+                                        d->path, e->name, c, e->n8);
+}
+
+static lb_status part(lb_delta *d, const lb_delta_entry *e, const char *suffix, lb_st_dtype dt, uint64_t count,
+                      const uint8_t **out, uint64_t *h, size_t *used, lb_error *err);
+
+static lb_status parse_entry_v2(lb_delta *d, const cJSON *o, lb_delta_entry *e, size_t *used, lb_error *err) {
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enc");
+    if (!e->kept) return e->data_hash == 0 ? LB_OK : lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: bad data checksum", d->path, e->name);
+    if (!cJSON_IsString(en) || (strcmp(en->valuestring, "z") && strcmp(en->valuestring, "r")) || !e->dense)
+        return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: unknown encoding", d->path, e->name);
+    e->enc = en->valuestring[0];
+    uint64_t h = 0;
+    lb_status s;
+    if (e->enc == 'z') {
+        if (!json_u64(o, "zbytes", &e->zbytes)) return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: metadata lacks zbytes", d->path, e->name);
+        s = part(d, e, "z", LB_ST_U8, e->zbytes, &e->z, &h, used, err);
+        if (!s) s = check_z(d, e, err);
+    } else {
+        if (!json_u64(o, "rows", &e->rows) || !json_u64(o, "cols", &e->cols) || !json_u64(o, "n8", &e->n8) || !e->rows ||
+            e->rows * e->cols != e->n || e->n8 > e->rows)
+            return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: bad rows, cols or n8 in metadata", d->path, e->name);
+        s = part(d, e, "rowbits", LB_ST_U8, (e->rows + 7) / 8, &e->rowbits, &h, used, err);
+        if (!s) s = part(d, e, "val", LB_ST_U8, e->rows * lb_delta_sign_bytes(e->cols) + e->n8 * e->cols, &e->val, &h, used, err);
+        if (!s) s = part(d, e, "scale", LB_ST_F32, e->rows, &e->scale, &h, used, err);
+        if (!s) s = check_rows(d, e, err);
+    }
+    if (!s && h != e->data_hash)
+        s = lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: the delta's data fails its checksum (corrupted file)", d->path, e->name);
+    return s;
+}
+
 static lb_status parse_entry(lb_delta *d, const cJSON *o, lb_delta_entry *e, size_t *used, lb_error *err) {
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name"), *dt = cJSON_GetObjectItemCaseSensitive(o, "dtype"),
                 *sh = cJSON_GetObjectItemCaseSensitive(o, "shape");
@@ -127,6 +188,7 @@ static lb_status parse_entry(lb_delta *d, const cJSON *o, lb_delta_entry *e, siz
         return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: changes to a %s tensor", d->path, e->name, e->dtype);
     if (!e->kept) return e->data_hash == 0 ? LB_OK
                                                           : lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: bad data checksum", d->path, e->name);
+    if (d->version >= 2) return parse_entry_v2(d, o, e, used, err);
     uint64_t h = 0, count = e->dense ? n : e->kept;
     lb_status s = LB_OK;
     if (!e->dense) s = part(d, e, "idx", LB_ST_U32, e->kept, &e->idx, &h, used, err);
@@ -148,16 +210,22 @@ static lb_status parse_meta(lb_delta *d, lb_error *err) {
                *ts = lb_safetensors_meta_get(st, "tensors");
     if (!fmt || strcmp(fmt, "lowbit.delta") != 0)
         return lb_fail(err, LB_ERR_FORMAT, "%s: not a lowbit delta file (metadata format is not lowbit.delta)", d->path);
-    if (!ver || strcmp(ver, "1") != 0) return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: delta version %s", d->path, ver ? ver : "?");
+    if (!ver || (strcmp(ver, "1") != 0 && strcmp(ver, "2") != 0))
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: delta version %s (this build reads 1 and 2)", d->path, ver ? ver : "?");
+    d->version = ver[0] - '0';
     if (!mode || !th || !bl || !bf || !ts || !parse_hex(fp, &d->base_fp))
         return lb_fail(err, LB_ERR_CORRUPT, "%s: delta metadata incomplete", d->path);
     if (!strcmp(mode, "xor")) d->mode = LB_DELTA_XOR;
     else if (!strcmp(mode, "float")) d->mode = LB_DELTA_FLOAT;
     else if (!strcmp(mode, "int8")) d->mode = LB_DELTA_INT8;
+    else if (!strcmp(mode, "zdiff") && d->version == 2) d->mode = LB_DELTA_ZDIFF;
+    else if (!strcmp(mode, "sign") && d->version == 2) d->mode = LB_DELTA_SIGN;
+    else if (!strcmp(mode, "mixed") && d->version == 2) d->mode = LB_DELTA_MIXED;
     else return lb_fail(err, LB_ERR_CORRUPT, "%s: unknown delta mode %s", d->path, mode);
     char *end;
     d->threshold = strtof(th, &end);
     unsigned long b = strtoul(bl, NULL, 10);
+    if (d->version == 2 && d->mode < LB_DELTA_ZDIFF) return lb_fail(err, LB_ERR_CORRUPT, "%s: mode %s in a version 2 delta", d->path, mode);
     if (*end || !(d->threshold >= 0) || b < 1 || b > (1u << 20))
         return lb_fail(err, LB_ERR_CORRUPT, "%s: bad threshold or block in metadata", d->path);
     d->block = (uint32_t)b;
@@ -258,8 +326,59 @@ static lb_status advance(const lb_delta *d, const lb_delta_entry *e, lb_delta_cu
 
 lb_status lb_delta_cursor_init(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, lb_error *err) {
     c->k = 0;
-    c->next = UINT64_MAX;
+    c->next = e->enc ? 0 : UINT64_MAX;
     return e->dense ? LB_OK : advance(d, e, c, err);
+}
+
+/* 'z': the chunks overlapping [start, end); the cursor keeps (chunk index, byte offset) of the
+ * last chunk touched, so sequential calls never rescan, and an earlier range restarts at 0. */
+static lb_status patch_z(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,
+                         uint64_t end, lb_error *err) {
+    uint64_t first = start / LB_ZD_CHUNK;
+    if (c->k > first) c->k = 0, c->next = 0;
+    char what[1024];
+    for (uint64_t k = c->k; k * LB_ZD_CHUNK < end; k++) {
+        uint64_t cs = k * LB_ZD_CHUNK;
+        uint32_t m = (uint32_t)(e->n - cs < LB_ZD_CHUNK ? e->n - cs : LB_ZD_CHUNK);
+        const uint8_t *p = e->z + c->next;
+        size_t len = lb_zd_chunk_len(p, (size_t)(e->zbytes - c->next), e->es, m); /* checked at open */
+        if (k >= first) {
+            uint64_t from = start > cs ? start - cs : 0, to = end < cs + m ? end - cs : m;
+            snprintf(what, sizeof what, "%s: tensor %s, chunk %" PRIu64, d->path, e->name, k);
+            lb_status s = lb_zd_apply(p, e->es, m, (uint32_t)from, (uint32_t)to, buf + e->es * (cs + from - start), what, err);
+            if (s) return s;
+        }
+        c->k = k;
+        if (cs + m >= end) break; /* keep this chunk: the next range may start inside it */
+        c->next += len;
+        c->k = k + 1;
+    }
+    return LB_OK;
+}
+
+/* 'r': value of element col of row r (rank: int8 rows before r). */
+static inline float row_value(const lb_delta_entry *e, uint64_t r, uint64_t rank, uint64_t col, float scale) {
+    if ((e->rowbits[r / 8] >> (r % 8)) & 1)
+        return (float)(int8_t)e->val[e->rows * lb_delta_sign_bytes(e->cols) + rank * e->cols + col] * scale;
+    return (e->val[r * lb_delta_sign_bytes(e->cols) + col / 8] >> (col % 8)) & 1 ? scale : -scale;
+}
+
+/* The cursor caches (row, int8 rows before it). */
+static void patch_rows(const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start, uint64_t end) {
+    uint64_t r = start / e->cols;
+    if (c->k > r) c->k = 0, c->next = 0;
+    for (; c->k < r; c->k++) c->next += (e->rowbits[c->k / 8] >> (c->k % 8)) & 1;
+    for (uint64_t g = start; g < end;) {
+        uint64_t row = g / e->cols, col = g % e->cols, stop = (row + 1) * e->cols < end ? (row + 1) * e->cols : end;
+        for (; c->k < row; c->k++) c->next += (e->rowbits[c->k / 8] >> (c->k % 8)) & 1;
+        float sc;
+        memcpy(&sc, e->scale + 4 * row, 4);
+        for (; g < stop; g++, col++) {
+            uint8_t *p = buf + e->es * (g - start);
+            float v = row_value(e, row, c->next, col, sc);
+            if (v != 0) lb_store_float(e->type, p, lb_load_float(e->type, p) + v);
+        }
+    }
 }
 
 /* Applies value k of e to the element at p. */
@@ -290,6 +409,10 @@ static inline void apply_one(const lb_delta *d, const lb_delta_entry *e, uint64_
 lb_status lb_delta_patch(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,
                          uint64_t count, lb_error *err) {
     if (!e->kept) return LB_OK;
+    if (start > e->n || count > e->n - start)
+        return lb_fail(err, LB_ERR_RANGE, "%s: tensor %s: patch range past its %" PRIu64 " elements", d->path, e->name, e->n);
+    if (e->enc == 'z') return patch_z(d, e, c, buf, start, start + count, err);
+    if (e->enc == 'r') return patch_rows(e, c, buf, start, start + count), LB_OK;
     if (e->dense) {
         if (d->mode == LB_DELTA_XOR && e->es == 4) {
             for (uint64_t i = 0; i < count; i++) {
@@ -317,4 +440,13 @@ lb_status lb_delta_patch_end(const lb_delta *d, const lb_delta_entry *e, const l
         return lb_fail(err, LB_ERR_RANGE, "%s: tensor %s: %" PRIu64 " delta entries lie beyond the tensor", d->path, e->name,
                        e->kept - c->k);
     return LB_OK;
+}
+
+uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e) {
+    if (!e->kept) return 0;
+    if (e->enc == 'z') return e->zbytes;
+    if (e->enc == 'r') return (e->rows + 7) / 8 + e->rows * lb_delta_sign_bytes(e->cols) + e->n8 * e->cols + 4 * e->rows;
+    uint64_t cnt = e->dense ? e->n : e->kept, b = e->dense ? 0 : 4 * cnt;
+    if (d->mode == LB_DELTA_INT8) return b + cnt + 4 * ((cnt + d->block - 1) / d->block);
+    return b + cnt * (d->mode == LB_DELTA_FLOAT ? 4 : e->es);
 }

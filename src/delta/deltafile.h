@@ -31,12 +31,19 @@ typedef struct lb_delta_entry {
     int dense;
     double max_err, rms_err;
     const uint8_t *idx, *val, *scale; /* into the delta's mapping; NULL when unchanged */
+    /* version 2: enc 'z' (zstd planes, data z of zbytes) or 'r' (rows: rows x cols, per-row
+     * scale, rowbits = bitmap of int8 rows, n8 of them; val = sign bits of every row, then the
+     * int8 rows); 0 for the version 1 encodings above */
+    char enc;
+    const uint8_t *z, *rowbits;
+    uint64_t zbytes, rows, cols, n8;
 } lb_delta_entry;
 
 typedef struct lb_delta {
     char *path;
     lb_safetensors *st;
     lb_delta_mode mode;
+    int version;       /* 1: xor/float/int8; 2: zdiff/sign/mixed */
     float threshold;
     uint32_t block;
     char base_format[16];
@@ -57,10 +64,14 @@ const char *lb_delta_mode_name(lb_delta_mode m);
 lb_status lb_delta_match_base(const lb_delta *d, const lb_tsrc *base, lb_error *err);
 
 /* Sequential patching of one tensor: call lb_delta_patch on consecutive element ranges that
- * hold the base's bytes; lb_delta_patch_end checks every entry was used. */
+ * hold the base's bytes; lb_delta_patch_end checks every entry was used. Encodings 'z' and 'r'
+ * also take ranges in any order (random access); k/next then cache a chunk or row position. */
 typedef struct lb_delta_cursor {
     uint64_t k, next;
 } lb_delta_cursor;
+
+/* The bytes of a row-encoded entry's sign bits per row. */
+static inline uint64_t lb_delta_sign_bytes(uint64_t cols) { return (cols + 7) / 8; }
 lb_status lb_delta_cursor_init(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, lb_error *err);
 lb_status lb_delta_patch(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf,
                          uint64_t start, uint64_t count, lb_error *err);
@@ -73,6 +84,9 @@ lb_status lb_delta_patch_end(const lb_delta *d, const lb_delta_entry *e, const l
 typedef lb_status (*lb_delta_emit_fn)(void *sink, const void *data, size_t n, lb_error *err);
 lb_status lb_delta_stream_tensor(const lb_delta *d, const lb_tsrc_tensor *t, const lb_tsrc *b, uint8_t *buf,
                                  lb_delta_emit_fn emit, void *sink, uint8_t *dst, int release, lb_error *err);
+
+/* Bytes of entry e's data in the delta file. */
+uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e);
 
 /* Hash helpers shared by create/apply. */
 uint64_t lb_delta_fingerprint_add(uint64_t acc, const char *name, uint64_t tensor_hash);

@@ -16,6 +16,9 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "delta/deltafile.h"
+#include "delta/sparse.h"
+#include "delta/zdiff.h"
+#include <zstd.h>
 
 lb_delta_options lb_delta_default_options(void) {
     lb_delta_options o;
@@ -47,6 +50,12 @@ typedef struct scan {
     int np;
     scratch *sc;
     lb_status st;
+    void *zc;          /* ZSTD_CCtx for 'z' tensors */
+    int level;
+    uint8_t *zbuf;     /* one encoded chunk */
+    float bits;        /* sign / mixed: target bits per element */
+    float *rowbuf;     /* rows: one row of differences */
+    double *rowerr;    /* mixed: per-row error of the sign encoding */
 } scan;
 
 static void flush_part(scan *s, int p) {
@@ -174,6 +183,8 @@ static void scan_dense(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt
 
 typedef struct tinfo {
     const lb_tsrc_tensor *bt;
+    char enc;                      /* version 2: 'z' or 'r' */
+    uint64_t rows, cols, n8;
     uint64_t base_hash, target_hash, data_hash, kept;
     int dense;
     uint64_t off[P_N], len[P_N];
@@ -203,6 +214,161 @@ static lb_status scratch_rewind(scratch *sc, const uint64_t *to, lb_error *err) 
     return LB_OK;
 }
 
+/* The delta tensor suffix stored from scratch part p, or NULL when that part is not stored. */
+static const char *part_name(char enc, lb_delta_mode mode, int dense, int p) {
+    static const char *v1[P_N] = {"idx", "val", "scale"}, *rows[P_N] = {"rowbits", "val", "scale"};
+    if (enc == 'z') return p == P_VAL ? "z" : NULL;
+    if (enc == 'r') return rows[p];
+    if ((p == P_IDX && dense) || (p == P_SCALE && mode != LB_DELTA_INT8)) return NULL;
+    return v1[p];
+}
+
+/* 'z' tensor: every chunk encoded straight into the value scratch. */
+static void scan_z(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt) {
+    for (uint64_t i = 0; i < cnt && !s->st; i += LB_ZD_CHUNK) {
+        uint32_t m = (uint32_t)(cnt - i < LB_ZD_CHUNK ? cnt - i : LB_ZD_CHUNK);
+        uint64_t ch;
+        size_t len = lb_zd_encode(s->zc, s->level, a + s->es * i, b + s->es * i, s->es, m, s->zbuf, &ch);
+        if (!len) s->st = LB_ERR_ARG;
+        s->kept += ch;
+        put(s, P_VAL, s->zbuf, len);
+    }
+}
+
+static int by_err_desc(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static uint64_t row_diffs(const scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, uint64_t r, uint64_t cols,
+                          double *sum_abs, double *sum_sq) {
+    uint64_t ch = 0;
+    double sa = 0, sq = 0;
+    for (uint64_t j = 0; j < cols; j++) {
+        uint64_t g = r * cols + j;
+        float d = lb_load_float(s->type, ft->data + s->es * g) - lb_load_float(s->type, bt->data + s->es * g);
+        if (d != d || isinf(d)) d = 0; /* a non-finite change cannot be scaled; left out */
+        s->rowbuf[j] = d;
+        ch += d != 0;
+        sa += fabs((double)d), sq += (double)d * d;
+    }
+    *sum_abs = sa, *sum_sq = sq;
+    return ch;
+}
+
+/* 'r' tensor: rows x cols, sign bits + mean |d| per row; in mixed mode the rows with the
+ * largest sign-encoding error (sum d^2 - cols * mean|d|^2) get int8 values instead. Rows are
+ * read twice from the mappings (pass 1 only for mixed). */
+static lb_status scan_rows(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, tinfo *ti, lb_error *err) {
+    uint64_t rows = (uint64_t)bt->shape[0], cols = bt->n / rows, sb = lb_delta_sign_bytes(cols);
+    uint8_t *bits = calloc((rows + 7) / 8, 1), *q8 = malloc(cols ? cols : 1), *sg = malloc(sb ? sb : 1);
+    s->rowbuf = malloc((cols ? cols : 1) * sizeof *s->rowbuf);
+    s->rowerr = s->bits > 1 ? malloc(rows * sizeof *s->rowerr) : NULL;
+    double sa, sq;
+    lb_status st = LB_OK;
+    if (!bits || !q8 || !sg || !s->rowbuf || (s->bits > 1 && !s->rowerr)) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    uint64_t n8 = 0;
+    if (!st && s->bits > 1) {
+        double frac = (s->bits - 1.0) / 8.0;
+        uint64_t want = (uint64_t)(frac * (double)rows + 0.5);
+        if (want > rows) want = rows;
+        for (uint64_t r = 0; r < rows; r++) {
+            row_diffs(s, bt, ft, r, cols, &sa, &sq);
+            double m = sa / (double)cols;
+            s->rowerr[r] = sq - (double)cols * m * m;
+        }
+        if (want) {
+            double *sorted = malloc(rows * sizeof *sorted);
+            if (!sorted) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+            else {
+                memcpy(sorted, s->rowerr, rows * sizeof *sorted);
+                qsort(sorted, rows, sizeof *sorted, by_err_desc);
+                double cut = sorted[want - 1];
+                for (uint64_t r = 0; r < rows && n8 < want; r++)
+                    if (s->rowerr[r] >= cut) bits[r / 8] |= (uint8_t)(1u << (r % 8)), n8++;
+                free(sorted);
+            }
+        }
+    }
+    /* the value part holds the sign bits of every row, then the int8 rows: a second sweep */
+    for (int sweep = 0; sweep < 2 && !st; sweep++) {
+        for (uint64_t r = 0; r < rows; r++) {
+            int is8 = (bits[r / 8] >> (r % 8)) & 1;
+            if (sweep == 1 && !is8) continue;
+            uint64_t ch = row_diffs(s, bt, ft, r, cols, &sa, &sq);
+            float scale;
+            if (is8) {
+                float amax = 0;
+                for (uint64_t j = 0; j < cols; j++) amax = fabsf(s->rowbuf[j]) > amax ? fabsf(s->rowbuf[j]) : amax;
+                scale = amax / 127.0f;
+                float inv = scale > 0 ? 1.0f / scale : 0;
+                lb_delta_int8_round(s->rowbuf, (size_t)cols, inv, (int8_t *)q8);
+            } else scale = (float)(sa / (double)cols);
+            (void)ch;
+            if (sweep == 0) {
+                memset(sg, 0, sb);
+                for (uint64_t j = 0; j < cols; j++) sg[j / 8] |= (uint8_t)((s->rowbuf[j] > 0) << (j % 8));
+                put(s, P_VAL, sg, sb);
+                put(s, P_SCALE, &scale, 4);
+                for (uint64_t j = 0; j < cols; j++) {
+                    uint64_t g = r * cols + j;
+                    float fb = lb_load_float(s->type, bt->data + s->es * g), ff = lb_load_float(s->type, ft->data + s->es * g);
+                    float v = is8 ? (float)(int8_t)q8[j] * scale : s->rowbuf[j] > 0 ? scale : -scale;
+                    err_add(s, recon(s->type, fb, v), ff);
+                }
+            } else put(s, P_VAL, q8, cols);
+        }
+    }
+    if (!st) put(s, P_IDX, bits, (rows + 7) / 8);
+    s->kept = bt->n; /* every element gets a value */
+    ti->rows = rows, ti->cols = cols, ti->n8 = n8;
+    free(bits), free(q8), free(sg), free(s->rowbuf), free(s->rowerr);
+    s->rowbuf = NULL, s->rowerr = NULL;
+    return st;
+}
+
+/* Version 2 tensor ('z' or 'r'); t->es != 0. Unchanged tensors leave no data. */
+static lb_status do_tensor_v2(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, tinfo *ti, lb_error *err) {
+    XXH64_state_t hb, hf;
+    XXH64_reset(&hb, 0);
+    XXH64_reset(&hf, 0);
+    for (uint64_t i = 0; i < bt->n; i += LB_DELTA_CHUNK) {
+        uint64_t m = bt->n - i < LB_DELTA_CHUNK ? bt->n - i : LB_DELTA_CHUNK;
+        XXH64_update(&hb, bt->data + bt->es * i, bt->es * m);
+        XXH64_update(&hf, ft->data + bt->es * i, bt->es * m);
+    }
+    ti->base_hash = XXH64_digest(&hb);
+    ti->target_hash = XXH64_digest(&hf);
+    ti->dense = 1;
+    if (ti->base_hash == ti->target_hash && !memcmp(bt->data, ft->data, bt->nbytes)) return LB_OK; /* kept 0 */
+    int rows = s->mode != LB_DELTA_ZDIFF && bt->n_dims >= 2 && bt->shape[0] > 0;
+    ti->enc = rows ? 'r' : 'z';
+    lb_status st = LB_OK;
+    if (rows) st = scan_rows(s, bt, ft, ti, err);
+    else
+        for (uint64_t i = 0; i < bt->n; i += LB_DELTA_CHUNK) { /* LB_DELTA_CHUNK is a multiple of LB_ZD_CHUNK */
+            uint64_t m = bt->n - i < LB_DELTA_CHUNK ? bt->n - i : LB_DELTA_CHUNK;
+            scan_z(s, bt->data + bt->es * i, ft->data + bt->es * i, m);
+            lb_tsrc_release(bt->data + bt->es * i, bt->es * m), lb_tsrc_release(ft->data + bt->es * i, bt->es * m);
+        }
+    flush_all(s);
+    if (!st && s->st) st = lb_fail(err, s->st, "tensor %s: encoding or writing the delta scratch file failed", bt->name);
+    return st;
+}
+
+/* Lengths, data checksum and error figures of the tensor just scanned. */
+static void finish_tensor(const scan *s, const lb_tsrc_tensor *bt, tinfo *ti) {
+    ti->kept = s->kept;
+    ti->data_hash = 0;
+    for (int p = 0; p < P_N; p++) {
+        ti->len[p] = s->sc->pos[p] - ti->off[p];
+        const char *nm = part_name(ti->enc, s->mode, ti->dense, p);
+        if (ti->kept && nm) ti->data_hash = lb_delta_fingerprint_add(ti->data_hash, nm, XXH64_digest(&s->dh[p]));
+    }
+    ti->max_err = s->max_err;
+    ti->rms_err = bt->n ? sqrt(s->sum_sq / (double)bt->n) : 0;
+}
+
 /* One tensor: hashes, sparse scan, and a dense rescan when that is smaller. */
 static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, tinfo *ti, lb_error *err) {
     ti->bt = bt;
@@ -213,6 +379,12 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
     XXH64_reset(&hf, 0);
     uint64_t step = bt->es ? LB_DELTA_CHUNK : LB_DELTA_CHUNK * 4, unit = bt->es ? bt->es : 1;
     int differs = 0;
+    if (s->mode >= LB_DELTA_ZDIFF && bt->es) {
+        lb_status st = do_tensor_v2(s, bt, ft, ti, err);
+        if (st) return st;
+        finish_tensor(s, bt, ti);
+        return LB_OK;
+    }
     for (uint64_t i = 0; i < bt->n; i += step) {
         uint64_t m = bt->n - i < step ? bt->n - i : step;
         const uint8_t *a = bt->data + unit * i, *b = ft->data + unit * i;
@@ -246,16 +418,7 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
         s->kept = kept;
     }
     if (s->st) return lb_fail(err, s->st, "tensor %s: writing the delta scratch file failed", bt->name);
-    ti->kept = s->kept;
-    static const char *sfx[P_N] = {"idx", "val", "scale"};
-    ti->data_hash = 0;
-    for (int p = 0; p < P_N; p++) {
-        ti->len[p] = s->sc->pos[p] - ti->off[p];
-        if (ti->kept && !(p == P_IDX && ti->dense) && !(p == P_SCALE && s->mode != LB_DELTA_INT8))
-            ti->data_hash = lb_delta_fingerprint_add(ti->data_hash, sfx[p], XXH64_digest(&s->dh[p]));
-    }
-    ti->max_err = s->max_err;
-    ti->rms_err = bt->n ? sqrt(s->sum_sq / (double)bt->n) : 0;
+    finish_tensor(s, bt, ti);
     return LB_OK;
 }
 
@@ -296,6 +459,16 @@ static cJSON *entry_json(const tinfo *ti, int has_target) {
     cJSON_AddNumberToObject(o, "kept", (double)ti->kept);
     cJSON_AddNumberToObject(o, "dense", ti->dense);
     hex(ti->data_hash, h), cJSON_AddStringToObject(o, "data", h);
+    if (ti->enc) {
+        char e[2] = {ti->enc, 0};
+        cJSON_AddStringToObject(o, "enc", e);
+    }
+    if (ti->enc == 'z') cJSON_AddNumberToObject(o, "zbytes", (double)ti->len[P_VAL]);
+    if (ti->enc == 'r') {
+        cJSON_AddNumberToObject(o, "rows", (double)ti->rows);
+        cJSON_AddNumberToObject(o, "cols", (double)ti->cols);
+        cJSON_AddNumberToObject(o, "n8", (double)ti->n8);
+    }
     cJSON_AddNumberToObject(o, "max_err", ti->max_err);
     cJSON_AddNumberToObject(o, "rms_err", ti->rms_err);
     return o;
@@ -326,17 +499,19 @@ typedef struct writer_ctx {
 } writer_ctx;
 
 static lb_status add_parts(writer_ctx *c, scratch *sc, const tinfo *ti, lb_delta_mode mode, lb_error *err) {
-    static const char *sfx[P_N] = {"idx", "val", "scale"};
     for (int p = 0; p < P_N; p++) {
-        if (!ti->kept || (p == P_IDX && ti->dense) || (p == P_SCALE && mode != LB_DELTA_INT8)) continue;
+        const char *pn = part_name(ti->enc, mode, ti->dense, p);
+        if (!ti->kept || !pn) continue;
         lb_st_dtype dt = LB_ST_U32;
         uint64_t cnt = ti->len[p] / 4;
-        if (p == P_VAL) {
+        if (ti->enc && p != P_SCALE) dt = LB_ST_U8, cnt = ti->len[p];
+        else if (ti->enc) dt = LB_ST_F32;
+        else if (p == P_VAL) {
             dt = mode == LB_DELTA_FLOAT ? LB_ST_F32 : mode == LB_DELTA_INT8 ? LB_ST_I8 : ti->bt->es == 4 ? LB_ST_U32 : LB_ST_U16;
             cnt = ti->len[p] / lb_st_dtype_size(dt);
         } else if (p == P_SCALE) dt = LB_ST_F32;
         char nm[1024];
-        snprintf(nm, sizeof nm, "%s::%s", ti->bt->name, sfx[p]);
+        snprintf(nm, sizeof nm, "%s::%s", ti->bt->name, pn);
         part_src *ps = &c->parts[c->n_parts++];
         *ps = (part_src){sc->f[p], ti->off[p], ti->len[p]};
         int64_t shape[1] = {(int64_t)cnt};
@@ -352,8 +527,15 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     if (!opt) opt = &dflt;
     if (!(opt->threshold >= 0) || isinf(opt->threshold))
         return lb_fail(err, LB_ERR_ARG, "delta threshold must be a finite number >= 0");
+    if (!(opt->bits == 0 || (opt->bits >= 1 && opt->bits <= 9)))
+        return lb_fail(err, LB_ERR_ARG, "delta bits %g: 0 (off), 1 (sign) or up to 9 (mixed sign/int8 rows)", (double)opt->bits);
+    if (opt->bits > 0 && (opt->int8 || opt->threshold > 0 || opt->raw))
+        return lb_fail(err, LB_ERR_ARG, "delta bits cannot be combined with threshold, int8 or raw");
+    if (opt->level < 0 || opt->level > 22) return lb_fail(err, LB_ERR_ARG, "delta zstd level %d is not in 1..22", opt->level);
     lb_delta_summary sm;
     memset(&sm, 0, sizeof sm);
+    scan sn;
+    memset(&sn, 0, sizeof sn);
     lb_tsrc *b = NULL, *f = NULL;
     scratch *scp = calloc(1, sizeof *scp);
     if (!scp) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
@@ -371,11 +553,17 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     if (s) goto done;
     lb_tsrc_advise_sequential(b);
     lb_tsrc_advise_sequential(f);
-    scan sn;
-    memset(&sn, 0, sizeof sn);
-    sn.mode = opt->int8 ? LB_DELTA_INT8 : opt->threshold > 0 ? LB_DELTA_FLOAT : LB_DELTA_XOR;
+    sn.mode = opt->int8 ? LB_DELTA_INT8 : opt->threshold > 0 ? LB_DELTA_FLOAT : opt->raw ? LB_DELTA_XOR : LB_DELTA_ZDIFF;
+    if (opt->bits > 0) sn.mode = opt->bits > 1 ? LB_DELTA_MIXED : LB_DELTA_SIGN;
     sn.th = opt->threshold;
     sn.sc = scp;
+    sn.bits = opt->bits;
+    sn.level = opt->level ? opt->level : 3;
+    if (sn.mode >= LB_DELTA_ZDIFF &&
+        (!(sn.zc = ZSTD_createCCtx()) || !(sn.zbuf = malloc(lb_zd_bound(4, LB_ZD_CHUNK))))) {
+        s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     uint64_t total = 0, done = 0, fpb = 0, fpt = 0;
     double sq = 0;
     for (size_t i = 0; i < b->n; i++) total += b->t[i].nbytes;
@@ -405,7 +593,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
         if (fflush(scp->f[p])) s = lb_fail(err, LB_ERR_IO, "delta scratch file: %s", strerror(errno));
     if (!s) s = lb_safetensors_writer_new(&wc.w, err);
     if (s) goto done;
-    int has_target = sn.mode == LB_DELTA_XOR;
+    int has_target = sn.mode == LB_DELTA_XOR || sn.mode == LB_DELTA_ZDIFF;
     arr = cJSON_CreateArray();
     for (size_t i = 0; i < b->n && !s; i++) {
         cJSON_AddItemToArray(arr, entry_json(&ti[i], has_target));
@@ -421,7 +609,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     int nk = 0;
 #define KV(key, ...) (kv[nk].k = key, snprintf(kv[nk].v, sizeof kv[nk].v, __VA_ARGS__), nk++)
     KV("format", "lowbit.delta");
-    KV("version", "1");
+    KV("version", "%d", sn.mode >= LB_DELTA_ZDIFF ? 2 : 1);
     KV("mode", "%s", lb_delta_mode_name(sn.mode));
     KV("threshold", "%.9g", (double)opt->threshold);
     KV("block", "%d", LB_DELTA_INT8_BLOCK);
@@ -447,6 +635,8 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
         if (stat(out, &st) == 0) sm.delta_bytes = (uint64_t)st.st_size;
     }
 done:
+    ZSTD_freeCCtx(sn.zc);
+    free(sn.zbuf);
     free(js);
     cJSON_Delete(arr);
     if (wc.w) lb_safetensors_writer_free(wc.w);

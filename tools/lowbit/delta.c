@@ -8,16 +8,23 @@
 #include "delta/deltafile.h"
 
 static void usage(FILE *f) {
-    fputs("usage: lowbit delta create BASE FINETUNED -o OUT.delta [--threshold T] [--int8] [-q]\n"
+    fputs("usage: lowbit delta create BASE FINETUNED -o OUT.delta [--bits B | --threshold T | --int8 | --raw] [-q]\n"
           "       lowbit delta apply BASE DELTA -o OUT\n"
           "       lowbit delta info DELTA [-v]\n\n"
           "A delta stores a fine-tune as the changes to its base model, in a safetensors file whose\n"
           "metadata names every base tensor (dtype, shape, xxh64), so it is never applied to another\n"
           "base. BASE and FINETUNED: GGUF files, safetensors files, or Hugging Face folders with one\n"
           "model.safetensors. `lowbit run -m BASE --delta DELTA` applies it while loading.\n\n"
-          "  --threshold T   keep only |fine - base| > T, as f32 differences (lossy; default 0)\n"
+          "  default         lossless: bit-pattern differences as zstd-coded byte planes, checked\n"
+          "                  per chunk; the fine-tune comes back bit for bit\n"
+          "  --level N       zstd level of the lossless planes (default 3, 1..22)\n"
+          "  --raw           lossless as plain XOR values of the changed elements (version 1 file)\n"
+          "  --bits B        lossy, matrices only (1-D tensors stay lossless): B = 1 stores the sign\n"
+          "                  of each change and one scale per row (mean |change|, as BitDelta); B in\n"
+          "                  (1, 9] also gives int8 rows to the fraction (B - 1) / 8 of each matrix's\n"
+          "                  rows with the largest sign error (mixed precision, ~B bits per element)\n"
+          "  --threshold T   keep only |fine - base| > T, as f32 differences (lossy)\n"
           "  --int8          store the kept differences as int8 with per-64 scales (lossy)\n"
-          "                  without either: lossless, the fine-tune comes back bit for bit\n"
           "  -o PATH         output (apply: a GGUF for a GGUF base, a folder with model.safetensors\n"
           "                  plus the base's config and tokenizer files for a folder base)\n"
           "  -q              create: no per-tensor lines\n"
@@ -48,13 +55,24 @@ static int create(int argc, char **argv) {
             if (!cli_float(a, v, &d) || !(d >= 0) || isinf(d))
                 return fprintf(stderr, "lowbit: --threshold must be a number >= 0\n"), CLI_USAGE;
             i++, o.threshold = (float)d;
-        } else if (!strcmp(a, "--int8")) o.int8 = 1;
+        } else if (!strcmp(a, "--bits")) {
+            if (!cli_float(a, v, &d) || !(d == 1 || (d > 1 && d <= 9)))
+                return fprintf(stderr, "lowbit: --bits must be 1 or a number in (1, 9]\n"), CLI_USAGE;
+            i++, o.bits = (float)d;
+        } else if (!strcmp(a, "--level")) {
+            if (!cli_float(a, v, &d) || d < 1 || d > 22 || d != floor(d))
+                return fprintf(stderr, "lowbit: --level must be an integer 1..22\n"), CLI_USAGE;
+            i++, o.level = (int)d;
+        } else if (!strcmp(a, "--raw")) o.raw = 1;
+        else if (!strcmp(a, "--int8")) o.int8 = 1;
         else if (!strcmp(a, "-q")) quiet = 1;
         else if (a[0] == '-' && a[1]) return fprintf(stderr, "lowbit: delta create: unknown option '%s'\n", a), CLI_USAGE;
         else if (np < 2) pos[np++] = a;
         else return fprintf(stderr, "lowbit: delta create: unexpected argument '%s'\n", a), CLI_USAGE;
     }
     if (np < 2 || !out) return fprintf(stderr, "lowbit: delta create: BASE, FINETUNED and -o OUT are required\n"), CLI_USAGE;
+    if (o.bits > 0 && (o.int8 || o.threshold > 0 || o.raw))
+        return fprintf(stderr, "lowbit: delta create: --bits excludes --threshold, --int8 and --raw\n"), CLI_USAGE;
     cli_progress_state ps = {0};
     ps.label = "scanned";
     o.report = report, o.report_ud = &quiet;
@@ -68,7 +86,8 @@ static int create(int argc, char **argv) {
     fprintf(stderr, "lowbit: %s: %s mode, %" PRIu64 " of %" PRIu64 " tensors changed, %" PRIu64 " of %" PRIu64
                     " elements kept (%.2f%%)\n"
                     "lowbit: %s -> %s, ratio %.2f; max|err| %.3g, rms err %.3g; %.2f s (%.2f GB/s of base + fine-tune)\n",
-            out, o.int8 ? "int8" : o.threshold > 0 ? "float" : "lossless (xor)", s.n_changed, s.n_tensors, s.n_kept,
+            out, o.bits > 1 ? "mixed sign/int8" : o.bits > 0 ? "1-bit sign" : o.int8 ? "int8" : o.threshold > 0 ? "float"
+                 : o.raw ? "lossless (xor)" : "lossless (zstd planes)", s.n_changed, s.n_tensors, s.n_kept,
             s.n_elements, s.n_elements ? 100.0 * (double)s.n_kept / (double)s.n_elements : 0,
             cli_human_bytes(s.dense_bytes, b1, sizeof b1), cli_human_bytes(s.delta_bytes, b2, sizeof b2),
             s.delta_bytes ? (double)s.dense_bytes / (double)s.delta_bytes : 0, s.max_abs_err, s.rms_err, dt,
@@ -103,7 +122,7 @@ static int info(int argc, char **argv) {
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage(stdout), CLI_OK;
-        else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) verbose = 1;
         else if (argv[i][0] == '-' && argv[i][1]) return fprintf(stderr, "lowbit: delta info: unknown option '%s'\n", argv[i]), CLI_USAGE;
         else path = argv[i];
     }
@@ -111,26 +130,26 @@ static int info(int argc, char **argv) {
     lb_delta *d;
     lb_error err;
     if (lb_delta_open(path, &d, &err)) return cli_error(&err);
-    uint64_t n = 0, kept = 0, changed = 0, dense = 0;
+    uint64_t n = 0, changed = 0, weights = 0;
     double maxe = 0;
     for (size_t i = 0; i < d->n; i++) {
         const lb_delta_entry *e = &d->e[i];
-        n += e->n, kept += e->kept, changed += e->kept > 0, dense += e->dense;
+        n += e->n, changed += e->kept > 0, weights += e->n * e->es;
         if (e->max_err > maxe) maxe = e->max_err;
     }
-    char b[32];
-    printf("delta:            %s (checked)\nmode:             %s%s\nthreshold:        %g\n", path, lb_delta_mode_name(d->mode),
-           d->mode == LB_DELTA_XOR ? " (lossless)" : "", (double)d->threshold);
-    if (d->mode == LB_DELTA_INT8) printf("int8 block:       %u\n", d->block);
-    printf("base format:      %s\nbase fingerprint: %016" PRIx64 "\n", d->base_format, d->base_fp);
-    if (d->has_target) printf("fine-tune fp:     %016" PRIx64 "\n", d->target_fp);
-    printf("tensors:          %zu (%" PRIu64 " changed, %" PRIu64 " stored dense)\n", d->n, changed, dense);
-    printf("elements kept:    %" PRIu64 " of %" PRIu64 " (%.2f%%)\ndelta data:       %s\nmax |error|:      %.3g\n", kept, n,
-           n ? 100.0 * (double)kept / (double)n : 0, cli_human_bytes(d->data_bytes, b, sizeof b), maxe);
+    char b1[32], b2[32];
+    int lossless = d->mode == LB_DELTA_XOR || d->mode == LB_DELTA_ZDIFF;
+    printf("%s: %s delta (version %d%s), %zu tensors, %" PRIu64 " changed; %s of data for %s of weights (ratio %.2f); "
+           "max|err| %.3g; base %s %016" PRIx64 " (checked)\n",
+           path, lb_delta_mode_name(d->mode), d->version, lossless ? ", lossless" : "", d->n, changed,
+           cli_human_bytes(d->data_bytes, b1, sizeof b1), cli_human_bytes(weights, b2, sizeof b2),
+           d->data_bytes ? (double)weights / (double)d->data_bytes : 0, maxe, d->base_format, d->base_fp);
     for (size_t i = 0; verbose && i < d->n; i++) {
         const lb_delta_entry *e = &d->e[i];
-        printf("  %-40s %-5s %10" PRIu64 " / %-10" PRIu64 " %s base %016" PRIx64 "  max|err| %.3g\n", e->name, e->dtype, e->kept,
-               e->n, e->dense ? "dense " : "sparse", e->base_hash, e->max_err);
+        uint64_t by = lb_delta_entry_bytes(d, e), w = e->n * e->es;
+        const char *enc = !e->kept ? "same" : e->enc == 'z' ? "zstd" : e->enc == 'r' ? (e->n8 ? "mixed" : "sign") : e->dense ? "dense" : "sparse";
+        printf("  %-40s %-5s %-6s %10s  ratio %7.2f  max|err| %.3g  rms %.3g\n", e->name, e->dtype, enc,
+               cli_human_bytes(by, b1, sizeof b1), by ? (double)w / (double)by : 0, e->max_err, e->rms_err);
     }
     lb_delta_close(d);
     return CLI_OK;

@@ -1,0 +1,112 @@
+#include "delta/zdiff.h"
+
+#include <string.h>
+#include <zstd.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "core/error.h"
+
+/* Bit pattern -> integer in value order (negative floats reversed below the positive ones). */
+static inline uint32_t ord32(uint32_t u) { return u & 0x80000000u ? ~u : u | 0x80000000u; }
+static inline uint32_t unord32(uint32_t v) { return v & 0x80000000u ? v & 0x7fffffffu : ~v; }
+static inline uint16_t ord16(uint16_t u) { return (uint16_t)(u & 0x8000u ? ~(uint32_t)u : (uint32_t)u | 0x8000u); }
+static inline uint16_t unord16(uint16_t v) { return (uint16_t)(v & 0x8000u ? (uint32_t)v & 0x7fffu : ~(uint32_t)v); }
+
+static inline uint32_t load(const uint8_t *p, uint32_t es) {
+    if (es == 4) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return ord32(v);
+    }
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return ord16(v);
+}
+
+size_t lb_zd_bound(uint32_t es, uint32_t n) { return 4u * es + 8u + es * ZSTD_compressBound(n); }
+
+size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uint32_t es, uint32_t n, uint8_t *out,
+                    uint64_t *changed) {
+    uint8_t planes[4][LB_ZD_CHUNK];
+    uint64_t ch = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t d = load(b + es * i, es) - load(a + es * i, es), z;
+        if (es == 4) z = (d << 1) ^ (uint32_t)-(int32_t)(d >> 31);
+        else z = (uint16_t)((d << 1) ^ (uint32_t)-(int32_t)((d >> 15) & 1));
+        ch += z != 0;
+        for (uint32_t p = 0; p < es; p++) planes[p][i] = (uint8_t)(z >> (8 * p));
+    }
+    *changed = ch;
+    XXH64_state_t h;
+    XXH64_reset(&h, 0);
+    size_t pos = 4u * es + 8u;
+    for (uint32_t p = 0; p < es; p++) {
+        XXH64_update(&h, planes[p], n);
+        uint32_t size = 0;
+        int zero = 1;
+        for (uint32_t i = 0; i < n && zero; i++) zero = planes[p][i] == 0;
+        if (!zero) {
+            size_t got = ZSTD_compressCCtx(zc, out + pos, ZSTD_compressBound(n), planes[p], n, level);
+            if (ZSTD_isError(got)) return 0;
+            if (got >= n) memcpy(out + pos, planes[p], n), got = n; /* incompressible: raw */
+            size = (uint32_t)got;
+        }
+        memcpy(out + 4 * p, &size, 4);
+        pos += size;
+    }
+    uint64_t hv = XXH64_digest(&h);
+    memcpy(out + 4u * es, &hv, 8);
+    return pos;
+}
+
+size_t lb_zd_chunk_len(const uint8_t *p, size_t avail, uint32_t es, uint32_t n) {
+    size_t len = 4u * es + 8u;
+    if (avail < len) return 0;
+    for (uint32_t k = 0; k < es; k++) {
+        uint32_t s;
+        memcpy(&s, p + 4 * k, 4);
+        if (s > n) return 0;
+        len += s;
+    }
+    return len <= avail ? len : 0;
+}
+
+lb_status lb_zd_apply(const uint8_t *p, uint32_t es, uint32_t n, uint32_t from, uint32_t to, uint8_t *dst,
+                      const char *what, lb_error *err) {
+    uint8_t plane[LB_ZD_CHUNK];
+    uint32_t z[LB_ZD_CHUNK];
+    memset(z, 0, sizeof(uint32_t) * n);
+    XXH64_state_t h;
+    XXH64_reset(&h, 0);
+    size_t pos = 4u * es + 8u;
+    for (uint32_t k = 0; k < es; k++) {
+        uint32_t s;
+        memcpy(&s, p + 4 * k, 4);
+        if (s == 0) memset(plane, 0, n);
+        else if (s == n) memcpy(plane, p + pos, n);
+        else {
+            size_t got = ZSTD_decompress(plane, n, p + pos, s);
+            if (ZSTD_isError(got) || got != n)
+                return lb_fail(err, LB_ERR_CORRUPT, "%s: byte plane %u does not decode (corrupted delta)", what, k);
+        }
+        pos += s;
+        XXH64_update(&h, plane, n);
+        for (uint32_t i = 0; i < n; i++) z[i] |= (uint32_t)plane[i] << (8 * k);
+    }
+    uint64_t want;
+    memcpy(&want, p + 4u * es, 8);
+    if (XXH64_digest(&h) != want) return lb_fail(err, LB_ERR_CORRUPT, "%s: chunk fails its checksum (corrupted delta)", what);
+    for (uint32_t i = from; i < to; i++) {
+        uint8_t *q = dst + es * (i - from);
+        uint32_t d = (z[i] >> 1) ^ (uint32_t)-(int32_t)(z[i] & 1);
+        if (es == 4) {
+            uint32_t v = unord32(load(q, 4) + d);
+            memcpy(q, &v, 4);
+        } else {
+            uint16_t v = unord16((uint16_t)(load(q, 2) + d));
+            memcpy(q, &v, 2);
+        }
+    }
+    return LB_OK;
+}
