@@ -269,7 +269,7 @@ static lb_status validate(lb_engine *e, const lb_batch_entry *b, size_t n, float
     size_t need = 0;
     for (size_t i = 0; i < n; i++) {
         lb_engine_seq *s = seq_get(e, b[i].seq);
-        if (s->pending) need += lb_kv_seq_blocks_needed(e->kv, &s->kv, s->pending), s->pending = -s->pending;
+        if (s->pending > 0) need += lb_kv_seq_blocks_needed(e->kv, &s->kv, s->pending), s->pending = -s->pending;
     }
     if (need > lb_kv_n_free(e->kv)) cache_evict(e, need);
     if (need > lb_kv_n_free(e->kv))

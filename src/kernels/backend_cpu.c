@@ -113,8 +113,18 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int p0 = 0; p0 < n_pos; p0 += bt) {
             int n = n_pos - p0 < bt ? n_pos - p0 : bt;
             const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes;
-            lb_attn_values(p0 ? tmp : out, att + p0, b + kv->v_off + head, kv->kv_type, kv->row_bytes, n, hd);
-            if (p0) lb_vec_add(out, tmp, hd);
+            const uint8_t *vb = b + kv->v_off + head;
+            if (!p0) {
+                lb_attn_values(out, att, vb, kv->kv_type, kv->row_bytes, n, hd);
+            } else if (kv->kv_type == LB_KV_F32) { /* the same sums as one contiguous run */
+                for (int p = 0; p < n; p++) lb_vec_axpy(out, att[p0 + p], (const float *)(const void *)(vb + p * kv->row_bytes), hd);
+            } else if (kv->kv_type == LB_KV_F16) {
+                for (int p = 0; p < n; p++)
+                    lb_vec_axpy_f16(out, att[p0 + p], (const uint16_t *)(const void *)(vb + p * kv->row_bytes), hd);
+            } else {
+                lb_attn_values(tmp, att + p0, vb, kv->kv_type, kv->row_bytes, n, hd);
+                lb_vec_add(out, tmp, hd);
+            }
         }
     }
 }
