@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include "check.h"
 #include "lowbit.h"
 
@@ -168,6 +172,90 @@ static void test_fork_and_prefix(void) {
     lb_model_free(m);
 }
 
+
+/* Reference prompts and greedy ids of a greedy.json (case i). */
+static int load_ref(const char *path, int i, int32_t *prompt, int *np, int32_t *greedy, int *ng) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf), *c = cJSON_GetArrayItem(j, i);
+    if (!c) {
+        cJSON_Delete(j);
+        return 0;
+    }
+    cJSON *p = cJSON_GetObjectItem(c, "prompt_ids"), *g = cJSON_GetObjectItem(c, "greedy_ids");
+    *np = cJSON_GetArraySize(p);
+    *ng = cJSON_GetArraySize(g);
+    for (int k = 0; k < *np && k < 256; k++) prompt[k] = cJSON_GetArrayItem(p, k)->valueint;
+    for (int k = 0; k < *ng && k < 256; k++) greedy[k] = cJSON_GetArrayItem(g, k)->valueint;
+    cJSON_Delete(j);
+    return 1;
+}
+
+/* stories260K-hf with the ft-dogs delta on half of 8 sequences: each gives the greedy ids of its
+ * own reference (base or fine-tune), decoded together in one batch per step. */
+static void test_finetunes(void) {
+    lb_error err = {0};
+    char delta[256];
+    snprintf(delta, sizeof delta, "/tmp/lowbit_test_batch_%d.delta", (int)getpid());
+    lb_delta_options o = lb_delta_default_options();
+    o.int8 = 0;
+    o.threshold = 0;
+    CHECK(lb_delta_create(SHARED("models/stories260K-hf"), SHARED("models/stories260K-ft-dogs"), delta, &o, NULL, &err) ==
+              LB_OK,
+          "%s", err.msg);
+    lb_model *m = NULL;
+    if (lb_model_load(SHARED("models/stories260K-hf"), NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        unlink(delta);
+        return;
+    }
+    int nv = lb_model_n_vocab(m);
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 256;
+    ep.n_kv_tokens = 8 * 256;
+    ep.max_batch = 64;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    int ft = 0;
+    CHECK(lb_engine_add_finetune(e, delta, &ft, &err) == LB_OK && ft == 1, "%s", err.msg);
+    unlink(delta);
+    static int32_t prompt[8][256], want[8][256];
+    int np[8], ng[8], seq[8], next[8], ok[8];
+    float *lg = malloc((size_t)64 * nv * sizeof *lg);
+    for (int s = 0; s < 8; s++) {
+        const char *ref = s % 2 ? SHARED("reference/stories260K-ft-dogs/greedy.json") : SHARED("reference/stories260K/greedy.json");
+        CHECK(load_ref(ref, (s / 2) % 2, prompt[s], &np[s], want[s], &ng[s]), "%s", ref);
+        if (ng[s] > 48) ng[s] = 48;
+        CHECK(lb_engine_seq_new(e, s % 2 ? ft : 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        lb_batch_entry b[64];
+        for (int i = 0; i < np[s] && i < 64; i++) b[i] = (lb_batch_entry){seq[s], i, prompt[s][i], i == np[s] - 1};
+        CHECK(lb_engine_decode(e, b, (size_t)np[s], lg, &err) == LB_OK, "%s", err.msg);
+        next[s] = argmax(lg, nv);
+        ok[s] = 1;
+    }
+    for (int k = 0; k < 48; k++) {
+        lb_batch_entry b[8];
+        int n = 0, idx[8];
+        for (int s = 0; s < 8; s++)
+            if (k < ng[s]) {
+                ok[s] &= next[s] == want[s][k];
+                idx[n] = s;
+                b[n++] = (lb_batch_entry){seq[s], np[s] + k, next[s], 1};
+            }
+        if (!n) break;
+        CHECK(lb_engine_decode(e, b, (size_t)n, lg, &err) == LB_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++) next[idx[i]] = argmax(lg + (size_t)i * nv, nv);
+    }
+    for (int s = 0; s < 8; s++) CHECK(ok[s], "sequence %d (%s) left its reference's greedy ids", s, s % 2 ? "ft-dogs" : "base");
+    free(lg);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
 static void test_bad_use(void) {
     lb_error err = {0};
     lb_model *m = NULL;
@@ -230,6 +318,7 @@ int main(void) {
     test_batched_equals_alone(SHARED("models/synth-qwen2-bias"));
     test_batched_equals_alone(SHARED("models/synth-bitnet"));
     test_fork_and_prefix();
+    test_finetunes();
     test_bad_use();
     return test_summary();
 }
