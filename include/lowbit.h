@@ -154,6 +154,62 @@ void lb_sampler_free(lb_sampler *s);
 /* history: the ids so far (for the repetition penalty). logits are modified. */
 int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
+/* ---- the batched engine (src/engine) --------------------------------------------------- */
+/* One engine serves many sequences at once: it owns a paged KV cache (one pool of fixed-size
+ * blocks shared by every sequence), the threads and the scratch. A decode call runs one
+ * forward pass over a batch of (sequence, position, token) entries: each weight matrix is read
+ * once for every token of the batch. Sequences fork (sharing their blocks, copy-on-write), a
+ * new sequence can reuse the blocks of a prefix already computed (a system prompt), and each
+ * sequence may run one of the engine's fine-tunes (deltas over the base weights held once).
+ * A sequence's results do not depend on what else is in the batch (docs/design.md says where
+ * a kernel rounds differently for one token than for several). lb_session is one sequence of
+ * an engine of its own. */
+typedef struct lb_engine lb_engine;
+typedef struct lb_engine_params {
+    int n_threads;      /* 0: all cores */
+    lb_kv_type kv_type;
+    int n_ctx;          /* longest sequence; 0: the model's training context, capped at 4096 */
+    int n_kv_tokens;    /* pool capacity in tokens, shared by all sequences; 0: n_ctx */
+    int max_batch;      /* most entries in one decode call (scratch); 0: 64 */
+    int block_tokens;   /* positions per KV block; 0: 16 */
+    int prefix_cache;   /* remember full blocks by their token chain for reuse (1 by default) */
+} lb_engine_params;
+lb_engine_params lb_engine_default_params(void);
+lb_status lb_engine_new(lb_model *m, const lb_engine_params *p, lb_engine **out, lb_error *err);
+void lb_engine_free(lb_engine *e);
+/* Loads a delta file (lowbit delta create) made against the engine's model as a fine-tune the
+ * sequences can name; *ft_id is 1, 2, ... (0 is the base model). */
+lb_status lb_engine_add_finetune(lb_engine *e, const char *delta_path, int *ft_id, lb_error *err);
+/* Sequences: ids are >= 0; a freed id may be handed out again. */
+lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *err);
+/* A new sequence holding everything src holds (same fine-tune), sharing its KV blocks. */
+lb_status lb_engine_seq_fork(lb_engine *e, int src, int *seq, lb_error *err);
+lb_status lb_engine_seq_free(lb_engine *e, int seq, lb_error *err);
+/* Positions stored, or -1 for an unknown sequence. */
+int lb_engine_seq_len(const lb_engine *e, int seq);
+/* For an empty sequence: attaches the cached blocks that hold the longest run of whole blocks
+ * at the start of ids (always leaving at least the last id to compute); *n_reused positions
+ * are then stored, and decoding continues at that position. */
+lb_status lb_engine_seq_reuse_prefix(lb_engine *e, int seq, const int32_t *ids, size_t n_ids, size_t *n_reused,
+                                     lb_error *err);
+typedef struct lb_batch_entry {
+    int32_t seq;    /* a live sequence */
+    int32_t pos;    /* its next position: entries of one sequence are consecutive positions */
+    int32_t token;
+    int32_t logits; /* nonzero: a row of logits for this entry */
+} lb_batch_entry;
+/* Runs the batch. logits (may be NULL when no entry wants any) receives n_vocab floats per
+ * entry with logits set, in batch order. On any error no sequence changes. */
+lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *batch, size_t n, float *logits, lb_error *err);
+typedef struct lb_engine_stats {
+    int n_seqs, n_finetunes, block_tokens, max_batch, n_ctx;
+    size_t n_blocks, blocks_in_use, blocks_cached; /* pool size, held by anything, by the prefix cache */
+    size_t block_bytes, pool_bytes, bytes_in_use;  /* bytes_in_use = blocks_in_use x block_bytes */
+    uint64_t tokens_computed, tokens_reused;       /* positions run through the model / taken from the cache */
+} lb_engine_stats;
+void lb_engine_get_stats(const lb_engine *e, lb_engine_stats *out);
+int lb_engine_n_threads(const lb_engine *e);
+
 /* ---- synthetic models (src/io/synth.c) --------------------------------------------------- */
 /* Writes a GGUF model with the real shapes of a known model (preset: tiny, stories15m, llama-1b,
  * llama-7b, llama-8b) and random weights, for speed and memory benchmarks. dtype: "f32", "f16",

@@ -9,7 +9,7 @@
 
 #include "check.h"
 #include "core/model.h"
-#include "graph/session.h"
+#include "engine/session.h"
 #include "mem/budget.h"
 #include "mem/guard.h"
 #include "tokenizer/tokenizer.h"

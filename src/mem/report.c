@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "core/model.h"
-#include "graph/session.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 
 /* Resident bytes of a range (a file mapping or a heap buffer), counted a window of pages at a time so that a 13 GB model
@@ -98,13 +98,13 @@ static uint64_t peak_rss(void) {
 
 static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
     r->has_session = 1;
-    r->n_ctx = s->n_ctx;
-    r->n_past = s->n_past;
-    r->n_threads = s->n_threads;
-    snprintf(r->kv_type, sizeof r->kv_type, "%s", 
-             s->kv_type == LB_KV_Q8_0 ? "q8_0" : s->kv_type == LB_KV_F16 ? "f16" : "f32");
-    r->kv_bytes_per_token = lb_session_kv_bytes_per_token(s->m, s->kv_type);
-    lb_mem_tracker_stats(s->mem, &r->runtime);
+    r->n_ctx = lb_session_n_ctx(s);
+    r->n_past = lb_session_n_past(s);
+    r->n_threads = lb_session_n_threads(s);
+    lb_kv_type kv = lb_session_kv_type(s);
+    snprintf(r->kv_type, sizeof r->kv_type, "%s", kv == LB_KV_Q8_0 ? "q8_0" : kv == LB_KV_F16 ? "f16" : "f32");
+    r->kv_bytes_per_token = lb_session_kv_bytes_per_token(s->m, kv);
+    lb_mem_tracker_stats(lb_session_mem_tracker(s), &r->runtime);
     for (int i = 0; i < r->runtime.n_tags; i++) {
         const lb_mem_tag_stats *t = &r->runtime.tags[i];
         if (!strcmp(t->name, "kv")) r->kv_bytes = t->live_bytes;
@@ -112,9 +112,8 @@ static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
         else if (!strcmp(t->name, "attention")) r->attention_bytes = t->live_bytes;
         else r->scratch_bytes += t->live_bytes;
     }
-    r->kv_used_bytes = r->kv_bytes_per_token * (uint64_t)s->n_past;
-    resident_bytes(s->k_cache, s->kv_bytes / 2, page, &r->kv_resident_bytes);
-    resident_bytes(s->v_cache, s->kv_bytes / 2, page, &r->kv_resident_bytes);
+    r->kv_used_bytes = r->kv_bytes_per_token * (uint64_t)r->n_past;
+    resident_bytes(lb_session_kv_base(s), lb_session_kv_bytes(s), page, &r->kv_resident_bytes);
 }
 
 lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err) {

@@ -1,0 +1,72 @@
+/* Fine-tunes as corrections of the base weights the engine holds once.
+ *
+ * The delta is read through the existing delta path (lb_model_load with delta_path patches a
+ * second load of the base), so changes to the delta file format do not reach this file. Each
+ * tensor the delta changes becomes, for matrices, a dense F32 dW = W_ft - W_base (a linear
+ * layer then adds dW x for the fine-tune's own tokens) and, for vectors (norms, biases), the
+ * fine-tune's own F32 values. The patched model is freed again. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "engine/engine.h"
+
+static lb_status to_float(const lb_tensor *t, float *dst, lb_error *err) {
+    const lb_dtype_traits *tr = lb_dtype_get(t->type);
+    if (!tr || !tr->to_float)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "fine-tune: tensor %s has type %s, which cannot be read as floats", t->name,
+                       lb_dtype_name(t->type));
+    tr->to_float(t->data, dst, lb_tensor_nelements(t));
+    return LB_OK;
+}
+
+static lb_status one_tensor(const lb_tensor *b, const lb_tensor *f, float **fix, lb_error *err) {
+    *fix = NULL;
+    int64_t n = lb_tensor_nelements(b);
+    if (!f || f->n_dims != b->n_dims || lb_tensor_nelements(f) != n || f->ne[0] != b->ne[0])
+        return lb_fail(err, LB_ERR_MISMATCH, "fine-tune: tensor %s differs in shape from the base", b->name);
+    if (f->type == b->type && f->nbytes == b->nbytes && !memcmp(f->data, b->data, b->nbytes)) return LB_OK;
+    float *out = malloc((size_t)n * sizeof *out), *base = NULL;
+    if (!out) return lb_fail(err, LB_ERR_NOMEM, "fine-tune: out of memory for tensor %s", b->name);
+    lb_status st = to_float(f, out, err);
+    if (!st && lb_tensor_nrows(b) > 1) { /* a matrix: keep the difference */
+        if (!(base = malloc((size_t)n * sizeof *base))) st = lb_fail(err, LB_ERR_NOMEM, "fine-tune: out of memory");
+        if (!st) st = to_float(b, base, err);
+        if (!st)
+            for (int64_t i = 0; i < n; i++) out[i] -= base[i];
+    }
+    free(base);
+    if (st) {
+        free(out);
+        return st;
+    }
+    *fix = out;
+    return LB_OK;
+}
+
+lb_status lb_finetune_load(lb_model *m, const char *delta_path, lb_finetune *ft, lb_error *err) {
+    memset(ft, 0, sizeof *ft);
+    if (!delta_path) return lb_fail(err, LB_ERR_ARG, "fine-tune: no delta file given");
+    lb_model_params mp = lb_model_default_params();
+    mp.delta_path = delta_path;
+    mp.n_threads = 1;
+    lb_model *tuned = NULL;
+    lb_status st = lb_model_load(m->path, &mp, &tuned, err);
+    if (st) return st;
+    if (!(ft->fix = calloc(m->n_tensors, sizeof *ft->fix))) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    ft->n = m->n_tensors;
+    for (size_t i = 0; i < m->n_tensors && !st; i++) {
+        const lb_tensor *b = &m->tensors[i];
+        if (!b->data) continue;
+        st = one_tensor(b, lb_model_find_tensor(tuned, b->name), &ft->fix[i], err);
+    }
+    lb_model_free(tuned);
+    if (st) lb_finetune_free(ft);
+    return st;
+}
+
+void lb_finetune_free(lb_finetune *ft) {
+    for (size_t i = 0; ft->fix && i < ft->n; i++) free(ft->fix[i]);
+    free(ft->fix);
+    memset(ft, 0, sizeof *ft);
+}

@@ -1,0 +1,27 @@
+/* One generation stream: a sequence of an engine of its own (lowbit.h: lb_session_*). */
+#ifndef LB_ENGINE_SESSION_H
+#define LB_ENGINE_SESSION_H
+#include "engine/engine.h"
+
+#define LB_MAX_BATCH 32 /* tokens per forward chunk during prompt processing */
+
+struct lb_session {
+    lb_model *m;
+    lb_engine *e;
+    int seq;
+    int n_ctx;
+    float *logits; /* [n_vocab], tag "logits" */
+};
+
+/* Bytes of KV cache per token for this model and cache type (all layers, K and V). */
+size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t);
+/* Bytes lb_session_new allocates besides the KV cache: fixed, plus per_token x n_ctx
+ * (attention scores, one row per thread). n_threads as the pool will have it (>= 1). */
+void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, size_t *per_token);
+/* The tracker that counts the session's buffers. */
+const lb_mem_tracker *lb_session_mem_tracker(const lb_session *s);
+lb_kv_type lb_session_kv_type(const lb_session *s);
+/* The KV pool's memory and size (residency reports). */
+const void *lb_session_kv_base(const lb_session *s);
+
+#endif

@@ -1,0 +1,324 @@
+/* The batched engine: sequences decoded together equal each run alone; forks share blocks; the
+ * prefix cache computes a shared prefix once; fine-tunes per sequence; bad use fails cleanly. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "lowbit.h"
+
+#define STORIES SHARED("models/stories260K-gguf/stories260K.gguf")
+
+static double rel_err(const float *a, const float *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* 8 sequences of different prompt lengths, greedy-decoded together for 12 steps, against each
+ * decoded alone through an lb_session. */
+static void test_batched_equals_alone(const char *path) {
+    lb_error err = {0};
+    lb_model *m = NULL;
+    if (lb_model_load(path, NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    int nv = lb_model_n_vocab(m);
+    enum { NS = 8, STEPS = 12 };
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 128;
+    ep.n_kv_tokens = 8 * 128;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    float *lg = malloc((size_t)64 * nv * sizeof *lg), *ref = malloc((size_t)nv * sizeof *ref);
+    int seq[NS], len[NS], next[NS];
+    int32_t ids_all[NS][64];
+    for (int s = 0; s < NS; s++) {
+        len[s] = 3 + 2 * s;
+        for (int i = 0; i < len[s]; i++) ids_all[s][i] = 1 + (i * 37 + s * 11) % (nv - 1);
+        CHECK(lb_engine_seq_new(e, 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        lb_batch_entry b[64];
+        for (int i = 0; i < len[s]; i++) b[i] = (lb_batch_entry){seq[s], i, ids_all[s][i], i == len[s] - 1};
+        CHECK(lb_engine_decode(e, b, (size_t)len[s], lg, &err) == LB_OK, "%s", err.msg);
+        next[s] = argmax(lg, nv);
+    }
+    /* together */
+    int got[NS][STEPS];
+    for (int k = 0; k < STEPS; k++) {
+        lb_batch_entry b[NS];
+        for (int s = 0; s < NS; s++) b[s] = (lb_batch_entry){seq[s], len[s] + k, next[s], 1};
+        CHECK(lb_engine_decode(e, b, NS, lg, &err) == LB_OK, "%s", err.msg);
+        for (int s = 0; s < NS; s++) got[s][k] = next[s], next[s] = argmax(lg + (size_t)s * nv, nv);
+    }
+    /* alone, checking the logits of the last step */
+    lb_engine_stats st;
+    lb_engine_get_stats(e, &st);
+    CHECK(st.n_seqs == NS && st.tokens_computed > 0);
+    for (int s = 0; s < NS; s++) {
+        lb_session_params sp = lb_session_default_params();
+        sp.n_ctx = 128;
+        lb_session *ss = NULL;
+        CHECK(lb_session_new(m, &sp, &ss, &err) == LB_OK, "%s", err.msg);
+        CHECK(lb_session_eval(ss, ids_all[s], (size_t)len[s], ref, 0, &err) == LB_OK, "%s", err.msg);
+        int id = argmax(ref, nv), same = 1;
+        for (int k = 0; k < STEPS; k++) {
+            same &= id == got[s][k];
+            CHECK(lb_session_eval(ss, &id, 1, ref, 0, &err) == LB_OK, "%s", err.msg);
+            id = argmax(ref, nv);
+        }
+        CHECK(same && id == next[s], "%s: sequence %d: greedy ids differ from the run alone", path, s);
+        double r = rel_err(lg + (size_t)s * nv, ref, nv);
+        CHECK(r < 1e-5, "%s: sequence %d: logits %.3g relative from the run alone", path, s, r);
+        lb_session_free(ss);
+    }
+    free(lg);
+    free(ref);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
+/* A fork shares its parent's blocks; both continue as a fresh run of the same tokens would. */
+static void test_fork_and_prefix(void) {
+    lb_error err = {0};
+    lb_model *m = NULL;
+    if (lb_model_load(STORIES, NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    int nv = lb_model_n_vocab(m);
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 1024;
+    ep.n_kv_tokens = 512 + 32 * 256;
+    ep.max_batch = 64;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    float *lg = malloc((size_t)64 * nv * sizeof *lg);
+    int32_t prefix[513];
+    for (int i = 0; i < 513; i++) prefix[i] = 1 + (i * 13) % (nv - 1);
+    /* the system prompt once, in chunks of 64 */
+    int root;
+    CHECK(lb_engine_seq_new(e, 0, &root, &err) == LB_OK, "%s", err.msg);
+    for (int i = 0; i < 512; i += 64) {
+        lb_batch_entry b[64];
+        for (int t = 0; t < 64; t++) b[t] = (lb_batch_entry){root, i + t, prefix[i + t], 0};
+        CHECK(lb_engine_decode(e, b, 64, NULL, &err) == LB_OK, "%s", err.msg);
+    }
+    /* 32 sequences reuse it through the cache, then each adds 256 of its own tokens */
+    int seq[32];
+    size_t reused_total = 0;
+    for (int s = 0; s < 32; s++) {
+        size_t r = 0;
+        CHECK(lb_engine_seq_new(e, 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        CHECK(lb_engine_seq_reuse_prefix(e, seq[s], prefix, 513, &r, &err) == LB_OK && r == 512, "%zu %s", r, err.msg);
+        reused_total += r;
+    }
+    CHECK(lb_engine_seq_free(e, root, &err) == LB_OK);
+    for (int k = 0; k < 256; k += 8) {
+        lb_batch_entry b[64];
+        int n;
+        /* 8 positions for each of 8 sequences per call, 4 calls per step of 8 positions */
+        for (int g = 0; g < 4; g++) {
+            n = 0;
+            for (int s = g * 8; s < g * 8 + 8; s++)
+                for (int j = 0; j < 8; j++) b[n++] = (lb_batch_entry){seq[s], 512 + k + j, 1 + (s * 7 + k + j) % (nv - 1), 0};
+            CHECK(lb_engine_decode(e, b, (size_t)n, NULL, &err) == LB_OK, "%s", err.msg);
+        }
+    }
+    lb_engine_stats st;
+    lb_engine_get_stats(e, &st);
+    size_t want_blocks = (512 + 32 * 256) / 16;
+    CHECK(st.blocks_in_use == want_blocks, "blocks in use %zu, want %zu", st.blocks_in_use, want_blocks);
+    CHECK(st.bytes_in_use == want_blocks * st.block_bytes);
+    CHECK(st.tokens_reused == 32 * 512 && reused_total == 32 * 512, "reused %llu", (unsigned long long)st.tokens_reused);
+    CHECK(st.tokens_computed == 512 + 32 * 256, "computed %llu", (unsigned long long)st.tokens_computed);
+    /* the pool is full now: one more position fails naming the pool, and changes nothing */
+    lb_batch_entry one = {seq[0], 512 + 256, 5, 1};
+    CHECK(lb_engine_decode(e, &one, 1, lg, &err) == LB_ERR_NOMEM && strstr(err.msg, "KV pool exhausted") &&
+              strstr(err.msg, "8704 tokens"),
+          "%s", err.msg);
+    CHECK(lb_engine_seq_len(e, seq[0]) == 512 + 256);
+    /* a fork of a sequence whose last block is full, and of one partly filled (copy-on-write) */
+    lb_engine_seq_free(e, seq[31], &err);
+    lb_engine_seq_free(e, seq[30], &err);
+    int f;
+    CHECK(lb_engine_seq_fork(e, seq[0], &f, &err) == LB_OK && lb_engine_seq_len(e, f) == 768, "%s", err.msg);
+    lb_batch_entry a = {f, 768, 7, 1};
+    CHECK(lb_engine_decode(e, &a, 1, lg, &err) == LB_OK, "%s", err.msg);
+    float *l1 = malloc((size_t)nv * sizeof *l1);
+    memcpy(l1, lg, (size_t)nv * sizeof *l1);
+    int g2;
+    CHECK(lb_engine_seq_fork(e, f, &g2, &err) == LB_OK);
+    lb_batch_entry c2[2] = {{f, 769, 9, 1}, {g2, 769, 9, 1}};
+    CHECK(lb_engine_decode(e, c2, 2, lg, &err) == LB_OK, "%s", err.msg);
+    CHECK(!memcmp(lg, lg + nv, (size_t)nv * sizeof *lg), "the fork and its parent differ on the same token");
+    free(l1);
+    free(lg);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
+
+/* Reference prompts and greedy ids of a greedy.json (case i). */
+static int load_ref(const char *path, int i, int32_t *prompt, int *np, int32_t *greedy, int *ng) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf), *c = cJSON_GetArrayItem(j, i);
+    if (!c) {
+        cJSON_Delete(j);
+        return 0;
+    }
+    cJSON *p = cJSON_GetObjectItem(c, "prompt_ids"), *g = cJSON_GetObjectItem(c, "greedy_ids");
+    *np = cJSON_GetArraySize(p);
+    *ng = cJSON_GetArraySize(g);
+    for (int k = 0; k < *np && k < 256; k++) prompt[k] = cJSON_GetArrayItem(p, k)->valueint;
+    for (int k = 0; k < *ng && k < 256; k++) greedy[k] = cJSON_GetArrayItem(g, k)->valueint;
+    cJSON_Delete(j);
+    return 1;
+}
+
+/* stories260K-hf with the ft-dogs delta on half of 8 sequences: each gives the greedy ids of its
+ * own reference (base or fine-tune), decoded together in one batch per step. */
+static void test_finetunes(void) {
+    lb_error err = {0};
+    char delta[256];
+    snprintf(delta, sizeof delta, "/tmp/lowbit_test_batch_%d.delta", (int)getpid());
+    lb_delta_options o = lb_delta_default_options();
+    o.int8 = 0;
+    o.threshold = 0;
+    CHECK(lb_delta_create(SHARED("models/stories260K-hf"), SHARED("models/stories260K-ft-dogs"), delta, &o, NULL, &err) ==
+              LB_OK,
+          "%s", err.msg);
+    lb_model *m = NULL;
+    if (lb_model_load(SHARED("models/stories260K-hf"), NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        unlink(delta);
+        return;
+    }
+    int nv = lb_model_n_vocab(m);
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 256;
+    ep.n_kv_tokens = 8 * 256;
+    ep.max_batch = 64;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    int ft = 0;
+    CHECK(lb_engine_add_finetune(e, delta, &ft, &err) == LB_OK && ft == 1, "%s", err.msg);
+    unlink(delta);
+    static int32_t prompt[8][256], want[8][256];
+    int np[8], ng[8], seq[8], next[8], ok[8];
+    float *lg = malloc((size_t)64 * nv * sizeof *lg);
+    for (int s = 0; s < 8; s++) {
+        const char *ref = s % 2 ? SHARED("reference/stories260K-ft-dogs/greedy.json") : SHARED("reference/stories260K/greedy.json");
+        CHECK(load_ref(ref, (s / 2) % 2, prompt[s], &np[s], want[s], &ng[s]), "%s", ref);
+        if (ng[s] > 48) ng[s] = 48;
+        CHECK(lb_engine_seq_new(e, s % 2 ? ft : 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        lb_batch_entry b[64];
+        for (int i = 0; i < np[s] && i < 64; i++) b[i] = (lb_batch_entry){seq[s], i, prompt[s][i], i == np[s] - 1};
+        CHECK(lb_engine_decode(e, b, (size_t)np[s], lg, &err) == LB_OK, "%s", err.msg);
+        next[s] = argmax(lg, nv);
+        ok[s] = 1;
+    }
+    for (int k = 0; k < 48; k++) {
+        lb_batch_entry b[8];
+        int n = 0, idx[8];
+        for (int s = 0; s < 8; s++)
+            if (k < ng[s]) {
+                ok[s] &= next[s] == want[s][k];
+                idx[n] = s;
+                b[n++] = (lb_batch_entry){seq[s], np[s] + k, next[s], 1};
+            }
+        if (!n) break;
+        CHECK(lb_engine_decode(e, b, (size_t)n, lg, &err) == LB_OK, "%s", err.msg);
+        for (int i = 0; i < n; i++) next[idx[i]] = argmax(lg + (size_t)i * nv, nv);
+    }
+    for (int s = 0; s < 8; s++) CHECK(ok[s], "sequence %d (%s) left its reference's greedy ids", s, s % 2 ? "ft-dogs" : "base");
+    free(lg);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
+static void test_bad_use(void) {
+    lb_error err = {0};
+    lb_model *m = NULL;
+    if (lb_model_load(STORIES, NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    int nv = lb_model_n_vocab(m);
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 64;
+    ep.n_kv_tokens = 32;
+    ep.max_batch = 8;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    float *lg = malloc((size_t)16 * nv * sizeof *lg);
+    int s;
+    CHECK(lb_engine_seq_new(e, 0, &s, &err) == LB_OK);
+    lb_batch_entry b[9];
+    for (int i = 0; i < 9; i++) b[i] = (lb_batch_entry){s, i, 1 + i, 0};
+    CHECK(lb_engine_decode(e, b, 9, NULL, &err) == LB_ERR_ARG && strstr(err.msg, "scratch of 8"), "%s", err.msg);
+    lb_batch_entry u = {s + 5, 0, 1, 0};
+    CHECK(lb_engine_decode(e, &u, 1, NULL, &err) == LB_ERR_ARG && strstr(err.msg, "unknown sequence"), "%s", err.msg);
+    lb_batch_entry gap = {s, 3, 1, 0};
+    CHECK(lb_engine_decode(e, &gap, 1, NULL, &err) == LB_ERR_RANGE && strstr(err.msg, "next position is 0"), "%s", err.msg);
+    lb_batch_entry badid = {s, 0, nv, 0};
+    CHECK(lb_engine_decode(e, &badid, 1, NULL, &err) == LB_ERR_RANGE && strstr(err.msg, "vocabulary"), "%s", err.msg);
+    lb_batch_entry nolog = {s, 0, 1, 1};
+    CHECK(lb_engine_decode(e, &nolog, 1, NULL, &err) == LB_ERR_ARG, "%s", err.msg);
+    CHECK(lb_engine_decode(e, b, 0, NULL, &err) == LB_ERR_ARG);
+    CHECK(lb_engine_seq_len(e, s) == 0, "failed calls changed the sequence");
+    CHECK(lb_engine_seq_new(e, 3, &s, &err) == LB_ERR_ARG && strstr(err.msg, "fine-tune"), "%s", err.msg);
+    CHECK(lb_engine_seq_free(e, 99, &err) == LB_ERR_ARG);
+    int f;
+    CHECK(lb_engine_seq_fork(e, 99, &f, &err) == LB_ERR_ARG);
+    /* pool of 32 tokens (2 blocks): 24 in one sequence hold both; another fails and nothing changes */
+    int s2;
+    CHECK(lb_engine_seq_new(e, 0, &s2, &err) == LB_OK);
+    for (int i = 0; i < 24; i += 8) {
+        for (int t = 0; t < 8; t++) b[t] = (lb_batch_entry){s, i + t, 1 + t, t == 7};
+        CHECK(lb_engine_decode(e, b, 8, lg, &err) == LB_OK, "%s", err.msg);
+    }
+    lb_engine_stats st;
+    lb_engine_get_stats(e, &st);
+    CHECK(st.n_blocks == 2 && st.blocks_in_use == 2, "%zu %zu", st.n_blocks, st.blocks_in_use);
+    lb_batch_entry two[2] = {{s, 24, 1, 0}, {s2, 0, 1, 0}};
+    CHECK(lb_engine_decode(e, two, 2, NULL, &err) == LB_ERR_NOMEM && strstr(err.msg, "KV pool exhausted") &&
+              strstr(err.msg, "32 tokens"),
+          "%s", err.msg);
+    CHECK(lb_engine_seq_len(e, s2) == 0 && lb_engine_seq_len(e, s) == 24);
+    lb_batch_entry ok = {s, 24, 1, 0};
+    CHECK(lb_engine_decode(e, &ok, 1, NULL, &err) == LB_OK, "%s", err.msg);
+    free(lg);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
+int main(void) {
+    test_batched_equals_alone(STORIES);
+    test_batched_equals_alone(SHARED("models/synth-llama3-gqa"));
+    test_batched_equals_alone(SHARED("models/synth-qwen2-bias"));
+    test_batched_equals_alone(SHARED("models/synth-bitnet"));
+    test_fork_and_prefix();
+    test_finetunes();
+    test_bad_use();
+    return test_summary();
+}
