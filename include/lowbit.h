@@ -111,6 +111,18 @@ const char *lb_tokenizer_kind(const lb_tokenizer *t);
 lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
                         size_t *len, lb_error *err);
 
+/* ---- chat templates (src/graph/chat.c) -------------------------------------------------- */
+typedef struct lb_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content;
+} lb_chat_message;
+/* The style lowbit formats for a model's Jinja chat template (lb_model_chat_template): "chatml",
+ * "llama3", "llama2" or "mistral"; NULL when none is recognised. */
+const char *lb_chat_template_style(const char *jinja);
+/* Formats a conversation in style, ending with the assistant's opening; BOS is not written (the
+ * tokenizer adds it with add_special). *out is malloc'ed. LB_ERR_ARG for an unknown style or role. */
+lb_status lb_chat_format(const char *style, const lb_chat_message *msgs, size_t n, char **out, lb_error *err);
+
 /* ---- generation ------------------------------------------------------------------------- */
 typedef struct lb_session lb_session;
 

@@ -47,5 +47,29 @@ int main(void) {
         free(got);
     }
     CHECK(lb_chat_format_turn(LB_CHAT_NONE, NULL, "Hi", 1) == NULL);
+
+    /* lb_chat_format (the public multi-turn formatter): a first turn equals lb_chat_format_turn's */
+    for (int st = LB_CHAT_CHATML; st <= LB_CHAT_MISTRAL; st++) {
+        const char *name = lb_chat_style_name((lb_chat_style)st);
+        lb_chat_message msgs[] = {{"system", "Be brief."}, {"user", "Hi"}};
+        char *got = NULL, *want = lb_chat_format_turn((lb_chat_style)st, "Be brief.", "Hi", 1);
+        lb_error err;
+        CHECK(lb_chat_format(name, msgs, 2, &got, &err) == LB_OK && want && !strcmp(got, want), "%s: [%s]", name, got ? got : "");
+        free(got);
+        free(want);
+    }
+    lb_chat_message conv[] = {{"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
+    char *got = NULL;
+    lb_error err;
+    CHECK(lb_chat_format("chatml", conv, 3, &got, &err) == LB_OK && !strcmp(got,
+          "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"), "chatml conversation: [%s]", got ? got : "");
+    free(got);
+    CHECK(lb_chat_format("mistral", conv, 3, &got, &err) == LB_OK && !strcmp(got, "[INST] Hi[/INST]Hello.[INST] Bye[/INST]"), "mistral conversation: [%s]", got ? got : "");
+    free(got);
+    CHECK(lb_chat_format("jinja", conv, 3, &got, &err) == LB_ERR_ARG && got == NULL);
+    lb_chat_message bad[] = {{"tool", "x"}};
+    CHECK(lb_chat_format("chatml", bad, 1, &got, &err) == LB_ERR_ARG && strstr(err.msg, "role 'tool'"));
+    CHECK(lb_chat_template_style("{{ '<|im_start|>' }}") && !strcmp(lb_chat_template_style("<|im_start|>"), "chatml"));
+    CHECK(lb_chat_template_style("{{ messages }}") == NULL);
     return test_summary();
 }

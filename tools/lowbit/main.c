@@ -7,7 +7,7 @@
 /* Weak so that a build without one subcommand's file still links and says so. */
 #define CMD(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
 CMD(run) CMD(tokenize) CMD(logits) CMD(inspect) CMD(synth) CMD(bench) CMD(quantize) CMD(convert)
-CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem)
+CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem) CMD(serve)
 #undef CMD
 
 static const struct {
@@ -27,12 +27,13 @@ static const struct {
     {"decompress", "restore a compressed model file"},
     {"delta", "create, apply and inspect fine-tune deltas"},
     {"mem", "show system and process memory"},
+    {"serve", "serve a model over HTTP (OpenAI API, chat page)"},
 };
 
 static lb_cmd_fn lookup(const char *name) {
 #define M(n) if (strcmp(name, #n) == 0) return cmd_##n;
     M(run) M(tokenize) M(logits) M(inspect) M(synth) M(bench) M(quantize) M(convert)
-    M(perplexity) M(compress) M(decompress) M(delta) M(mem)
+    M(perplexity) M(compress) M(decompress) M(delta) M(mem) M(serve)
 #undef M
     return NULL;
 }

@@ -1,0 +1,45 @@
+// The chat page of lowbit serve in headless Chromium (Debian's package, driven by playwright-core):
+// types a message, waits for streamed text to appear, clicks Stop, keeps a screenshot.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [url, key, shot] = process.argv.slice(2);
+const profile = mkdtempSync(join(tmpdir(), "lowbit-chromium-"));
+const ctx = await chromium.launchPersistentContext(profile, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+let failed = null;
+try {
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  const external = [];
+  page.on("request", (r) => { if (!r.url().startsWith(url)) external.push(r.url()); });
+  await page.goto(url + "/");
+  await page.fill("#key", key);
+  await page.dispatchEvent("#key", "change");
+  await page.waitForFunction(() => document.querySelectorAll("#model option").length > 0, null, { timeout: 10000 });
+  await page.fill("#maxtok", "200");
+  await page.fill("#input", "Tell me a story about a dog.");
+  await page.click("#send");
+  await page.waitForFunction(() => (document.querySelector(".msg.assistant")?.textContent || "").length > 0, null, { timeout: 20000 });
+  const first = await page.textContent(".msg.assistant");
+  if (await page.isEnabled("#stop")) await page.click("#stop");
+  await page.waitForFunction(() => ["stopped", "done"].includes(document.getElementById("status").textContent), null, { timeout: 20000 });
+  const status = await page.textContent("#status");
+  const user = await page.textContent(".msg.user");
+  await page.screenshot({ path: shot, fullPage: true });
+  if (user !== "Tell me a story about a dog.") failed = "the user message is not shown: " + user;
+  else if (!first) failed = "no streamed text";
+  else if (external.length) failed = "the page fetched from elsewhere: " + external.join(" ");
+  console.log(JSON.stringify({ first, status, model: await page.inputValue("#model") }));
+} catch (e) {
+  failed = String(e);
+} finally {
+  await ctx.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+if (failed) { console.error("FAIL:", failed); process.exit(1); }

@@ -1,0 +1,238 @@
+/* lowbit serve: an OpenAI-compatible HTTP server (chat and text completions, streamed as
+ * server-sent events), a chat page at /, metrics and tokenizer endpoints. This file parses the
+ * options, loads the model, plans the slots' KV cache within --mem-budget and runs until SIGTERM
+ * or SIGINT, then stops admitting, lets in-flight requests finish (or cancels them after
+ * --shutdown-timeout) and exits cleanly. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve.h"
+
+static void usage(FILE *f) {
+    fputs("usage: lowbit serve -m MODEL [options]\n\n"
+          "Serves MODEL over HTTP with OpenAI's API: POST /v1/chat/completions, /v1/completions\n"
+          "(\"stream\": true for server-sent events), GET /v1/models, /health, /metrics (Prometheus),\n"
+          "POST /tokenize, /detokenize, and a chat page at /. Stops cleanly on SIGTERM or Ctrl-C.\n\n"
+          "  -m, --model PATH        GGUF file, llama2.c checkpoint or Hugging Face folder\n"
+          "      --alias NAME        the model's name in the API (default: the file name without extension)\n"
+          "      --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
+          "      --port N            port (default 8080; 0: any free port, printed at start)\n"
+          "  -np, --parallel N       requests generating at once, one slot each (default 4)\n"
+          "  -c, --ctx N             context per slot in tokens (default: the model's, at most 4096)\n"
+          "      --kv-type f32|f16|q8_0  KV cache element type (default f32)\n"
+          "      --mem-budget SIZE   plan every slot's KV cache to fit SIZE (6G = 6 GiB) before starting;\n"
+          "                          refuse to start when the slots cannot fit\n"
+          "  -t, --threads N         threads per forward pass (default: all cores)\n"
+          "      --tokenizer PATH    tokenizer file (llama2.c models, or to override)\n"
+          "      --api-key KEY       require \"Authorization: Bearer KEY\" on every endpoint but /health\n"
+          "                          and the page (default: $LOWBIT_API_KEY, else none)\n"
+          "      --queue N           requests waiting for a slot before answering 429 (default 64)\n"
+          "      --prefill-chunk N   prompt tokens per slot per step, so streams keep flowing (default 64)\n"
+          "      --max-body SIZE     largest request body (default 1M); larger ones get 413\n"
+          "      --timeout S         seconds a client has to send a whole request (default 30)\n"
+          "      --idle-timeout S    seconds an idle connection stays open (default 60)\n"
+          "      --max-connections N open connections at most (default 256)\n"
+          "      --shutdown-timeout S  seconds in-flight requests may finish after SIGTERM (default 10)\n"
+          "      --delta NAME=PATH   not yet: serving deltas comes with the batched engine\n"
+          "  -h, --help              this help\n", f);
+}
+
+typedef struct serve_opts {
+    const char *model, *alias, *host, *tokenizer, *api_key;
+    long long port, parallel, ctx, threads, queue, chunk, timeout, idle, max_conn, shutdown;
+    uint64_t mem_budget, max_body;
+    lb_kv_type kv;
+    int kv_given;
+} serve_opts;
+
+static int opt_int(const char *opt, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", opt), 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi)
+        return fprintf(stderr, "lowbit: %s must be an integer in [%lld, %lld], not '%s'\n", opt, lo, hi, v), 0;
+    *out = n;
+    return 1;
+}
+
+static int opt_size(const char *opt, const char *v, uint64_t *out) {
+    lb_error err = {0};
+    if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", opt), 0;
+    if (lb_size_parse(v, out, &err)) return fprintf(stderr, "lowbit: %s: %s\n", opt, err.msg), 0;
+    return 1;
+}
+
+static int parse(int argc, char **argv, serve_opts *o) {
+    *o = (serve_opts){.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .chunk = 64, .timeout = 30,
+                      .idle = 60, .max_conn = 256, .shutdown = 10, .max_body = 1 << 20};
+    o->api_key = getenv("LOWBIT_API_KEY");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define IS(x) (!strcmp(a, x))
+#define STR(dst) do { if (!v) goto missing; dst = v; i++; } while (0)
+#define INT(dst, lo, hi) do { if (!opt_int(a, v, lo, hi, &dst)) return 2; i++; } while (0)
+        if (IS("-h") || IS("--help")) return usage(stdout), -1;
+        else if (IS("-m") || IS("--model")) STR(o->model);
+        else if (IS("--alias")) STR(o->alias);
+        else if (IS("--host")) STR(o->host);
+        else if (IS("--tokenizer")) STR(o->tokenizer);
+        else if (IS("--api-key")) STR(o->api_key);
+        else if (IS("--port")) INT(o->port, 0, 65535);
+        else if (IS("-np") || IS("--parallel")) INT(o->parallel, 1, 256);
+        else if (IS("-c") || IS("--ctx")) INT(o->ctx, 16, 1 << 20);
+        else if (IS("-t") || IS("--threads")) INT(o->threads, 1, 1024);
+        else if (IS("--queue")) INT(o->queue, 1, 1 << 16);
+        else if (IS("--prefill-chunk")) INT(o->chunk, 1, 1 << 16);
+        else if (IS("--timeout")) INT(o->timeout, 1, 86400);
+        else if (IS("--idle-timeout")) INT(o->idle, 1, 86400);
+        else if (IS("--max-connections")) INT(o->max_conn, 4, 1 << 16);
+        else if (IS("--shutdown-timeout")) INT(o->shutdown, 0, 86400);
+        else if (IS("--mem-budget")) { if (!opt_size(a, v, &o->mem_budget)) return 2; i++; }
+        else if (IS("--max-body")) { if (!opt_size(a, v, &o->max_body) || o->max_body > (1u << 30)) return 2; i++; }
+        else if (IS("--kv-type")) {
+            if (!v) goto missing;
+            if (!strcmp(v, "f32")) o->kv = LB_KV_F32;
+            else if (!strcmp(v, "f16")) o->kv = LB_KV_F16;
+            else if (!strcmp(v, "q8_0")) o->kv = LB_KV_Q8_0;
+            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), 2;
+            o->kv_given = 1;
+            i++;
+        } else if (IS("--delta")) {
+            return fprintf(stderr, "lowbit: serve: --delta is not supported yet (serving deltas comes with the batched engine); "
+                                   "use lowbit run --delta\n"), 2;
+        } else return fprintf(stderr, "lowbit: serve: unknown option '%s' (see lowbit serve --help)\n", a), 2;
+        continue;
+    missing:
+        fprintf(stderr, "lowbit: %s needs a value\n", a);
+        return 2;
+#undef IS
+#undef STR
+#undef INT
+    }
+    if (!o->model) return fprintf(stderr, "lowbit: serve: -m MODEL is required (see lowbit serve --help)\n"), 2;
+    if (o->api_key && !*o->api_key) o->api_key = NULL;
+    return 0;
+}
+
+/* The name /v1/models lists: the file (or folder) name without its extension. */
+static void model_name(const char *path, char *out, size_t cap) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *b = path;
+    for (size_t i = 0; i < n; i++)
+        if (path[i] == '/') b = path + i + 1;
+    size_t len = (size_t)(path + n - b);
+    const char *dot = memchr(b, '.', len);
+    if (dot && dot > b) len = (size_t)(dot - b);
+    snprintf(out, cap, "%.*s", (int)len, b);
+}
+
+/* Every slot's KV cache and scratch within the budget: the planner sees n_slots times the
+ * per-slot costs, so the context it picks is per slot. */
+static int plan_slots(lb_model *m, serve_opts *o) {
+    lb_mem_plan_in in;
+    lb_model_mem_plan_input(m, (int)o->threads, &in);
+    for (int t = 0; t < LB_MEM_KV_COUNT; t++) in.kv_bytes_per_token[t] *= (uint64_t)o->parallel;
+    in.scratch_bytes *= (uint64_t)o->parallel;
+    in.scratch_bytes_per_token *= (uint64_t)o->parallel;
+    in.budget = o->mem_budget;
+    in.n_ctx_requested = (uint32_t)o->ctx;
+    in.ctx_strict = o->ctx > 0;
+    in.kv_forced = o->kv_given ? (int)o->kv : -1;
+    if (!in.n_ctx_requested && in.n_ctx_train > 4096) in.n_ctx_requested = 4096;
+    lb_mem_plan p;
+    lb_error err = {0};
+    if (lb_mem_plan_make(&in, &p, &err)) {
+        fprintf(stderr, "lowbit: serve: %lld slots do not fit --mem-budget: %s\n", o->parallel, err.msg[0] ? err.msg : p.summary);
+        return 0;
+    }
+    fprintf(stderr, "lowbit: memory plan for %lld slots: %s\n", o->parallel, p.summary);
+    o->ctx = p.n_ctx;
+    o->kv = (lb_kv_type)p.kv_dtype;
+    return 1;
+}
+
+static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset_t *sigs) {
+    lb_error err = {0};
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = (int)o->ctx;
+    sp.n_threads = (int)o->threads;
+    sp.kv_type = o->kv;
+    sv_engine *eng = NULL;
+    sv_server sv = {.model = m, .tok = lb_model_tokenizer(m), .model_name = name, .api_key = o->api_key,
+                    .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = sv_now()};
+    const char *style = lb_chat_template_style(lb_model_chat_template(m));
+    sv.chat_style = style ? style : "chatml"; /* what other servers fall back to */
+    if (sv_engine_new(m, (int)o->parallel, &sp, &eng, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    sv.n_ctx = sv_engine_n_ctx(eng);
+    if (sv_sched_new(eng, sv.tok, lb_model_n_vocab(m), (int)o->parallel, (int)o->queue, (int)o->chunk, &sv.sched, &err)) {
+        sv_engine_free(eng);
+        return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    }
+    sv_http_opts ho = {.host = o->host, .port = (int)o->port, .max_connections = (int)o->max_conn, .idle_timeout = (int)o->idle};
+    sv_http *http = NULL;
+    if (sv_http_start(&sv, &ho, &http, &err)) {
+        sv_sched_free(sv.sched);
+        sv_engine_free(eng);
+        return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    }
+    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots x %d tokens, %s chat template%s)\n", name, o->host,
+            sv_http_port(http), o->parallel, sv.n_ctx, sv.chat_style, o->api_key ? ", API key required" : "");
+    int sig = 0;
+    sigwait(sigs, &sig);
+    fprintf(stderr, "lowbit: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "interrupt" : "terminated",
+            sv_sched_in_flight(sv.sched));
+    sv_sched_stop_admitting(sv.sched);
+    double end = sv_now() + (double)o->shutdown;
+    while (sv_sched_in_flight(sv.sched) && sv_now() < end) usleep(20000);
+    sv_sched_cancel_all(sv.sched);
+    while (sv_sched_in_flight(sv.sched)) usleep(10000);
+    sv_http_stop(http);
+    sv_sched_free(sv.sched);
+    sv_engine_free(eng);
+    fprintf(stderr, "lowbit: stopped\n");
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    /* the signals are taken by sigwait in this thread only: block them before any thread starts */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    lb_error err = {0};
+    lb_model_params mp = lb_model_default_params();
+    mp.tokenizer_path = o.tokenizer;
+    mp.n_threads = (int)o.threads;
+    lb_model *m;
+    if (lb_model_load(o.model, &mp, &m, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    if (!lb_model_tokenizer(m)) {
+        lb_model_free(m);
+        return fprintf(stderr, "lowbit: %s: the model has no tokenizer; give one with --tokenizer\n", o.model), 1;
+    }
+    int tr = lb_model_n_ctx_train(m);
+    if (o.ctx && tr > 0 && o.ctx > tr) {
+        lb_model_free(m);
+        return fprintf(stderr, "lowbit: --ctx %lld is larger than the model's trained context of %d tokens\n", o.ctx, tr), 1;
+    }
+    if (o.mem_budget && !plan_slots(m, &o)) {
+        lb_model_free(m);
+        return 1;
+    }
+    char name[128];
+    if (o.alias) snprintf(name, sizeof name, "%s", o.alias);
+    else model_name(o.model, name, sizeof name);
+    rc = run_server(m, &o, name, &sigs);
+    lb_model_free(m);
+    return rc;
+}

@@ -1,0 +1,473 @@
+/* lowbit serve: the scheduler. One thread owns the engine and its slots; each step it admits
+ * queued requests into free slots, feeds every prefilling slot one chunk of its prompt (so long
+ * prompts never stall running streams) and advances every decoding slot by one token. Requests
+ * and their text are shared with the HTTP threads under one lock; a condition variable wakes
+ * the waiting handlers after every step. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+#define SV_RATE_WINDOW 8 /* seconds over which tok/s is averaged */
+
+typedef struct slot {
+    sv_request *r; /* NULL when free */
+    float *logits;
+    int32_t next;  /* the sampled token to feed next step */
+} slot;
+
+struct sv_sched {
+    sv_engine *eng;
+    const lb_tokenizer *tok;
+    int n_vocab, n_slots, queue_max, chunk, n_ctx;
+    slot *slots;
+    sv_eval *items;
+    sv_request **queue; /* FIFO ring */
+    int q_head, q_len;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, progress; /* work: the thread waits for requests; progress: handlers wait */
+    int quit, accepting, started;
+    sv_metrics m;
+    uint64_t rate_tokens[SV_RATE_WINDOW];
+    long long rate_sec[SV_RATE_WINDOW];
+};
+
+double sv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *sv_finish_name(sv_finish f) {
+    switch (f) {
+    case SV_FIN_STOP: return "stop";
+    case SV_FIN_LENGTH: return "length";
+    case SV_FIN_CANCELLED: return "cancelled";
+    case SV_FIN_ERROR: return "error";
+    case SV_RUNNING: break;
+    }
+    return NULL;
+}
+
+void sv_request_free(sv_request *r) {
+    if (!r) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->text);
+    free(r->gen);
+    lb_sampler_free(r->sampler);
+    free(r);
+}
+
+/* Drops one reference (lock held); frees the request with the last one. */
+static void unref(sv_request *r) {
+    if (--r->refs == 0) sv_request_free(r);
+}
+
+static void finish(sv_sched *s, sv_request *r, sv_finish f) {
+    if (r->finish) return;
+    r->finish = f;
+    r->text_safe = r->text_len; /* everything left is final now */
+    if (f == SV_FIN_CANCELLED) s->m.requests_cancelled++;
+    if (f == SV_FIN_ERROR) s->m.requests_failed++;
+}
+
+static void count_rate(sv_sched *s, uint64_t n) {
+    long long sec = (long long)sv_now();
+    int i = (int)(sec % SV_RATE_WINDOW);
+    if (s->rate_sec[i] != sec) {
+        s->rate_sec[i] = sec;
+        s->rate_tokens[i] = 0;
+    }
+    s->rate_tokens[i] += n;
+}
+
+/* ---- text: stop strings and whole characters --------------------------------------------- */
+
+/* Length of the longest suffix of text that is a proper prefix of a stop string: held back
+ * while streaming, since the next token may complete the stop string. */
+static size_t stop_holdback(const sv_request *r) {
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t ls = strlen(r->stop[i]);
+        for (size_t k = ls - 1; k > hold; k--)
+            if (k <= r->text_len && !memcmp(r->text + r->text_len - k, r->stop[i], k)) {
+                hold = k;
+                break;
+            }
+    }
+    return hold;
+}
+
+/* Appends a token's bytes; returns 1 when a stop string ended the text. */
+static int append_piece(sv_request *r, const char *p, size_t n) {
+    if (r->text_len + n + 1 > r->text_cap) {
+        size_t cap = (r->text_len + n + 1) * 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return -1;
+        r->text = t;
+        r->text_cap = cap;
+    }
+    size_t old = r->text_len;
+    memcpy(r->text + r->text_len, p, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t ls = strlen(r->stop[i]);
+        size_t from = old >= ls ? old - ls + 1 : 0; /* a match must end in the new bytes */
+        char *hit = strstr(r->text + from, r->stop[i]);
+        if (hit) {
+            r->text_len = (size_t)(hit - r->text);
+            r->text[r->text_len] = 0;
+            return 1;
+        }
+    }
+    size_t safe = r->text_len - stop_holdback(r);
+    r->text_safe = sv_utf8_whole(r->text, safe);
+    return 0;
+}
+
+/* OpenAI's penalties: each id's logit drops by frequency x its count in the completion plus
+ * presence when it occurs at all. */
+static void apply_penalties(const sv_request *r, float *logits, int n_vocab, int *counts) {
+    if (r->presence_penalty == 0 && r->frequency_penalty == 0) return;
+    for (size_t i = 0; i < r->n_gen; i++)
+        if (r->gen[i] >= 0 && r->gen[i] < n_vocab) counts[r->gen[i]]++;
+    for (size_t i = 0; i < r->n_gen; i++) {
+        int32_t id = r->gen[i];
+        if (id < 0 || id >= n_vocab || !counts[id]) continue;
+        logits[id] -= r->frequency_penalty * (float)counts[id] + r->presence_penalty;
+        counts[id] = 0;
+    }
+}
+
+/* ---- one step ------------------------------------------------------------------------------- */
+
+static void admit(sv_sched *s) {
+    for (int i = 0; i < s->n_slots && s->q_len; i++) {
+        if (s->slots[i].r) continue;
+        sv_request *r = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->queue_max;
+        s->q_len--;
+        if (r->cancelled || r->finish) { /* gone before it started */
+            finish(s, r, SV_FIN_CANCELLED);
+            unref(r);
+            i--;
+            continue;
+        }
+        r->slot = i;
+        r->fed = 0;
+        s->slots[i].r = r;
+        sv_engine_reset(s->eng, i);
+    }
+}
+
+static void release_slot(sv_sched *s, int i) {
+    sv_request *r = s->slots[i].r;
+    s->slots[i].r = NULL;
+    r->slot = -1;
+    unref(r);
+}
+
+/* Builds this step's items (lock held): a prompt chunk for prefilling slots, the last sampled
+ * token for decoding ones. Cancelled requests leave their slot here. */
+static int build_items(sv_sched *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_slots; i++) {
+        sv_request *r = s->slots[i].r;
+        if (!r) continue;
+        if (r->cancelled && !r->finish) finish(s, r, SV_FIN_CANCELLED);
+        if (r->finish) {
+            release_slot(s, i);
+            continue;
+        }
+        sv_eval *it = &s->items[n++];
+        it->slot = i;
+        if (r->fed < r->n_prompt) {
+            size_t left = r->n_prompt - r->fed, take = left < (size_t)s->chunk ? left : (size_t)s->chunk;
+            it->ids = r->prompt + r->fed;
+            it->n_ids = take;
+            it->logits = take == left ? s->slots[i].logits : NULL;
+        } else {
+            it->ids = &s->slots[i].next;
+            it->n_ids = 1;
+            it->logits = s->slots[i].logits;
+        }
+        it->status = LB_OK;
+    }
+    return n;
+}
+
+/* Samples a slot's next token after its logits came back (lock held). */
+static void sample_slot(sv_sched *s, int i, int *counts) {
+    slot *sl = &s->slots[i];
+    sv_request *r = sl->r;
+    apply_penalties(r, sl->logits, s->n_vocab, counts);
+    const int32_t *hist = r->n_gen ? r->gen : r->prompt;
+    size_t n_hist = r->n_gen ? r->n_gen : r->n_prompt;
+    int32_t id = lb_sampler_sample(r->sampler, sl->logits, hist, n_hist);
+    if (lb_token_is_eog(s->tok, id)) {
+        finish(s, r, SV_FIN_STOP);
+        return;
+    }
+    int32_t *g = realloc(r->gen, (r->n_gen + 1) * sizeof *g);
+    if (!g) {
+        snprintf(r->error, sizeof r->error, "out of memory");
+        finish(s, r, SV_FIN_ERROR);
+        return;
+    }
+    r->gen = g;
+    r->gen[r->n_gen++] = id;
+    sl->next = id;
+    s->m.generated_tokens_total++;
+    count_rate(s, 1);
+    if (r->n_gen == 1) r->t_first = sv_now();
+    char buf[512];
+    size_t len = lb_token_piece(s->tok, id, buf, sizeof buf); /* longer pieces are dropped */
+    int hit = append_piece(r, buf, len < sizeof buf ? len : 0);
+    if (hit < 0) {
+        snprintf(r->error, sizeof r->error, "out of memory");
+        finish(s, r, SV_FIN_ERROR);
+    } else if (hit) {
+        finish(s, r, SV_FIN_STOP);
+    } else if ((int)r->n_gen >= r->max_tokens || sv_engine_n_past(s->eng, i) >= s->n_ctx) {
+        finish(s, r, SV_FIN_LENGTH);
+    }
+}
+
+static void step(sv_sched *s, int *counts) {
+    int n = build_items(s);
+    if (!n) return;
+    pthread_mutex_unlock(&s->mu);
+    lb_error err = {0};
+    sv_engine_eval(s->eng, s->items, n, &err);
+    pthread_mutex_lock(&s->mu);
+    for (int k = 0; k < n; k++) {
+        sv_eval *it = &s->items[k];
+        sv_request *r = s->slots[it->slot].r;
+        if (it->status) {
+            snprintf(r->error, sizeof r->error, "%s", err.msg);
+            finish(s, r, SV_FIN_ERROR);
+            continue;
+        }
+        if (r->fed < r->n_prompt) {
+            r->fed += it->n_ids;
+            s->m.prompt_tokens_total += it->n_ids;
+            if (r->fed < r->n_prompt) continue;
+        }
+        if (!r->cancelled) sample_slot(s, it->slot, counts);
+    }
+    pthread_cond_broadcast(&s->progress);
+}
+
+static int busy(const sv_sched *s) {
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].r) return 1;
+    return 0;
+}
+
+static void *sched_main(void *arg) {
+    sv_sched *s = arg;
+    int *counts = calloc((size_t)s->n_vocab, sizeof *counts);
+    pthread_mutex_lock(&s->mu);
+    while (!s->quit || busy(s) || s->q_len) {
+        admit(s);
+        if (!busy(s)) {
+            if (s->quit) break;
+            pthread_cond_wait(&s->work, &s->mu);
+            continue;
+        }
+        if (counts) step(s, counts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(counts);
+    return NULL;
+}
+
+/* ---- the handlers' side ------------------------------------------------------------------------ */
+
+lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
+                       int prefill_chunk, sv_sched **out, lb_error *err) {
+    *out = NULL;
+    sv_sched *s = calloc(1, sizeof *s);
+    if (!s) goto nomem;
+    s->eng = e;
+    s->tok = tok;
+    s->n_vocab = n_vocab;
+    s->n_slots = n_slots;
+    s->queue_max = queue_max;
+    s->chunk = prefill_chunk;
+    s->n_ctx = sv_engine_n_ctx(e);
+    s->accepting = 1;
+    s->slots = calloc((size_t)n_slots, sizeof *s->slots);
+    s->items = calloc((size_t)n_slots, sizeof *s->items);
+    s->queue = calloc((size_t)queue_max, sizeof *s->queue);
+    if (!s->slots || !s->items || !s->queue) goto nomem;
+    for (int i = 0; i < n_slots; i++)
+        if (!(s->slots[i].logits = malloc((size_t)n_vocab * sizeof(float)))) goto nomem;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->progress, NULL);
+    if (pthread_create(&s->thread, NULL, sched_main, s)) {
+        if (err) *err = (lb_error){LB_ERR_NOMEM, "serve: cannot start the scheduler thread"};
+        s->started = 0;
+        sv_sched_free(s);
+        return LB_ERR_NOMEM;
+    }
+    s->started = 1;
+    *out = s;
+    return LB_OK;
+nomem:
+    sv_sched_free(s);
+    if (err) *err = (lb_error){LB_ERR_NOMEM, "serve: out of memory for the scheduler"};
+    return LB_ERR_NOMEM;
+}
+
+void sv_sched_free(sv_sched *s) {
+    if (!s) return;
+    if (s->started) {
+        sv_sched_stop_admitting(s);
+        sv_sched_cancel_all(s);
+        pthread_mutex_lock(&s->mu);
+        s->quit = 1;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->work);
+        pthread_cond_destroy(&s->progress);
+    }
+    if (s->slots)
+        for (int i = 0; i < s->n_slots; i++) free(s->slots[i].logits);
+    free(s->slots);
+    free(s->items);
+    free(s->queue);
+    free(s);
+}
+
+int sv_sched_submit(sv_sched *s, sv_request *r) {
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (!s->accepting) rc = 503;
+    else if (s->q_len >= s->queue_max) rc = 429;
+    else {
+        r->refs = 2;
+        r->slot = -1;
+        r->t_submit = sv_now();
+        s->queue[(s->q_head + s->q_len) % s->queue_max] = r;
+        s->q_len++;
+        s->m.requests_total++;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void sv_sched_cancel(sv_sched *s, sv_request *r) {
+    pthread_mutex_lock(&s->mu);
+    r->cancelled = 1;
+    if (r->slot < 0 && !r->finish) finish(s, r, SV_FIN_CANCELLED); /* still queued: done now */
+    pthread_cond_broadcast(&s->progress);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sv_sched_wait(sv_sched *s, sv_request *r, size_t sent, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!r->finish && r->text_safe <= sent)
+        if (pthread_cond_timedwait(&s->progress, &s->mu, &ts) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&s->mu);
+}
+
+char *sv_sched_take(sv_sched *s, sv_request *r, size_t from, size_t *len, sv_finish *fin) {
+    pthread_mutex_lock(&s->mu);
+    size_t n = r->text_safe > from ? r->text_safe - from : 0;
+    char *out = malloc(n + 1);
+    if (out) {
+        if (n) memcpy(out, r->text + from, n);
+        out[n] = 0;
+    }
+    *len = out ? n : 0;
+    *fin = r->finish;
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+void sv_sched_error(sv_sched *s, sv_request *r, char *buf, size_t cap) {
+    pthread_mutex_lock(&s->mu);
+    snprintf(buf, cap, "%s", r->error[0] ? r->error : "generation failed");
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sv_sched_release(sv_sched *s, sv_request *r) {
+    pthread_mutex_lock(&s->mu);
+    if (!r->finish) {
+        r->cancelled = 1;
+        if (r->slot < 0) finish(s, r, SV_FIN_CANCELLED);
+    }
+    unref(r);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sv_sched_stop_admitting(sv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->accepting = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sv_sched_in_flight(sv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->q_len;
+    for (int i = 0; i < s->n_slots; i++) n += s->slots[i].r != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void sv_sched_cancel_all(sv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].r) s->slots[i].r->cancelled = 1;
+    for (int k = 0; k < s->q_len; k++) {
+        sv_request *r = s->queue[(s->q_head + k) % s->queue_max];
+        r->cancelled = 1;
+        finish(s, r, SV_FIN_CANCELLED);
+    }
+    pthread_cond_broadcast(&s->progress);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sv_sched_metrics(sv_sched *s, sv_metrics *m) {
+    pthread_mutex_lock(&s->mu);
+    *m = s->m;
+    m->queue_depth = s->q_len;
+    m->queue_max = s->queue_max;
+    m->slots_total = s->n_slots;
+    m->slots_busy = 0;
+    m->kv_tokens_used = 0;
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].r) {
+            m->slots_busy++;
+            m->kv_tokens_used += s->slots[i].r->fed + s->slots[i].r->n_gen; /* the engine is busy: not asked */
+        }
+    m->kv_tokens_total = (uint64_t)s->n_ctx * (uint64_t)s->n_slots;
+    m->kv_bytes = sv_engine_kv_bytes(s->eng);
+    m->accepting = s->accepting;
+    long long now = (long long)sv_now();
+    uint64_t tok = 0;
+    for (int i = 0; i < SV_RATE_WINDOW; i++) /* the last full seconds */
+        if (s->rate_sec[i] < now && s->rate_sec[i] >= now - (SV_RATE_WINDOW - 1)) tok += s->rate_tokens[i];
+    m->tokens_per_second = (double)tok / (SV_RATE_WINDOW - 1);
+    pthread_mutex_unlock(&s->mu);
+}
