@@ -96,6 +96,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     float *att = a->att + (size_t)ith * a->att_stride;
     float *tmp = a->tmp + (size_t)ith * hd;
+    const lb_vec_ops *ops = lb_vec_ops_get();
     int total = a->n_tok * a->n_heads;
     for (int w = ith; w < total; w += nth) {
         int t = w / a->n_heads, h = w % a->n_heads, kvh = h / group;
@@ -107,7 +108,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int p0 = 0; p0 < n_pos; p0 += bt) {
             int n = n_pos - p0 < bt ? n_pos - p0 : bt;
             const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes;
-            lb_attn_scores(att + p0, q, b + kv->k_off + head, kv->kv_type, kv->row_bytes, n, hd, scale);
+            ops->attn_scores(att + p0, q, b + kv->k_off + head, kv->kv_type, kv->row_bytes, n, hd, scale);
         }
         lb_softmax(att, n_pos);
         for (int p0 = 0; p0 < n_pos; p0 += bt) {
@@ -117,10 +118,10 @@ static void attn_worker(void *arg, int ith, int nth) {
             if (!p0) {
                 lb_attn_values(out, att, vb, kv->kv_type, kv->row_bytes, n, hd);
             } else if (kv->kv_type == LB_KV_F32) { /* the same sums as one contiguous run */
-                for (int p = 0; p < n; p++) lb_vec_axpy(out, att[p0 + p], (const float *)(const void *)(vb + p * kv->row_bytes), hd);
+                for (int p = 0; p < n; p++) ops->axpy(out, att[p0 + p], (const float *)(const void *)(vb + p * kv->row_bytes), hd);
             } else if (kv->kv_type == LB_KV_F16) {
                 for (int p = 0; p < n; p++)
-                    lb_vec_axpy_f16(out, att[p0 + p], (const uint16_t *)(const void *)(vb + p * kv->row_bytes), hd);
+                    ops->axpy_f16(out, att[p0 + p], (const uint16_t *)(const void *)(vb + p * kv->row_bytes), hd);
             } else {
                 lb_attn_values(tmp, att + p0, vb, kv->kv_type, kv->row_bytes, n, hd);
                 lb_vec_add(out, tmp, hd);
