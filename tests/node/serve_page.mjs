@@ -27,7 +27,8 @@ try {
   await page.click("#send");
   await page.waitForFunction(() => (document.querySelector(".msg.assistant")?.textContent || "").length > 0, null, { timeout: 20000 });
   const first = await page.textContent(".msg.assistant");
-  if (await page.isEnabled("#stop")) await page.click("#stop");
+  // the reply may end between a check and a click, so press Stop inside the page in one step
+  await page.evaluate(() => { const b = document.getElementById("stop"); if (!b.disabled) b.click(); });
   await page.waitForFunction(() => ["stopped", "done"].includes(document.getElementById("status").textContent), null, { timeout: 20000 });
   const status = await page.textContent("#status");
   const user = await page.textContent(".msg.user");
