@@ -3,9 +3,11 @@ raw sockets. Greedy output through the server equals `lowbit run` greedy; SSE st
 non-streamed text; errors come in OpenAI's shape with the right codes; abuse (malformed JSON,
 wrong types, oversized bodies, bad UTF-8, dropped connections, a slowloris client, cancelled
 streams, wrong keys) gets a clean 4xx or a closed connection while the server keeps serving;
-greedy and seeded requests give the same tokens alone and beside 8 others; SIGTERM exits 0 (under
-ASan, LeakSanitizer checks for leaks at that exit). The official openai npm client and a real
-browser (tests/node) run when their packages are installed."""
+greedy and seeded requests give the same tokens alone and beside 31 others (one batch, base and
+delta mixed); a delta served with --delta gives `lowbit run --delta` greedy; a repeated prompt is
+taken from the prefix cache with the same output; SIGTERM exits 0 (under ASan, LeakSanitizer
+checks for leaks at that exit). The official openai npm client and a real browser (tests/node)
+run when their packages are installed."""
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -91,8 +94,8 @@ def is_error(st, j, code, param_or_code=None):
     return ok
 
 
-def run_greedy(model, prompt, n):
-    r = T.lowbit("run", "-m", model, "-p", prompt, "-n", str(n), "--json")
+def run_greedy(model, prompt, n, *more):
+    r = T.lowbit("run", "-m", model, *more, "-p", prompt, "-n", str(n), "--json")
     return json.loads(r.stdout)["text"] if r.returncode == 0 else None
 
 
@@ -124,6 +127,11 @@ def raw(port, data, read=True, timeout=10):
         return b""
     finally:
         s.close()
+
+
+def metrics(srv):
+    body = curl(srv.url + "/metrics", *AUTH)[1]
+    return {k: float(v) for k, v in re.findall(r"^(lowbit_\w+) (\S+)$", body, re.M)}
 
 
 def healthy(srv):
@@ -304,23 +312,62 @@ def abuse(srv):
     T.check(metric("lowbit_slots_busy") == 0, "its slot is free again")
 
 
-def determinism(srv):
+def determinism(srv, delta):
+    """32 requests at once run in one batch per step (-np 32): the greedy and seeded ones give what
+    they gave alone, while the others (base and delta, streamed or not) run beside them."""
     base = {"prompt": "The little dog", "max_tokens": 40}
-    greedy = dict(base, temperature=0)
-    seeded = dict(base, temperature=0.9, top_p=0.95, seed=1234)
-    alone = [post(srv, "/v1/completions", q)[1]["choices"][0]["text"] for q in (greedy, seeded)]
+    mine = [dict(base, temperature=0), dict(base, temperature=0.9, top_p=0.95, seed=1234), dict(base, temperature=0, model=delta)]
+    alone = [post(srv, "/v1/completions", q)[1]["choices"][0]["text"] for q in mine]
+    before = metrics(srv)
     results = {}
 
     def one(k):
-        q = greedy if k == 0 else seeded if k == 1 else {"prompt": f"Tom had {k} red balls", "max_tokens": 30 + k, "temperature": 0.8, "seed": k}
-        st, j, _ = post(srv, "/v1/completions", dict(q, stream=bool(k % 2)) if k > 1 else q)
-        results[k] = j["choices"][0]["text"] if st == 200 and k < 2 else st
-    ts = [threading.Thread(target=one, args=(k,)) for k in range(10)]
+        q = mine[k] if k < 3 else {"prompt": f"Tom had {k} red balls", "max_tokens": 30 + k, "temperature": 0.8, "seed": k,
+                                   "stream": bool(k % 2), **({"model": delta} if k % 3 == 0 else {})}
+        st, j, _ = post(srv, "/v1/completions", q)
+        results[k] = j["choices"][0]["text"] if st == 200 and k < 3 else st
+    ts = [threading.Thread(target=one, args=(k,)) for k in range(32)]
     [t.start() for t in ts]
     [t.join() for t in ts]
-    T.check(results.get(0) == alone[0], f"greedy alone = greedy beside 9 others: {results.get(0)!r} vs {alone[0]!r}")
-    T.check(results.get(1) == alone[1], f"seeded alone = seeded beside 9 others: {results.get(1)!r} vs {alone[1]!r}")
-    T.check(all(results.get(k) == 200 for k in range(2, 10)), f"the others succeed: {results}")
+    for k, what in enumerate(("greedy", "seeded", "delta greedy")):
+        T.check(results.get(k) == alone[k], f"{what} alone = {what} beside 31 others: {results.get(k)!r} vs {alone[k]!r}")
+    T.check(all(results.get(k) == 200 for k in range(3, 32)), f"the others succeed: {results}")
+    after = metrics(srv)
+    steps = after["lowbit_engine_steps_total"] - before["lowbit_engine_steps_total"]
+    gen = after["lowbit_generated_tokens_total"] - before["lowbit_generated_tokens_total"]
+    T.check(after["lowbit_engine_batch_max"] >= 16 and 0 < steps < gen / 4,
+            f"continuous batching: {gen:.0f} tokens in {steps:.0f} forward passes, at most {after['lowbit_engine_batch_max']:.0f} ids in one")
+
+
+def deltas(srv, model, name, delta, delta_path):
+    """--delta: listed after the base, and greedy through the server = lowbit run --delta."""
+    st, body, _ = curl(srv.url + "/v1/models", *AUTH)
+    ids = [m["id"] for m in json.loads(body)["data"]] if st == 200 else []
+    T.check(ids == [name, delta], f"/v1/models lists the base and the delta: {ids}")
+    prompt = "Once upon a time"
+    want = run_greedy(model, prompt, 24, "--delta", delta_path)
+    base = run_greedy(model, prompt, 24)
+    st, j, _ = post(srv, "/v1/completions", {"model": delta, "prompt": prompt, "max_tokens": 24, "temperature": 0})
+    T.check(st == 200 and j["choices"][0]["text"] == want and j["model"] == delta and want != base,
+            f"delta greedy = lowbit run --delta (and differs from the base): {j} vs {want!r}")
+    msgs = [{"role": "user", "content": "Tell me about a dog."}]
+    want_chat = run_greedy(model, chatml(msgs), 20, "--delta", delta_path)
+    st, body, _ = curl(srv.url + "/v1/chat/completions", "-N", *AUTH,
+                       body=json.dumps({"model": delta, "messages": msgs, "max_tokens": 20, "temperature": 0, "stream": True}))
+    T.check(sse_text(body, True) == (want_chat, "length"), f"delta chat SSE = lowbit run --delta: {body[-300:]!r}")
+
+
+def prefix_cache(srv, model):
+    """A prompt sent again is taken from the prefix cache (whole blocks of 16), with the same text."""
+    prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her dog."
+    want = run_greedy(model, prompt, 16)
+    got = []
+    for _ in range(2):
+        before = metrics(srv)["lowbit_prompt_tokens_cached_total"]
+        st, j, _ = post(srv, "/v1/completions", {"prompt": prompt, "max_tokens": 16, "temperature": 0})
+        got.append((j["choices"][0]["text"] if st == 200 else st, metrics(srv)["lowbit_prompt_tokens_cached_total"] - before))
+    T.check(got[0][0] == want and got[1][0] == want and got[1][1] >= 16,
+            f"a repeated prompt reuses cached KV blocks and gives lowbit run's text: {got} vs {want!r}")
 
 
 def node_clients(srv, name, want, want_chat):
@@ -340,29 +387,40 @@ def node_clients(srv, name, want, want_chat):
     T.check(got.get("bad_key_status") == 401, f"openai client sees 401 for a wrong key: {got}")
 
 
-def browser(srv):
+def browser(srv, delta):
     node, chromium = shutil.which("node"), shutil.which("chromium")
     if not node or not chromium or not os.path.isdir(os.path.join(HERE, "node", "node_modules", "playwright-core")):
         print("SKIP: chat page in a browser (needs chromium and npm ci --prefix tests/node)")
         return
     shot = os.path.join(os.path.dirname(os.path.abspath(LOWBIT)), "serve_page.png")
-    r = subprocess.run([node, os.path.join(HERE, "node", "serve_page.mjs"), srv.url, KEY, shot], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([node, os.path.join(HERE, "node", "serve_page.mjs"), srv.url, KEY, shot, delta], capture_output=True, text=True, timeout=120)
     T.check(r.returncode == 0 and os.path.getsize(shot) > 1000 if os.path.exists(shot) else False, "chat page in Chromium: " + r.stdout + r.stderr)
 
 
 def main():
-    small = T.S("models", "stories260K-gguf", "stories260K.gguf")
-    srv = Server(small, "-np", "4", "--ctx", "256", "--api-key", KEY, "--timeout", "3", "--queue", "32", "-t", "1")
+    small = T.S("models", "stories260K-hf")
+    tmp = tempfile.mkdtemp(prefix="cli_serve_")
+    dogs = os.path.join(tmp, "dogs.delta")  # the real fine-tune stories260K-ft-dogs as a delta
+    T.lowbit("delta", "create", small, T.S("models", "stories260K-ft-dogs"), "-o", dogs, "-q")
+    for bad, why in ((["--delta", "dogs"], "NAME=PATH"), (["--delta", "dogs=" + tmp + "/none"], "none"),
+                     (["--delta", "stories260K-hf=" + dogs], "base model's name")):
+        r = subprocess.run([LOWBIT, "serve", "-m", small, "--port", "0", *bad], capture_output=True, text=True, timeout=60)
+        T.check(r.returncode != 0 and why in r.stderr, f"serve {' '.join(bad)}: a clear error ({r.returncode}): {r.stderr}")
+    srv = Server(small, "-np", "32", "--ctx", "256", "--api-key", KEY, "--timeout", "3", "--queue", "64", "-t", "1",
+                 "--delta", "dogs=" + dogs)
     try:
-        want, want_chat = endpoints(srv, small, "stories260K")
-        errors(srv, "stories260K")
-        determinism(srv)
+        want, want_chat = endpoints(srv, small, "stories260K-hf")
+        deltas(srv, small, "stories260K-hf", "dogs", dogs)
+        prefix_cache(srv, small)
+        errors(srv, "stories260K-hf")
+        determinism(srv, "dogs")
         abuse(srv)
-        node_clients(srv, "stories260K", want, want_chat)
-        browser(srv)
+        node_clients(srv, "stories260K-hf", want, want_chat)
+        browser(srv, "dogs")
         T.check(healthy(srv), "still serving at the end")
     finally:
         rc = srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     T.check(rc == 0 and any("stopped" in ln for ln in srv.lines), f"SIGTERM: clean exit ({rc}): {''.join(srv.lines[-20:])}")
 
     # second model (a Hugging Face folder), one slot and a queue of one: greedy equality, 429, SIGTERM

@@ -21,8 +21,9 @@ static void usage(FILE *f) {
           "      --alias NAME        the model's name in the API (default: the file name without extension)\n"
           "      --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
           "      --port N            port (default 8080; 0: any free port, printed at start)\n"
-          "  -np, --parallel N       requests generating at once, one slot each (default 4)\n"
-          "  -c, --ctx N             context per slot in tokens (default: the model's, at most 4096)\n"
+          "  -np, --parallel N       requests generating at once, decoded together in one batch (default 4)\n"
+          "  -c, --ctx N             longest request in tokens (default: the model's, at most 4096); the\n"
+          "                          KV pool, shared by all requests, holds N x --parallel positions\n"
           "      --kv-type f32|f16|q8_0  KV cache element type (default f32)\n"
           "      --mem-budget SIZE   plan every slot's KV cache to fit SIZE (6G = 6 GiB) before starting;\n"
           "                          refuse to start when the slots cannot fit\n"
@@ -31,17 +32,24 @@ static void usage(FILE *f) {
           "      --api-key KEY       require \"Authorization: Bearer KEY\" on every endpoint but /health\n"
           "                          and the page (default: $LOWBIT_API_KEY, else none)\n"
           "      --queue N           requests waiting for a slot before answering 429 (default 64)\n"
-          "      --prefill-chunk N   prompt tokens per slot per step, so streams keep flowing (default 64)\n"
+          "      --prefill-chunk N   prompt tokens per step, all requests together, so streams keep\n"
+          "                          flowing (default 64)\n"
           "      --max-body SIZE     largest request body (default 1M); larger ones get 413\n"
           "      --timeout S         seconds a client has to send a whole request (default 30)\n"
           "      --idle-timeout S    seconds an idle connection stays open (default 60)\n"
           "      --max-connections N open connections at most (default 256)\n"
           "      --shutdown-timeout S  seconds in-flight requests may finish after SIGTERM (default 10)\n"
-          "      --delta NAME=PATH   not yet: serving deltas comes with the batched engine\n"
+          "      --delta NAME=PATH   also serve the fine-tune in delta file PATH (lowbit delta create) as\n"
+          "                          model NAME; repeatable (up to 16); the request's \"model\" picks it\n"
           "  -h, --help              this help\n", f);
 }
 
+#define SV_MAX_DELTAS 16
+
 typedef struct serve_opts {
+    const char *delta_name[SV_MAX_DELTAS], *delta_path[SV_MAX_DELTAS];
+    char delta_buf[SV_MAX_DELTAS][128];
+    int n_delta;
     const char *model, *alias, *host, *tokenizer, *api_key;
     long long port, parallel, ctx, threads, queue, chunk, timeout, idle, max_conn, shutdown;
     uint64_t mem_budget, max_body;
@@ -66,6 +74,22 @@ static int opt_size(const char *opt, const char *v, uint64_t *out) {
     return 1;
 }
 
+/* NAME=PATH: a name that is not empty, not the base's and not given twice (checked later for
+ * the base, whose name is known only once the model is). */
+static int parse_delta(const char *v, serve_opts *o) {
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1] || eq - v >= 128)
+        return fprintf(stderr, "lowbit: --delta must be NAME=PATH (a name of 1 to 127 characters), not '%s'\n", v), 0;
+    if (o->n_delta == SV_MAX_DELTAS) return fprintf(stderr, "lowbit: at most %d --delta options\n", SV_MAX_DELTAS), 0;
+    char *name = o->delta_buf[o->n_delta];
+    snprintf(name, sizeof o->delta_buf[0], "%.*s", (int)(eq - v), v);
+    for (int k = 0; k < o->n_delta; k++)
+        if (!strcmp(o->delta_name[k], name)) return fprintf(stderr, "lowbit: --delta name '%s' is given twice\n", name), 0;
+    o->delta_name[o->n_delta] = name;
+    o->delta_path[o->n_delta++] = eq + 1;
+    return 1;
+}
+
 static int parse(int argc, char **argv, serve_opts *o) {
     *o = (serve_opts){.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .chunk = 64, .timeout = 30,
                       .idle = 60, .max_conn = 256, .shutdown = 10, .max_body = 1 << 20};
@@ -86,7 +110,7 @@ static int parse(int argc, char **argv, serve_opts *o) {
         else if (IS("-c") || IS("--ctx")) INT(o->ctx, 16, 1 << 20);
         else if (IS("-t") || IS("--threads")) INT(o->threads, 1, 1024);
         else if (IS("--queue")) INT(o->queue, 1, 1 << 16);
-        else if (IS("--prefill-chunk")) INT(o->chunk, 1, 1 << 16);
+        else if (IS("--prefill-chunk")) INT(o->chunk, 1, 4096);
         else if (IS("--timeout")) INT(o->timeout, 1, 86400);
         else if (IS("--idle-timeout")) INT(o->idle, 1, 86400);
         else if (IS("--max-connections")) INT(o->max_conn, 4, 1 << 16);
@@ -102,8 +126,9 @@ static int parse(int argc, char **argv, serve_opts *o) {
             o->kv_given = 1;
             i++;
         } else if (IS("--delta")) {
-            return fprintf(stderr, "lowbit: serve: --delta is not supported yet (serving deltas comes with the batched engine); "
-                                   "use lowbit run --delta\n"), 2;
+            if (!v) goto missing;
+            if (!parse_delta(v, o)) return 2;
+            i++;
         } else return fprintf(stderr, "lowbit: serve: unknown option '%s' (see lowbit serve --help)\n", a), 2;
         continue;
     missing:
@@ -158,16 +183,33 @@ static int plan_slots(lb_model *m, serve_opts *o) {
 
 static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset_t *sigs) {
     lb_error err = {0};
-    lb_session_params sp = lb_session_default_params();
-    sp.n_ctx = (int)o->ctx;
-    sp.n_threads = (int)o->threads;
-    sp.kv_type = o->kv;
+    lb_engine_params ep = lb_engine_default_params();
+    int tr = lb_model_n_ctx_train(m);
+    ep.n_ctx = o->ctx ? (int)o->ctx : tr > 0 && tr < 4096 ? tr : 4096;
+    ep.n_kv_tokens = ep.n_ctx * (int)o->parallel; /* what the memory plan sized */
+    ep.max_batch = (int)o->parallel + (int)o->chunk; /* every decoding slot plus one prompt chunk */
+    ep.n_threads = (int)o->threads;
+    ep.kv_type = o->kv;
     sv_engine *eng = NULL;
+    int ft_ids[SV_MAX_DELTAS];
     sv_server sv = {.model = m, .tok = lb_model_tokenizer(m), .model_name = name, .api_key = o->api_key,
                     .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = sv_now()};
     const char *style = lb_chat_template_style(lb_model_chat_template(m));
     sv.chat_style = style ? style : "chatml"; /* what other servers fall back to */
-    if (sv_engine_new(m, (int)o->parallel, &sp, &eng, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    if (sv_engine_new(m, (int)o->parallel, &ep, &eng, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    for (int k = 0; k < o->n_delta; k++) {
+        if (!strcmp(o->delta_name[k], name) || sv_engine_add_delta(eng, o->delta_path[k], &ft_ids[k], &err)) {
+            if (!strcmp(o->delta_name[k], name))
+                fprintf(stderr, "lowbit: --delta name '%s' is the base model's name; choose another\n", name);
+            else fprintf(stderr, "lowbit: --delta %s=%s: %s\n", o->delta_name[k], o->delta_path[k], err.msg);
+            sv_engine_free(eng);
+            return 1;
+        }
+        fprintf(stderr, "lowbit: serving delta %s as model '%s'\n", o->delta_path[k], o->delta_name[k]);
+    }
+    sv.ft_names = o->delta_name;
+    sv.ft_ids = ft_ids;
+    sv.n_ft = o->n_delta;
     sv.n_ctx = sv_engine_n_ctx(eng);
     if (sv_sched_new(eng, sv.tok, lb_model_n_vocab(m), (int)o->parallel, (int)o->queue, (int)o->chunk, &sv.sched, &err)) {
         sv_engine_free(eng);
@@ -180,8 +222,8 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
         sv_engine_free(eng);
         return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
     }
-    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots x %d tokens, %s chat template%s)\n", name, o->host,
-            sv_http_port(http), o->parallel, sv.n_ctx, sv.chat_style, o->api_key ? ", API key required" : "");
+    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots batched, %d tokens each, %s chat template%s)\n", name,
+            o->host, sv_http_port(http), o->parallel, sv.n_ctx, sv.chat_style, o->api_key ? ", API key required" : "");
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "lowbit: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "interrupt" : "terminated",

@@ -9,9 +9,9 @@
 #include "lowbit.h"
 
 /* ---- engine (serve_engine.c) ------------------------------------------------------------------
- * The narrow interface the scheduler drives: n_slots sequences, each with its own positions.
- * Today each slot is an lb_session and sv_engine_eval runs one lb_session_eval per item; the
- * batched engine replaces this one file with a single forward pass over all items. */
+ * The narrow interface the scheduler drives: n_slots sequences of one lb_engine (a shared paged
+ * KV pool, the base model and its deltas), each with its own positions; one step is one
+ * lb_engine_decode over every slot's ids. */
 typedef struct sv_engine sv_engine;
 
 typedef struct sv_eval {
@@ -22,12 +22,19 @@ typedef struct sv_eval {
     lb_status status;   /* out: this item's result */
 } sv_eval;
 
-lb_status sv_engine_new(lb_model *m, int n_slots, const lb_session_params *sp, sv_engine **out, lb_error *err);
+/* ep->max_batch must hold every step's ids (the scheduler keeps to it). */
+lb_status sv_engine_new(lb_model *m, int n_slots, const lb_engine_params *ep, sv_engine **out, lb_error *err);
 void sv_engine_free(sv_engine *e);
-void sv_engine_reset(sv_engine *e, int slot);
+/* Loads a delta as fine-tune *ft (1, 2, ...; 0 is the base). */
+lb_status sv_engine_add_delta(sv_engine *e, const char *path, int *ft, lb_error *err);
+/* Gives slot a fresh sequence on fine-tune ft, attaching the cached KV blocks of the prompt's
+ * longest cached prefix: *reused prompt positions need no computing. */
+lb_status sv_engine_begin(sv_engine *e, int slot, int ft, const int32_t *prompt, size_t n_prompt, size_t *reused,
+                          lb_error *err);
+void sv_engine_end(sv_engine *e, int slot); /* frees the slot's sequence (its full blocks stay cached) */
 int sv_engine_n_ctx(const sv_engine *e);
 int sv_engine_n_past(const sv_engine *e, int slot);
-size_t sv_engine_kv_bytes(const sv_engine *e); /* all slots */
+void sv_engine_stats(const sv_engine *e, lb_engine_stats *out);
 /* Runs every item (a failing item does not stop the others); returns the first failure, err
  * naming it, and each item's own status. */
 lb_status sv_engine_eval(sv_engine *e, sv_eval *items, int n_items, lb_error *err);
@@ -42,6 +49,7 @@ typedef enum sv_finish { SV_RUNNING = 0, SV_FIN_STOP, SV_FIN_LENGTH, SV_FIN_CANC
 typedef struct sv_request {
     int chat, stream, include_usage;
     char model[128];
+    int ft;          /* the fine-tune (delta) the request runs on: 0 base, else sv_engine_add_delta's id */
     int32_t *prompt; /* malloc'ed */
     size_t n_prompt;
     int max_tokens;  /* >= 1 */
@@ -78,10 +86,17 @@ typedef struct sv_metrics {
     uint64_t prompt_tokens_total, generated_tokens_total;
     int queue_depth, queue_max, slots_busy, slots_total;
     uint64_t kv_tokens_used, kv_tokens_total, kv_bytes;
+    uint64_t kv_blocks_used, kv_blocks_cached, kv_blocks_reserved, kv_blocks_total;
+    uint64_t prompt_tokens_cached_total; /* prompt positions taken from the prefix cache */
+    uint64_t steps_total, batch_tokens_total; /* engine calls and the ids they ran */
+    int batch_max;                            /* the most ids one call ran */
     double tokens_per_second; /* generated, over the last few seconds */
     int accepting;
 } sv_metrics;
 
+/* prefill_chunk: prompt ids per step, all slots together (the engine's max_batch is n_slots plus
+ * that). A request is admitted only when the blocks for its prompt and max_tokens fit in the
+ * pool beside those already reserved, so a decode never runs out of KV blocks. */
 lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
                        int prefill_chunk, sv_sched **out, lb_error *err);
 /* Stops the thread (cancelling whatever still runs) and frees the scheduler. */
@@ -109,6 +124,9 @@ typedef struct sv_server {
     const lb_tokenizer *tok;
     sv_sched *sched;
     const char *model_name;  /* the id /v1/models lists */
+    const char **ft_names;   /* --delta NAME=PATH names, n_ft of them; request "model" picks one */
+    const int *ft_ids;       /* their engine fine-tune ids */
+    int n_ft;
     const char *chat_style;  /* lb_chat_template_style of the model, "chatml" when unknown */
     const char *api_key;     /* NULL: no key */
     int n_ctx;

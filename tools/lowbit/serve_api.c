@@ -326,13 +326,22 @@ static int parse_fields(sv_server *sv, const cJSON *o, int chat, sv_request *r, 
     int rc;
     const cJSON *model = field(o, "model");
     if (model && !cJSON_IsString(model)) return bad(pe, "model", "invalid_type", "%s", "'model' must be a string");
+    const char *name = sv->model_name;
+    r->ft = 0;
     if (model && strcmp(model->valuestring, sv->model_name)) {
-        snprintf(pe->msg, pe->cap, "The model '%.128s' does not exist (this server has '%s')", model->valuestring, sv->model_name);
-        *pe->param = "model";
-        *pe->code = "model_not_found";
-        return 404;
+        int k = 0;
+        while (k < sv->n_ft && strcmp(model->valuestring, sv->ft_names[k])) k++;
+        if (k == sv->n_ft) {
+            snprintf(pe->msg, pe->cap, "The model '%.128s' does not exist (GET /v1/models lists them; '%s' is the base)",
+                     model->valuestring, sv->model_name);
+            *pe->param = "model";
+            *pe->code = "model_not_found";
+            return 404;
+        }
+        name = sv->ft_names[k];
+        r->ft = sv->ft_ids[k];
     }
-    snprintf(r->model, sizeof r->model, "%s", sv->model_name);
+    snprintf(r->model, sizeof r->model, "%s", name);
     if ((rc = parse_stream(o, r, pe)) || (rc = parse_sampling(o, r, pe))) return rc;
     double mt = -1;
     if ((rc = integer(o, "max_tokens", 1, 1 << 24, &mt, pe)) || (rc = integer(o, "max_completion_tokens", 1, 1 << 24, &mt, pe)))
@@ -476,13 +485,16 @@ char *sv_api_models_json(const sv_server *sv) {
     cJSON *o = cJSON_CreateObject(), *d;
     cJSON_AddStringToObject(o, "object", "list");
     d = cJSON_AddArrayToObject(o, "data");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", sv->model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", 0);
-    cJSON_AddStringToObject(m, "owned_by", "lowbit");
-    cJSON_AddNumberToObject(m, "n_ctx", sv->n_ctx);
-    cJSON_AddItemToArray(d, m);
+    for (int k = -1; k < sv->n_ft; k++) { /* the base, then each delta */
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", k < 0 ? sv->model_name : sv->ft_names[k]);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", 0);
+        cJSON_AddStringToObject(m, "owned_by", "lowbit");
+        cJSON_AddNumberToObject(m, "n_ctx", sv->n_ctx);
+        if (k >= 0) cJSON_AddStringToObject(m, "parent", sv->model_name); /* a delta over the base */
+        cJSON_AddItemToArray(d, m);
+    }
     char *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return out;
@@ -586,8 +598,16 @@ char *sv_api_metrics_text(sv_server *sv) {
         {"slots_busy", "gauge", "slots running a request", m.slots_busy},
         {"slots_total", "gauge", "slots (--parallel)", m.slots_total},
         {"kv_tokens_used", "gauge", "KV cache positions filled, all slots", (double)m.kv_tokens_used},
-        {"kv_tokens_total", "gauge", "KV cache positions, all slots", (double)m.kv_tokens_total},
+        {"kv_tokens_total", "gauge", "KV pool positions, all slots together", (double)m.kv_tokens_total},
         {"kv_bytes", "gauge", "KV cache bytes allocated", (double)m.kv_bytes},
+        {"kv_blocks_used", "gauge", "KV pool blocks held (sequences and prefix cache)", (double)m.kv_blocks_used},
+        {"kv_blocks_cached", "gauge", "KV pool blocks remembered by the prefix cache", (double)m.kv_blocks_cached},
+        {"kv_blocks_reserved", "gauge", "KV pool blocks reserved by admitted requests", (double)m.kv_blocks_reserved},
+        {"kv_blocks_total", "gauge", "KV pool blocks", (double)m.kv_blocks_total},
+        {"engine_steps_total", "counter", "batched forward passes (one per step, all requests together)", (double)m.steps_total},
+        {"engine_batch_tokens_total", "counter", "ids those passes ran", (double)m.batch_tokens_total},
+        {"engine_batch_max", "gauge", "the most ids one pass ran", m.batch_max},
+        {"prompt_tokens_cached_total", "counter", "prompt tokens taken from the prefix cache", (double)m.prompt_tokens_cached_total},
         {"tokens_per_second", "gauge", "generated tokens per second, last seconds", m.tokens_per_second},
         {"accepting", "gauge", "1 while admitting requests (0 during shutdown)", m.accepting},
         {"uptime_seconds", "gauge", "seconds since start", sv_now() - sv->t_start},

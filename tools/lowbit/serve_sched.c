@@ -1,6 +1,7 @@
-/* lowbit serve: the scheduler. One thread owns the engine and its slots; each step it admits
- * queued requests into free slots, feeds every prefilling slot one chunk of its prompt (so long
- * prompts never stall running streams) and advances every decoding slot by one token. Requests
+/* lowbit serve: the scheduler, continuous batching. One thread owns the engine and its slots;
+ * each step it admits queued requests into free slots (when their KV blocks fit), gives the
+ * prefilling slots at most one chunk of prompt ids between them (so long prompts never stall
+ * running streams) and advances every decoding slot by one token, all in one engine call. Requests
  * and their text are shared with the HTTP threads under one lock; a condition variable wakes
  * the waiting handlers after every step. */
 #include <errno.h>
@@ -17,12 +18,16 @@ typedef struct slot {
     sv_request *r; /* NULL when free */
     float *logits;
     int32_t next;  /* the sampled token to feed next step */
+    size_t blocks; /* KV blocks reserved for the request: its prompt and max_tokens */
 } slot;
 
 struct sv_sched {
     sv_engine *eng;
     const lb_tokenizer *tok;
     int n_vocab, n_slots, queue_max, chunk, n_ctx;
+    size_t block_tokens, blocks_total, blocks_reserved;
+    int prefill_from;   /* the slot that prefills first next step (round robin) */
+    lb_engine_stats es; /* copied after every step: the handlers never touch the engine */
     slot *slots;
     sv_eval *items;
     sv_request **queue; /* FIFO ring */
@@ -147,34 +152,59 @@ static void apply_penalties(const sv_request *r, float *logits, int n_vocab, int
 
 /* ---- one step ------------------------------------------------------------------------------- */
 
+/* KV blocks a request may come to hold: its prompt and every token it may generate. */
+static size_t blocks_for(const sv_sched *s, const sv_request *r) {
+    size_t n = r->n_prompt + (size_t)r->max_tokens;
+    if (n > (size_t)s->n_ctx) n = (size_t)s->n_ctx;
+    return (n + s->block_tokens - 1) / s->block_tokens;
+}
+
+/* First come, first served: the queue's head waits until a slot is free and its blocks fit
+ * beside the reservations of those running (shared prefix blocks are counted in each, so the
+ * pool can only be fuller on paper than in fact). */
 static void admit(sv_sched *s) {
     for (int i = 0; i < s->n_slots && s->q_len; i++) {
         if (s->slots[i].r) continue;
         sv_request *r = s->queue[s->q_head];
+        size_t need = blocks_for(s, r);
+        int gone = r->cancelled || r->finish;
+        if (!gone && s->blocks_reserved + need > s->blocks_total) return;
         s->q_head = (s->q_head + 1) % s->queue_max;
         s->q_len--;
-        if (r->cancelled || r->finish) { /* gone before it started */
+        if (gone) { /* gone before it started */
             finish(s, r, SV_FIN_CANCELLED);
             unref(r);
             i--;
             continue;
         }
+        size_t reused = 0;
+        lb_error err = {0};
         r->slot = i;
-        r->fed = 0;
         s->slots[i].r = r;
-        sv_engine_reset(s->eng, i);
+        s->slots[i].blocks = need;
+        s->blocks_reserved += need;
+        if (sv_engine_begin(s->eng, i, r->ft, r->prompt, r->n_prompt, &reused, &err)) {
+            snprintf(r->error, sizeof r->error, "%s", err.msg);
+            finish(s, r, SV_FIN_ERROR); /* its slot is released by the next build_items */
+        }
+        r->fed = reused;
+        s->m.prompt_tokens_cached_total += reused;
     }
 }
 
 static void release_slot(sv_sched *s, int i) {
     sv_request *r = s->slots[i].r;
     s->slots[i].r = NULL;
+    s->blocks_reserved -= s->slots[i].blocks;
+    s->slots[i].blocks = 0;
+    sv_engine_end(s->eng, i);
     r->slot = -1;
     unref(r);
 }
 
-/* Builds this step's items (lock held): a prompt chunk for prefilling slots, the last sampled
- * token for decoding ones. Cancelled requests leave their slot here. */
+/* Builds this step's items (lock held): the last sampled token of every decoding slot, then
+ * prompt ids for the prefilling slots, at most `chunk` in all, starting from a rotating slot so
+ * several long prompts take turns. Cancelled and finished requests leave their slot here. */
 static int build_items(sv_sched *s) {
     int n = 0;
     for (int i = 0; i < s->n_slots; i++) {
@@ -185,19 +215,18 @@ static int build_items(sv_sched *s) {
             release_slot(s, i);
             continue;
         }
-        sv_eval *it = &s->items[n++];
-        it->slot = i;
-        if (r->fed < r->n_prompt) {
-            size_t left = r->n_prompt - r->fed, take = left < (size_t)s->chunk ? left : (size_t)s->chunk;
-            it->ids = r->prompt + r->fed;
-            it->n_ids = take;
-            it->logits = take == left ? s->slots[i].logits : NULL;
-        } else {
-            it->ids = &s->slots[i].next;
-            it->n_ids = 1;
-            it->logits = s->slots[i].logits;
-        }
-        it->status = LB_OK;
+        if (r->fed < r->n_prompt) continue;
+        s->items[n++] = (sv_eval){i, &s->slots[i].next, 1, s->slots[i].logits, LB_OK};
+    }
+    size_t budget = (size_t)s->chunk;
+    for (int k = 0; k < s->n_slots && budget; k++) {
+        int i = (s->prefill_from + k) % s->n_slots;
+        sv_request *r = s->slots[i].r;
+        if (!r || r->fed >= r->n_prompt) continue;
+        size_t left = r->n_prompt - r->fed, take = left < budget ? left : budget;
+        budget -= take;
+        s->items[n++] = (sv_eval){i, r->prompt + r->fed, take, take == left ? s->slots[i].logits : NULL, LB_OK};
+        if (take < left) s->prefill_from = i; /* it goes on first next step */
     }
     return n;
 }
@@ -246,6 +275,12 @@ static void step(sv_sched *s, int *counts) {
     lb_error err = {0};
     sv_engine_eval(s->eng, s->items, n, &err);
     pthread_mutex_lock(&s->mu);
+    sv_engine_stats(s->eng, &s->es);
+    size_t ids = 0;
+    for (int k = 0; k < n; k++) ids += s->items[k].n_ids;
+    s->m.steps_total++;
+    s->m.batch_tokens_total += ids;
+    if ((int)ids > s->m.batch_max) s->m.batch_max = (int)ids;
     for (int k = 0; k < n; k++) {
         sv_eval *it = &s->items[k];
         sv_request *r = s->slots[it->slot].r;
@@ -302,6 +337,9 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
     s->queue_max = queue_max;
     s->chunk = prefill_chunk;
     s->n_ctx = sv_engine_n_ctx(e);
+    sv_engine_stats(e, &s->es);
+    s->block_tokens = (size_t)s->es.block_tokens;
+    s->blocks_total = s->es.n_blocks;
     s->accepting = 1;
     s->slots = calloc((size_t)n_slots, sizeof *s->slots);
     s->items = calloc((size_t)n_slots, sizeof *s->items);
@@ -459,10 +497,14 @@ void sv_sched_metrics(sv_sched *s, sv_metrics *m) {
     for (int i = 0; i < s->n_slots; i++)
         if (s->slots[i].r) {
             m->slots_busy++;
-            m->kv_tokens_used += s->slots[i].r->fed + s->slots[i].r->n_gen; /* the engine is busy: not asked */
+            m->kv_tokens_used += s->slots[i].r->fed + s->slots[i].r->n_gen;
         }
-    m->kv_tokens_total = (uint64_t)s->n_ctx * (uint64_t)s->n_slots;
-    m->kv_bytes = sv_engine_kv_bytes(s->eng);
+    m->kv_tokens_total = (uint64_t)s->es.n_blocks * s->block_tokens;
+    m->kv_bytes = s->es.pool_bytes;
+    m->kv_blocks_used = s->es.blocks_in_use;
+    m->kv_blocks_cached = s->es.blocks_cached;
+    m->kv_blocks_reserved = s->blocks_reserved;
+    m->kv_blocks_total = s->es.n_blocks;
     m->accepting = s->accepting;
     long long now = (long long)sv_now();
     uint64_t tok = 0;
