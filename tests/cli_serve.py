@@ -358,7 +358,8 @@ def deltas(srv, model, name, delta, delta_path):
 
 
 def prefix_cache(srv, model):
-    """A prompt sent again is taken from the prefix cache (whole blocks of 16), with the same text."""
+    """A prompt of several chunks gives lowbit run's text; sent again, it is taken from the prefix
+    cache (whole blocks of 16) with the same text."""
     prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her dog."
     want = run_greedy(model, prompt, 16)
     got = []
@@ -407,7 +408,7 @@ def main():
         r = subprocess.run([LOWBIT, "serve", "-m", small, "--port", "0", *bad], capture_output=True, text=True, timeout=60)
         T.check(r.returncode != 0 and why in r.stderr, f"serve {' '.join(bad)}: a clear error ({r.returncode}): {r.stderr}")
     srv = Server(small, "-np", "32", "--ctx", "256", "--api-key", KEY, "--timeout", "3", "--queue", "64", "-t", "1",
-                 "--delta", "dogs=" + dogs)
+                 "--delta", "dogs=" + dogs, "--prefill-chunk", "16")  # longer prompts take several steps
     try:
         want, want_chat = endpoints(srv, small, "stories260K-hf")
         deltas(srv, small, "stories260K-hf", "dogs", dogs)
