@@ -398,6 +398,41 @@ def browser(srv, delta):
     T.check(r.returncode == 0 and os.path.getsize(shot) > 1000 if os.path.exists(shot) else False, "chat page in Chromium: " + r.stdout + r.stderr)
 
 
+def kv_admission(model):
+    """A KV pool of 256 positions for 4 slots: a request that may grow to 202 positions (13 of the
+    16 blocks) is admitted only alone, the others wait in the queue and all finish; short ones
+    follow."""
+    srv = Server(model, "-np", "4", "--ctx", "256", "--kv-tokens", "256", "-t", "1")
+    try:
+        seen, stop = [], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                m = metrics(srv)
+                seen.append((m.get("lowbit_slots_busy", -1), m.get("lowbit_kv_blocks_reserved", -1), m.get("lowbit_kv_blocks_total", -1)))
+        codes = []
+
+        def req(k, n):
+            st, j, _ = post(srv, "/v1/completions", {"prompt": "Once", "max_tokens": n, "temperature": 0.8, "seed": k}, auth=False)
+            codes.append(st)
+        watcher = threading.Thread(target=poll)
+        watcher.start()
+        ts = [threading.Thread(target=req, args=(k, 200)) for k in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        big = list(seen)
+        ts = [threading.Thread(target=req, args=(k, 20)) for k in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        stop.set()
+        watcher.join()
+        T.check(codes == [200] * 16, f"requests waiting for KV blocks all finish: {codes}")
+        T.check(any(b == 1 for b, _, _ in big) and all(b <= 1 and r <= t == 16 for b, r, t in big),
+                f"one 202-position request at a time in a 16-block pool: {sorted(set(big))}")
+    finally:
+        T.check(srv.stop() == 0, "KV-limited server: clean exit")
+
+
 def main():
     small = T.S("models", "stories260K-hf")
     tmp = tempfile.mkdtemp(prefix="cli_serve_")
@@ -423,6 +458,8 @@ def main():
         rc = srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     T.check(rc == 0 and any("stopped" in ln for ln in srv.lines), f"SIGTERM: clean exit ({rc}): {''.join(srv.lines[-20:])}")
+
+    kv_admission(T.S("models", "stories260K-gguf", "stories260K.gguf"))
 
     # second model (a Hugging Face folder), one slot and a queue of one: greedy equality, 429, SIGTERM
     hf = T.S("models", "tinystories-512d")

@@ -24,6 +24,8 @@ static void usage(FILE *f) {
           "  -np, --parallel N       requests generating at once, decoded together in one batch (default 4)\n"
           "  -c, --ctx N             longest request in tokens (default: the model's, at most 4096); the\n"
           "                          KV pool, shared by all requests, holds N x --parallel positions\n"
+          "      --kv-tokens N       KV pool positions instead (requests wait for room in it; a\n"
+          "                          request is never longer than the pool)\n"
           "      --kv-type f32|f16|q8_0  KV cache element type (default f32)\n"
           "      --mem-budget SIZE   plan every slot's KV cache to fit SIZE (6G = 6 GiB) before starting;\n"
           "                          refuse to start when the slots cannot fit\n"
@@ -51,7 +53,7 @@ typedef struct serve_opts {
     char delta_buf[SV_MAX_DELTAS][128];
     int n_delta;
     const char *model, *alias, *host, *tokenizer, *api_key;
-    long long port, parallel, ctx, threads, queue, chunk, timeout, idle, max_conn, shutdown;
+    long long port, parallel, ctx, kv_tokens, threads, queue, chunk, timeout, idle, max_conn, shutdown;
     uint64_t mem_budget, max_body;
     lb_kv_type kv;
     int kv_given;
@@ -108,6 +110,7 @@ static int parse(int argc, char **argv, serve_opts *o) {
         else if (IS("--port")) INT(o->port, 0, 65535);
         else if (IS("-np") || IS("--parallel")) INT(o->parallel, 1, 256);
         else if (IS("-c") || IS("--ctx")) INT(o->ctx, 16, 1 << 20);
+        else if (IS("--kv-tokens")) INT(o->kv_tokens, 16, 1 << 26);
         else if (IS("-t") || IS("--threads")) INT(o->threads, 1, 1024);
         else if (IS("--queue")) INT(o->queue, 1, 1 << 16);
         else if (IS("--prefill-chunk")) INT(o->chunk, 1, 4096);
@@ -140,6 +143,8 @@ static int parse(int argc, char **argv, serve_opts *o) {
     }
     if (!o->model) return fprintf(stderr, "lowbit: serve: -m MODEL is required (see lowbit serve --help)\n"), 2;
     if (o->api_key && !*o->api_key) o->api_key = NULL;
+    if (o->kv_tokens && o->mem_budget)
+        return fprintf(stderr, "lowbit: serve: give --kv-tokens or --mem-budget, not both (the plan sizes the pool)\n"), 2;
     return 0;
 }
 
@@ -186,7 +191,7 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     lb_engine_params ep = lb_engine_default_params();
     int tr = lb_model_n_ctx_train(m);
     ep.n_ctx = o->ctx ? (int)o->ctx : tr > 0 && tr < 4096 ? tr : 4096;
-    ep.n_kv_tokens = ep.n_ctx * (int)o->parallel; /* what the memory plan sized */
+    ep.n_kv_tokens = o->kv_tokens ? (int)o->kv_tokens : ep.n_ctx * (int)o->parallel; /* what the plan sized */
     ep.max_batch = (int)o->parallel + (int)o->chunk; /* every decoding slot plus one prompt chunk */
     ep.n_threads = (int)o->threads;
     ep.kv_type = o->kv;
@@ -222,8 +227,9 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
         sv_engine_free(eng);
         return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
     }
-    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots batched, %d tokens each, %s chat template%s)\n", name,
-            o->host, sv_http_port(http), o->parallel, sv.n_ctx, sv.chat_style, o->api_key ? ", API key required" : "");
+    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots batched, %d tokens each, a KV pool of %d, %s chat template%s)\n",
+            name, o->host, sv_http_port(http), o->parallel, sv.n_ctx, ep.n_kv_tokens, sv.chat_style,
+            o->api_key ? ", API key required" : "");
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "lowbit: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "interrupt" : "terminated",
