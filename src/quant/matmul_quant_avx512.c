@@ -32,6 +32,7 @@
 #define KP 32          /* block pairs (64 elements each) per k chunk */
 #define RT 4           /* rows per register tile */
 #define TT 4           /* tokens per register tile */
+#define PF 1024        /* one token: prefetch distance on the weight row, bytes */
 
 size_t lb_matmul_prep_size_vnni(int64_t k) {
     return (size_t)((k / LB_QK + 1) / 2) * PAIR_BYTES;
@@ -100,6 +101,7 @@ LB_AI void step(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_
     __m512 dw[RT];
     for (int r = 0; r < R; r++) {
         const uint8_t *b = w + r * wrb + (size_t)(2 * p) * bs;
+        if (T == 1) _mm_prefetch((const char *)b + PF, _MM_HINT_T1);
         wv[r] = load_w(q4, b, two);
         dw[r] = load_dw(q4, b, two);
     }
@@ -158,7 +160,10 @@ LB_AI void rows_any(int q4, const lb_matmul_args *a, int64_t r0, int64_t r1) {
         for (int64_t p0 = 0; p0 < np; p0 += kp) {
             int64_t p1 = p0 + kp < np ? p0 + kp : np;
             int64_t r = r0;
-            for (; r + RT <= r1; r += RT) tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0);
+            /* one token: one row at a time (a single prefetched stream per row, as measured
+             * faster from memory than four interleaved ones) */
+            if (a->n_tok > 1)
+                for (; r + RT <= r1; r += RT) tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0);
             for (; r < r1; r++) tokens(q4, 1, a, r, tb, te, p0, p1, p0 > 0);
         }
     }
