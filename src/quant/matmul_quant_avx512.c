@@ -151,19 +151,22 @@ LB_AI void tokens(int q4, int R, const lb_matmul_args *a, int64_t r, int64_t t0,
     }
 }
 
+/* Every path sums a (row, token) value in the same order (pairs in order within KP-pair chunks,
+ * chunks added in order), so a token's result does not depend on the rest of its batch. */
 LB_AI void rows_any(int q4, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const int64_t np = (a->k / LB_QK + 1) / 2;
-    /* one token: no k blocking, every weight row streams once */
-    const int64_t tb_n = a->n_tok == 1 ? 1 : TB, kp = a->n_tok == 1 ? np : KP;
-    for (int64_t tb = 0; tb < a->n_tok; tb += tb_n) {
-        int64_t te = tb + tb_n < a->n_tok ? tb + tb_n : a->n_tok;
-        for (int64_t p0 = 0; p0 < np; p0 += kp) {
-            int64_t p1 = p0 + kp < np ? p0 + kp : np;
+    if (a->n_tok == 1) { /* one row at a time: a single prefetched stream (measured faster from
+                          * memory than four interleaved ones), each row read once */
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t p0 = 0; p0 < np; p0 += KP) tokens(q4, 1, a, r, 0, 1, p0, p0 + KP < np ? p0 + KP : np, p0 > 0);
+        return;
+    }
+    for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
+        int64_t te = tb + TB < a->n_tok ? tb + TB : a->n_tok;
+        for (int64_t p0 = 0; p0 < np; p0 += KP) {
+            int64_t p1 = p0 + KP < np ? p0 + KP : np;
             int64_t r = r0;
-            /* one token: one row at a time (a single prefetched stream per row, as measured
-             * faster from memory than four interleaved ones) */
-            if (a->n_tok > 1)
-                for (; r + RT <= r1; r += RT) tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0);
+            for (; r + RT <= r1; r += RT) tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0);
             for (; r < r1; r++) tokens(q4, 1, a, r, tb, te, p0, p1, p0 > 0);
         }
     }
