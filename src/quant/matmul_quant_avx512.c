@@ -90,7 +90,10 @@ LB_AI __m512 load_dw(int q4, const uint8_t *b, int two) {
     size_t bs = q4 ? sizeof(lb_block_q4_0) : sizeof(lb_block_q8_0);
     memcpy(&d0, b, 2);
     if (two) memcpy(&d1, b + bs, 2);
-    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(d0)), _mm512_set1_ps(_cvtsh_ss(d1)));
+    /* both halves converted at once, then lane 0 to lanes 0-7 and lane 1 to lanes 8-15 */
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(f));
 }
 
 /* One pair step of an R x T tile: acc[r][t] += sum over lanes of start + w . x, scaled. */
