@@ -16,6 +16,12 @@
 #include "kernels/cpu/matmul.h"
 
 #define LB_AI static inline __attribute__((always_inline))
+/* Keeps a loaded vector in a register: otherwise GCC folds the load into every FMA using it,
+ * one load per FMA instead of one per vector ("v": any of the 32 zmm). */
+#define LB_IN_REG(v) __asm__("" : "+v"(v))
+/* Unrolls the tile loops before GCC would give up on their size (its complete-peeling limit):
+ * only unrolled early do the accumulators live in registers, not in memory with a store per FMA. */
+#define LB_UNROLL _Pragma("GCC unroll 8")
 
 enum { DT_F32, DT_F16, DT_BF16 };
 
@@ -35,27 +41,34 @@ LB_AI __m512 wload(int dt, const uint8_t *row, int64_t i, __mmask16 m) {
 
 LB_AI size_t esize(int dt) { return dt == DT_F32 ? 4 : 2; }
 
-/* acc[r][t] += w row r [i, i + 16) . x row t [i, i + 16) under mask m. */
-LB_AI void fma_step(int dt, int R, int T, const uint8_t *w, size_t wrb, const float *x, int64_t xs, int64_t i,
-                    __mmask16 m, __m512 acc[MR][NR]) {
-    __m512 wv[MR];
-    for (int r = 0; r < R; r++) wv[r] = wload(dt, w + r * wrb, i, m);
-    for (int t = 0; t < T; t++) {
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + i);
-        for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-}
-
-/* y[t * ldy + r] (+)= dot(w row r, x row t) over [k0, k1), r < R, t < T. */
+/* y[t * ldy + r] (+)= dot(w row r, x row t) over [k0, k1), r < R, t < T. One loop whose last
+ * step masks the tail. */
 LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float *x, int64_t xs, int64_t k0,
                 int64_t k1, float *y, int64_t ldy, int add) {
     __m512 acc[MR][NR];
+    LB_UNROLL
     for (int r = 0; r < R; r++)
+        LB_UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    int64_t i = k0;
-    for (; i + 16 <= k1; i += 16) fma_step(dt, R, T, w, wrb, x, xs, i, 0xFFFF, acc);
-    if (i < k1) fma_step(dt, R, T, w, wrb, x, xs, i, (__mmask16)((1u << (k1 - i)) - 1), acc);
+    for (int64_t i = k0; i < k1; i += 16) {
+        __mmask16 m = k1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k1 - i)) - 1);
+        __m512 wv[MR];
+        LB_UNROLL
+        for (int r = 0; r < R; r++) {
+            wv[r] = wload(dt, w + r * wrb, i, m);
+            LB_IN_REG(wv[r]);
+        }
+        LB_UNROLL
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + i);
+            LB_IN_REG(xv);
+            LB_UNROLL
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    LB_UNROLL
     for (int t = 0; t < T; t++)
+        LB_UNROLL
         for (int r = 0; r < R; r++) {
             float s = _mm512_reduce_add_ps(acc[r][t]);
             y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
