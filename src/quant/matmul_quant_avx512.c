@@ -26,6 +26,8 @@
 #include "quant/quant.h"
 
 #define LB_AI static inline __attribute__((always_inline))
+/* Unrolled early, the tile loops let GCC keep the accumulators in registers. */
+#define LB_UNROLL _Pragma("GCC unroll 8")
 
 #define PAIR_BYTES 192 /* 64 codes, 16 int32 starting values, 16 float scales */
 #define TB 64          /* tokens per block */
@@ -102,16 +104,19 @@ LB_AI void step(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_
     size_t bs = q4 ? sizeof(lb_block_q4_0) : sizeof(lb_block_q8_0);
     __m512i wv[RT];
     __m512 dw[RT];
+    LB_UNROLL
     for (int r = 0; r < R; r++) {
         const uint8_t *b = w + r * wrb + (size_t)(2 * p) * bs;
         if (T == 1) _mm_prefetch((const char *)b + PF, _MM_HINT_T1);
         wv[r] = load_w(q4, b, two);
         dw[r] = load_dw(q4, b, two);
     }
+    LB_UNROLL
     for (int t = 0; t < T; t++) {
         const uint8_t *xp = x + t * xrb + (size_t)p * PAIR_BYTES;
         __m512i xa = _mm512_loadu_si512(xp), st = _mm512_loadu_si512(xp + 64);
         __m512 dx = _mm512_loadu_ps((const float *)(const void *)(xp + 128));
+        LB_UNROLL
         for (int r = 0; r < R; r++) {
             __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(st, wv[r], xa));
             acc[r][t] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw[r], dx), acc[r][t]);
@@ -124,12 +129,16 @@ LB_AI void step(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_
 LB_AI void tile(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
                 int64_t p0, int64_t p1, int64_t nb, float *y, int64_t ldy, int add) {
     __m512 acc[RT][TT];
+    LB_UNROLL
     for (int r = 0; r < R; r++)
+        LB_UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t full = nb / 2 < p1 ? nb / 2 : p1, p = p0;
     for (; p < full; p++) step(q4, R, T, w, wrb, x, xrb, p, 1, acc);
     if (p < p1) step(q4, R, T, w, wrb, x, xrb, p, 0, acc);
+    LB_UNROLL
     for (int t = 0; t < T; t++)
+        LB_UNROLL
         for (int r = 0; r < R; r++) {
             float s = _mm512_reduce_add_ps(acc[r][t]);
             y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
