@@ -1,6 +1,9 @@
 /* Prompt-batch matmul on Q4_0 and Q8_0 weights: every (row, token) value of one lb_matmul over
  * n_tok tokens must match lb_matmul of that token alone (the plain per-token dot product) up to
- * float summation order, for batch sizes around the 4-token grouping and several row lengths. */
+ * float summation order, for batch sizes around the 4-token grouping and several row lengths.
+ * Then the kernel of every CPU level (AVX2, AVX-512 VNNI) against the scalar twin, on sizes
+ * around its register tiles and cache blocks (odd block counts, several k chunks, more tokens
+ * than one token block). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -33,6 +36,9 @@ static void check_case(lb_pool *pool, lb_dtype type, int64_t k, int64_t n_tok) {
     }
     lb_error err;
     CHECK(lb_matmul_raw(pool, type, w, rows, k, x, n_tok, y, &err) == LB_OK, "batch matmul: %s", err.msg);
+    /* the AVX-512 VNNI kernels sum in the same order for any batch: bit-identical */
+    const lb_matmul_kernel *vnni = lb_matmul_kernel_at(type, LB_CPU_AVX512);
+    int exact = vnni && vnni != lb_matmul_kernel_at(type, LB_CPU_AVX2);
     int bad = 0;
     double worst = 0;
     for (int64_t t = 0; t < n_tok; t++) {
@@ -43,12 +49,50 @@ static void check_case(lb_pool *pool, lb_dtype type, int64_t k, int64_t n_tok) {
             for (int64_t i = 0; i < k; i++) mag += fabs((double)wf[r * k + i] * x[t * k + i]);
             double e = fabs((double)y[t * rows + r] - y1[r]) / (mag + 1e-30);
             if (e > worst) worst = e;
-            bad += !(e <= 1e-5) || !isfinite(y[t * rows + r]);
+            bad += !(e <= 1e-5) || !isfinite(y[t * rows + r]) || (exact && y[t * rows + r] != y1[r]);
         }
     }
     CHECK(bad == 0, "%s k=%lld n_tok=%lld: batch equals per-token (worst rel %.2g)",
           type == LB_Q4_0 ? "Q4_0" : "Q8_0", (long long)k, (long long)n_tok, worst);
     free(wf), free(x), free(y), free(y1), free(w);
+}
+
+/* Quantized weights (13 or 37 rows: not multiples of the tiles) and float activations. */
+static uint8_t *make_weights(lb_dtype type, int64_t rows, int64_t k, float *wf) {
+    size_t rb = lb_dtype_row_size(type, k);
+    uint8_t *w = malloc(rb * (size_t)rows);
+    for (int64_t i = 0; i < rows * k; i++) wf[i] = rnd();
+    for (int64_t r = 0; r < rows; r++) {
+        if (type == LB_Q4_0) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
+        else lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
+    }
+    return w;
+}
+
+static void check_level(lb_pool *pool, lb_dtype type, int level, int64_t rows, int64_t k, int64_t n_tok) {
+    const lb_matmul_kernel *kl = lb_matmul_kernel_at(type, level), *ks = lb_matmul_kernel_at(type, LB_CPU_SCALAR);
+    if (!kl) return; /* level above this CPU's (or LOWBIT_CPU's) */
+    float *wf = malloc(sizeof(float) * (size_t)(rows * k));
+    float *x = malloc(sizeof(float) * (size_t)(n_tok * k));
+    float *y = malloc(sizeof(float) * (size_t)(n_tok * rows)), *ys = malloc(sizeof(float) * (size_t)(n_tok * rows));
+    uint8_t *w = make_weights(type, rows, k, wf);
+    for (int64_t i = 0; i < n_tok * k; i++) x[i] = rnd() * (1 + (float)(i % 5));
+    lb_error err;
+    CHECK(lb_matmul_with(pool, kl, type, w, rows, k, x, n_tok, y, 0, &err) == LB_OK, "level %d: %s", level, err.msg);
+    CHECK(lb_matmul_with(pool, ks, type, w, rows, k, x, n_tok, ys, 1, &err) == LB_OK, "scalar: %s", err.msg);
+    int bad = 0;
+    double worst = 0;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double mag = 0; /* summation-order error scales with sum |w x| */
+            for (int64_t i = 0; i < k; i++) mag += fabs((double)wf[r * k + i] * x[t * k + i]);
+            double e = fabs((double)y[t * rows + r] - ys[t * rows + r]) / (mag + 1e-30);
+            if (e > worst) worst = e;
+            bad += !(e <= 1e-6) || !isfinite(y[t * rows + r]);
+        }
+    CHECK(bad == 0, "%s %s rows=%lld k=%lld n_tok=%lld: equals scalar (worst rel %.2g)", type == LB_Q4_0 ? "Q4_0" : "Q8_0",
+          lb_cpu_level_name((lb_cpu_level)level), (long long)rows, (long long)k, (long long)n_tok, worst);
+    free(wf), free(x), free(y), free(ys), free(w);
 }
 
 int main(void) {
@@ -59,6 +103,13 @@ int main(void) {
     for (int ti = 0; ti < 2; ti++)
         for (int ki = 0; ki < 4; ki++)
             for (int ni = 0; ni < 6; ni++) check_case(pool, types[ti], ks[ki], nts[ni]);
+    static const int64_t lk[] = {32, 96, 160, 4096 + 32 * 3, 64 * 70};
+    static const int64_t lt[] = {1, 2, 3, 5, 8, 67};
+    for (int ti = 0; ti < 2; ti++)
+        for (int level = LB_CPU_AVX2; level < LB_CPU_LEVEL_COUNT; level++)
+            for (int ki = 0; ki < 5; ki++)
+                for (int ni = 0; ni < 6; ni++)
+                    check_level(pool, types[ti], level, ni % 2 ? 37 : 13, lk[ki], lt[ni]);
     lb_pool_free(pool);
     return test_summary();
 }

@@ -7,6 +7,7 @@
 #include "kernels/cpu/matmul.h"
 #include "quant/blocks.h"
 #include "quant/matmul_quant_avx2.h"
+#include "quant/matmul_quant_avx512.h"
 #include "quant/quant.h"
 
 static size_t prep_q8_0(int64_t k) { return lb_quant_act_size(LB_Q8_0, k); }
@@ -55,12 +56,22 @@ static const lb_matmul_kernel k_avx2[] = {
 };
 #undef K32
 #undef K256
+/* Q4_0 and Q8_0 at AVX-512 with VNNI: their own activation layout; chunks of 16 rows keep each
+ * thread's outputs on their own cache lines. */
+static const lb_matmul_kernel k_q4_0_vnni = {lb_matmul_prep_size_vnni, lb_matmul_prep_q4_0_vnni,
+                                             lb_matmul_rows_q4_0_vnni, 16};
+static const lb_matmul_kernel k_q8_0_vnni = {lb_matmul_prep_size_vnni, lb_matmul_prep_q8_0_vnni,
+                                             lb_matmul_rows_q8_0_vnni, 16};
 
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
     for (size_t i = 0; i < sizeof g_types / sizeof *g_types; i++) {
         lb_matmul_register_level(g_types[i], LB_CPU_SCALAR, &k_scalar[i]);
         if (lb_cpu_has_avx2()) lb_matmul_register_level(g_types[i], LB_CPU_AVX2, &k_avx2[i]);
+    }
+    if (lb_cpu_has_avx512_vnni()) {
+        lb_matmul_register_level(LB_Q4_0, LB_CPU_AVX512, &k_q4_0_vnni);
+        lb_matmul_register_level(LB_Q8_0, LB_CPU_AVX512, &k_q8_0_vnni);
     }
 }
 

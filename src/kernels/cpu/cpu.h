@@ -43,6 +43,8 @@ struct lb_matmul_kernel;
 struct lb_vec_ops;
 /* Built-in AVX2 matmul kernel for F32/F16/BF16, else NULL (matmul_avx2.c). */
 const struct lb_matmul_kernel *lb_matmul_avx2_builtin(lb_dtype t);
+/* Built-in AVX-512 matmul kernel for F32/F16/BF16, else NULL (matmul_avx512.c). */
+const struct lb_matmul_kernel *lb_matmul_avx512_builtin(lb_dtype t);
 /* AVX2 vector ops table (vec_avx2.c). */
 const struct lb_vec_ops *lb_vec_avx2_table(void);
 

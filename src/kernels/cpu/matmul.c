@@ -69,6 +69,8 @@ static void install_builtins(void) {
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
         lb_matmul_register_level(builtin[i], LB_CPU_SCALAR, lb_matmul_kernel_scalar(builtin[i]));
         if (lb_cpu_has_avx2()) lb_matmul_register_level(builtin[i], LB_CPU_AVX2, lb_matmul_avx2_builtin(builtin[i]));
+        if (lb_cpu_level_get() >= LB_CPU_AVX512)
+            lb_matmul_register_level(builtin[i], LB_CPU_AVX512, lb_matmul_avx512_builtin(builtin[i]));
     }
     lb_quant_register_matmul();
     int top = (int)lb_cpu_level_get();

@@ -1,0 +1,65 @@
+/* Q4_0 / Q8_0 matmul kernels of every CPU level, one thread: prompt batches (64 tokens,
+ * GOP/s of multiply-adds x 2) and one token (GB/s of weight bytes; the weights fit in L2/L3,
+ * so this is the kernel's compute rate, not the memory's). Medians of several runs.
+ * Usage: bench_matmul_quant [rows k]   (default 1024 x 4096) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_util.h"
+#include "core/dtype.h"
+#include "kernels/cpu/matmul.h"
+#include "quant/quant.h"
+
+#define RUNS 7
+
+static double run(const lb_matmul_kernel *kern, lb_dtype t, const void *w, int64_t rows, int64_t k,
+                  const float *x, int64_t n_tok, float *y) {
+    double v[RUNS];
+    lb_error err;
+    for (int i = 0; i < RUNS; i++) {
+        double t0 = bench_now();
+        if (lb_matmul_with(NULL, kern, t, w, rows, k, x, n_tok, y, 1, &err) != LB_OK) {
+            fprintf(stderr, "matmul: %s\n", err.msg);
+            exit(1);
+        }
+        v[i] = bench_now() - t0;
+    }
+    return bench_median(v, RUNS);
+}
+
+int main(int argc, char **argv) {
+    int64_t rows = argc > 2 ? atoll(argv[1]) : 1024, k = argc > 2 ? atoll(argv[2]) : 4096;
+    const int64_t n_tok = 64;
+    if (rows < 1 || k < 32 || k % 32) {
+        fprintf(stderr, "usage: bench_matmul_quant [rows k]  (k a multiple of 32)\n");
+        return 1;
+    }
+    float *wf = malloc(sizeof(float) * (size_t)(rows * k)), *x = malloc(sizeof(float) * (size_t)(n_tok * k));
+    float *y = malloc(sizeof(float) * (size_t)(n_tok * rows));
+    if (!wf || !x || !y) return 1;
+    uint32_t s = 1;
+    for (int64_t i = 0; i < rows * k; i++) wf[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    for (int64_t i = 0; i < n_tok * k; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    static const lb_dtype types[] = {LB_Q4_0, LB_Q8_0};
+    for (int ti = 0; ti < 2; ti++) {
+        lb_dtype t = types[ti];
+        size_t rb = lb_dtype_row_size(t, k);
+        uint8_t *w = malloc(rb * (size_t)rows);
+        if (!w) return 1;
+        for (int64_t r = 0; r < rows; r++)
+            if (t == LB_Q4_0) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
+            else lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
+        for (int level = 0; level < LB_CPU_LEVEL_COUNT; level++) {
+            const lb_matmul_kernel *kern = lb_matmul_kernel_at(t, level);
+            if (!kern || (level > 0 && kern == lb_matmul_kernel_at(t, level - 1))) continue;
+            double tp = run(kern, t, w, rows, k, x, n_tok, y), tg = run(kern, t, w, rows, k, x, 1, y);
+            printf("%-5s %-7s %lld x %lld: %d tokens %7.1f GOP/s   1 token %6.1f GB/s\n", lb_dtype_name(t),
+                   lb_cpu_level_name((lb_cpu_level)level), (long long)rows, (long long)k, (int)n_tok,
+                   2e-9 * (double)(rows * k * n_tok) / tp, 1e-9 * (double)(rb * (size_t)rows) / tg);
+        }
+        free(w);
+    }
+    free(wf), free(x), free(y);
+    return 0;
+}

@@ -1,0 +1,156 @@
+/* AVX-512 matmul kernels for F32, F16 and BF16 weights.
+ *
+ * Same plan as the AVX2 kernels (matmul_avx2.c), on 16-lane registers and with the 32 zmm
+ * registers allowing a larger tile: MR = 4 rows x NR = 6 tokens of accumulators (24), each
+ * converted weight vector (vcvtph2ps for F16, a 16-bit shift for BF16) reused for six tokens.
+ * Row tails of k are masked loads instead of a scalar loop. Prompt batches are blocked over
+ * tokens (TB) and k (KC) so a row tile's weight chunk stays in L1 and the activation block in
+ * L2; one token streams each row once, four rows at a time with prefetch.
+ *
+ * BF16 weights are widened to F32 here rather than multiplied with vdpbf16ps: that instruction
+ * needs the activations rounded to BF16 too, which would move results far outside the scalar
+ * twin's (and the model's F32 reference's) rounding. */
+#include <immintrin.h>
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/matmul.h"
+
+#define LB_AI static inline __attribute__((always_inline))
+/* Keeps a loaded vector in a register: otherwise GCC folds the load into every FMA using it,
+ * one load per FMA instead of one per vector ("v": any of the 32 zmm). */
+#define LB_IN_REG(v) __asm__("" : "+v"(v))
+/* Unrolls the tile loops before GCC would give up on their size (its complete-peeling limit):
+ * only unrolled early do the accumulators live in registers, not in memory with a store per FMA. */
+#define LB_UNROLL _Pragma("GCC unroll 8")
+
+enum { DT_F32, DT_F16, DT_BF16 };
+
+#define KC 2048 /* k elements per pass (multiple of 16) */
+#define TB 48   /* tokens per block: TB x KC floats = 384 KiB of L2 */
+#define MR 4
+#define NR 6
+#define PF 2048 /* prefetch distance on each row of a matrix-vector product, bytes */
+
+/* Elements [i, i + 16) of a row (lanes at and past `m`'s first zero read nothing). */
+LB_AI __m512 wload(int dt, const uint8_t *row, int64_t i, __mmask16 m) {
+    if (dt == DT_F32) return _mm512_maskz_loadu_ps(m, row + 4 * i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, row + 2 * i);
+    if (dt == DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+LB_AI size_t esize(int dt) { return dt == DT_F32 ? 4 : 2; }
+
+/* y[t * ldy + r] (+)= dot(w row r, x row t) over [k0, k1), r < R, t < T. One loop whose last
+ * step masks the tail. */
+LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float *x, int64_t xs, int64_t k0,
+                int64_t k1, float *y, int64_t ldy, int add) {
+    __m512 acc[MR][NR];
+    LB_UNROLL
+    for (int r = 0; r < R; r++)
+        LB_UNROLL
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t i = k0; i < k1; i += 16) {
+        __mmask16 m = k1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k1 - i)) - 1);
+        __m512 wv[MR];
+        LB_UNROLL
+        for (int r = 0; r < R; r++) {
+            wv[r] = wload(dt, w + r * wrb, i, m);
+            LB_IN_REG(wv[r]);
+        }
+        LB_UNROLL
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + i);
+            LB_IN_REG(xv);
+            LB_UNROLL
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    LB_UNROLL
+    for (int t = 0; t < T; t++)
+        LB_UNROLL
+        for (int r = 0; r < R; r++) {
+            float s = _mm512_reduce_add_ps(acc[r][t]);
+            y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
+        }
+}
+
+/* One token, four rows: two accumulators per row (32 elements a step) keep more loads in
+ * flight; prefetch ahead on each row (past its end is harmless: prefetch never faults). */
+LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k, float *y) {
+    __m512 a[MR][NR];
+    for (int r = 0; r < MR; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        for (int r = 0; r < MR; r++) _mm_prefetch((const char *)w + r * wrb + i * esize(dt) + PF, _MM_HINT_T1);
+        __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+        for (int r = 0; r < MR; r++) {
+            a[r][0] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i, 0xFFFF), x0, a[r][0]);
+            a[r][1] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i + 16, 0xFFFF), x1, a[r][1]);
+        }
+    }
+    for (; i < k; i += 16) {
+        __mmask16 m = k - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+        __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);
+        for (int r = 0; r < MR; r++) a[r][0] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i, m), x0, a[r][0]);
+    }
+    for (int r = 0; r < MR; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+}
+
+/* Tokens [t0, t1) against R rows from row r, over [k0, k1). */
+LB_AI void tokens(int dt, int R, const lb_matmul_args *a, int64_t r, int64_t t0, int64_t t1, int64_t k0, int64_t k1,
+                  int add) {
+    const float *x = a->x;
+    const uint8_t *w = a->w + (size_t)r * a->w_row_bytes;
+    const int64_t xs = a->k, ldy = a->rows;
+    const size_t wrb = a->w_row_bytes;
+    int64_t t = t0;
+    for (; t + NR <= t1; t += NR) tile(dt, R, NR, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    const float *xt = x + t * xs;
+    float *yt = a->y + t * ldy + r;
+    switch (t1 - t) { /* constant widths, so each tile is fully unrolled */
+    case 5: tile(dt, R, 5, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 4: tile(dt, R, 4, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 3: tile(dt, R, 3, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 2: tile(dt, R, 2, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 1: tile(dt, R, 1, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    default: break;
+    }
+}
+
+LB_AI void rows_any(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
+    const size_t wrb = a->w_row_bytes;
+    if (a->n_tok == 1) {
+        int64_t r = r0;
+        for (; r + MR <= r1; r += MR) vec4(dt, a->w + (size_t)r * wrb, wrb, a->x, a->k, a->y + r);
+        for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * wrb, wrb, a->x, a->k, 0, a->k, a->y + r, a->rows, 0);
+        return;
+    }
+    for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
+        int64_t te = tb + TB < a->n_tok ? tb + TB : a->n_tok;
+        for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
+            int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
+            int64_t r = r0;
+            for (; r + MR <= r1; r += MR) tokens(dt, MR, a, r, tb, te, k0, k1, k0 > 0);
+            for (; r < r1; r++) tokens(dt, 1, a, r, tb, te, k0, k1, k0 > 0);
+        }
+    }
+}
+
+static void rows_f32(const lb_matmul_args *a, int64_t r0, int64_t r1) { rows_any(DT_F32, a, r0, r1); }
+static void rows_f16(const lb_matmul_args *a, int64_t r0, int64_t r1) { rows_any(DT_F16, a, r0, r1); }
+static void rows_bf16(const lb_matmul_args *a, int64_t r0, int64_t r1) { rows_any(DT_BF16, a, r0, r1); }
+
+/* Chunks of 16 rows keep each thread's outputs on their own cache lines. */
+static const lb_matmul_kernel k_f32 = {NULL, NULL, rows_f32, 16};
+static const lb_matmul_kernel k_f16 = {NULL, NULL, rows_f16, 16};
+static const lb_matmul_kernel k_bf16 = {NULL, NULL, rows_bf16, 16};
+
+const lb_matmul_kernel *lb_matmul_avx512_builtin(lb_dtype t) {
+    switch (t) {
+    case LB_F32: return &k_f32;
+    case LB_F16: return &k_f16;
+    case LB_BF16: return &k_bf16;
+    default: return NULL;
+    }
+}
