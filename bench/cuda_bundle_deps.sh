@@ -13,8 +13,9 @@ cp /usr/include/cjson/cJSON.h "$d/include/cjson/"
 L=/usr/lib/x86_64-linux-gnu
 for a in libpcre2-8.a libzstd.a liblz4.a libxxhash.a; do cp "$L/$a" "$d/lib/"; done
 # no static cJSON in Debian: the shared library (needs only libc), found through an rpath
-cp "$L/libcjson.so.1"* "$d/lib/" && ln -sf "$(basename "$(readlink -f "$L/libcjson.so.1")")" "$d/lib/libcjson.so.1" \
-  && ln -sf libcjson.so.1 "$d/lib/libcjson.so"
+# (plain copies, no symlinks: the copy to the GPU machine may drop links)
+cp "$(readlink -f "$L/libcjson.so.1")" "$d/lib/libcjson.so.1"
+cp "$d/lib/libcjson.so.1" "$d/lib/libcjson.so"
 shared=${LB_SHARED_DIR:-../shared}
 cp "$shared/models/stories260K-gguf/stories260K.gguf" "$d/models/stories260K-gguf/"
 du -sh "$d"

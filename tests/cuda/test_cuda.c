@@ -12,7 +12,6 @@
 #include "core/threads.h"
 #include "kernels/backend.h"
 #include "lowbit.h"
-#include "mem/arena.h"
 #include "quant/quant.h"
 
 static const lb_backend *g_cpu, *g_gpu;

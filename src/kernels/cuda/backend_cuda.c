@@ -20,7 +20,6 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_dev.h"
 #include "kernels/cuda/cuda_kernels.h"
-#include "quant/blocks.h"
 
 lb_cu_state lb_cu_g;
 
