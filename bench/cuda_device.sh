@@ -20,8 +20,10 @@ left() { echo $((LIMIT - (SECONDS - T0))); }
 
 { nvidia-smi 2>&1; nvcc --version 2>&1; gcc --version 2>&1 | head -1; cmake --version 2>&1 | head -1; } > "$OUT/env.txt"
 deps="libcjson libpcre2-8 libzstd liblz4 libmicrohttpd"
-SHARED_DIR=../shared
-[ -f "$SHARED_DIR/models/stories260K-gguf/stories260K.gguf" ] || SHARED_DIR=$PWD/bench/cuda_deps
+SHARED_DIR=$PWD/bench/cuda_deps # where test_cuda finds models/stories260K-gguf
+for d in ../shared shared; do
+  [ -f "$d/models/stories260K-gguf/stories260K.gguf" ] && { SHARED_DIR=$(cd "$d" && pwd); break; }
+done
 
 build_cmake() {
   cmake -S . -B "$B" -DLOWBIT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" \
@@ -78,8 +80,9 @@ bench_one() { # file label
   local s=$(left)
   [ "$s" -gt 20 ] || { log "skip bench $2: time"; return; }
   log "bench $2"
-  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 128 -n 64 -r 3 >> "$OUT/bench.log" 2>&1 || log "bench $2 failed rc=$?"
-  grep -E "prompt:|generation:" "$OUT/bench.log" | tail -2 | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
+  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 128 -n 64 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
+  cat "$M/bench.txt" >> "$OUT/bench.log"
+  grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
 }
 for preset in llama-1b llama-7b; do
   [ "$(left)" -gt 60 ] || { log "skip $preset: time"; continue; }

@@ -36,6 +36,7 @@ __global__ void k_mv_q8_0(const int8_t *wq, const uint16_t *wd, const int8_t *xq
     if (r >= rows) return;
     int nb = k / 32;
     float acc[NT] = {0};
+#pragma unroll 4 // several independent weight loads in flight per lane
     for (int b = lane; b < nb; b += 32) {
         const int4 *wp = (const int4 *)(wq + (size_t)r * k + b * 32);
         int4 w0 = wp[0], w1 = wp[1];
@@ -65,6 +66,7 @@ __global__ void k_mv_q4_0(const uint8_t *wq, const uint16_t *wd, const int8_t *x
     if (r >= rows) return;
     int nb = k / 32;
     float acc[NT] = {0};
+#pragma unroll 4 // several independent weight loads in flight per lane
     for (int b = lane; b < nb; b += 32) {
         int4 w = *(const int4 *)(wq + (size_t)r * (k / 2) + b * 16);
         int wv[4] = {w.x, w.y, w.z, w.w}, lo[4], hi[4];
@@ -110,6 +112,7 @@ __global__ void k_mv_float(const W *w, const float *x, int rows, int k, float *y
     const int V = 16 / sizeof(W);
     float acc[NT] = {0};
     int kv = (k % V) ? 0 : k;
+#pragma unroll 4
     for (int i = lane * V; i < kv; i += 32 * V) {
         int4 raw = *(const int4 *)(wr + i);
         const W *e = (const W *)&raw;
