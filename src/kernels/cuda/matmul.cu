@@ -17,7 +17,7 @@ static __device__ __forceinline__ float warp_sum(float v) {
 static __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 // One warp per 32-element block of one token: absmax, scale rounded to F16, round-half-even.
-__global__ void k_quant_act(const float *x, int k, int8_t *xq, float *xd) {
+static __global__ void k_quant_act(const float *x, int k, int8_t *xq, float *xd) {
     int t = blockIdx.y, b = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (b * 32 >= k) return;
     float v = x[(size_t)t * k + b * 32 + lane], a = fabsf(v);
@@ -30,7 +30,7 @@ __global__ void k_quant_act(const float *x, int k, int8_t *xq, float *xd) {
 }
 
 template <int NT>
-__global__ void k_mv_q8_0(const int8_t *wq, const uint16_t *wd, const int8_t *xq, const float *xd, int rows, int k,
+static __global__ void k_mv_q8_0(const int8_t *wq, const uint16_t *wd, const int8_t *xq, const float *xd, int rows, int k,
                           float *y) {
     int r = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows) return;
@@ -60,7 +60,7 @@ __global__ void k_mv_q8_0(const int8_t *wq, const uint16_t *wd, const int8_t *xq
 }
 
 template <int NT>
-__global__ void k_mv_q4_0(const uint8_t *wq, const uint16_t *wd, const int8_t *xq, const float *xd, int rows, int k,
+static __global__ void k_mv_q4_0(const uint8_t *wq, const uint16_t *wd, const int8_t *xq, const float *xd, int rows, int k,
                           float *y) {
     int r = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows) return;
@@ -105,7 +105,7 @@ template <> __device__ __forceinline__ float ld<__nv_bfloat16>(const __nv_bfloat
 
 // Float weights: 16-byte loads where rows are 16-byte aligned, element loads for the rest.
 template <typename W, int NT>
-__global__ void k_mv_float(const W *w, const float *x, int rows, int k, float *y) {
+static __global__ void k_mv_float(const W *w, const float *x, int rows, int k, float *y) {
     int r = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows) return;
     const W *wr = w + (size_t)r * k;
@@ -167,7 +167,7 @@ extern "C" void lb_cu_mv(int type, const void *wq, const uint16_t *wd, const flo
     }
 }
 
-__global__ void k_to_half(const float *x, void *out, size_t n, int bf16) {
+static __global__ void k_to_half(const float *x, void *out, size_t n, int bf16) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     if (bf16) ((__nv_bfloat16 *)out)[i] = __float2bfloat16_rn(x[i]);

@@ -22,7 +22,7 @@ template <typename T> static __device__ T block_reduce(T v, bool is_max) {
     return v;
 }
 
-__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+static __global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     const float *xr = x + (size_t)blockIdx.x * n;
     float *o = out + (size_t)blockIdx.x * n;
     double ss = 0;
@@ -36,7 +36,7 @@ extern "C" void lb_cu_rmsnorm(float *out, const float *x, const float *w, int n_
     if (n_tok > 0) k_rmsnorm<<<n_tok, NT, 0, s>>>(out, x, w, n, eps);
 }
 
-__global__ void k_rope(float *x, int n_heads, int hd, size_t row_stride, const float *cs_all, int neox) {
+static __global__ void k_rope(float *x, int n_heads, int hd, size_t row_stride, const float *cs_all, int neox) {
     int t = blockIdx.x, half = hd / 2;
     const float *cs = cs_all + (size_t)t * hd, *sn = cs + half;
     for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
@@ -54,7 +54,7 @@ extern "C" void lb_cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_
     if (n_tok > 0) k_rope<<<n_tok, NT, 0, s>>>(x, n_heads, hd, row_stride, cs, neox);
 }
 
-__global__ void k_glu(float *g, const float *u, size_t n, int act) {
+static __global__ void k_glu(float *g, const float *u, size_t n, int act) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float v = g[i];
@@ -66,12 +66,12 @@ __global__ void k_glu(float *g, const float *u, size_t n, int act) {
     }
 }
 
-__global__ void k_add(float *y, const float *x, size_t n) {
+static __global__ void k_add(float *y, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += x[i];
 }
 
-__global__ void k_scale(float *y, float a, size_t n) {
+static __global__ void k_scale(float *y, float a, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] *= a;
 }
@@ -114,7 +114,7 @@ static __device__ void store_elem(int type, const float *src, uint8_t *dst, int 
 }
 
 // kv_dim is a multiple of 32 for Q8_0 (the engine checks head_dim), so whole warps share a block.
-__global__ void k_kv_store(lb_cu_kv kv, const float *k, const float *v, int kv_dim, const int32_t *slot) {
+static __global__ void k_kv_store(lb_cu_kv kv, const float *k, const float *v, int kv_dim, const int32_t *slot) {
     int t = blockIdx.x;
     uint8_t *b = kv.base + (size_t)slot[2 * t] * kv.block_bytes + (size_t)slot[2 * t + 1] * kv.row_bytes;
     int n_round = (kv_dim + 31) / 32 * 32;
@@ -143,7 +143,7 @@ static __device__ float load_kv(int type, const uint8_t *row, int i) {
 
 // One block per (head, token): scores for every position (one thread a position), softmax,
 // then each thread one output element summed over the positions. Shared memory holds q.
-__global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_heads, int n_kv_heads, int hd,
+static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_heads, int n_kv_heads, int hd,
                             const int32_t *idx, float *scores, int max_pos) {
     extern __shared__ float qs[];
     int h = blockIdx.x, t = blockIdx.y, n_tok = gridDim.y, kvh = h / (n_heads / n_kv_heads), bt = kv.block_tokens;
