@@ -8,7 +8,8 @@
  *
  * There is one device context per process (stream, cuBLAS handle, upload cache) and the table
  * is used from one thread at a time, as the engine does; ops that cannot return an error keep
- * the first CUDA error, and the next matmul reports it. */
+ * the first CUDA error, and the next matmul reports it. Device buffers are written only through
+ * the table's ops (each counts an epoch, which is how a product knows its input is unchanged). */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ lb_status lb_cu_status(lb_error *err) {
 
 static lb_status cu_alloc(void *ctx, size_t bytes, const char *tag, lb_buf *out, lb_error *err) {
     memset(out, 0, sizeof *out);
+    lb_cu_g.epoch++; /* an address may come back with other contents */
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) return lb_fail(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of GPU memory for %s: %s", bytes, tag, cudaGetErrorString(e));
@@ -64,11 +66,13 @@ static void cu_free(void *ctx, lb_buf *b) {
 static void cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps) {
     const float *dw = w ? lb_cu_const(w, (size_t)n * sizeof(float)) : NULL;
     if (w && !dw) return;
+    lb_cu_g.epoch++;
     lb_cu_rmsnorm(out, x, dw, n_tok, n, eps, lb_cu_g.stream);
 }
 
 static void cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int layout) {
     const float *dcs = lb_cu_stage(cs, (size_t)n_tok * hd * sizeof(float));
+    lb_cu_g.epoch++;
     if (dcs) lb_cu_rope(x, n_tok, n_heads, hd, row_stride, dcs, layout, lb_cu_g.stream);
 }
 
@@ -84,6 +88,7 @@ static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, in
     for (int t = 0; t < n_tok; t++) slot[2 * t] = blk[t], slot[2 * t + 1] = off[t];
     const int32_t *ds = lb_cu_stage(slot, (size_t)n_tok * 2 * sizeof(int32_t));
     lb_cu_kv d = kv_of(kv);
+    lb_cu_g.epoch++;
     if (ds) lb_cu_kv_store(&d, k, v, n_tok, kv_dim, ds, lb_cu_g.stream);
 }
 
@@ -109,19 +114,27 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     }
     const int32_t *didx = lb_cu_stage(idx, words * sizeof(int32_t));
     lb_cu_kv d = kv_of(&a->kv);
+    lb_cu_g.epoch++;
     if (didx)
         lb_cu_attention(&d, a->q, a->out, n, a->n_heads, a->n_kv_heads, a->head_dim, didx, scores, max_pos,
                         lb_cu_g.stream);
 }
 
-static void cu_glu(float *gate, const float *up, size_t n, int act) { lb_cu_glu(gate, up, n, act, lb_cu_g.stream); }
+static void cu_glu(float *gate, const float *up, size_t n, int act) {
+    lb_cu_g.epoch++;
+    lb_cu_glu(gate, up, n, act, lb_cu_g.stream);
+}
 
 static void cu_add(float *y, const float *x, size_t n) {
     const float *dx = lb_cu_const(x, n * sizeof(float));
+    lb_cu_g.epoch++;
     if (dx) lb_cu_add(y, dx, n, lb_cu_g.stream);
 }
 
-static void cu_scale(float *y, float a, size_t n) { lb_cu_scale(y, a, n, lb_cu_g.stream); }
+static void cu_scale(float *y, float a, size_t n) {
+    lb_cu_g.epoch++;
+    lb_cu_scale(y, a, n, lb_cu_g.stream);
+}
 
 static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *err) {
     size_t bytes = (size_t)t->ne[0] * sizeof(float);
@@ -130,11 +143,13 @@ static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *e
     lb_status st = lb_tensor_row_to_float(t, r, row, err);
     if (st) return st;
     const void *d = lb_cu_stage(row, bytes);
+    lb_cu_g.epoch++;
     if (d) lb_cu_check(cudaMemcpyAsync(out, d, bytes, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
     return lb_cu_status(err);
 }
 
 static void cu_copy(void *dst, const void *src, size_t n) {
+    lb_cu_g.epoch++;
     lb_cu_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
 }
 

@@ -38,6 +38,12 @@ typedef struct lb_cu_state {
     size_t host_tmp_n;
     void *ring_host, *ring_dev; /* staging ring (cuda_mem.c) */
     size_t ring_n, ring_off;
+    /* q/k/v and gate/up read the same input: its Q8_0 copy is reused while no op has written
+     * device memory since (epoch counts the writing ops) */
+    uint64_t epoch, aq_epoch;
+    const float *aq_x;
+    int aq_n;
+    int64_t aq_k;
 } lb_cu_state;
 
 extern lb_cu_state lb_cu_g;

@@ -110,12 +110,18 @@ static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_
     if (u->type == LB_CU_F16 && n_tok >= GEMM_MIN_TOK) return gemm(u, x, n_tok, y, err);
     int8_t *xq = NULL;
     float *xd = NULL;
-    if (quant) { /* activations quantized once for every chunk of tokens */
+    lb_cu_state *g = &lb_cu_g;
+    if (quant) { /* activations quantized once for every chunk of tokens, and for the next product */
+        int again = g->aq_x == x && g->aq_n == n_tok && g->aq_k == u->k && g->aq_epoch == g->epoch;
         xq = lb_cu_scratch(LB_CU_SCRATCH_ACT, (size_t)n_tok * (k + nb * sizeof(float)));
         if (!xq) return lb_cu_status(err);
         xd = (float *)(void *)(xq + (size_t)n_tok * k);
-        lb_cu_quant_act(x, n_tok, (int)k, xq, xd, lb_cu_g.stream);
+        if (!again) lb_cu_quant_act(x, n_tok, (int)k, xq, xd, g->stream);
+        g->aq_x = x, g->aq_n = n_tok, g->aq_k = u->k, g->aq_epoch = g->epoch;
     }
+    /* a product writing over the input it quantized would leave a stale copy */
+    uintptr_t y0 = (uintptr_t)y, y1 = y0 + (size_t)n_tok * u->rows * sizeof(float), x0 = (uintptr_t)g->aq_x;
+    if (g->aq_x && y0 < x0 + (size_t)g->aq_n * g->aq_k * sizeof(float) && x0 < y1) g->epoch++;
     for (int t0 = 0; t0 < n_tok; t0 += LB_CU_MV_TOK) {
         int n = n_tok - t0 < LB_CU_MV_TOK ? n_tok - t0 : LB_CU_MV_TOK;
         lb_cu_mv(u->type, u->q, u->d, x + (size_t)t0 * k, quant ? xq + (size_t)t0 * k : NULL,
@@ -132,7 +138,10 @@ static lb_status product(const lb_tensor *w, const float *x, int n_tok, float *y
     if ((u->rows | u->k) >> 31) return lb_fail(err, LB_ERR_UNSUPPORTED, "CUDA: %s is too large for one product", w->name ? w->name : "a weight");
     size_t xb = (size_t)n_tok * u->k * sizeof(float), yb = (size_t)n_tok * u->rows * sizeof(float);
     const float *dx = x;
-    if (!lb_cu_is_dev(x) && !(dx = lb_cu_stage(x, xb))) return lb_cu_status(err);
+    if (!lb_cu_is_dev(x)) {
+        lb_cu_g.epoch++; /* a staging slot is reused with other contents */
+        if (!(dx = lb_cu_stage(x, xb))) return lb_cu_status(err);
+    }
     int host_y = !lb_cu_is_dev(y);
     float *dy = host_y ? lb_cu_scratch(LB_CU_SCRATCH_Y, yb) : y;
     if (!dy) return lb_cu_status(err);

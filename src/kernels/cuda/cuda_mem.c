@@ -187,6 +187,7 @@ void lb_cu_forget(void) {
     if (g->ring_dev) cudaFree(g->ring_dev);
     g->ring_host = g->ring_dev = NULL;
     g->ring_n = g->ring_off = 0;
+    g->aq_x = NULL; /* the quantized activations go with the scratch */
     for (int i = 0; i < LB_CU_SCRATCH_N; i++) {
         if (g->scratch[i]) cudaFree(g->scratch[i]);
         g->scratch[i] = NULL;
