@@ -129,13 +129,20 @@ typedef struct lb_session lb_session;
 /* Q8_0: GGUF Q8_0 blocks (32 int8 + fp16 scale, 34 bytes) per head row; needs head_dim % 32 == 0. */
 typedef enum lb_kv_type { LB_KV_F32 = 0, LB_KV_F16 = 1, LB_KV_Q8_0 = 2 } lb_kv_type;
 
+/* Where the forward pass runs. LB_DEVICE_CUDA needs a build with -DLOWBIT_CUDA=ON and a CUDA
+ * device (else LB_ERR_UNSUPPORTED saying which): weights are uploaded once, the KV cache and
+ * activations live on the device, logits come back to host memory. */
+typedef enum lb_device { LB_DEVICE_CPU = 0, LB_DEVICE_CUDA = 1 } lb_device;
 typedef struct lb_session_params {
     int n_ctx;          /* 0: the model's training context, capped at 4096 */
     int n_threads;      /* 0: all cores */
     lb_kv_type kv_type;
+    lb_device device;   /* LB_DEVICE_CPU by default */
 } lb_session_params;
 
 lb_session_params lb_session_default_params(void);
+/* The CUDA device's name and memory in bytes; LB_ERR_UNSUPPORTED without CUDA or a device. */
+lb_status lb_cuda_device(char *name, size_t cap, size_t *total_bytes, lb_error *err);
 lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out, lb_error *err);
 void lb_session_free(lb_session *s);
 void lb_session_reset(lb_session *s);
@@ -185,6 +192,7 @@ typedef struct lb_engine_params {
     int max_batch;      /* most entries in one decode call (scratch); 0: 64 */
     int block_tokens;   /* positions per KV block; 0: 16 */
     int prefix_cache;   /* remember full blocks by their token chain for reuse (1 by default) */
+    lb_device device;   /* LB_DEVICE_CPU by default */
 } lb_engine_params;
 lb_engine_params lb_engine_default_params(void);
 lb_status lb_engine_new(lb_model *m, const lb_engine_params *p, lb_engine **out, lb_error *err);

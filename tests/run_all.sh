@@ -24,6 +24,18 @@ for variant in release asan; do
   if [ "$rc" != 0 ] || [ -z "$total" ]; then echo "tests: $passed passed, $((failed > 0 ? failed : 1)) failed"; exit 1; fi
 done
 
+# The CUDA backend: built (never run: no GPU here) where nvcc exists, sm_90 only to keep it short,
+# with the same rule that any warning fails the suite.
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "== cuda build (no run)"
+  PATH="$PATH:/usr/local/cuda/bin" cmake -S . -B build-test-cuda -DLOWBIT_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES=90-real >/dev/null
+  if cmake --build build-test-cuda -j"$jobs" --target lowbit_cli test_cuda cuda_bandwidth 2>&1 | grep -E "(warning|error)[: ]"; then
+    echo "cuda build produced warnings or errors"; echo "tests: $passed passed, $((failed + 1)) failed"; exit 1
+  fi
+  passed=$((passed + 1))
+fi
+
 # Fuzz targets: build with clang + libFuzzer and run each for a few seconds, so the harnesses
 # keep compiling and the parsers get a short smoke fuzz on every run.
 if command -v clang >/dev/null; then

@@ -189,7 +189,7 @@ class ModelParams(ctypes.Structure):
 
 
 class SessionParams(ctypes.Structure):
-    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int)]
+    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int)]
 
 
 class SamplerParams(ctypes.Structure):

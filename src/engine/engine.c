@@ -9,7 +9,7 @@
 #include "mem/arena.h"
 
 lb_engine_params lb_engine_default_params(void) {
-    lb_engine_params p = {0, LB_KV_F32, 0, 0, 0, 0, 1};
+    lb_engine_params p = {0, LB_KV_F32, 0, 0, 0, 0, 1, LB_DEVICE_CPU};
     return p;
 }
 
@@ -34,8 +34,19 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     if (!lb_kv_head_bytes(m->cfg.head_dim, p.kv_type))
         return lb_fail(err, LB_ERR_UNSUPPORTED, "a Q8_0 KV cache needs head_dim a multiple of 32; this model's head_dim is %d",
                        m->cfg.head_dim);
+    const lb_backend *be = lb_backend_cpu();
+    if (p.device == LB_DEVICE_CUDA) {
+        /* BitNet quantizes activations on the host between ops (graph/act_quant.c) */
+        if (m->cfg.arch == LB_ARCH_BITNET || m->cfg.act_quant_int8)
+            return lb_fail(err, LB_ERR_UNSUPPORTED, "the CUDA backend does not run BitNet models yet");
+        lb_status bst = lb_backend_cuda(&be, err);
+        if (bst) return bst;
+    } else if (p.device != LB_DEVICE_CPU) {
+        return lb_fail(err, LB_ERR_ARG, "unknown device %d", (int)p.device);
+    }
     lb_engine *e = calloc(1, sizeof *e);
     if (!e) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    e->be = be;
     e->m = m;
     e->p = p;
     e->pool = lb_pool_new(p.n_threads);
@@ -46,8 +57,8 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     size_t n_blocks = ((size_t)p.n_kv_tokens + p.block_tokens - 1) / p.block_tokens;
     /* a sequence never holds more positions than the pool has */
     int max_seq = p.n_ctx < (int)(n_blocks * p.block_tokens) ? p.n_ctx : (int)(n_blocks * p.block_tokens);
-    lb_status st = lb_kv_cache_new(e->mem, &m->cfg, p.kv_type, p.block_tokens, n_blocks, &e->kv, err);
-    if (!st) st = lb_fwd_init(&e->fwd, m, lb_backend_cpu(), e->mem, e->pool, e->kv, p.max_batch, max_seq, err);
+    lb_status st = lb_kv_cache_new(be, e->mem, &m->cfg, p.kv_type, p.block_tokens, n_blocks, &e->kv, err);
+    if (!st) st = lb_fwd_init(&e->fwd, m, be, e->mem, e->pool, e->kv, p.max_batch, max_seq, err);
     if (!st && !(e->toks = calloc((size_t)p.max_batch, sizeof *e->toks)))
         st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (st) {
@@ -76,6 +87,7 @@ void lb_engine_free(lb_engine *e) {
     free(e->toks);
     lb_fwd_free(&e->fwd);
     lb_kv_cache_free(e->kv);
+    if (e->be && e->be->forget) e->be->forget(); /* the model's weights may be freed next */
     lb_pool_free(e->pool);
     lb_mem_tracker_free(e->mem);
     free(e);

@@ -28,6 +28,7 @@ struct lb_engine {
     lb_pool *pool;
     lb_mem_tracker *mem;
     lb_kv_cache *kv;
+    const lb_backend *be;
     lb_fwd fwd;
     lb_engine_params p;
     lb_engine_seq *seqs;

@@ -9,8 +9,12 @@
 #include "mem/arena.h"
 
 lb_session_params lb_session_default_params(void) {
-    lb_session_params p = {0, 0, LB_KV_F32};
+    lb_session_params p = {0, 0, LB_KV_F32, LB_DEVICE_CPU};
     return p;
+}
+
+lb_status lb_cuda_device(char *name, size_t cap, size_t *total_bytes, lb_error *err) {
+    return lb_cuda_device_info(name, cap, total_bytes, err);
 }
 
 size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t) {
@@ -45,6 +49,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     ep.max_batch = LB_MAX_BATCH;
     ep.block_tokens = block_for(n_ctx);
     ep.prefix_cache = 0;
+    ep.device = p->device;
     lb_session *s = calloc(1, sizeof *s);
     if (!s) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     s->m = m;

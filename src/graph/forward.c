@@ -40,6 +40,14 @@ static lb_status buf(lb_fwd *f, lb_buf *b, size_t bytes, const char *tag, lb_err
     return st;
 }
 
+/* Tables the host fills for every call (positions, slots, RoPE cos/sin) stay in host memory
+ * whatever the backend: the ops that read them take host pointers. */
+static lb_status host_buf(lb_fwd *f, lb_buf *b, size_t bytes, const char *tag, lb_error *err) {
+    lb_status st = lb_backend_cpu()->alloc(f->be_ctx, bytes, tag, b, err);
+    if (!st) f->scratch_bytes += bytes;
+    return st;
+}
+
 lb_status lb_fwd_init(lb_fwd *f, lb_model *m, const lb_backend *be, void *be_ctx, lb_pool *pool, lb_kv_cache *kv,
                       int B, int max_seq, lb_error *err) {
     memset(f, 0, sizeof *f);
@@ -63,9 +71,9 @@ lb_status lb_fwd_init(lb_fwd *f, lb_model *m, const lb_backend *be, void *be_ctx
         (st = buf(f, &f->hb, (size_t)B * c->hidden_dim * F, "scratch", err)) ||
         (st = buf(f, &f->hb2, (size_t)B * c->hidden_dim * F, "scratch", err)) ||
         (st = buf(f, &f->att, (size_t)f->n_threads * f->att_stride * F, "attention", err)) ||
-        (st = buf(f, &f->inv_freq, (size_t)c->head_dim / 2 * F, "scratch", err)) ||
-        (st = buf(f, &f->rope_cs, (size_t)B * c->head_dim * F, "scratch", err)) ||
-        (st = buf(f, &f->idx, idx_bytes(B, f->n_threads, c->head_dim), "scratch", err))) {
+        (st = host_buf(f, &f->inv_freq, (size_t)c->head_dim / 2 * F, "scratch", err)) ||
+        (st = host_buf(f, &f->rope_cs, (size_t)B * c->head_dim * F, "scratch", err)) ||
+        (st = host_buf(f, &f->idx, idx_bytes(B, f->n_threads, c->head_dim), "scratch", err))) {
         lb_fwd_free(f);
         return st;
     }
@@ -81,10 +89,11 @@ lb_status lb_fwd_init(lb_fwd *f, lb_model *m, const lb_backend *be, void *be_ctx
 }
 
 void lb_fwd_free(lb_fwd *f) {
-    lb_buf *bufs[] = {&f->x, &f->xb, &f->xb2, &f->q, &f->k, &f->v, &f->att_out, &f->hb, &f->hb2,
-                      &f->att, &f->inv_freq, &f->rope_cs, &f->idx, &f->dx, &f->dy};
+    lb_buf *bufs[] = {&f->x, &f->xb, &f->xb2, &f->q, &f->k, &f->v, &f->att_out, &f->hb, &f->hb2, &f->att, &f->dx, &f->dy};
+    lb_buf *host[] = {&f->inv_freq, &f->rope_cs, &f->idx};
     if (!f->be) return;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) f->be->free(f->be_ctx, bufs[i]);
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++) lb_backend_cpu()->free(f->be_ctx, host[i]);
 }
 
 lb_status lb_fwd_enable_finetunes(lb_fwd *f, lb_error *err) {

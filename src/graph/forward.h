@@ -29,7 +29,7 @@ typedef struct lb_fwd_tok {
 typedef struct lb_fwd {
     lb_model *m;
     const lb_backend *be;
-    void *be_ctx; /* the backend's allocation context (CPU: the memory tracker) */
+    void *be_ctx; /* the engine's memory tracker: the CPU backend's and the host tables' allocation context */
     lb_pool *pool;
     lb_kv_cache *kv;
     int max_batch, max_seq, n_threads;

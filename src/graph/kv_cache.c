@@ -9,7 +9,9 @@
 #include "quant/blocks.h"
 
 struct lb_kv_cache {
-    lb_mem_tracker *mem;
+    const lb_backend *be; /* the pool lives where the backend's ops read it */
+    void *be_ctx;
+    lb_buf pool;
     lb_kv_type type;
     int n_layers, block_tokens;
     size_t head_bytes, row_bytes, block_bytes, n_blocks;
@@ -28,7 +30,7 @@ size_t lb_kv_block_bytes(const lb_config *c, lb_kv_type t, int block_tokens) {
     return (size_t)2 * c->n_layers * block_tokens * c->n_kv_heads * lb_kv_head_bytes(c->head_dim, t);
 }
 
-lb_status lb_kv_cache_new(lb_mem_tracker *mem, const lb_config *c, lb_kv_type t, int block_tokens, size_t n_blocks,
+lb_status lb_kv_cache_new(const lb_backend *be, void *be_ctx, const lb_config *c, lb_kv_type t, int block_tokens, size_t n_blocks,
                           lb_kv_cache **out, lb_error *err) {
     *out = NULL;
     if (block_tokens < 1 || block_tokens > 4096 || n_blocks < 1 || n_blocks > INT32_MAX)
@@ -39,7 +41,8 @@ lb_status lb_kv_cache_new(lb_mem_tracker *mem, const lb_config *c, lb_kv_type t,
         return lb_fail(err, LB_ERR_NOMEM, "KV cache: %zu blocks of %zu bytes overflow", n_blocks, bb);
     lb_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
-    kv->mem = mem;
+    kv->be = be;
+    kv->be_ctx = be_ctx;
     kv->type = t;
     kv->n_layers = c->n_layers;
     kv->block_tokens = block_tokens;
@@ -48,7 +51,8 @@ lb_status lb_kv_cache_new(lb_mem_tracker *mem, const lb_config *c, lb_kv_type t,
     kv->block_bytes = bb;
     kv->n_blocks = n_blocks;
     /* not zeroed: attention reads only positions already stored */
-    kv->base = lb_mem_alloc(mem, total, "kv");
+    lb_error e2 = {0};
+    if (be->alloc(be_ctx, total, "kv", &kv->pool, &e2) == LB_OK) kv->base = kv->pool.data;
     /* bookkeeping (8 bytes a block) is plain heap, so the tracker shows the cache itself */
     kv->refs = calloc(n_blocks, sizeof *kv->refs);
     kv->free_ids = malloc(n_blocks * sizeof *kv->free_ids);
@@ -64,7 +68,7 @@ lb_status lb_kv_cache_new(lb_mem_tracker *mem, const lb_config *c, lb_kv_type t,
 
 void lb_kv_cache_free(lb_kv_cache *kv) {
     if (!kv) return;
-    lb_mem_free(kv->mem, kv->base);
+    if (kv->base) kv->be->free(kv->be_ctx, &kv->pool);
     free(kv->refs);
     free(kv->free_ids);
     free(kv);
@@ -134,7 +138,7 @@ lb_status lb_kv_seq_reserve(lb_kv_cache *kv, lb_kv_seq *seq, int n_new, lb_error
     int first = seq->n_tokens / bt;
     if (first < seq->n_blocks && kv->refs[seq->blocks[first]] > 1) { /* copy-on-write */
         int32_t old = seq->blocks[first], b = lb_kv_block_alloc(kv);
-        memcpy(kv->base + (size_t)b * kv->block_bytes, kv->base + (size_t)old * kv->block_bytes, kv->block_bytes);
+        kv->be->copy(kv->base + (size_t)b * kv->block_bytes, kv->base + (size_t)old * kv->block_bytes, kv->block_bytes);
         lb_kv_block_unref(kv, old);
         seq->blocks[first] = b;
     }

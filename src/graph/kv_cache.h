@@ -31,7 +31,9 @@ size_t lb_kv_head_bytes(int head_dim, lb_kv_type t);
 /* Bytes one block takes in the pool (all layers, K and V). */
 size_t lb_kv_block_bytes(const lb_config *c, lb_kv_type t, int block_tokens);
 
-lb_status lb_kv_cache_new(lb_mem_tracker *mem, const lb_config *c, lb_kv_type t, int block_tokens, size_t n_blocks,
+/* The pool comes from be->alloc(be_ctx) (device memory for a device backend); a shared block
+ * is copied with be->copy. */
+lb_status lb_kv_cache_new(const lb_backend *be, void *be_ctx, const lb_config *c, lb_kv_type t, int block_tokens, size_t n_blocks,
                           lb_kv_cache **out, lb_error *err);
 void lb_kv_cache_free(lb_kv_cache *kv);
 

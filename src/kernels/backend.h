@@ -84,10 +84,19 @@ typedef struct lb_backend {
     lb_status (*embed)(const lb_tensor *t, int64_t r, float *out, lb_error *err);
     /* n bytes from src to dst, both of this backend's location */
     void (*copy)(void *dst, const void *src, size_t n);
+    /* drops the backend's copies of host data (uploaded weights) before that data is freed;
+     * NULL where ops read host memory directly */
+    void (*forget)(void);
 } lb_backend;
 
 /* The CPU backend: the kernels of src/kernels/cpu and src/quant. ctx for alloc/free is an
  * lb_mem_tracker. */
 const lb_backend *lb_backend_cpu(void);
+
+/* The CUDA backend (src/kernels/cuda, built with -DLOWBIT_CUDA=ON): LB_ERR_UNSUPPORTED naming
+ * the reason when the build has no CUDA or no device is present. Its alloc/free ignore ctx. */
+lb_status lb_backend_cuda(const lb_backend **out, lb_error *err);
+/* The device's name and memory (LB_ERR_UNSUPPORTED without CUDA). */
+lb_status lb_cuda_device_info(char *name, size_t cap, size_t *total_bytes, lb_error *err);
 
 #endif

@@ -153,6 +153,6 @@ static void cpu_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n)
 
 static const lb_backend g_cpu = {"cpu",        LB_BUF_HOST, cpu_alloc,     cpu_free, cpu_matmul, cpu_matmul_raw,
                                  cpu_rmsnorm,  cpu_rope,    cpu_kv_store,  cpu_attention, cpu_glu, cpu_add,
-                                 cpu_scale,    cpu_embed,   cpu_copy};
+                                 cpu_scale,    cpu_embed,   cpu_copy,      NULL};
 
 const lb_backend *lb_backend_cpu(void) { return &g_cpu; }

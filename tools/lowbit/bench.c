@@ -14,21 +14,39 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Bytes of weights one decoded token reads: every tensor but the embedding table, of which it
+ * reads one row (a tied table is read whole as the output matrix, so it counts). */
+static uint64_t token_bytes(const lb_model *m) {
+    lb_model_info mi;
+    lb_model_get_info(m, &mi);
+    uint64_t b = mi.weight_bytes;
+    for (size_t i = 0; i < mi.n_tensors && !mi.tied_embeddings; i++) {
+        lb_tensor_info ti;
+        if (lb_model_tensor_info(m, i, &ti, NULL)) continue;
+        if (ti.name && (strstr(ti.name, "token_embd") || strstr(ti.name, "embed_tokens") || strstr(ti.name, "tok_embeddings")) &&
+            ti.nbytes <= b)
+            b -= ti.nbytes;
+    }
+    return b;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     long long threads = 0, n_prompt = 128, n_gen = 64, reps = 5, n_ctx = 0;
     uint64_t budget = 0;
     int json = 0, kv_given = 0;
     lb_kv_type kv = LB_KV_F32;
+    lb_device device = LB_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16|q8_0] [-c CTX]\n"
-                 "                   [--mem-budget SIZE] [--json]\n\n"
+                 "                   [--mem-budget SIZE] [--device cpu|cuda] [--json]\n\n"
                  "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
                  "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
                  "repetitions, the peak RSS and the CPU kernel level (LOWBIT_CPU=scalar|avx2 forces a lower one).\n"
-                 "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"peak_rss_bytes\", \"threads\", \"kernels\"}.\n"
+                 "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"tg_gb_s\", \"peak_rss_bytes\", \"threads\", \"kernels\", \"device\"};\n"
+                 "tg_gb_s is the model's weight bytes one token reads (all but the embedding table) x tg_tok_s.\n"
                  "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
                  "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.");
             return CLI_OK;
@@ -43,6 +61,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (!cli_int(a, v, 1, 1000, &reps)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 1, 1 << 24, &n_ctx)) return CLI_USAGE; }
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
+        else if (!strcmp(a, "--device")) { if (!cli_device(a, v, &device)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
             if (!strcmp(v, "f32")) kv = LB_KV_F32;
             else if (!strcmp(v, "f16")) kv = LB_KV_F16;
@@ -89,6 +108,7 @@ int cmd_bench(int argc, char **argv) {
     }
     sp.kv_type = kv;
     sp.n_ctx = (int)n_ctx;
+    sp.device = device;
     lb_session *s = NULL;
     float *logits = malloc((size_t)nv * sizeof(float));
     int32_t *prompt = malloc((size_t)(n_prompt + 1) * sizeof(int32_t));
@@ -125,20 +145,27 @@ int cmd_bench(int argc, char **argv) {
     if (st == LB_OK) {
         double pp_m = n_prompt ? median(pp, (int)reps) : 0, tg_m = n_gen ? median(tg, (int)reps) : 0;
         uint64_t rss = cli_peak_rss();
-        char kern[96];
+        char kern[96], dev[128] = "cpu";
         lb_cpu_kernels(kern, sizeof kern);
+        if (device == LB_DEVICE_CUDA) {
+            char name[96] = "?";
+            size_t total = 0;
+            lb_cuda_device(name, sizeof name, &total, NULL);
+            snprintf(dev, sizeof dev, "cuda (%s, %.1f GiB)", name, total / 1073741824.0);
+        }
+        double gbs = n_gen ? tg_m * (double)token_bytes(m) / 1e9 : 0;
         if (json) {
             printf("{\"pp_tok_s\": ");
             if (n_prompt) printf("%.2f", pp_m); else printf("null");
             printf(", \"tg_tok_s\": ");
             if (n_gen) printf("%.2f", tg_m); else printf("null");
-            printf(", \"peak_rss_bytes\": %llu, \"threads\": %d, \"kernels\": \"%s\"}\n", (unsigned long long)rss,
-                   lb_session_n_threads(s), kern);
+            printf(", \"tg_gb_s\": %.2f, \"peak_rss_bytes\": %llu, \"threads\": %d, \"kernels\": \"%s\", \"device\": \"%s\"}\n",
+                   gbs, (unsigned long long)rss, lb_session_n_threads(s), kern, dev);
         } else {
             char b[32];
-            printf("model:      %s\nthreads:    %d\nkernels:    %s\n", model, lb_session_n_threads(s), kern);
+            printf("model:      %s\nthreads:    %d\nkernels:    %s\ndevice:     %s\n", model, lb_session_n_threads(s), kern, dev);
             if (n_prompt) printf("prompt:     %.2f tok/s (%lld tokens, median of %lld)\n", pp_m, n_prompt, reps);
-            if (n_gen) printf("generation: %.2f tok/s (%lld tokens, median of %lld)\n", tg_m, n_gen, reps);
+            if (n_gen) printf("generation: %.2f tok/s (%lld tokens, median of %lld), weights read at %.1f GB/s\n", tg_m, n_gen, reps, gbs);
             printf("peak RSS:   %s\n", cli_human_bytes(rss, b, sizeof b));
         }
     }

@@ -48,6 +48,9 @@ typedef struct cli_progress_state {
 } cli_progress_state;
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* --device cpu|cuda: 0 after printing why. */
+int cli_device(const char *opt, const char *val, lb_device *out);
+
 /* Memory options (memplan.c). A --mem-budget value (lb_size_parse): 0 after printing why. */
 int cli_mem_budget(const char *opt, const char *val, uint64_t *out);
 /* Plans the context and KV type within budget and prints the plan on stderr. *n_ctx: the

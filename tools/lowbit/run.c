@@ -22,6 +22,7 @@ static void usage(FILE *f) {
           "      --seed S          sampling seed (default 0)\n"
           "  -t, --threads N       threads (default: all cores)\n"
           "      --kv-type f32|f16|q8_0 KV cache element type (default f32)\n"
+          "      --device cpu|cuda where the model runs (default cpu; cuda needs a CUDA build)\n"
           "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
           "      --delta PATH      apply a delta (lowbit delta create) to the model while loading\n"
           "      --chat            format the prompt with the model's chat template\n"
@@ -39,6 +40,7 @@ typedef struct run_opts {
     long long n_predict, n_ctx, threads;
     lb_sampler_params sp;
     lb_kv_type kv;
+    lb_device device;
     int json, chat, kv_given, mem_report;
     uint64_t mem_budget;
 } run_opts;
@@ -76,6 +78,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         }
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, VAL(), &o->mem_budget)) return CLI_USAGE; }
         else if (!strcmp(a, "--mem-report")) o->mem_report = 1;
+        else if (!strcmp(a, "--device")) { if (!cli_device(a, VAL(), &o->device)) return CLI_USAGE; }
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--chat")) o->chat = 1;
         else return fprintf(stderr, "lowbit: run: unknown option '%s' (see lowbit run --help)\n", a), CLI_USAGE;
@@ -222,6 +225,7 @@ int cmd_run(int argc, char **argv) {
     sp.n_ctx = (int)o.n_ctx;
     sp.n_threads = (int)o.threads;
     sp.kv_type = o.kv;
+    sp.device = o.device;
     gen_state g = {0};
     g.tok = tok;
     g.guard = cli_mem_guard_open();

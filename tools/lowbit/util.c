@@ -129,3 +129,10 @@ uint64_t cli_peak_rss(void) {
     getrusage(RUSAGE_SELF, &ru);
     return (uint64_t)ru.ru_maxrss * 1024;
 }
+
+int cli_device(const char *opt, const char *val, lb_device *out) {
+    if (val && !strcmp(val, "cpu")) *out = LB_DEVICE_CPU;
+    else if (val && !strcmp(val, "cuda")) *out = LB_DEVICE_CUDA;
+    else return fprintf(stderr, "lowbit: %s must be cpu or cuda\n", opt), 0;
+    return 1;
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Run ON the GPU machine from the repository root: builds with -DLOWBIT_CUDA=ON, runs the CUDA
+# test (every op and whole models against the CPU backend), probes the device's bandwidth and
+# benchmarks synth llama-1b / llama-7b in F16, Q8_0 and Q4_0 with `lowbit bench --device cuda`.
+# Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
+# packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
+# machine by bench/cuda_bundle_deps.sh) and leaves out the HTTP server. Budget: under 9 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/lowbit-cuda-out}
+mkdir -p "$OUT"
+T0=$SECONDS
+LIMIT=${LB_CUDA_LIMIT_S:-510}
+JOBS=$(nproc)
+B=build-cuda
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export PATH="$CUDA_HOME/bin:$PATH"
+log() { echo "[$((SECONDS - T0))s] $*" | tee -a "$OUT/summary.txt"; }
+left() { echo $((LIMIT - (SECONDS - T0))); }
+
+{ nvidia-smi 2>&1; nvcc --version 2>&1; gcc --version 2>&1 | head -1; cmake --version 2>&1 | head -1; } > "$OUT/env.txt"
+deps="libcjson libpcre2-8 libzstd liblz4 libmicrohttpd"
+SHARED_DIR=$PWD/bench/cuda_deps # where test_cuda finds models/stories260K-gguf
+for d in ../shared shared; do
+  [ -f "$d/models/stories260K-gguf/stories260K.gguf" ] && { SHARED_DIR=$(cd "$d" && pwd); break; }
+done
+
+build_cmake() {
+  cmake -S . -B "$B" -DLOWBIT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" \
+    -DLB_SHARED_DIR="$SHARED_DIR" &&
+    cmake --build "$B" -j"$JOBS" --target lowbit_cli test_cuda cuda_bandwidth
+}
+
+# The same build as plain compile lines: library, CLI without the server, test, probe.
+build_plain() {
+  local D=$PWD/bench/cuda_deps inc lib
+  if [ -d "$D/include" ]; then inc="-I$D/include"; lib="$D/lib/libpcre2-8.a $D/lib/libzstd.a $D/lib/liblz4.a $D/lib/libxxhash.a -L$D/lib -lcjson -Wl,-rpath,$D/lib"
+  else inc=""; lib="-lpcre2-8 -lzstd -llz4 -lxxhash -lcjson"; fi
+  mkdir -p "$B/plain" && rm -f "$B"/plain/*.o
+  local CF="-std=c11 -O2 -D_GNU_SOURCE -DLOWBIT_CUDA -fPIC -Iinclude -Isrc -I$CUDA_HOME/include $inc"
+  local NF="-O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Iinclude -Isrc"
+  export CF NF B
+  find src -name '*.c' | sort | xargs -P "$JOBS" -I{} sh -c '
+    f={}; o="$B/plain/$(echo "$f" | tr / _).o"; x=""
+    case "$f" in *_avx2.c) x="-mavx2 -mfma -mf16c";; *_avx512.c) x="-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mavx2 -mfma -mf16c";; esac
+    gcc $CF $x -c "$f" -o "$o"' || return 1
+  for f in src/kernels/cuda/*.cu; do nvcc $NF -c "$f" -o "$B/plain/$(echo "$f" | tr / _).o" & done
+  wait || return 1
+  ls "$B"/plain/src_kernels_cuda_*.cu.o >/dev/null || return 1
+  ar rcs "$B/liblowbit.a" "$B"/plain/*.o || return 1
+  printf '#include <stdio.h>\nint cmd_serve(int c, char **v) { (void)c; (void)v; fputs("lowbit: built without the server\\n", stderr); return 1; }\n' > "$B/serve_stub.c"
+  local LL="$B/liblowbit.a $lib -L$CUDA_HOME/lib64 -lcublas -lcudart -Wl,-rpath,$CUDA_HOME/lib64 -lstdc++ -lpthread -lm -ldl -lrt"
+  gcc $CF -Itools/lowbit $(ls tools/lowbit/*.c | grep -v '/serve') "$B/serve_stub.c" -o "$B/lowbit" $LL &&
+    gcc $CF -Itests -DLB_SHARED_DIR="\"$SHARED_DIR\"" -DLB_BUILD_DIR="\"$B\"" tests/cuda/test_cuda.c -o "$B/test_cuda" $LL &&
+    nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/cuda_bandwidth.cu -o "$B/cuda_bandwidth"
+}
+
+log "build (cmake: $(command -v cmake || echo none))"
+ok=1
+if [ -z "${LB_CUDA_PLAIN:-}" ] && command -v cmake >/dev/null && pkg-config --exists $deps 2>/dev/null; then
+  build_cmake > "$OUT/build.log" 2>&1 || ok=0
+else
+  echo "no cmake or no -dev packages ($deps): plain build" > "$OUT/build.log"; ok=0
+fi
+if [ $ok = 0 ]; then log "plain nvcc/gcc build"; build_plain >> "$OUT/build.log" 2>&1 || { log "build FAILED (see build.log)"; tail -30 "$OUT/build.log"; exit 1; }; fi
+log "build done"
+
+log "device bandwidth probe"
+timeout 60 "$B/cuda_bandwidth" 2>&1 | tee -a "$OUT/summary.txt"
+
+log "test_cuda"
+timeout 180 "$B/test_cuda" > "$OUT/test_cuda.log" 2>&1
+log "test_cuda rc=$?: $(tail -1 "$OUT/test_cuda.log")"
+grep -E "^FAIL" "$OUT/test_cuda.log" | head -20 | tee -a "$OUT/summary.txt"
+
+LB="$B/lowbit"
+M=/tmp/lowbit-cuda-models
+mkdir -p "$M"
+bench_one() { # file label
+  local s=$(left)
+  [ "$s" -gt 20 ] || { log "skip bench $2: time"; return; }
+  log "bench $2"
+  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 128 -n 64 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
+  cat "$M/bench.txt" >> "$OUT/bench.log"
+  grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
+}
+for preset in llama-1b llama-7b; do
+  [ "$(left)" -gt 60 ] || { log "skip $preset: time"; continue; }
+  log "synth $preset f16"
+  timeout $(($(left) - 10)) "$LB" synth --preset "$preset" --dtype f16 -o "$M/$preset-f16.gguf" > /dev/null 2>> "$OUT/bench.log" || { log "synth $preset failed"; continue; }
+  echo "== $preset f16" >> "$OUT/bench.log"
+  bench_one "$M/$preset-f16.gguf" "$preset-f16"
+  for q in q8_0 q4_0; do
+    [ "$(left)" -gt 60 ] || { log "skip $preset $q: time"; continue; }
+    log "quantize $preset $q"
+    timeout $(($(left) - 30)) "$LB" quantize "$M/$preset-f16.gguf" "$M/$preset-$q.gguf" --type "$q" --pure -t "$JOBS" > /dev/null 2>> "$OUT/bench.log" ||
+      { log "quantize $preset $q failed"; continue; }
+    echo "== $preset $q" >> "$OUT/bench.log"
+    bench_one "$M/$preset-$q.gguf" "$preset-$q"
+    rm -f "$M/$preset-$q.gguf"
+  done
+  rm -f "$M/$preset-f16.gguf"
+done
+rm -rf "$M"
+log "done in $((SECONDS - T0))s"

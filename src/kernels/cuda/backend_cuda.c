@@ -1,0 +1,185 @@
+/* The CUDA backend: fills the op table (kernels/backend.h) with the kernels of
+ * src/kernels/cuda (the .cu files). The forward pass hands every op device buffers it allocated through
+ * this table, plus host pointers to the model's constant data (weights, norms, biases, a
+ * fine-tune's corrections) and to small per-call tables (RoPE cos/sin, KV slots, block
+ * tables). Constant data is uploaded the first time a pointer is seen and kept (weights in
+ * their block formats, repacked so blocks load aligned); per-call tables are copied to a
+ * staging buffer on the stream. Logits land in host memory: the one synchronising copy.
+ *
+ * There is one device context per process (stream, cuBLAS handle, upload cache) and the table
+ * is used from one thread at a time, as the engine does; ops that cannot return an error keep
+ * the first CUDA error, and the next matmul reports it. Device buffers are written only through
+ * the table's ops (each counts an epoch, which is how a product knows its input is unchanged). */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_dev.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+lb_cu_state lb_cu_g;
+
+void lb_cu_check(cudaError_t e) {
+    if (e != cudaSuccess && lb_cu_g.err == cudaSuccess) lb_cu_g.err = e;
+}
+
+lb_status lb_cu_status(lb_error *err) {
+    lb_cu_check(cudaGetLastError());
+    if (lb_cu_g.err == cudaSuccess && lb_cu_g.blas_err == 0) return LB_OK;
+    if (lb_cu_g.blas_err) return lb_fail(err, LB_ERR_IO, "cuBLAS failed with status %d", lb_cu_g.blas_err);
+    return lb_fail(err, LB_ERR_IO, "CUDA: %s", cudaGetErrorString(lb_cu_g.err));
+}
+
+/* ---- device buffers the forward pass owns ------------------------------------------------ */
+
+static lb_status cu_alloc(void *ctx, size_t bytes, const char *tag, lb_buf *out, lb_error *err) {
+    memset(out, 0, sizeof *out);
+    lb_cu_g.epoch++; /* an address may come back with other contents */
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) return lb_fail(err, LB_ERR_NOMEM, "cannot allocate %zu bytes of GPU memory for %s: %s", bytes, tag, cudaGetErrorString(e));
+    if (lb_cu_reg_add(p, bytes ? bytes : 1)) {
+        cudaFree(p);
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    }
+    out->data = p;
+    out->bytes = bytes;
+    out->loc = LB_BUF_DEVICE;
+    return LB_OK;
+}
+
+static void cu_free(void *ctx, lb_buf *b) {
+    if (!b->data) return;
+    lb_cu_reg_del(b->data);
+    lb_cu_check(cudaFree(b->data));
+    b->data = NULL;
+    b->bytes = 0;
+}
+
+/* ---- ops ------------------------------------------------------------------------------- */
+
+static void cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps) {
+    const float *dw = w ? lb_cu_const(w, (size_t)n * sizeof(float)) : NULL;
+    if (w && !dw) return;
+    lb_cu_g.epoch++;
+    lb_cu_rmsnorm(out, x, dw, n_tok, n, eps, lb_cu_g.stream);
+}
+
+static void cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int layout) {
+    const float *dcs = lb_cu_stage(cs, (size_t)n_tok * hd * sizeof(float));
+    lb_cu_g.epoch++;
+    if (dcs) lb_cu_rope(x, n_tok, n_heads, hd, row_stride, dcs, layout, lb_cu_g.stream);
+}
+
+static lb_cu_kv kv_of(const lb_kv_view *v) {
+    lb_cu_kv k = {v->base, v->block_bytes, v->k_off, v->v_off, v->row_bytes, v->head_bytes, v->block_tokens, v->kv_type};
+    return k;
+}
+
+static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, int n_tok, int kv_dim, const int32_t *blk,
+                        const int32_t *off) {
+    int32_t *slot = lb_cu_host_tmp((size_t)n_tok * 2 * sizeof(int32_t));
+    if (!slot) return;
+    for (int t = 0; t < n_tok; t++) slot[2 * t] = blk[t], slot[2 * t + 1] = off[t];
+    const int32_t *ds = lb_cu_stage(slot, (size_t)n_tok * 2 * sizeof(int32_t));
+    lb_cu_kv d = kv_of(kv);
+    lb_cu_g.epoch++;
+    if (ds) lb_cu_kv_store(&d, k, v, n_tok, kv_dim, ds, lb_cu_g.stream);
+}
+
+/* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's
+ * table up to the block of its position. */
+static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
+    int n = a->n_tok, bt = a->kv.block_tokens, max_pos = 1;
+    size_t words = 2 * (size_t)n;
+    for (int t = 0; t < n; t++) {
+        words += (size_t)(a->pos[t] / bt + 1);
+        if (a->pos[t] + 1 > max_pos) max_pos = a->pos[t] + 1;
+    }
+    int32_t *idx = lb_cu_host_tmp(words * sizeof(int32_t));
+    float *scores = lb_cu_scratch(LB_CU_SCRATCH_SCORES, (size_t)n * a->n_heads * max_pos * sizeof(float));
+    if (!idx || !scores) return;
+    size_t w = 2 * (size_t)n;
+    for (int t = 0; t < n; t++) {
+        int nb = a->pos[t] / bt + 1;
+        idx[t] = a->pos[t];
+        idx[n + t] = (int32_t)(w - 2 * (size_t)n);
+        memcpy(idx + w, a->blocks[t], (size_t)nb * sizeof(int32_t));
+        w += (size_t)nb;
+    }
+    const int32_t *didx = lb_cu_stage(idx, words * sizeof(int32_t));
+    lb_cu_kv d = kv_of(&a->kv);
+    lb_cu_g.epoch++;
+    if (didx)
+        lb_cu_attention(&d, a->q, a->out, n, a->n_heads, a->n_kv_heads, a->head_dim, didx, scores, max_pos,
+                        lb_cu_g.stream);
+}
+
+static void cu_glu(float *gate, const float *up, size_t n, int act) {
+    lb_cu_g.epoch++;
+    lb_cu_glu(gate, up, n, act, lb_cu_g.stream);
+}
+
+static void cu_add(float *y, const float *x, size_t n) {
+    const float *dx = lb_cu_const(x, n * sizeof(float));
+    lb_cu_g.epoch++;
+    if (dx) lb_cu_add(y, dx, n, lb_cu_g.stream);
+}
+
+static void cu_scale(float *y, float a, size_t n) {
+    lb_cu_g.epoch++;
+    lb_cu_scale(y, a, n, lb_cu_g.stream);
+}
+
+static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *err) {
+    size_t bytes = (size_t)t->ne[0] * sizeof(float);
+    float *row = lb_cu_host_tmp(bytes);
+    if (!row) return lb_cu_status(err);
+    lb_status st = lb_tensor_row_to_float(t, r, row, err);
+    if (st) return st;
+    const void *d = lb_cu_stage(row, bytes);
+    lb_cu_g.epoch++;
+    if (d) lb_cu_check(cudaMemcpyAsync(out, d, bytes, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
+    return lb_cu_status(err);
+}
+
+static void cu_copy(void *dst, const void *src, size_t n) {
+    lb_cu_g.epoch++;
+    lb_cu_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
+}
+
+static const lb_backend g_cuda = {"cuda",     LB_BUF_DEVICE, cu_alloc,    cu_free, lb_cu_matmul, lb_cu_matmul_raw,
+                                  cu_rmsnorm, cu_rope,       cu_kv_store, cu_attention, cu_glu, cu_add,
+                                  cu_scale,   cu_embed,      cu_copy,     lb_cu_forget};
+
+lb_status lb_backend_cuda(const lb_backend **out, lb_error *err) {
+    *out = NULL;
+    if (!lb_cu_g.ready) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess || n < 1)
+            return lb_fail(err, LB_ERR_UNSUPPORTED, "no CUDA device: %s", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaStreamCreate(&lb_cu_g.stream)) != cudaSuccess)
+            return lb_fail(err, LB_ERR_IO, "CUDA: %s", cudaGetErrorString(e));
+        if (cublasCreate(&lb_cu_g.blas) != CUBLAS_STATUS_SUCCESS) return lb_fail(err, LB_ERR_IO, "cannot start cuBLAS");
+        cublasSetStream(lb_cu_g.blas, lb_cu_g.stream);
+        lb_cu_g.ready = 1;
+    }
+    if (lb_cu_g.err != cudaSuccess) return lb_cu_status(err);
+    *out = &g_cuda;
+    return LB_OK;
+}
+
+lb_status lb_cuda_device_info(char *name, size_t cap, size_t *total_bytes, lb_error *err) {
+    struct cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, 0);
+    if (e != cudaSuccess) return lb_fail(err, LB_ERR_UNSUPPORTED, "no CUDA device: %s", cudaGetErrorString(e));
+    if (name && cap) snprintf(name, cap, "%s", p.name);
+    if (total_bytes) *total_bytes = p.totalGlobalMem;
+    return LB_OK;
+}

@@ -1,0 +1,71 @@
+/* Internal to the CUDA backend: its one device context, the registry of device buffers, the
+ * cache of uploaded host data and the staging buffers. */
+#ifndef LB_KERNELS_CUDA_DEV_H
+#define LB_KERNELS_CUDA_DEV_H
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_N };
+
+/* An uploaded host range: a vector of floats (kind 0) or a weight matrix in a device format. */
+typedef struct lb_cu_up {
+    const void *host;
+    size_t bytes;
+    int kind, type; /* type: LB_CU_* */
+    int64_t rows, k;
+    void *q;        /* values (or the whole vector) */
+    uint16_t *d;    /* block scales of Q8_0 / Q4_0 */
+} lb_cu_up;
+
+typedef struct lb_cu_state {
+    int ready;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudaError_t err;
+    int blas_err;
+    struct { void *p; size_t n; } *reg; /* device buffers of cu_alloc */
+    size_t n_reg, cap_reg;
+    lb_cu_up *up;                       /* open addressing on the host pointer */
+    size_t n_up, cap_up;
+    size_t up_bytes;                    /* device bytes the uploads hold */
+    void *scratch[LB_CU_SCRATCH_N];
+    size_t scratch_n[LB_CU_SCRATCH_N];
+    void *host_tmp;
+    size_t host_tmp_n;
+    void *ring_host, *ring_dev; /* staging ring (cuda_mem.c) */
+    size_t ring_n, ring_off;
+    /* q/k/v and gate/up read the same input: its Q8_0 copy is reused while no op has written
+     * device memory since (epoch counts the writing ops) */
+    uint64_t epoch, aq_epoch;
+    const float *aq_x;
+    int aq_n;
+    int64_t aq_k;
+} lb_cu_state;
+
+extern lb_cu_state lb_cu_g;
+
+void lb_cu_check(cudaError_t e);
+lb_status lb_cu_status(lb_error *err);
+int lb_cu_reg_add(void *p, size_t n);
+void lb_cu_reg_del(void *p);
+int lb_cu_is_dev(const void *p);
+/* p itself when it is device memory, else its uploaded copy (made now the first time) */
+const float *lb_cu_const(const float *p, size_t bytes);
+/* the cache entry for host data (NULL: none), and a new one */
+lb_cu_up *lb_cu_up_find(const void *host);
+lb_cu_up *lb_cu_up_insert(const void *host);
+/* a device copy of bytes of host data for the ops launched next (asynchronous; host may reuse its buffer) */
+const void *lb_cu_stage(const void *host, size_t bytes);
+void *lb_cu_scratch(int which, size_t bytes);
+void *lb_cu_host_tmp(size_t bytes);
+void lb_cu_forget(void);
+
+lb_status lb_cu_matmul(lb_pool *pool, const lb_tensor *w, int per_token_act, const float *x, int n_tok, float *y,
+                       lb_error *err);
+lb_status lb_cu_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t rows, int64_t k, const float *x,
+                           int n_tok, float *y, lb_error *err);
+#endif

@@ -1,0 +1,50 @@
+/* The CUDA kernels' launchers, callable from C: plain pointers to device memory and sizes, all
+ * launched on one stream (backend_cuda.c owns it). Weight formats as uploaded:
+ *   Q8_0: qs int8 [rows][k], d half [rows][k/32] (split so each block's bytes load aligned)
+ *   Q4_0: qs uint8 [rows][k/2] (16 bytes a block, nibbles as on the CPU), d half [rows][k/32]
+ *   F16 / BF16 / F32: row-major [rows][k]
+ * Quantized products take activations quantized to Q8_0 on the device (int8 [n_tok][k] and
+ * float scales [n_tok][k/32], each scale rounded through F16 as the CPU does), so they add the
+ * same integer dot products per block as the CPU kernels. */
+#ifndef LB_KERNELS_CUDA_KERNELS_H
+#define LB_KERNELS_CUDA_KERNELS_H
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { LB_CU_F32 = 0, LB_CU_F16 = 1, LB_CU_BF16 = 2, LB_CU_Q8_0 = 3, LB_CU_Q4_0 = 4 };
+/* tokens one matrix-vector launch reads each weight row for */
+#define LB_CU_MV_TOK 8
+
+void lb_cu_quant_act(const float *x, int n_tok, int k, int8_t *xq, float *xd, cudaStream_t s);
+/* y[t][r] = W[r] . x[t] for n_tok <= LB_CU_MV_TOK rows; ldy: floats between rows of y */
+void lb_cu_mv(int type, const void *wq, const uint16_t *wd, const float *x, const int8_t *xq, const float *xd,
+              int rows, int k, int n_tok, float *y, cudaStream_t s);
+void lb_cu_to_half(const float *x, uint16_t *out, size_t n, int bf16, cudaStream_t s);
+
+void lb_cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps, cudaStream_t s);
+void lb_cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int neox, cudaStream_t s);
+void lb_cu_glu(float *gate, const float *up, size_t n, int act, cudaStream_t s);
+void lb_cu_add(float *y, const float *x, size_t n, cudaStream_t s);
+void lb_cu_scale(float *y, float a, size_t n, cudaStream_t s);
+
+typedef struct lb_cu_kv {
+    uint8_t *base;
+    size_t block_bytes, k_off, v_off, row_bytes, head_bytes;
+    int block_tokens, kv_type; /* 0 F32, 1 F16, 2 Q8_0 (LB_KV_*) */
+} lb_cu_kv;
+/* slot[t] = {blk, off} pairs */
+void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_tok, int kv_dim, const int32_t *slot,
+                    cudaStream_t s);
+/* idx: pos [n_tok], table offset [n_tok], then the tables; scores: n_tok * n_heads * max_pos floats */
+void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int n_heads, int n_kv_heads, int hd,
+                     const int32_t *idx, float *scores, int max_pos, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,169 @@
+/* Matrix products on the GPU: weights uploaded once in their block format (F32, F16, BF16,
+ * Q8_0, Q4_0; every other type is dequantized to F16 at upload, which costs memory and
+ * bandwidth against its own format), decode and small batches through the register kernels,
+ * prompts of F16 weights through cuBLAS (BF16 and F32 prompts: the register kernel per 8 tokens). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/cuda/cuda_dev.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "quant/blocks.h"
+
+/* the most tokens the register kernels take before cuBLAS does better for float weights */
+#define GEMM_MIN_TOK 9
+
+static lb_status up_copy(void **dst, const void *src, size_t bytes, lb_error *err) {
+    cudaError_t e = cudaMalloc(dst, bytes ? bytes : 1);
+    if (e == cudaSuccess) e = cudaMemcpy(*dst, src, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) return lb_fail(err, LB_ERR_NOMEM, "cannot upload %zu bytes of weights: %s", bytes, cudaGetErrorString(e));
+    lb_cu_g.up_bytes += bytes;
+    return LB_OK;
+}
+
+/* Q8_0 / Q4_0 blocks split into values and scales, so each block's values start 16-byte aligned. */
+static lb_status up_split(lb_cu_up *u, const lb_tensor *w, lb_error *err) {
+    int q4 = w->type == LB_Q4_0;
+    size_t nb = (size_t)(u->rows * u->k / 32), vb = q4 ? 16 : 32, bb = q4 ? sizeof(lb_block_q4_0) : sizeof(lb_block_q8_0);
+    uint8_t *qs = malloc(nb * vb);
+    uint16_t *d = malloc(nb * sizeof(uint16_t));
+    lb_status st = LB_OK;
+    if (!qs || !d) st = lb_fail(err, LB_ERR_NOMEM, "out of memory repacking %s", w->name ? w->name : "a weight");
+    const uint8_t *src = w->data;
+    for (size_t b = 0; !st && b < nb; b++) {
+        memcpy(&d[b], src + b * bb, 2);
+        memcpy(qs + b * vb, src + b * bb + 2, vb);
+    }
+    if (!st) st = up_copy(&u->q, qs, nb * vb, err);
+    if (!st) st = up_copy((void **)&u->d, d, nb * sizeof(uint16_t), err);
+    u->type = q4 ? LB_CU_Q4_0 : LB_CU_Q8_0;
+    free(qs);
+    free(d);
+    return st;
+}
+
+static lb_status up_dequant(lb_cu_up *u, const lb_tensor *w, lb_error *err) {
+    size_t n = (size_t)(u->rows * u->k);
+    uint16_t *h = malloc(n * sizeof(uint16_t));
+    float *row = malloc((size_t)u->k * sizeof(float));
+    lb_status st = !h || !row ? lb_fail(err, LB_ERR_NOMEM, "out of memory dequantizing %s", w->name ? w->name : "a weight") : LB_OK;
+    for (int64_t r = 0; !st && r < u->rows; r++) {
+        st = lb_tensor_row_to_float(w, r, row, err);
+        for (int64_t i = 0; !st && i < u->k; i++) h[r * u->k + i] = lb_f32_to_fp16(row[i]);
+    }
+    if (!st) st = up_copy(&u->q, h, n * sizeof(uint16_t), err);
+    u->type = LB_CU_F16;
+    free(h);
+    free(row);
+    return st;
+}
+
+static lb_status weight_of(const lb_tensor *w, lb_cu_up **out, lb_error *err) {
+    lb_cu_up *u = lb_cu_up_find(w->data);
+    if (u && u->kind == 1) {
+        *out = u;
+        return LB_OK;
+    }
+    if (u && u->kind == 2) return lb_fail(err, LB_ERR_NOMEM, "CUDA: %s could not be uploaded earlier", w->name ? w->name : "a weight");
+    if (u) return lb_fail(err, LB_ERR_ARG, "CUDA: %s is used both as a vector and as a matrix", w->name ? w->name : "a tensor");
+    if (!(u = lb_cu_up_insert(w->data))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    u->kind = 1;
+    u->k = w->ne[0];
+    u->rows = lb_tensor_nrows(w);
+    u->bytes = w->nbytes;
+    lb_status st;
+    switch (w->type) {
+    case LB_F32: u->type = LB_CU_F32; st = up_copy(&u->q, w->data, (size_t)(u->rows * u->k) * 4, err); break;
+    case LB_F16: u->type = LB_CU_F16; st = up_copy(&u->q, w->data, (size_t)(u->rows * u->k) * 2, err); break;
+    case LB_BF16: u->type = LB_CU_BF16; st = up_copy(&u->q, w->data, (size_t)(u->rows * u->k) * 2, err); break;
+    case LB_Q8_0:
+    case LB_Q4_0: st = u->k % 32 ? lb_fail(err, LB_ERR_FORMAT, "%s: rows of %lld are not whole blocks", w->name ? w->name : "weight", (long long)u->k)
+                                 : up_split(u, w, err); break;
+    default: st = up_dequant(u, w, err); break;
+    }
+    if (st) u->kind = 2; /* partly uploaded: never used, freed by forget */
+    *out = u;
+    return st;
+}
+
+/* cuBLAS: y (rows x n_tok, column-major) = W^T x with W row-major [rows][k] in F16 / BF16. */
+static lb_status gemm(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_error *err) {
+    int bf = u->type == LB_CU_BF16;
+    size_t n = (size_t)n_tok * u->k;
+    uint16_t *xh = lb_cu_scratch(LB_CU_SCRATCH_HALF, n * sizeof(uint16_t));
+    if (!xh) return lb_cu_status(err);
+    lb_cu_to_half(x, xh, n, bf, lb_cu_g.stream);
+    const float one = 1, zero = 0;
+    cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = cublasGemmEx(lb_cu_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)u->rows, n_tok, (int)u->k, &one, u->q, t,
+                                    (int)u->k, xh, t, (int)u->k, &zero, y, CUDA_R_32F, (int)u->rows, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS && !lb_cu_g.blas_err) lb_cu_g.blas_err = (int)s;
+    return lb_cu_status(err);
+}
+
+static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_error *err) {
+    int quant = u->type == LB_CU_Q8_0 || u->type == LB_CU_Q4_0;
+    size_t k = (size_t)u->k, nb = k / 32;
+    /* F16 only: activations rounded to BF16 would cost about 1e-3 of relative accuracy */
+    if (u->type == LB_CU_F16 && n_tok >= GEMM_MIN_TOK) return gemm(u, x, n_tok, y, err);
+    int8_t *xq = NULL;
+    float *xd = NULL;
+    lb_cu_state *g = &lb_cu_g;
+    if (quant) { /* activations quantized once for every chunk of tokens, and for the next product */
+        int again = g->aq_x == x && g->aq_n == n_tok && g->aq_k == u->k && g->aq_epoch == g->epoch;
+        xq = lb_cu_scratch(LB_CU_SCRATCH_ACT, (size_t)n_tok * (k + nb * sizeof(float)));
+        if (!xq) return lb_cu_status(err);
+        xd = (float *)(void *)(xq + (size_t)n_tok * k);
+        if (!again) lb_cu_quant_act(x, n_tok, (int)k, xq, xd, g->stream);
+        g->aq_x = x, g->aq_n = n_tok, g->aq_k = u->k, g->aq_epoch = g->epoch;
+    }
+    /* a product writing over the input it quantized would leave a stale copy */
+    uintptr_t y0 = (uintptr_t)y, y1 = y0 + (size_t)n_tok * u->rows * sizeof(float), x0 = (uintptr_t)g->aq_x;
+    if (g->aq_x && y0 < x0 + (size_t)g->aq_n * g->aq_k * sizeof(float) && x0 < y1) g->epoch++;
+    for (int t0 = 0; t0 < n_tok; t0 += LB_CU_MV_TOK) {
+        int n = n_tok - t0 < LB_CU_MV_TOK ? n_tok - t0 : LB_CU_MV_TOK;
+        lb_cu_mv(u->type, u->q, u->d, x + (size_t)t0 * k, quant ? xq + (size_t)t0 * k : NULL,
+                 quant ? xd + (size_t)t0 * nb : NULL, (int)u->rows, (int)k, n, y + (size_t)t0 * u->rows, lb_cu_g.stream);
+    }
+    return lb_cu_status(err);
+}
+
+/* x and y may be host memory (logits, a caller's rows): through scratch, y copied back at once. */
+static lb_status product(const lb_tensor *w, const float *x, int n_tok, float *y, lb_error *err) {
+    lb_cu_up *u = NULL;
+    lb_status st = weight_of(w, &u, err);
+    if (st) return st;
+    if ((u->rows | u->k) >> 31) return lb_fail(err, LB_ERR_UNSUPPORTED, "CUDA: %s is too large for one product", w->name ? w->name : "a weight");
+    size_t xb = (size_t)n_tok * u->k * sizeof(float), yb = (size_t)n_tok * u->rows * sizeof(float);
+    const float *dx = x;
+    if (!lb_cu_is_dev(x)) {
+        lb_cu_g.epoch++; /* a staging slot is reused with other contents */
+        if (!(dx = lb_cu_stage(x, xb))) return lb_cu_status(err);
+    }
+    int host_y = !lb_cu_is_dev(y);
+    float *dy = host_y ? lb_cu_scratch(LB_CU_SCRATCH_Y, yb) : y;
+    if (!dy) return lb_cu_status(err);
+    st = run(u, dx, n_tok, dy, err);
+    if (!st && host_y) {
+        lb_cu_check(cudaMemcpyAsync(y, dy, yb, cudaMemcpyDeviceToHost, lb_cu_g.stream));
+        lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream));
+        st = lb_cu_status(err);
+    }
+    return st;
+}
+
+lb_status lb_cu_matmul(lb_pool *pool, const lb_tensor *w, int per_token_act, const float *x, int n_tok, float *y,
+                       lb_error *err) {
+    if (per_token_act) return lb_fail(err, LB_ERR_UNSUPPORTED, "CUDA: per-token activation quantization (BitNet) is not implemented");
+    return product(w, x, n_tok, y, err);
+}
+
+lb_status lb_cu_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t rows, int64_t k, const float *x,
+                           int n_tok, float *y, lb_error *err) {
+    lb_tensor t = {"raw", type, 2, {k, rows, 1, 1}, w, 0};
+    lb_status st = lb_tensor_nbytes(type, 2, t.ne, &t.nbytes, "raw weight", err);
+    if (st) return st;
+    return product(&t, x, n_tok, y, err);
+}
