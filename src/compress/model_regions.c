@@ -88,7 +88,10 @@ static lb_status spans_from_image(lb_model_regions *r, const void *data, size_t 
     }
     lb_safetensors *st;
     if ((s = lb_safetensors_parse(data, size, r->file, &st, err))) {
-        lb_fail(err, s, "%s: neither GGUF nor safetensors (%s)", r->file, err->msg);
+        /* a JSON header at byte 8 is a safetensors file: its own message (truncated, bad
+         * offsets) is the one that helps; only other bytes are "neither" */
+        const unsigned char *b = data;
+        if (size < 9 || b[8] != '{') lb_fail(err, s, "%s: neither GGUF nor safetensors (%s)", r->file, err->msg);
         return LB_ERR_FORMAT;
     }
     size_t n = lb_safetensors_count(st);

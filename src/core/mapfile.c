@@ -13,16 +13,58 @@
 
 static const unsigned char g_empty[1];
 
-lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
-    memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+lb_status lb_open_regular(const char *path, int *fd_out, size_t *size, lb_error *err) {
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        lb_status s = lb_fail(err, LB_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
-        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+        return s;
     }
-    out->size = (size_t)st.st_size;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lb_fail(err, LB_ERR_IO, "%s: not a regular file (%s)", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+                       S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
+    }
+    /* reads of a regular file never block; clear the flag so later reads are ordinary */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    if (size) *size = (size_t)st.st_size;
+    return LB_OK;
+}
+
+lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err) {
+    int fd;
+    lb_status s = lb_open_regular(path, &fd, NULL, err);
+    if (s) return s;
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, (char *)buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            s = lb_fail(err, LB_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *got = n;
+    return s;
+}
+
+lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
+    memset(out, 0, sizeof *out);
+    int fd;
+    size_t size;
+    lb_status s = lb_open_regular(path, &fd, &size, err);
+    if (s) return s;
+    out->size = size;
     if (out->size == 0) {
         out->data = g_empty;
     } else {
@@ -59,30 +101,32 @@ void lb_mapfile_close(lb_mapfile *m) {
 }
 
 lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+    int fd;
+    size_t n;
+    lb_status s = lb_open_regular(path, &fd, &n, err);
+    if (s) return s;
+    if (n > max_size) {
+        close(fd);
+        return lb_fail(err, LB_ERR_FORMAT, "%s: %zu bytes, more than the %zu allowed for this kind of file", path, n,
+                       max_size);
     }
-    if ((size_t)st.st_size > max_size) {
-        fclose(f);
-        return lb_fail(err, LB_ERR_FORMAT, "%s: %lld bytes, more than the %zu allowed for this kind of file",
-                       path, (long long)st.st_size, max_size);
-    }
-    size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return lb_fail(err, LB_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
     }
-    if (fread(buf, 1, n, f) != n) {
-        free(buf);
-        fclose(f);
-        return lb_fail(err, LB_ERR_IO, "%s: read failed", path);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
     }
-    fclose(f);
+    close(fd);
+    if (got != n) {
+        free(buf);
+        return lb_fail(err, LB_ERR_IO, "%s: read failed after %zu of %zu bytes", path, got, n);
+    }
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;

@@ -11,6 +11,12 @@ typedef struct lb_mapfile {
     void *heap; /* non-NULL: data is this malloc'ed buffer (a restored .lbz), freed at close */
 } lb_mapfile;
 
+/* Every input is opened through this: O_NONBLOCK open (a FIFO cannot hang it), fstat, anything
+ * but a regular file refused with a message naming the path. *size (optional): its length. */
+lb_status lb_open_regular(const char *path, int *fd, size_t *size, lb_error *err);
+/* The first up to cap bytes of a regular file (format sniffing); *got may be < cap. */
+lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err);
+
 lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err);
 void lb_mapfile_close(lb_mapfile *m);
 /* A view of a heap buffer the mapfile takes ownership of (freed at close, also on failure). */

@@ -7,6 +7,7 @@
 
 #include "compress/model_regions.h"
 #include "core/error.h"
+#include "core/mapfile.h"
 #include "core/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,13 +16,6 @@ lb_model_params lb_model_default_params(void) {
     return p;
 }
 
-static lb_status sniff(const char *path, unsigned char *head, size_t *n, lb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    *n = fread(head, 1, 8, f);
-    fclose(f);
-    return LB_OK;
-}
 
 /* A .lbz: the loaders restore it in memory (lb_model_add_map); the kept header says which. */
 static lb_status load_lbz(lb_model *m, const char *path, lb_error *err) {
@@ -59,7 +53,7 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
     } else {
         unsigned char head[8];
         size_t n = 0;
-        s = sniff(path, head, &n, err);
+        s = lb_read_head(path, head, 8, &n, err);
         if (s == LB_OK) {
             if (lb_lbz_is_container(head, n)) s = load_lbz(m, path, err);
             else if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
