@@ -46,6 +46,15 @@ typedef struct lb_error {
 /* Progress of long work (quantize, compress, synth): what is being done, bytes done of total. */
 typedef void (*lb_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* ---- output paths (src/core/outpath.c) ---------------------------------------------------- */
+/* Every writer calls this before its work starts: OUT must not be empty, end in '/', or be an
+ * existing folder (unless LB_OUT_FOLDER: a folder output such as a patched HF folder); its folder
+ * must exist and be writable; and OUT must not be any input (NULL entries are skipped), judged by
+ * device and inode, so another name, a hard link or a symlink for an input is refused too; for a
+ * folder input, no file directly inside it. */
+#define LB_OUT_FOLDER 1
+lb_status lb_output_check(const char *out, const char *const *inputs, size_t n_inputs, int flags, lb_error *err);
+
 /* ---- logging ---------------------------------------------------------------------------- */
 typedef enum lb_log_level { LB_LOG_ERROR = 0, LB_LOG_WARN, LB_LOG_INFO, LB_LOG_DEBUG } lb_log_level;
 void lb_log_set_level(lb_log_level level);

@@ -221,6 +221,7 @@ lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *
     lb_status st = check_options(&o, err);
     if (st) return st;
     if (n_regions && !regions) return lb_fail(err, LB_ERR_ARG, "lbz: regions is NULL");
+    if ((st = lb_output_check(out, &in, 1, 0, err))) return st;
     lb_mapfile map;
     if ((st = lb_mapfile_open(in, &map, err))) return st;
     uint64_t header_len = o.header_len;
@@ -540,7 +541,9 @@ static lb_status whole_hash_fail(lb_lbz *z, lb_error *err) {
 
 lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_fn progress, void *ud, lb_error *err) {
     lb_atomic_file *f;
-    lb_status st = lb_atomic_open(out, &f, err);
+    const char *in = z->map.path;
+    lb_status st = lb_output_check(out, &in, 1, 0, err);
+    if (!st) st = lb_atomic_open(out, &f, err);
     if (st) return st;
     XXH64_state_t *fh = XXH64_createState();
     if (!fh) {

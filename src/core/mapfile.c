@@ -139,14 +139,15 @@ struct lb_atomic_file {
 };
 
 lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err) {
+    lb_status s0 = lb_output_check(path, NULL, 0, 0, err); /* a folder or "x/" named as the output */
+    if (s0) return s0;
     lb_atomic_file *f = calloc(1, sizeof *f);
-    size_t n = strlen(path);
-    if (!f || !(f->path = strdup(path)) || !(f->tmp = malloc(n + 16))) {
+    if (!f || !(f->path = strdup(path)) || !(f->tmp = lb_temp_name(path))) {
         if (f) free(f->path);
         free(f);
         return lb_fail(err, LB_ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(f->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    lb_temp_sweep(path);
     f->fd = mkstemp(f->tmp);
     if (f->fd < 0) {
         lb_status s = lb_fail(err, LB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
