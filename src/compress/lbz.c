@@ -517,9 +517,20 @@ typedef struct rctx {
 
 static lb_status restore_chunk(void *vctx, lb_pipe_worker *w, size_t i, lb_pipe_slot *s, lb_error *err) {
     rctx *c = vctx;
-    uint8_t *dst = c->mem ? c->mem + c->z->ent[i].off : s->buf;
-    s->len = c->z->ent[i].size;
-    return decode_chunk(c->z, w, i, dst, err);
+    const entry *e = &c->z->ent[i];
+    uint8_t *dst = c->mem ? c->mem + e->off : s->buf;
+    s->len = e->size;
+    lb_status st = decode_chunk(c->z, w, i, dst, err);
+    if (c->mem) {
+        /* a restore to memory holds the whole original: drop each compressed chunk's pages once
+         * decoded, so the peak is the original plus a few chunks, not plus the whole .lbz
+         * (pages shared with a neighbour are read again from the file if still needed) */
+        uintptr_t a = (uintptr_t)(c->z->map.data + e->coff), b = a + e->csize, pg = 4096;
+        a = (a + pg - 1) & ~(pg - 1);
+        b &= ~(pg - 1);
+        if (b > a && !c->z->map.heap) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+    return st;
 }
 
 static lb_status restore_emit(void *vctx, size_t i, lb_pipe_slot *s, lb_error *err) {

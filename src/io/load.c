@@ -37,6 +37,32 @@ static lb_status load_lbz(lb_model *m, const char *path, lb_error *err) {
     return s;
 }
 
+lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err) {
+    *bytes = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return lb_fail(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
+    char *file = NULL;
+    if (S_ISDIR(st.st_mode)) { /* a folder restores only a model.safetensors.lbz in place of its weights */
+        char *plain = lb_path_join(path, "model.safetensors");
+        file = lb_path_join(path, "model.safetensors.lbz");
+        int use = plain && file && stat(plain, &st) != 0 && stat(file, &st) == 0;
+        free(plain);
+        if (!use) {
+            free(file);
+            return LB_OK;
+        }
+    } else if (!(file = strdup(path))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    unsigned char head[8];
+    size_t n = 0;
+    lb_status s = lb_read_head(file, head, sizeof head, &n, err);
+    if (!s && lb_lbz_is_container(head, n)) {
+        lb_model_regions *r;
+        if (!(s = lb_lbz_restore_check(file, &r, bytes, err))) lb_model_regions_free(r);
+    }
+    free(file);
+    return s;
+}
+
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err) {
     lb_model_params d = lb_model_default_params();
     if (!params) params = &d;
