@@ -24,38 +24,38 @@ from lbtest import M, check
 
 lbtest.init(timeout=120, report=False)
 LB = lbtest.LOWBIT
+# ASan's shadow memory and quarantine grow with every allocation, so under the sanitizer build the
+# accounting check (report total vs RSS) is left to the release build; budgets are still checked.
+with open(LB, "rb") as _f:
+    SANITIZED = b"__asan_init" in _f.read()
+
+
+TIME = "/usr/bin/time"  # GNU time (Debian package "time", installed by .ci/run)
 
 
 def run(*args, timeout=20):
     """(returncode, stderr, peak RSS KiB); returncode None when it did not finish in time. The peak
-    is the child's VmHWM, read from /proc while it runs (monotonic, so the last reading holds every
-    earlier peak); wait4's ru_maxrss would carry this Python process's own peak across exec."""
-    p = subprocess.Popen([LB, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    chunks, hwm, t0 = [], 0, time.time()
-    name = os.path.basename(LB)[:15]
-    os.set_blocking(p.stderr.fileno(), False)
-    while p.poll() is None:
-        try:
-            with open("/proc/%d/status" % p.pid) as f:
-                st = f.read()
-            m = re.search(r"VmHWM:\s+(\d+)", st)
-            if m and re.search(r"^Name:\s+%s$" % re.escape(name), st, re.M):  # after exec only
-                hwm = max(hwm, int(m.group(1)))
-        except OSError:
-            pass
-        b = p.stderr.read()
-        if b:
-            chunks.append(b)
-        if time.time() - t0 > timeout:
-            p.kill()
-            p.wait()
-            p.stderr.close()
-            return None, "", hwm
-        time.sleep(0.001)
-    os.set_blocking(p.stderr.fileno(), True)
-    chunks.append(p.stderr.read())
-    p.stderr.close()
-    return p.returncode, b"".join(c for c in chunks if c).decode(errors="replace"), hwm
+    is GNU time's %M: ru_maxrss of a child that time forked, which starts from time's own small
+    footprint. (wait4 from this Python process would report Python's own peak, which Linux
+    carries across fork and exec; polling /proc/PID/status misses short runs.)"""
+    out = tempfile.NamedTemporaryFile(prefix="rss_", delete=False)
+    out.close()
+    cmd = [TIME, "-f", "%M", "-o", out.name, LB, *args] if os.access(TIME, os.X_OK) else [LB, *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, errb = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang (a FIFO before the fix): end time and lowbit both
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        os.remove(out.name)
+        return None, "", 0
+    text = open(out.name).read().split()
+    os.remove(out.name)
+    rss = int(text[-1]) if text and text[-1].isdigit() else 0
+    err = errb.decode(errors="replace")
+    if cmd[0] == TIME:  # time's own line for a failing command
+        err = "\n".join(l for l in err.splitlines() if not l.startswith("Command exited with"))
+    return p.returncode, err, rss
 
 
 def sha(path):
@@ -179,15 +179,26 @@ def lbz_zero_bomb(T):
     code = ("import ctypes,sys; lib=ctypes.CDLL(sys.argv[1]); e=ctypes.create_string_buffer(1024); "
             "sys.exit(lib.lb_lbz_compress(sys.argv[2].encode(), sys.argv[3].encode(), None, ctypes.c_size_t(0), None, None, None, e))")
     lib = os.path.join(os.path.dirname(os.path.abspath(LB)), "liblowbit.so")
-    rc = subprocess.run([sys.executable, "-c", code, lib, z, T("bomb.lbz")]).returncode
+    rc = subprocess.run([sys.executable, "-c", code, lib, z, T("bomb.lbz")], stderr=subprocess.DEVNULL).returncode
     os.remove(z)
+    if SANITIZED and rc != 0:
+        print("note: the ASan library cannot be loaded into Python; the zero-bomb case runs in the release build")
+    else:
+        zero_bomb_runs(T, rc)
+    padded_model(T)
+
+
+def zero_bomb_runs(T, rc):
     check(rc == 0 and os.path.getsize(T("bomb.lbz")) < (2 << 20), "2: built a small .lbz of 1 GiB of zeros")
     for args in (["inspect", T("bomb.lbz")], ["run", "-m", T("bomb.lbz"), "--mem-budget", "100M", "-p", "x"]):
         t0 = time.time()
         rc, e, rss = run(*args)
         check(rc not in (None, 0) and rss < 64 * 1024 and time.time() - t0 < 5,
               "2: %s fails fast with low RSS (rc %s, %d KiB: %s)" % (args[0], rc, rss, e.strip()))
-    # a real model with 1 GiB of zeros appended: the header's tensors do not account for it
+
+
+def padded_model(T):
+    """A real model with 1 GiB of zeros appended: the header's tensors do not account for it."""
     g = T("pad.gguf")
     shutil.copy(M("stories260K-gguf", "stories260K.gguf"), g)
     os.chmod(g, 0o644)
@@ -202,6 +213,7 @@ def lbz_zero_bomb(T):
 
 def budgets(T):
     """Every shared model in every container it comes in, under budgets that admit it."""
+    check(os.access(TIME, os.X_OK), "GNU time is installed (apt-get install time; .ci/run does)")
     models = []
     for name in sorted(os.listdir(M())):
         d = M(name)
@@ -225,18 +237,15 @@ def budgets(T):
             if f.endswith(".bin") and not f.startswith("tok"):
                 models.append((name + " (llama2.c)", os.path.join(d, f)))
     # what the process costs before any model: binary, libraries, stack
-    base = max(run("inspect", T("nonexistent"))[2] for _ in range(3))
+    base = run("inspect", T("nonexistent"))[2]
     n_checked = 0
     for what, path in models:
         rc, err, _ = run("inspect", path)
         if rc != 0:
             continue  # not a runnable model on its own (e.g. no tokenizer)
         for budget in ("48M", "128M"):
-            for _ in range(3):  # a run too short for one /proc reading is run again
-                rc, err, rss = run("run", "-m", path, "--mem-budget", budget, "-p", "Once upon a time", "-n", "8",
-                                   "--mem-report", "-t", "2", timeout=60)
-                if rss or rc != 0:
-                    break
+            rc, err, rss = run("run", "-m", path, "--mem-budget", budget, "-p", "Once upon a time", "-n", "8",
+                               "--mem-report", "-t", "2", timeout=60)
             if rc != 0:
                 check("does not fit the memory budget" in err, "2: %s under %s: admitted or refused by the plan (%s)" % (what, budget, err.strip()[-300:]))
                 continue
@@ -251,7 +260,7 @@ def budgets(T):
             # what the report accounts for is resident; where the model dominates the process
             # (weights >= 8 MiB) it explains the peak within 10% beside the empty process's cost
             check(0 < total <= rss, "2: %s under %s: --mem-report total %.0f KiB <= peak RSS %d KiB" % (what, budget, total, rss))
-            if total >= 8 * 1024:
+            if total >= 8 * 1024 and not SANITIZED:
                 check(abs(rss - base - total) <= 0.10 * rss,
                       "2: %s under %s: --mem-report total %.0f KiB + base %d KiB agrees with peak RSS %d KiB within 10%%"
                       % (what, budget, total, base, rss))
