@@ -87,7 +87,8 @@ def same_path(T):
              ["quantize", g, T("sym.gguf"), "--type", "q8_0"], ["quantize", g, T(".", "x.gguf"), "--type", "q8_0"],
              ["convert", g, g], ["convert", g, T("hard.gguf")], ["compress", g, g], ["compress", g, T("sym.gguf")],
              ["decompress", T("x.lbz"), T("x.lbz")], ["decompress", T("x.lbz"), T("hard.lbz")],
-             ["delta", "create", g, T("hard.gguf"), "-o", g], ["delta", "create", g, g, "-o", T("sym.gguf")]]
+             ["delta", "create", g, T("hard.gguf"), "-o", g], ["delta", "create", g, g, "-o", T("sym.gguf")],
+             ["logits", "-m", g, "--ids", "1,2", "-o", T("hard.gguf")]]
     for args in cases:
         rc, err, _ = run(*args)
         check(rc not in (None, 0) and "is the input" in err, "3: %s refused (%s)" % (" ".join(args[:1] + [os.path.basename(a) for a in args[1:]]), err.strip()))
