@@ -72,6 +72,20 @@ def fifo_inputs(T):
         rc, err, _ = run(*args, timeout=10)
         check(rc not in (None, 0) and "not a regular file" in err and "fifo" in err,
               "1: %s on a FIFO fails at once naming it (rc %s: %s)" % (args[0], rc, err.strip()[-200:]))
+    # a Hugging Face folder whose config, tokenizer or weights is a FIFO
+    for name in ("config.json", "tokenizer.model", "model.safetensors"):
+        d = T("hf-" + name)
+        shutil.copytree(M("stories260K-hf"), d)
+        os.remove(os.path.join(d, name))
+        os.mkfifo(os.path.join(d, name))
+        rc, err, _ = run("inspect", d, timeout=10)
+        check(rc not in (None, 0) and name in err and "a FIFO" in err, "1: a folder whose %s is a FIFO (%s)" % (name, err.strip()))
+    d = T("l2c")
+    os.mkdir(d)
+    shutil.copy(M("stories260K-llama2c", "stories260K.bin"), d)
+    os.mkfifo(os.path.join(d, "tok512.bin"))
+    rc, err, _ = run("inspect", os.path.join(d, "stories260K.bin"), timeout=10)
+    check(rc not in (None, 0) and "tok512.bin" in err and "a FIFO" in err, "1: a llama2.c tokenizer that is a FIFO (%s)" % err.strip())
 
 
 def same_path(T):

@@ -80,7 +80,9 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     else
         fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
                 H(r.mapped_weight_bytes, a), H(r.owned_weight_bytes, b), r.n_owned, H(r.owned_bytes, c));
-    if (r.mapped_resident_known)
+    if (!r.mapped_bytes && r.restored_bytes)
+        fprintf(stderr, "  mapped      none (the model was restored into memory)\n");
+    else if (r.mapped_resident_known)
         fprintf(stderr, "  mapped      %s of %s resident now\n", H(r.mapped_resident_bytes, a), H(r.mapped_bytes, b));
     else
         fprintf(stderr, "  mapped      %s (residency unknown: mincore failed)\n", H(r.mapped_bytes, a));
