@@ -13,6 +13,8 @@
 #include "check.h"
 #include "core/error.h"
 #include "core/mapfile.h"
+#include "compress/model_regions.h"
+#include <sys/resource.h>
 
 static char g_dir[64];
 
@@ -121,6 +123,38 @@ static void test_messages(void) {
     CHECK(!strncmp(err.msg, "f: neither (inner: header", 25), "%s", err.msg);
 }
 
+/* A .lbz with valid checksums whose original is 256 MiB of zeros: no model header, so a load
+ * must refuse it before allocating the original (issue 11 finding 2). */
+static void test_lbz_bomb(void) {
+    lb_error err;
+    FILE *f = fopen(P("zeros.bin"), "wb");
+    int ok = f && ftruncate(fileno(f), (off_t)256 << 20) == 0;
+    if (f) fclose(f);
+    CHECK(ok);
+    /* compressed in a child: reading the zeros makes them resident, which would hide the peak below */
+    pid_t pid = fork();
+    if (pid == 0) _exit(lb_lbz_compress(P("zeros.bin"), P("bomb.lbz"), NULL, 0, NULL, NULL, NULL, NULL) == LB_OK ? 0 : 1);
+    int ws = 1;
+    waitpid(pid, &ws, 0);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "lb_lbz_compress of the zeros");
+    unlink(P("zeros.bin"));
+    struct stat st;
+    CHECK(stat(P("bomb.lbz"), &st) == 0 && st.st_size < (1 << 20), "the container is small");
+    lb_model_regions *r = NULL;
+    uint64_t orig = 0;
+    CHECK(lb_lbz_restore_check(P("bomb.lbz"), &r, &orig, &err) != LB_OK && !r, "no model header: refused");
+    uint64_t need = 1;
+    CHECK(lb_model_load_bytes(P("bomb.lbz"), &need, &err) != LB_OK, "the budget pre-check refuses it too");
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    lb_model *m = NULL;
+    CHECK(lb_model_load(P("bomb.lbz"), NULL, &m, &err) != LB_OK && !m);
+    getrusage(RUSAGE_SELF, &after);
+    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024, "the failed load raised the peak by %ld KiB",
+          after.ru_maxrss - before.ru_maxrss);
+    unlink(P("bomb.lbz"));
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/test_harden_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
@@ -128,6 +162,7 @@ int main(void) {
     test_outputs();
     test_temps();
     test_messages();
+    test_lbz_bomb();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
