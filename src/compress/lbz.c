@@ -523,8 +523,8 @@ static lb_status restore_chunk(void *vctx, lb_pipe_worker *w, size_t i, lb_pipe_
     lb_status st = decode_chunk(c->z, w, i, dst, err);
     if (c->mem) {
         /* a restore to memory holds the whole original: drop each compressed chunk's pages once
-         * decoded, so the peak is the original plus a few chunks, not plus the whole .lbz
-         * (pages shared with a neighbour are read again from the file if still needed) */
+         * decoded, so the peak is the original plus a few chunks, not plus the whole .lbz (only
+         * pages wholly inside this chunk: a neighbour being decoded keeps its own) */
         uintptr_t a = (uintptr_t)(c->z->map.data + e->coff), b = a + e->csize, pg = 4096;
         a = (a + pg - 1) & ~(pg - 1);
         b &= ~(pg - 1);

@@ -38,23 +38,27 @@ lb_status lb_open_regular(const char *path, int *fd_out, size_t *size, lb_error 
     return LB_OK;
 }
 
-lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err) {
-    int fd;
-    lb_status s = lb_open_regular(path, &fd, NULL, err);
-    if (s) return s;
+/* Reads up to cap bytes (fewer at end of file); -1 on a read error. */
+static ssize_t read_full(int fd, void *buf, size_t cap) {
     size_t n = 0;
     while (n < cap) {
         ssize_t r = read(fd, (char *)buf + n, cap - n);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            s = lb_fail(err, LB_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-            break;
-        }
+        if (r < 0) return -1;
         if (r == 0) break;
         n += (size_t)r;
     }
+    return (ssize_t)n;
+}
+
+lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err) {
+    int fd;
+    lb_status s = lb_open_regular(path, &fd, NULL, err);
+    if (s) return s;
+    ssize_t n = read_full(fd, buf, cap);
+    if (n < 0) s = lb_fail(err, LB_ERR_IO, "%s: read failed: %s", path, strerror(errno));
     close(fd);
-    *got = n;
+    *got = n < 0 ? 0 : (size_t)n;
     return s;
 }
 
@@ -115,17 +119,11 @@ lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *le
         close(fd);
         return lb_fail(err, LB_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    ssize_t got = read_full(fd, buf, n);
     close(fd);
-    if (got != n) {
+    if (got != (ssize_t)n) {
         free(buf);
-        return lb_fail(err, LB_ERR_IO, "%s: read failed after %zu of %zu bytes", path, got, n);
+        return lb_fail(err, LB_ERR_IO, "%s: read %zd of %zu bytes (changed while read?)", path, got, n);
     }
     buf[n] = 0;
     *out = buf;
