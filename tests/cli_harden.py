@@ -251,6 +251,12 @@ def budgets(T):
                     models.append((name + " (GGUF .lbz)", T(f + ".lbz")))
             if f.endswith(".bin") and not f.startswith("tok"):
                 models.append((name + " (llama2.c)", os.path.join(d, f)))
+    # the largest: tinystories-512d as an F32 GGUF (73 MiB) and its .lbz
+    big = T("tinystories-f32.gguf")
+    if lbtest.lowbit("convert", M("tinystories-512d"), big, "--dtype", "f32").returncode == 0:
+        models.append(("tinystories-512d (F32 GGUF)", big))
+        if lbtest.lowbit("compress", big, big + ".lbz").returncode == 0:
+            models.append(("tinystories-512d (F32 GGUF .lbz)", big + ".lbz"))
     # what the process costs before any model: binary, libraries, stack
     base = run("inspect", T("nonexistent"))[2]
     n_checked = 0
