@@ -46,6 +46,15 @@ typedef struct lb_error {
 /* Progress of long work (quantize, compress, synth): what is being done, bytes done of total. */
 typedef void (*lb_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* ---- output paths (src/core/outpath.c) ---------------------------------------------------- */
+/* Every writer calls this before its work starts: OUT must not be empty, end in '/', or be an
+ * existing folder (unless LB_OUT_FOLDER: a folder output such as a patched HF folder); its folder
+ * must exist and be writable; and OUT must not be any input (NULL entries are skipped), judged by
+ * device and inode, so another name, a hard link or a symlink for an input is refused too; for a
+ * folder input, no file directly inside it. */
+#define LB_OUT_FOLDER 1
+lb_status lb_output_check(const char *out, const char *const *inputs, size_t n_inputs, int flags, lb_error *err);
+
 /* ---- logging ---------------------------------------------------------------------------- */
 typedef enum lb_log_level { LB_LOG_ERROR = 0, LB_LOG_WARN, LB_LOG_INFO, LB_LOG_DEBUG } lb_log_level;
 void lb_log_set_level(lb_log_level level);
@@ -63,6 +72,10 @@ lb_model_params lb_model_default_params(void);
 /* path: a GGUF file, a llama2.c checkpoint, a Hugging Face folder, or a .lbz of a GGUF (self-
  * contained) or of a safetensors file (config.json and tokenizer files in the same folder). */
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err);
+/* Bytes that loading path allocates before any session: the restored size of a .lbz (or of a
+ * folder's model.safetensors.lbz), checked against its kept header; 0 for files used in place
+ * from the mapping. Budgeted callers compare it with the budget before lb_model_load. */
+lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err);
 void lb_model_free(lb_model *m);
 
 int lb_model_n_vocab(const lb_model *m);
@@ -655,6 +668,9 @@ typedef struct lb_mem_report {
     /* anonymous RSS - owned buffers - kv_resident: what else is resident besides weights and KV
      * (scratch, tokenizer, heap, thread stacks, the caller's own buffers); 0 if negative */
     uint64_t overhead_bytes;
+    /* a .lbz restored at load: its buffer (in owned_bytes, not mapped_bytes) and the tensors in
+     * it (in owned_weight_bytes, never mapped_weight_bytes) */
+    uint64_t restored_bytes, restored_weight_bytes;
 } lb_mem_report;
 
 /* s may be NULL (then only the model's part is filled). */

@@ -51,12 +51,12 @@ static unsigned char *read_all(const char *p, size_t *n) {
     return b;
 }
 static int exists(const char *p) { return access(p, F_OK) == 0; }
-/* no PATH.tmp.* left in the test folder */
+/* no temp file of an atomic write (.NAME.lowbit-tmp.PID.XXXXXX) left in the test folder */
 static int temp_files(void) {
     DIR *d = opendir(g_dir);
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
+    while ((e = readdir(d))) n += strstr(e->d_name, ".lowbit-tmp.") != NULL;
     closedir(d);
     return n;
 }

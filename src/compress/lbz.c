@@ -221,6 +221,7 @@ lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *
     lb_status st = check_options(&o, err);
     if (st) return st;
     if (n_regions && !regions) return lb_fail(err, LB_ERR_ARG, "lbz: regions is NULL");
+    if ((st = lb_output_check(out, &in, 1, 0, err))) return st;
     lb_mapfile map;
     if ((st = lb_mapfile_open(in, &map, err))) return st;
     uint64_t header_len = o.header_len;
@@ -516,9 +517,20 @@ typedef struct rctx {
 
 static lb_status restore_chunk(void *vctx, lb_pipe_worker *w, size_t i, lb_pipe_slot *s, lb_error *err) {
     rctx *c = vctx;
-    uint8_t *dst = c->mem ? c->mem + c->z->ent[i].off : s->buf;
-    s->len = c->z->ent[i].size;
-    return decode_chunk(c->z, w, i, dst, err);
+    const entry *e = &c->z->ent[i];
+    uint8_t *dst = c->mem ? c->mem + e->off : s->buf;
+    s->len = e->size;
+    lb_status st = decode_chunk(c->z, w, i, dst, err);
+    if (c->mem) {
+        /* a restore to memory holds the whole original: drop each compressed chunk's pages once
+         * decoded, so the peak is the original plus a few chunks, not plus the whole .lbz (only
+         * pages wholly inside this chunk: a neighbour being decoded keeps its own) */
+        uintptr_t a = (uintptr_t)(c->z->map.data + e->coff), b = a + e->csize, pg = 4096;
+        a = (a + pg - 1) & ~(pg - 1);
+        b &= ~(pg - 1);
+        if (b > a && !c->z->map.heap) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+    return st;
 }
 
 static lb_status restore_emit(void *vctx, size_t i, lb_pipe_slot *s, lb_error *err) {
@@ -540,7 +552,9 @@ static lb_status whole_hash_fail(lb_lbz *z, lb_error *err) {
 
 lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_fn progress, void *ud, lb_error *err) {
     lb_atomic_file *f;
-    lb_status st = lb_atomic_open(out, &f, err);
+    const char *in = z->map.path;
+    lb_status st = lb_output_check(out, &in, 1, 0, err);
+    if (!st) st = lb_atomic_open(out, &f, err);
     if (st) return st;
     XXH64_state_t *fh = XXH64_createState();
     if (!fh) {

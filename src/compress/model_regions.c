@@ -88,7 +88,10 @@ static lb_status spans_from_image(lb_model_regions *r, const void *data, size_t 
     }
     lb_safetensors *st;
     if ((s = lb_safetensors_parse(data, size, r->file, &st, err))) {
-        lb_fail(err, s, "%s: neither GGUF nor safetensors (%s)", r->file, err->msg);
+        /* a JSON header at byte 8 is a safetensors file: its own message (truncated, bad
+         * offsets) is the one that helps; only other bytes are "neither" */
+        const unsigned char *b = data;
+        if (size < 9 || b[8] != '{') lb_fail(err, s, "%s: neither GGUF nor safetensors (%s)", r->file, err->msg);
         return LB_ERR_FORMAT;
     }
     size_t n = lb_safetensors_count(st);
@@ -207,13 +210,37 @@ const char *lb_model_regions_name_at(uint64_t offset, void *ud) {
     return NULL;
 }
 
+/* Slack past the last tensor a restored model file may have (GGUF alignment padding). */
+#define LB_RESTORE_SLACK ((uint64_t)1 << 20)
+
+lb_status lb_lbz_restore_check(const char *path, lb_model_regions **names, uint64_t *orig_size, lb_error *err) {
+    *names = NULL;
+    lb_model_regions *r;
+    /* the kept header must describe a model before anything is allocated for its restore */
+    lb_status s = lb_model_regions_open(path, &r, err);
+    if (s) return s;
+    uint64_t end = r->header_len;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->s[i].off + r->s[i].len > end) end = r->s[i].off + r->s[i].len;
+    if (r->file_size > end + LB_RESTORE_SLACK) {
+        s = lb_fail(err, LB_ERR_FORMAT, "%s: declares an original size of %llu bytes but the tensors of its kept header (%s) end at byte %llu; "
+                    "refusing to restore it", path, (unsigned long long)r->file_size, r->format, (unsigned long long)end);
+        lb_model_regions_free(r);
+        return s;
+    }
+    *orig_size = r->file_size;
+    *names = r;
+    return LB_OK;
+}
+
 lb_status lb_lbz_restore_named(const char *path, int n_threads, lb_progress_fn progress, void *ud, void **buf,
                                size_t *size, lb_error *err) {
     lb_model_regions *names = NULL;
-    lb_error e2;
-    if (lb_model_regions_open(path, &names, &e2)) names = NULL; /* messages without names then */
+    uint64_t orig;
+    lb_status s = lb_lbz_restore_check(path, &names, &orig, err);
+    if (s) return s;
     lb_lbz *z;
-    lb_status s = lb_lbz_open(path, names ? lb_model_regions_name_at : NULL, names, &z, err);
+    s = lb_lbz_open(path, lb_model_regions_name_at, names, &z, err);
     if (!s) {
         s = lb_lbz_extract_to_memory(z, n_threads, progress, ud, buf, size, err);
         lb_lbz_close(z);

@@ -26,11 +26,15 @@ const char *lb_status_name(lb_status s) {
 
 lb_status lb_fail(lb_error *err, lb_status s, const char *fmt, ...) {
     if (err) {
-        err->status = s;
+        /* format into a copy first: callers may pass err->msg itself as an argument (wrapping a
+         * lower-level message), and vsnprintf into its own source is undefined behaviour */
+        char buf[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        err->status = s;
+        memcpy(err->msg, buf, sizeof buf);
         for (char *p = err->msg; *p; p++)
             if (*p == '\n' || *p == '\r') *p = ' ';
     }

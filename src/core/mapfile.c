@@ -13,16 +13,62 @@
 
 static const unsigned char g_empty[1];
 
-lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
-    memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+lb_status lb_open_regular(const char *path, int *fd_out, size_t *size, lb_error *err) {
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        lb_status s = lb_fail(err, LB_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
-        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+        return s;
     }
-    out->size = (size_t)st.st_size;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lb_fail(err, LB_ERR_IO, "%s: not a regular file (%s)", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+                       S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
+    }
+    /* reads of a regular file never block; clear the flag so later reads are ordinary */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    if (size) *size = (size_t)st.st_size;
+    return LB_OK;
+}
+
+/* Reads up to cap bytes (fewer at end of file); -1 on a read error. */
+static ssize_t read_full(int fd, void *buf, size_t cap) {
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, (char *)buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err) {
+    int fd;
+    lb_status s = lb_open_regular(path, &fd, NULL, err);
+    if (s) return s;
+    ssize_t n = read_full(fd, buf, cap);
+    if (n < 0) s = lb_fail(err, LB_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    close(fd);
+    *got = n < 0 ? 0 : (size_t)n;
+    return s;
+}
+
+lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
+    memset(out, 0, sizeof *out);
+    int fd;
+    size_t size;
+    lb_status s = lb_open_regular(path, &fd, &size, err);
+    if (s) return s;
+    out->size = size;
     if (out->size == 0) {
         out->data = g_empty;
     } else {
@@ -59,30 +105,26 @@ void lb_mapfile_close(lb_mapfile *m) {
 }
 
 lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lb_fail(err, LB_ERR_IO, "%s: not a regular file", path);
+    int fd;
+    size_t n;
+    lb_status s = lb_open_regular(path, &fd, &n, err);
+    if (s) return s;
+    if (n > max_size) {
+        close(fd);
+        return lb_fail(err, LB_ERR_FORMAT, "%s: %zu bytes, more than the %zu allowed for this kind of file", path, n,
+                       max_size);
     }
-    if ((size_t)st.st_size > max_size) {
-        fclose(f);
-        return lb_fail(err, LB_ERR_FORMAT, "%s: %lld bytes, more than the %zu allowed for this kind of file",
-                       path, (long long)st.st_size, max_size);
-    }
-    size_t n = (size_t)st.st_size;
     char *buf = malloc(n + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return lb_fail(err, LB_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
     }
-    if (fread(buf, 1, n, f) != n) {
+    ssize_t got = read_full(fd, buf, n);
+    close(fd);
+    if (got != (ssize_t)n) {
         free(buf);
-        fclose(f);
-        return lb_fail(err, LB_ERR_IO, "%s: read failed", path);
+        return lb_fail(err, LB_ERR_IO, "%s: read %zd of %zu bytes (changed while read?)", path, got, n);
     }
-    fclose(f);
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
@@ -95,14 +137,15 @@ struct lb_atomic_file {
 };
 
 lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err) {
+    lb_status s0 = lb_output_check(path, NULL, 0, 0, err); /* a folder or "x/" named as the output */
+    if (s0) return s0;
     lb_atomic_file *f = calloc(1, sizeof *f);
-    size_t n = strlen(path);
-    if (!f || !(f->path = strdup(path)) || !(f->tmp = malloc(n + 16))) {
+    if (!f || !(f->path = strdup(path)) || !(f->tmp = lb_temp_name(path))) {
         if (f) free(f->path);
         free(f);
         return lb_fail(err, LB_ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(f->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    lb_temp_sweep(path);
     f->fd = mkstemp(f->tmp);
     if (f->fd < 0) {
         lb_status s = lb_fail(err, LB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));

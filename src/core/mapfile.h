@@ -11,6 +11,12 @@ typedef struct lb_mapfile {
     void *heap; /* non-NULL: data is this malloc'ed buffer (a restored .lbz), freed at close */
 } lb_mapfile;
 
+/* Every input is opened through this: O_NONBLOCK open (a FIFO cannot hang it), fstat, anything
+ * but a regular file refused with a message naming the path. *size (optional): its length. */
+lb_status lb_open_regular(const char *path, int *fd, size_t *size, lb_error *err);
+/* The first up to cap bytes of a regular file (format sniffing); *got may be < cap. */
+lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err);
+
 lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err);
 void lb_mapfile_close(lb_mapfile *m);
 /* A view of a heap buffer the mapfile takes ownership of (freed at close, also on failure). */
@@ -23,7 +29,11 @@ lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *le
 /* "dir/name" in a new malloc'd string; NULL when out of memory. */
 char *lb_path_join(const char *dir, const char *name);
 
-/* Writes a file atomically: data goes to PATH.tmp.XXXXXX, is fsynced, then renamed over PATH. */
+/* Writes a file atomically: data goes to DIR/.NAME.lowbit-tmp.PID.XXXXXX beside PATH, is fsynced,
+ * then renamed over PATH. Opening removes such temps of PATH whose writer (PID) is gone, as a
+ * kill -9 leaves them. */
+char *lb_temp_name(const char *path); /* malloc'd mkstemp template */
+void lb_temp_sweep(const char *path);
 typedef struct lb_atomic_file lb_atomic_file;
 lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err);
 lb_status lb_atomic_write(lb_atomic_file *f, const void *data, size_t n, lb_error *err);

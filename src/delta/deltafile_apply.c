@@ -196,6 +196,8 @@ lb_status lb_delta_apply(const char *base, const char *delta, const char *out, l
     if (!s) s = lb_tsrc_open(base, &b, err);
     if (!s && strcmp(d->base_format, b->kind == 'g' ? "gguf" : "safetensors") != 0)
         s = lb_fail(err, LB_ERR_MISMATCH, "%s: the delta was made for a %s base, this is not one", base, d->base_format);
+    const char *ins[] = {base, delta};
+    if (!s) s = lb_output_check(out, ins, 2, b->dir ? LB_OUT_FOLDER : 0, err);
     if (!s) s = lb_delta_match_base(d, b, err);
     if (!s && !(buf = malloc(LB_DELTA_CHUNK * 4))) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (s) goto done;

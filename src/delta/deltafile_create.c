@@ -532,6 +532,9 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     if (opt->bits > 0 && (opt->int8 || opt->threshold > 0 || opt->raw))
         return lb_fail(err, LB_ERR_ARG, "delta bits cannot be combined with threshold, int8 or raw");
     if (opt->level < 0 || opt->level > 22) return lb_fail(err, LB_ERR_ARG, "delta zstd level %d is not in 1..22", opt->level);
+    const char *ins[] = {base, finetuned};
+    lb_status s0 = lb_output_check(out, ins, 2, 0, err);
+    if (s0) return s0;
     lb_delta_summary sm;
     memset(&sm, 0, sizeof sm);
     scan sn;

@@ -94,11 +94,10 @@ lb_status lb_tsrc_open(const char *path, lb_tsrc **out, lb_error *err) {
             st = lb_fail(err, LB_ERR_UNSUPPORTED, "%s: deltas need a folder with a single model.safetensors", path);
     } else if (!(s->file = strdup(path))) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (!st) {
-        FILE *f = fopen(s->file, "rb");
         unsigned char head[4] = {0};
-        size_t got = f ? fread(head, 1, 4, f) : 0;
-        if (f) fclose(f);
-        if (got == 4 && memcmp(head, "GGUF", 4) == 0) {
+        size_t got = 0;
+        if ((st = lb_read_head(s->file, head, 4, &got, err))) {
+        } else if (got == 4 && memcmp(head, "GGUF", 4) == 0) {
             if (!(st = lb_gguf_open(s->file, &s->g, err))) st = fill_gguf(s, err);
         } else if (!(st = lb_safetensors_open(s->file, &s->st, err))) {
             st = fill_st(s, err);

@@ -128,6 +128,8 @@ static lb_status out_type(const lb_tensor *t, int want, lb_dtype *out, const cha
 
 lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype, lb_progress_fn progress, void *user,
                            lb_error *err) {
+    lb_status s0 = lb_output_check(out, (const char *const *)&m->path, 1, 0, err);
+    if (s0) return s0;
     int want = -1;
     if (dtype && strcmp(dtype, "keep")) {
         want = lb_dtype_from_name(dtype);
@@ -191,9 +193,11 @@ lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p
                      lb_error *err) {
     lb_convert_params d = lb_convert_default_params();
     if (!p) p = &d;
-    lb_model *m;
-    lb_status s = lb_convert_load(in, p->tokenizer_path, &m, err);
+    const char *ins[] = {in, p->tokenizer_path};
+    lb_status s = lb_output_check(out, ins, 2, 0, err);
     if (s) return s;
+    lb_model *m;
+    if ((s = lb_convert_load(in, p->tokenizer_path, &m, err))) return s;
     if (!strcmp(m->format, "ak42") && (!p->dtype || !strcmp(p->dtype, "keep"))) {
         /* BitNet checkpoints keep their ternary weights exact in TQ2_0 (with the per-tensor scale
          * beside them); rows that do not fit its 256-element blocks stay in F16, named */

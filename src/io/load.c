@@ -7,6 +7,7 @@
 
 #include "compress/model_regions.h"
 #include "core/error.h"
+#include "core/mapfile.h"
 #include "core/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,13 +16,6 @@ lb_model_params lb_model_default_params(void) {
     return p;
 }
 
-static lb_status sniff(const char *path, unsigned char *head, size_t *n, lb_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_fail(err, LB_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    *n = fread(head, 1, 8, f);
-    fclose(f);
-    return LB_OK;
-}
 
 /* A .lbz: the loaders restore it in memory (lb_model_add_map); the kept header says which. */
 static lb_status load_lbz(lb_model *m, const char *path, lb_error *err) {
@@ -43,6 +37,32 @@ static lb_status load_lbz(lb_model *m, const char *path, lb_error *err) {
     return s;
 }
 
+lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err) {
+    *bytes = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return lb_fail(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
+    char *file = NULL;
+    if (S_ISDIR(st.st_mode)) { /* a folder restores only a model.safetensors.lbz in place of its weights */
+        char *plain = lb_path_join(path, "model.safetensors");
+        file = lb_path_join(path, "model.safetensors.lbz");
+        int use = plain && file && stat(plain, &st) != 0 && stat(file, &st) == 0;
+        free(plain);
+        if (!use) {
+            free(file);
+            return LB_OK;
+        }
+    } else if (!(file = strdup(path))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    unsigned char head[8];
+    size_t n = 0;
+    lb_status s = lb_read_head(file, head, sizeof head, &n, err);
+    if (!s && lb_lbz_is_container(head, n)) {
+        lb_model_regions *r;
+        if (!(s = lb_lbz_restore_check(file, &r, bytes, err))) lb_model_regions_free(r);
+    }
+    free(file);
+    return s;
+}
+
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err) {
     lb_model_params d = lb_model_default_params();
     if (!params) params = &d;
@@ -59,7 +79,7 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
     } else {
         unsigned char head[8];
         size_t n = 0;
-        s = sniff(path, head, &n, err);
+        s = lb_read_head(path, head, 8, &n, err);
         if (s == LB_OK) {
             if (lb_lbz_is_container(head, n)) s = load_lbz(m, path, err);
             else if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);

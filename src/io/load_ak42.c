@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/model.h"
@@ -167,11 +168,8 @@ lb_status lb_load_ak42(lb_model *m, const char *path, const char *tokenizer_path
         if (!tp) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
         memcpy(tp, path, dl);
         strcpy(tp + dl, name);
-        FILE *f = fopen(tp, "rb");
-        if (f) {
-            fclose(f);
-            s = lb_tokenizer_load_path(tp, c->n_vocab, &m->tok, err);
-        }
+        struct stat sb; /* only whether it is there: the loader opens it (regular files only) */
+        if (stat(tp, &sb) == 0) s = lb_tokenizer_load_path(tp, c->n_vocab, &m->tok, err);
         free(tp);
         if (s) return s;
     }

@@ -15,9 +15,11 @@
 
 #define HF_MAX_JSON ((size_t)64 << 20)
 
+/* present (not a folder): a FIFO or device named like a model file is opened and refused with
+ * a message naming it, never silently skipped */
 static int is_file(const char *p) {
     struct stat st;
-    return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return p && stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 static int file_in(const char *dir, const char *name) {

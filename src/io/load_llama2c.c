@@ -38,9 +38,10 @@ static lb_status add_f32(lb_model *m, l2c_cursor *c, const char *fmt, int layers
     return LB_OK;
 }
 
+/* present (not a folder): a FIFO named like a tokenizer is opened and refused, never skipped */
 static int is_file(const char *p) {
     struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 /* tokenizer.bin or tok<vocab>.bin beside the checkpoint; NULL when neither exists. */

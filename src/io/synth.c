@@ -123,6 +123,8 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
     const preset *p = NULL;
     for (size_t i = 0; i < N_PRESETS; i++)
         if (!strcmp(g_presets[i].name, name)) p = &g_presets[i];
+    lb_status s0 = lb_output_check(out_path, &tokenizer_path, 1, 0, err);
+    if (s0) return s0;
     if (!p) return lb_fail(err, LB_ERR_ARG, "unknown preset '%s' (tiny, stories15m, llama-1b, llama-7b, llama-8b)", name);
     int t = lb_dtype_from_name(dtype);
     if (t < 0 || (t != LB_F32 && t != LB_F16 && t != LB_BF16 && !lb_quant_can_write((lb_dtype)t)))

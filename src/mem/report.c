@@ -37,10 +37,11 @@ static int resident_bytes(const void *data, size_t size, size_t page, uint64_t *
     return 1;
 }
 
-static int in_maps(const lb_model *m, const void *p) {
+/* 1: p lies in a file mapping, 2: in a restored .lbz (a heap buffer in a mapfile's place), 0: neither. */
+static int map_kind(const lb_model *m, const void *p) {
     for (size_t i = 0; i < m->n_maps; i++) {
         const unsigned char *d = m->maps[i].data;
-        if ((const unsigned char *)p >= d && (const unsigned char *)p < d + m->maps[i].size) return 1;
+        if ((const unsigned char *)p >= d && (const unsigned char *)p < d + m->maps[i].size) return m->maps[i].heap ? 2 : 1;
     }
     return 0;
 }
@@ -91,7 +92,21 @@ static void statm_rss(size_t page, uint64_t *rss_out, uint64_t *file_out) {
 
 #include <sys/resource.h>
 
+/* VmHWM: the peak of this process's own memory since exec. ru_maxrss is not that: Linux carries
+ * the launching process's peak across fork and exec, so a program started from a large parent
+ * (a Python test, a server) would report the parent's peak. */
 static uint64_t peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    int found = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) {
+            found = 1;
+            break;
+        }
+    if (f) fclose(f);
+    if (found) return (uint64_t)kb * 1024;
     struct rusage ru;
     return getrusage(RUSAGE_SELF, &ru) ? 0 : (uint64_t)ru.ru_maxrss * 1024;
 }
@@ -126,23 +141,30 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
     for (size_t i = 0; i < m->n_tensors; i++) {
         const lb_tensor *t = &m->tensors[i];
         r->weight_bytes += t->nbytes;
-        if (in_maps(m, t->data)) r->mapped_weight_bytes += t->nbytes;
+        int k = map_kind(m, t->data);
+        if (k == 1) r->mapped_weight_bytes += t->nbytes;
         else r->owned_weight_bytes += t->nbytes;
+        if (k == 2) r->restored_weight_bytes += t->nbytes;
         add_dtype(r, lb_dtype_name(t->type), t->nbytes);
     }
     qsort(r->by_dtype, (size_t)r->n_dtypes, sizeof *r->by_dtype, by_bytes_desc);
     r->mapped_resident_known = 1;
     for (size_t i = 0; i < m->n_maps; i++) {
+        if (m->maps[i].heap) { /* restored: anonymous memory, all of it resident */
+            r->restored_bytes += m->maps[i].size;
+            continue;
+        }
         r->mapped_bytes += m->maps[i].size;
         if (!resident_bytes(m->maps[i].data, m->maps[i].size, page, &r->mapped_resident_bytes))
             r->mapped_resident_known = 0;
     }
     if (!r->mapped_resident_known) r->mapped_resident_bytes = 0;
     for (size_t i = 0; i < m->n_bufs; i++) r->owned_bytes += m->bufs[i].size;
+    r->owned_bytes += r->restored_bytes;
     r->n_owned = (uint32_t)m->n_bufs;
     r->tokenizer_bytes = tokenizer_estimate(m->tok);
     if (s) session_part(s, page, r);
-    r->total_bytes = r->weight_bytes + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
+    r->total_bytes = r->weight_bytes + (r->restored_bytes - r->restored_weight_bytes) + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
                      r->attention_bytes;
     uint64_t file_rss;
     statm_rss(page, &r->proc_rss, &file_rss);
@@ -163,6 +185,16 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
         n_threads = n > 0 ? (int)n : 1;
     }
     for (size_t i = 0; i < m->n_tensors; i++) in->weight_bytes += m->tensors[i].nbytes;
+    /* a restored .lbz holds its whole original (headers, vocabulary, padding) in memory */
+    for (size_t i = 0; i < m->n_maps; i++)
+        if (m->maps[i].heap) {
+            uint64_t inside = 0;
+            for (size_t j = 0; j < m->n_tensors; j++)
+                if (map_kind(m, m->tensors[j].data) == 2 && (const unsigned char *)m->tensors[j].data >= m->maps[i].data &&
+                    (const unsigned char *)m->tensors[j].data < m->maps[i].data + m->maps[i].size)
+                    inside += m->tensors[j].nbytes;
+            in->weight_bytes += m->maps[i].size > inside ? m->maps[i].size - inside : 0;
+        }
     in->kv_bytes_per_token[LB_MEM_KV_F32] = lb_session_kv_bytes_per_token(m, LB_KV_F32);
     in->kv_bytes_per_token[LB_MEM_KV_F16] = lb_session_kv_bytes_per_token(m, LB_KV_F16);
     in->kv_bytes_per_token[LB_MEM_KV_Q8_0] = lb_session_kv_bytes_per_token(m, LB_KV_Q8_0); /* 0: head_dim % 32 */

@@ -416,6 +416,8 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     lb_quantize_params d = lb_quantize_default_params();
     if (!p) p = &d;
     const lb_qrecipe *r = lb_qrecipe_find(p->type);
+    lb_status s0 = lb_output_check(out, (const char *const *)&m->path, 1, 0, err);
+    if (s0) return s0;
     qtensor *qts = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *qts);
     lb_qplan *plan = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *plan);
     if (!qts || !plan) {
@@ -488,9 +490,11 @@ lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_pa
     lb_quantize_params d = lb_quantize_default_params();
     if (!p) p = &d;
     if (!lb_qrecipe_find(p->type)) return unknown_type(p->type, err); /* before loading a large model */
-    lb_model *m;
-    lb_status s = lb_convert_load(in, p->tokenizer_path, &m, err);
+    const char *ins[] = {in, p->tokenizer_path};
+    lb_status s = lb_output_check(out, ins, 2, 0, err);
     if (s) return s;
+    lb_model *m;
+    if ((s = lb_convert_load(in, p->tokenizer_path, &m, err))) return s;
     s = lb_quantize_model(m, out, p, progress, user, err);
     lb_model_free(m);
     return s;

@@ -28,9 +28,11 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* present (not a folder): a FIFO or device named like a model file is opened and refused with
+ * a message naming it, never silently skipped */
 static int is_file(const char *p) {
     struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 lb_status lb_tokenizer_load_path(const char *path, int32_t n_vocab, lb_tokenizer **out, lb_error *err) {

@@ -76,6 +76,7 @@ int cmd_bench(int argc, char **argv) {
     lb_model_params mp = lb_model_default_params();
     mp.n_threads = (int)threads;
     lb_model *m;
+    if (budget && cli_mem_precheck(model, budget)) return CLI_ERR;
     if (lb_model_load(model, &mp, &m, &err)) return cli_error(&err);
     int nv = lb_model_n_vocab(m);
     const lb_tokenizer *tok = lb_model_tokenizer(m);

@@ -57,6 +57,9 @@ int cli_mem_budget(const char *opt, const char *val, uint64_t *out);
  * requested context (0: the default) in, the planned one out; ctx_strict when the user gave
  * --ctx; kv_forced when the user gave --kv-type (*kv). CLI_OK, or CLI_ERR after printing why the
  * model does not fit. */
+/* Before loading under --mem-budget: a .lbz restore larger than the budget is refused without
+ * allocating it (CLI_ERR with a message), CLI_OK otherwise. */
+int cli_mem_precheck(const char *model, uint64_t budget);
 int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
                  int kv_forced);
 /* The memory report of m (and s, may be NULL) on stderr. */

@@ -130,11 +130,11 @@ static int info(int argc, char **argv) {
     lb_delta *d;
     lb_error err;
     if (lb_delta_open(path, &d, &err)) return cli_error(&err);
-    uint64_t n = 0, changed = 0, weights = 0;
+    uint64_t changed = 0, weights = 0;
     double maxe = 0;
     for (size_t i = 0; i < d->n; i++) {
         const lb_delta_entry *e = &d->e[i];
-        n += e->n, changed += e->kept > 0, weights += e->n * e->es;
+        changed += e->kept > 0, weights += e->n * e->es;
         if (e->max_err > maxe) maxe = e->max_err;
     }
     char b1[32], b2[32];

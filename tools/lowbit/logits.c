@@ -70,7 +70,9 @@ int cmd_logits(int argc, char **argv) {
     lb_session *s = NULL;
     float *logits = NULL;
     lb_atomic_file *f = NULL;
-    lb_status st = lb_model_load(model, &mp, &m, &err);
+    const char *ins[] = {model};
+    lb_status st = lb_output_check(out, ins, 1, 0, &err);
+    if (st == LB_OK) st = lb_model_load(model, &mp, &m, &err);
     if (st == LB_OK) {
         lb_session_params sp = lb_session_default_params();
         sp.n_ctx = (int)n;

@@ -15,6 +15,21 @@ int cli_mem_budget(const char *opt, const char *val, uint64_t *out) {
     return 1;
 }
 
+int cli_mem_precheck(const char *model, uint64_t budget) {
+    uint64_t need = 0;
+    lb_error err = {0};
+    if (lb_model_load_bytes(model, &need, &err)) return cli_error(&err);
+    if (need > budget) {
+        char a[32], b[32];
+        lb_size_format(need, a, sizeof a);
+        lb_size_format(budget, b, sizeof b);
+        fprintf(stderr, "lowbit: the model does not fit the memory budget: restoring %s needs %s in memory, over the budget of %s\n",
+                model, a, b);
+        return CLI_ERR;
+    }
+    return CLI_OK;
+}
+
 int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
                  int kv_forced) {
     lb_mem_plan_in in;
@@ -58,9 +73,16 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
             (unsigned long long)r.weight_bytes, (unsigned long long)r.n_tensors);
     for (int i = 0; i < r.n_dtypes; i++)
         fprintf(stderr, "%s %s %s (%u)", i ? "," : "", r.by_dtype[i].dtype, H(r.by_dtype[i].bytes, a), r.by_dtype[i].n_tensors);
-    fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
-            H(r.mapped_weight_bytes, a), H(r.owned_weight_bytes, b), r.n_owned, H(r.owned_bytes, c));
-    if (r.mapped_resident_known)
+    if (r.restored_bytes)
+        fprintf(stderr, "\n              %s restored from the .lbz into memory (%s buffer), %s converted at load (%u buffers)\n",
+                H(r.restored_weight_bytes, a), H(r.restored_bytes, b), H(r.owned_weight_bytes - r.restored_weight_bytes, c),
+                r.n_owned);
+    else
+        fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
+                H(r.mapped_weight_bytes, a), H(r.owned_weight_bytes, b), r.n_owned, H(r.owned_bytes, c));
+    if (!r.mapped_bytes && r.restored_bytes)
+        fprintf(stderr, "  mapped      none (the model was restored into memory)\n");
+    else if (r.mapped_resident_known)
         fprintf(stderr, "  mapped      %s of %s resident now\n", H(r.mapped_resident_bytes, a), H(r.mapped_bytes, b));
     else
         fprintf(stderr, "  mapped      %s (residency unknown: mincore failed)\n", H(r.mapped_bytes, a));

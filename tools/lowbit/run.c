@@ -194,6 +194,7 @@ int cmd_run(int argc, char **argv) {
     mp.n_threads = (int)o.threads;
     double t0 = cli_now();
     lb_model *m;
+    if (o.mem_budget && cli_mem_precheck(o.model, o.mem_budget)) return CLI_ERR;
     if (lb_model_load(o.model, &mp, &m, &err)) return cli_error(&err);
     double t_load = cli_now() - t0;
     const lb_tokenizer *tok = lb_model_tokenizer(m);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "serve.h"
 
 static void usage(FILE *f) {
@@ -263,6 +264,7 @@ int cmd_serve(int argc, char **argv) {
     mp.tokenizer_path = o.tokenizer;
     mp.n_threads = (int)o.threads;
     lb_model *m;
+    if (o.mem_budget && cli_mem_precheck(o.model, (uint64_t)o.mem_budget)) return 1;
     if (lb_model_load(o.model, &mp, &m, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
     if (!lb_model_tokenizer(m)) {
         lb_model_free(m);
