@@ -4,18 +4,25 @@ naming the option and what is allowed; -t above the thread pool's cap names the 
 keeps the greedy ids of f32 KV on stories260K, and a budget never changes it silently.
 Usage: cli_harden_b.py LOWBIT_BINARY SHARED_DIR"""
 import json
+import os
+import struct
+import subprocess
 import sys
+import tempfile
 
 import lbtest
 from lbtest import M, check, lowbit, run_json
 
-lbtest.init(timeout=300, report=False)
+lbtest.init(timeout=120, report=False)
 GGUF = M("stories260K-gguf", "stories260K.gguf")
 
 
 def usage_error(args, must_name):
     """args exit 2 and stderr names every string of must_name."""
-    r = lowbit(*args)
+    try:
+        r = lowbit(*args)
+    except subprocess.TimeoutExpired:  # e.g. serve accepting the value and serving
+        return check(False, f"{' '.join(args)}: accepted (still running after the timeout)")
     err = r.stderr.decode(errors="replace")
     check(r.returncode == 2 and all(s in err for s in must_name),
           f"{' '.join(args)}: exit {r.returncode}, stderr {err!r} (wanted exit 2 naming {must_name})")
@@ -52,5 +59,29 @@ check(r.returncode == 0 and "f16 KV" in err and "changes the KV cache" not in er
 r = lowbit(*RUN, "-n", "1", "--mem-budget", "1G", "--kv-type", "f32")
 err = r.stderr.decode(errors="replace")
 check(r.returncode == 0 and "f32 KV" in err, f"--kv-type f32 with a budget stays f32: {err!r}")
+
+
+# finding 8: a NaN, inf or huge weight is refused by quantize, naming the tensor and the element
+# (before: NaN blocks in q4_k, inf in q8_0/q4_0, zeros in q6_k, exit 0)
+def poked(value, d):
+    g = lbtest.Gguf(GGUF, 1 << 20)
+    off = g.data + g.tensors["blk.0.attn_q.weight"][2] + 4 * 5
+    with open(GGUF, "rb") as f:
+        b = bytearray(f.read())
+    struct.pack_into("<f", b, off, value)
+    p = os.path.join(d, "poked.gguf")
+    with open(p, "wb") as f:
+        f.write(b)
+    return p
+
+
+with tempfile.TemporaryDirectory() as d:
+    for value, typ, words in ((float("nan"), "q8_0", ["NaN", "not finite"]), (float("inf"), "q4_0", ["inf"]),
+                              (1e30, "q4_k", ["1e+30", "beyond"]), (3e38, "q6_k", ["3e+38", "beyond"])):
+        out = os.path.join(d, "out.gguf")
+        r = lowbit("quantize", poked(value, d), out, "--type", typ)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 1 and "blk.0.attn_q.weight" in err and "element 5" in err and all(w in err for w in words)
+              and not os.path.exists(out), f"quantize {typ} of a {value} weight: exit {r.returncode}, {err!r}")
 
 sys.exit(lbtest.finish())
