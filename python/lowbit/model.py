@@ -1,8 +1,10 @@
 """Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*)."""
 import codecs
+import contextlib
 import ctypes
 import numbers
 import os
+import threading
 
 import numpy as np
 
@@ -30,6 +32,14 @@ class _TokenizerOps:
     """tokenize / detokenize over an lb_tokenizer handle (self._tok())."""
 
     def _ids_in(self, ids, n_vocab):
+        if not isinstance(ids, np.ndarray):  # range-check Python ints before int32 wraps them (2**40 -> 0)
+            try:
+                wide = np.asarray(ids, dtype=object).reshape(-1)
+            except (TypeError, ValueError):
+                wide = np.empty(0, dtype=object)
+            for v in wide:
+                if isinstance(v, numbers.Integral) and not 0 <= v < n_vocab:
+                    raise ValueError("ids: %d is outside the vocabulary of %d tokens" % (v, n_vocab))
         a = _arrays.as_input(ids, np.int32, "ids").reshape(-1)
         if a.size and (a.min() < 0 or a.max() >= n_vocab):
             bad = a[(a < 0) | (a >= n_vocab)][0]
@@ -177,6 +187,7 @@ class Model(_lib.Handle, _TokenizerOps):
             raise
         self.n_vocab_model = lib.lb_model_n_vocab(h)
         self._logits = np.empty(self.n_vocab_model, np.float32)
+        self._busy = threading.Lock()
 
     # ---- memory budget ------------------------------------------------------------------
     def _scratch_model(self, threads):
@@ -303,8 +314,9 @@ class Model(_lib.Handle, _TokenizerOps):
         if a.size == 0:
             raise ValueError("ids: empty")
         out = np.empty((a.size, self.n_vocab_model), np.float32)
-        _lib.lib().lb_session_reset(self._session())
-        self._eval(a, out, True)
+        with self._exclusive():
+            _lib.lib().lb_session_reset(self._session())
+            self._eval(a, out, True)
         return out
 
     def generate(self, prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=0, stream=False, top_k=0,
@@ -359,6 +371,22 @@ class Model(_lib.Handle, _TokenizerOps):
     def _steps(self, prompt_ids, max_tokens, sp):
         """Yields ("token", id, bytes) per generated token, then ("stop", reason, None). The same
         loop as `lowbit run`."""
+        with self._exclusive():
+            yield from self._steps_locked(prompt_ids, max_tokens, sp)
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """The session holds one sequence: a second user (another thread, or a generate while a
+        stream is open) would corrupt it silently, so it is refused instead of interleaved."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("Model is busy: another generate, stream or logits call is using it (close the "
+                               "open stream first, or give each thread its own Model)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def _steps_locked(self, prompt_ids, max_tokens, sp):
         lib = _lib.lib()
         s = self._session()
         t = lib.lb_model_tokenizer(self._m)
@@ -369,6 +397,9 @@ class Model(_lib.Handle, _TokenizerOps):
             n_ctx = lib.lb_session_n_ctx(s)
             if len(prompt_ids) > n_ctx:
                 raise ValueError("prompt: %d tokens exceed the context of %d" % (len(prompt_ids), n_ctx))
+            # at most one token past the context is sampled: max_tokens=10**12 must not size the buffer
+            room = n_ctx - len(prompt_ids) + 1
+            capped, max_tokens = max_tokens > room, min(max_tokens, room)
             history = np.empty(len(prompt_ids) + max_tokens, np.int32)
             history[:len(prompt_ids)] = prompt_ids
             n_hist = len(prompt_ids)
@@ -387,6 +418,7 @@ class Model(_lib.Handle, _TokenizerOps):
                 n_hist += 1
                 yield "token", tid, self.token_bytes(tid) if t else b""
                 if i + 1 == max_tokens:
+                    reason = "context" if capped else reason
                     break
                 if lib.lb_session_n_past(s) >= n_ctx:
                     reason = "context"

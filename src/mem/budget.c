@@ -55,7 +55,8 @@ static int breakdown(char *buf, size_t cap, const lb_mem_plan_in *in, uint32_t n
     return snprintf(buf, cap, "weights %s + KV cache (%u tokens, %s) %s + scratch %s%s = %s %s budget %s",
                     in_unit(in->weight_bytes, u, w, sizeof w), n_ctx, lb_mem_kv_dtype_name(kv),
                     in_unit(kvb, u, k, sizeof k), in_unit(scr, u, s, sizeof s), ov, in_unit(total, u, t, sizeof t), op,
-                    in_unit(in->budget, u, b, sizeof b));
+                    /* its own unit: a budget far below the total must not read "0.00 MiB" */
+                    in_unit(in->budget, unit_for(in->budget), b, sizeof b));
 }
 
 /* Appends printf text to buf at its current end. */

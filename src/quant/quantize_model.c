@@ -257,7 +257,24 @@ typedef struct qjob {
     float scale;      /* ternary absmean */
     float g;          /* source scale folded into every value */
     double *partial;  /* per-thread sums for the absmean pass */
+    int64_t bad[256]; /* per thread: 1 + the flat index of the first value refused (0: none) */
+    float bad_val[256];
 } qjob;
+
+/* The largest magnitude a written type holds: beyond it F16 and the F16 block scales of the
+ * quantized types overflow to inf (or NaN, or 0 in q6_k), so such values are refused, not written. */
+static float type_limit(lb_dtype ty) { return ty == LB_F32 || ty == LB_BF16 ? 3.4028235e38f : 65504.0f; }
+
+/* Records the first value of row r that is not finite or exceeds the type's range. */
+static void check_row(qjob *j, int ith, int64_t r, const float *x, int64_t n, float limit) {
+    if (j->bad[ith]) return;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(x[i]) <= limit)) { /* also true for NaN */
+            j->bad[ith] = 1 + r * n + i;
+            j->bad_val[ith] = x[i];
+            return;
+        }
+}
 
 static int64_t src_row(const qjob *j, int64_t r) {
     return j->permute ? lb_rope_permute_row(r, j->c->m->cfg.head_dim, j->c->from, j->c->to) : r;
@@ -314,6 +331,7 @@ static void quant_job(void *arg, int ith, int nth) {
         to_float(p, x, n);
         if (j->g != 1.0f)
             for (int64_t i = 0; i < n; i++) x[i] *= j->g;
+        check_row(j, ith, src_row(j, r), x, n, type_limit(ty));
         if (unit) /* round(x * (1 / absmean)) exactly as BitNet does, stored with d = 1 */
             for (int64_t i = 0; i < n; i++) x[i] *= inv;
         if (ty == LB_TQ1_0) lb_quantize_row_tq1_0(x, y, n, unit ? 1.0f : j->scale);
@@ -363,6 +381,20 @@ static void release_source(const lb_model *m, const void *data, size_t nbytes) {
     }
 }
 
+/* The error for the first refused value of a chunk, naming the tensor and the index. */
+static lb_status refused(const qjob *j, int nth, lb_dtype ty, lb_error *err) {
+    for (int i = 0; i < nth; i++)
+        if (j->bad[i]) {
+            float v = j->bad_val[i];
+            if (!isfinite(v))
+                return lb_fail(err, LB_ERR_FORMAT, "tensor %s: element %lld is %s (not finite): the weights are corrupt",
+                               j->t->name, (long long)(j->bad[i] - 1), isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf");
+            return lb_fail(err, LB_ERR_RANGE, "tensor %s: element %lld is %g, beyond the %g that %s can hold",
+                           j->t->name, (long long)(j->bad[i] - 1), (double)v, (double)type_limit(ty), lb_dtype_name(ty));
+        }
+    return LB_OK;
+}
+
 static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_error *err) {
     qtensor *qt = user;
     qctx *c = qt->c;
@@ -370,7 +402,7 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     if (t->n_dims < 2) return fill_1d(qt, sink, err);
     int64_t n = t->ne[0], rows = lb_tensor_nrows(t);
     size_t out_row = lb_dtype_row_size(dst->type, n), in_row = lb_dtype_row_size(t->type, n);
-    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL};
+    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL, {0}, {0}};
     if (qt->plan.ternarize) {
         double part[768] = {0}, sum = 0, mx = 0, mn = INFINITY;
         j.partial = part;
@@ -391,6 +423,7 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     for (int64_t r0 = 0; r0 < rows && !s; r0 += chunk) {
         j.r0 = r0, j.r1 = r0 + chunk < rows ? r0 + chunk : rows;
         lb_pool_run_n(c->pool, quant_job, &j, j.r1 - j.r0 >= 4 ? c->nth : 1);
+        if ((s = refused(&j, c->nth, qt->plan.type, err))) break;
         s = lb_gguf_sink_write(sink, c->out, (size_t)(j.r1 - j.r0) * out_row, err);
         c->done += (uint64_t)(j.r1 - j.r0) * in_row;
         if (c->progress) c->progress(c->user, t->name, c->done, c->total);

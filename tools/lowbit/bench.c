@@ -55,7 +55,7 @@ int cmd_bench(int argc, char **argv) {
         if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", a), CLI_USAGE;
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
         else if (!strcmp(a, "-p")) { if (!cli_int(a, v, 0, 1 << 20, &n_prompt)) return CLI_USAGE; }
         else if (!strcmp(a, "-n")) { if (!cli_int(a, v, 0, 1 << 20, &n_gen)) return CLI_USAGE; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (!cli_int(a, v, 1, 1000, &reps)) return CLI_USAGE; }

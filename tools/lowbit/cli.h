@@ -20,9 +20,11 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an integer / float option value or prints a usage error naming the option. */
 int cli_int(const char *opt, const char *val, long long lo, long long hi, long long *out);
 int cli_float(const char *opt, const char *val, double *out);
+/* cli_float within [lo, hi]; out of range prints the option, the value and the allowed range. */
+int cli_float_in(const char *opt, const char *val, double lo, double hi, double *out);
 /* Default thread count: the online cores (1 when unknown). */
 int cli_default_threads(void);
-/* "-t/--threads N" (1..1024) into *threads: 1, or 0 after printing a usage error. */
+/* "-t/--threads N" (1..512, the thread pool's cap) into *threads: 1, or 0 after printing a usage error. */
 int cli_threads(const char *opt, const char *val, int *threads);
 /* Commands taking IN OUT: arg a (not a known option) becomes *in, then *out. CLI_OK, or CLI_USAGE
  * after printing that cmd does not know the option or the extra argument. */

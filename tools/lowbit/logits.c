@@ -49,7 +49,7 @@ int cmd_logits(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--ids")) ids_s = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
             if (!strcmp(v, "f32")) kv = LB_KV_F32;
             else if (!strcmp(v, "f16")) kv = LB_KV_F16;

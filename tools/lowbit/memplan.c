@@ -56,7 +56,12 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
     }
     *n_ctx = plan.n_ctx;
-    *kv = plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0 : plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
+    lb_kv_type planned = plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0 : plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
+    /* the budget may change the default KV type, but never silently */
+    if (planned != *kv)
+        fprintf(stderr, "lowbit: note: --mem-budget changes the KV cache from %s to %s (pass --kv-type to choose)\n",
+                lb_mem_kv_dtype_name((lb_mem_kv_dtype)*kv) /* same numbering as lb_kv_type */, lb_mem_kv_dtype_name(plan.kv_dtype));
+    *kv = planned;
     return CLI_OK;
 }
 

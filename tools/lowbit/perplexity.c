@@ -50,7 +50,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "--kl-base")) base_path = v;
         else if (!strcmp(a, "--tokenizer")) tok = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 4, 1 << 20, &ctx)) return CLI_USAGE; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 1024, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
         else return fprintf(stderr, "lowbit: perplexity: unknown option '%s'\n", a), CLI_USAGE;
     }
     if (!model || !text_path) return fprintf(stderr, "usage: lowbit perplexity -m MODEL -f TEXT (see --help)\n"), CLI_USAGE;

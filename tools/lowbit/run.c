@@ -21,7 +21,7 @@ static void usage(FILE *f) {
           "      --repeat-penalty R  penalise recent tokens (default 1: off)\n"
           "      --seed S          sampling seed (default 0)\n"
           "  -t, --threads N       threads (default: all cores)\n"
-          "      --kv-type f32|f16|q8_0 KV cache element type (default f32)\n"
+          "      --kv-type f32|f16|q8_0 KV cache element type (default f16)\n"
           "      --device cpu|cuda where the model runs (default cpu; cuda needs a CUDA build)\n"
           "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
           "      --delta PATH      apply a delta (lowbit delta create) to the model while loading\n"
@@ -47,6 +47,7 @@ typedef struct run_opts {
 
 static int parse(int argc, char **argv, run_opts *o) {
     o->n_predict = 256;
+    o->kv = LB_KV_F16; /* as llama.cpp: half the memory of f32, logits within ~1e-3 */
     o->sp = lb_sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -61,12 +62,12 @@ static int parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--system")) { if (!(o->system = VAL())) goto missing; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_int(a, VAL(), 0, 1 << 24, &o->n_predict)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, VAL(), 1, 1 << 24, &o->n_ctx)) return CLI_USAGE; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, VAL(), 1, 1024, &o->threads)) return CLI_USAGE; }
-        else if (!strcmp(a, "--temp")) { if (!cli_float(a, VAL(), &d) || d < 0) return CLI_USAGE; o->sp.temperature = (float)d; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, VAL(), 1, 512, &o->threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "--temp")) { if (!cli_float_in(a, VAL(), 0, 100, &d)) return CLI_USAGE; o->sp.temperature = (float)d; }
         else if (!strcmp(a, "--top-k")) { if (!cli_int(a, VAL(), 0, 1 << 30, &n)) return CLI_USAGE; o->sp.top_k = (int)n; }
-        else if (!strcmp(a, "--top-p")) { if (!cli_float(a, VAL(), &d) || d <= 0 || d > 1) return fprintf(stderr, "lowbit: --top-p must be in (0, 1]\n"), CLI_USAGE; o->sp.top_p = (float)d; }
-        else if (!strcmp(a, "--min-p")) { if (!cli_float(a, VAL(), &d) || d < 0 || d > 1) return fprintf(stderr, "lowbit: --min-p must be in [0, 1]\n"), CLI_USAGE; o->sp.min_p = (float)d; }
-        else if (!strcmp(a, "--repeat-penalty")) { if (!cli_float(a, VAL(), &d) || d <= 0) return fprintf(stderr, "lowbit: --repeat-penalty must be > 0\n"), CLI_USAGE; o->sp.repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--top-p")) { if (!cli_float(a, VAL(), &d)) return CLI_USAGE; if (d <= 0 || d > 1) return fprintf(stderr, "lowbit: --top-p: %s is out of range (allowed: above 0, up to 1)\n", v), CLI_USAGE; o->sp.top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { if (!cli_float_in(a, VAL(), 0, 1, &d)) return CLI_USAGE; o->sp.min_p = (float)d; }
+        else if (!strcmp(a, "--repeat-penalty")) { if (!cli_float(a, VAL(), &d)) return CLI_USAGE; if (d <= 0 || d > 100) return fprintf(stderr, "lowbit: --repeat-penalty: %s is out of range (allowed: above 0, up to 100)\n", v), CLI_USAGE; o->sp.repeat_penalty = (float)d; }
         else if (!strcmp(a, "--seed")) { if (!cli_int(a, VAL(), 0, 0x7fffffffffffffffLL, &n)) return CLI_USAGE; o->sp.seed = (uint64_t)n; }
         else if (!strcmp(a, "--kv-type")) {
             if (!VAL()) goto missing;

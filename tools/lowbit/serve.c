@@ -112,7 +112,7 @@ static int parse(int argc, char **argv, serve_opts *o) {
         else if (IS("-np") || IS("--parallel")) INT(o->parallel, 1, 256);
         else if (IS("-c") || IS("--ctx")) INT(o->ctx, 16, 1 << 20);
         else if (IS("--kv-tokens")) INT(o->kv_tokens, 16, 1 << 26);
-        else if (IS("-t") || IS("--threads")) INT(o->threads, 1, 1024);
+        else if (IS("-t") || IS("--threads")) INT(o->threads, 1, 512);
         else if (IS("--queue")) INT(o->queue, 1, 1 << 16);
         else if (IS("--prefill-chunk")) INT(o->chunk, 1, 4096);
         else if (IS("--timeout")) INT(o->timeout, 1, 86400);

@@ -41,7 +41,7 @@ int cli_default_threads(void) {
 
 int cli_threads(const char *opt, const char *val, int *threads) {
     long long n;
-    if (!cli_int(opt, val, 1, 1024, &n)) return 0;
+    if (!cli_int(opt, val, 1, 512, &n)) return 0;
     *threads = (int)n;
     return 1;
 }
@@ -66,6 +66,14 @@ int cli_float(const char *opt, const char *val, double *out) {
     double v = strtod(val, &end);
     if (errno || end == val || *end || !isfinite(v))
         return fprintf(stderr, "lowbit: %s: '%s' is not a number\n", opt, val), 0;
+    *out = v;
+    return 1;
+}
+
+int cli_float_in(const char *opt, const char *val, double lo, double hi, double *out) {
+    double v;
+    if (!cli_float(opt, val, &v)) return 0;
+    if (v < lo || v > hi) return fprintf(stderr, "lowbit: %s: %s is out of range (allowed: %g to %g)\n", opt, val, lo, hi), 0;
     *out = v;
     return 1;
 }
