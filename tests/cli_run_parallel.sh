@@ -41,5 +41,10 @@ ok $([ $r3 = 1 ] && grep -q 'no prompts' "$T/e3" && echo 1) "empty prompt file: 
 printf 'a\0b\n' > "$T/nul.txt"
 "$L" run -m "$M" -f "$T/nul.txt" >/dev/null 2>"$T/e4"; r4=$?
 ok $([ $r4 = 1 ] && grep -q 'offset 1' "$T/e4" && echo 1) "NUL byte: rc $r4 $(cat "$T/e4")"
+# bench --parallel: one entry per listed count, in order, with positive speeds (not judged)
+j=$("$L" bench -m "$M" --parallel 1,3 -p 8 -n 4 -r 1 --json 2>/dev/null)
+ok $(/usr/bin/python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int([x["parallel"] for x in d]==[1,3] and all(x["tg_tok_s"]>0 and x["pp_tok_s"]>0 and abs(x["tg_tok_s_per_seq"]*x["parallel"]-x["tg_tok_s"])<0.1 for x in d)))' "$j" 2>/dev/null) "bench --parallel json: $j"
+"$L" bench -m "$M" --parallel 1,x >/dev/null 2>"$T/e5"; r5=$?
+ok $([ $r5 = 2 ] && grep -q "1,x" "$T/e5" && echo 1) "bad --parallel list: rc $r5 $(cat "$T/e5")"
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
