@@ -6,7 +6,6 @@
 
 #include "cli.h"
 #include "engine_util.h"
-#include "graph/chat.h"
 #include "run.h"
 
 typedef struct par_seq {
@@ -54,11 +53,14 @@ static int split_lines(char *text, char ***lines) {
     return v ? n : -1;
 }
 
-static lb_status tokenize_all(const run_opts *o, const lb_tokenizer *tok, lb_chat_style style, char **lines,
+/* With --chat each line is the user's message of a conversation of its own. */
+static lb_status tokenize_all(const run_opts *o, const lb_tokenizer *tok, const char *style, char **lines,
                               par_seq *ps, int n, int base, lb_error *err) {
     for (int i = 0; i < n; i++) {
-        char *text = o->chat ? lb_chat_format_turn(style, o->system, lines[i], 1) : lines[i];
-        if (!text) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        char *text = lines[i];
+        lb_chat_message msgs[2] = {{"system", o->system}, {"user", lines[i]}};
+        int sys = o->system != NULL;
+        if (o->chat && lb_chat_format(style, msgs + !sys, 1 + (size_t)sys, &text, err)) return err->status;
         lb_status st = lb_tokenize(tok, text, strlen(text), 1, &ps[i].ids, &ps[i].n_ids, err);
         if (o->chat) free(text);
         if (st) return st;
@@ -130,8 +132,8 @@ static void print_results(const run_opts *o, char **lines, par_seq *ps, int n, i
 static lb_status run_engine(const run_opts *o, lb_model *m, char **lines, par_seq *ps, int n, int base, lb_error *err) {
     const lb_tokenizer *tok = lb_model_tokenizer(m);
     int nv = lb_model_n_vocab(m), tr = lb_model_n_ctx_train(m);
-    lb_chat_style style = o->chat ? lb_chat_detect(lb_model_chat_template(m)) : LB_CHAT_NONE;
-    if (o->chat && style == LB_CHAT_NONE) return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: --chat needs a chat template lowbit knows", o->model);
+    const char *style = o->chat ? lb_chat_template_style(lb_model_chat_template(m)) : NULL;
+    if (o->chat && !style) return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: --chat needs a chat template lowbit knows", o->model);
     lb_status st = tokenize_all(o, tok, style, lines, ps, n, base, err);
     size_t longest = 0, pool = 0;
     for (int i = 0; !st && i < n; i++) {
