@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -312,11 +313,51 @@ static void test_bad_use(void) {
     lb_model_free(m);
 }
 
+typedef struct type_count {
+    const char *want;
+    int n;
+} type_count;
+
+static void count_type(void *user, const char *name, const char *type, const char *note) {
+    type_count *c = user;
+    c->n += !strcasecmp(type, c->want);
+}
+
+/* The quantized block formats through the engine: lb_quantize_file (what lowbit quantize runs)
+ * writes tinystories-512d (rows of 512 and 1536, so every K-quant block fits) in each type into
+ * a temporary folder, and the batched run must equal each sequence alone there too. */
+static void test_quantized(void) {
+    static const char *const types[] = {"q8_0", "q4_0", "q4_K", "tq2_0"};
+    char dir[] = "/tmp/lowbit-batch-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp failed");
+        return;
+    }
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        char out[96];
+        snprintf(out, sizeof out, "%s/%s.gguf", dir, types[i]);
+        lb_quantize_params qp = lb_quantize_default_params();
+        type_count c = {types[i], 0};
+        qp.type = types[i];
+        qp.pure = 1;
+        qp.on_tensor = count_type;
+        qp.on_tensor_user = &c;
+        lb_error err = {0};
+        CHECK(lb_quantize_file(SHARED("models/tinystories-512d"), out, &qp, NULL, NULL, &err) == LB_OK, "%s: %s",
+              types[i], err.msg);
+        CHECK(c.n >= 6 * 7, "%s: only %d matrices written in the type", types[i], c.n); /* 7 per layer */
+        test_batched_equals_alone(out);
+        unlink(out);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     test_batched_equals_alone(STORIES);
     test_batched_equals_alone(SHARED("models/synth-llama3-gqa"));
     test_batched_equals_alone(SHARED("models/synth-qwen2-bias"));
     test_batched_equals_alone(SHARED("models/synth-bitnet"));
+    test_quantized();
     test_fork_and_prefix();
     test_finetunes();
     test_bad_use();
