@@ -11,15 +11,23 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: only what this header declares with LB_API is
+ * exported from liblowbit.so (tests/cli_layers.sh checks with nm -D). */
+#if defined(__GNUC__) || defined(__clang__)
+#define LB_API __attribute__((visibility("default")))
+#else
+#define LB_API
+#endif
+
 #define LOWBIT_VERSION_MAJOR 0
 #define LOWBIT_VERSION_MINOR 1
 #define LOWBIT_VERSION_PATCH 0
-const char *lb_version(void);
+LB_API const char *lb_version(void);
 /* The CPU kernel level in use, detected once: "scalar", "avx2" or "avx512", then the extra
  * features in parentheses, e.g. "avx512 (vnni bf16 avx-vnni)". The environment variable
  * LOWBIT_CPU=scalar|avx2|avx512 lowers it (never above what the CPU has), which the text then
  * says. Writes at most cap bytes into buf and returns buf. */
-const char *lb_cpu_kernels(char *buf, size_t cap);
+LB_API const char *lb_cpu_kernels(char *buf, size_t cap);
 
 /* ---- status and errors ---------------------------------------------------------------- */
 typedef enum lb_status {
@@ -35,7 +43,7 @@ typedef enum lb_status {
     LB_ERR_MISMATCH     /* two inputs that must agree do not (e.g. delta and base) */
 } lb_status;
 
-const char *lb_status_name(lb_status s);
+LB_API const char *lb_status_name(lb_status s);
 
 /* Filled by fallible calls when non-NULL. msg is a single line. */
 typedef struct lb_error {
@@ -53,11 +61,11 @@ typedef void (*lb_progress_fn)(void *user, const char *what, uint64_t done, uint
  * device and inode, so another name, a hard link or a symlink for an input is refused too; for a
  * folder input, no file directly inside it. */
 #define LB_OUT_FOLDER 1
-lb_status lb_output_check(const char *out, const char *const *inputs, size_t n_inputs, int flags, lb_error *err);
+LB_API lb_status lb_output_check(const char *out, const char *const *inputs, size_t n_inputs, int flags, lb_error *err);
 
 /* ---- logging ---------------------------------------------------------------------------- */
 typedef enum lb_log_level { LB_LOG_ERROR = 0, LB_LOG_WARN, LB_LOG_INFO, LB_LOG_DEBUG } lb_log_level;
-void lb_log_set_level(lb_log_level level);
+LB_API void lb_log_set_level(lb_log_level level);
 
 /* ---- models ----------------------------------------------------------------------------- */
 typedef struct lb_model lb_model;
@@ -68,19 +76,19 @@ typedef struct lb_model_params {
     const char *delta_path;     /* NULL, or a delta file (lowbit delta create) applied at load */
 } lb_model_params;
 
-lb_model_params lb_model_default_params(void);
+LB_API lb_model_params lb_model_default_params(void);
 /* path: a GGUF file, a llama2.c checkpoint, a Hugging Face folder, or a .lbz of a GGUF (self-
  * contained) or of a safetensors file (config.json and tokenizer files in the same folder). */
-lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err);
+LB_API lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err);
 /* Bytes that loading path allocates before any session: the restored size of a .lbz (or of a
  * folder's model.safetensors.lbz), checked against its kept header; 0 for files used in place
  * from the mapping. Budgeted callers compare it with the budget before lb_model_load. */
-lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err);
-void lb_model_free(lb_model *m);
+LB_API lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err);
+LB_API void lb_model_free(lb_model *m);
 
-int lb_model_n_vocab(const lb_model *m);
-int lb_model_n_ctx_train(const lb_model *m);
-const char *lb_model_chat_template(const lb_model *m); /* NULL when none */
+LB_API int lb_model_n_vocab(const lb_model *m);
+LB_API int lb_model_n_ctx_train(const lb_model *m);
+LB_API const char *lb_model_chat_template(const lb_model *m); /* NULL when none */
 
 typedef struct lb_model_info {
     const char *format, *arch;   /* "gguf" / "hf" / "llama2c"; "llama" / "qwen2" / ... */
@@ -93,7 +101,7 @@ typedef struct lb_model_info {
     uint64_t weight_bytes;       /* all tensors */
     uint64_t converted_bytes;    /* copies made at load (e.g. bf16 norms to f32) */
 } lb_model_info;
-void lb_model_get_info(const lb_model *m, lb_model_info *out);
+LB_API void lb_model_get_info(const lb_model *m, lb_model_info *out);
 
 typedef struct lb_tensor_info {
     const char *name, *dtype;
@@ -101,27 +109,27 @@ typedef struct lb_tensor_info {
     int64_t shape[4]; /* innermost first, as in GGUF */
     uint64_t nbytes;
 } lb_tensor_info;
-lb_status lb_model_tensor_info(const lb_model *m, size_t i, lb_tensor_info *out, lb_error *err);
+LB_API lb_status lb_model_tensor_info(const lb_model *m, size_t i, lb_tensor_info *out, lb_error *err);
 
 /* ---- tokenizer (through a model, or standalone from a tokenizer file) ------------------- */
 typedef struct lb_tokenizer lb_tokenizer;
 
-lb_status lb_tokenizer_open(const char *path, lb_tokenizer **out, lb_error *err);
-void lb_tokenizer_free(lb_tokenizer *t);
-const lb_tokenizer *lb_model_tokenizer(const lb_model *m); /* NULL when the model has none */
+LB_API lb_status lb_tokenizer_open(const char *path, lb_tokenizer **out, lb_error *err);
+LB_API void lb_tokenizer_free(lb_tokenizer *t);
+LB_API const lb_tokenizer *lb_model_tokenizer(const lb_model *m); /* NULL when the model has none */
 /* Encodes text; add_special adds BOS/EOS etc. exactly as the tokenizer itself does.
  * *ids is malloc'ed (free with free()). */
-lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_special,
+LB_API lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_special,
                       int32_t **ids, size_t *n_ids, lb_error *err);
 /* Writes the bytes of one token as it reads after earlier text (control tokens give nothing);
  * returns their count, which may exceed cap (then call again with a larger buffer). */
-size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_t cap);
+LB_API size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_t cap);
 /* 1 when id ends generation (EOS, or an end-of-turn token such as <|eot_id|>). */
-int lb_token_is_eog(const lb_tokenizer *t, int32_t id);
-int lb_tokenizer_n_vocab(const lb_tokenizer *t);
-const char *lb_tokenizer_kind(const lb_tokenizer *t);
+LB_API int lb_token_is_eog(const lb_tokenizer *t, int32_t id);
+LB_API int lb_tokenizer_n_vocab(const lb_tokenizer *t);
+LB_API const char *lb_tokenizer_kind(const lb_tokenizer *t);
 /* Decodes ids to text; *text is malloc'ed and NUL-terminated. */
-lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
+LB_API lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
                         size_t *len, lb_error *err);
 
 /* ---- chat templates (src/graph/chat.c) -------------------------------------------------- */
@@ -131,10 +139,10 @@ typedef struct lb_chat_message {
 } lb_chat_message;
 /* The style lowbit formats for a model's Jinja chat template (lb_model_chat_template): "chatml",
  * "llama3", "llama2" or "mistral"; NULL when none is recognised. */
-const char *lb_chat_template_style(const char *jinja);
+LB_API const char *lb_chat_template_style(const char *jinja);
 /* Formats a conversation in style, ending with the assistant's opening; BOS is not written (the
  * tokenizer adds it with add_special). *out is malloc'ed. LB_ERR_ARG for an unknown style or role. */
-lb_status lb_chat_format(const char *style, const lb_chat_message *msgs, size_t n, char **out, lb_error *err);
+LB_API lb_status lb_chat_format(const char *style, const lb_chat_message *msgs, size_t n, char **out, lb_error *err);
 
 /* ---- generation ------------------------------------------------------------------------- */
 typedef struct lb_session lb_session;
@@ -153,20 +161,20 @@ typedef struct lb_session_params {
     lb_device device;   /* LB_DEVICE_CPU by default */
 } lb_session_params;
 
-lb_session_params lb_session_default_params(void);
+LB_API lb_session_params lb_session_default_params(void);
 /* The CUDA device's name and memory in bytes; LB_ERR_UNSUPPORTED without CUDA or a device. */
-lb_status lb_cuda_device(char *name, size_t cap, size_t *total_bytes, lb_error *err);
-lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out, lb_error *err);
-void lb_session_free(lb_session *s);
-void lb_session_reset(lb_session *s);
-int lb_session_n_past(const lb_session *s);
-int lb_session_n_ctx(const lb_session *s);
-int lb_session_n_threads(const lb_session *s);
-size_t lb_session_kv_bytes(const lb_session *s);      /* allocated KV cache */
-size_t lb_session_scratch_bytes(const lb_session *s); /* activations and other buffers */
+LB_API lb_status lb_cuda_device(char *name, size_t cap, size_t *total_bytes, lb_error *err);
+LB_API lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **out, lb_error *err);
+LB_API void lb_session_free(lb_session *s);
+LB_API void lb_session_reset(lb_session *s);
+LB_API int lb_session_n_past(const lb_session *s);
+LB_API int lb_session_n_ctx(const lb_session *s);
+LB_API int lb_session_n_threads(const lb_session *s);
+LB_API size_t lb_session_kv_bytes(const lb_session *s);      /* allocated KV cache */
+LB_API size_t lb_session_scratch_bytes(const lb_session *s); /* activations and other buffers */
 /* Runs ids through the model at the next positions. logits (may be NULL) receives
  * n_ids x n_vocab floats when all_logits, else n_vocab floats for the last position. */
-lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float *logits,
+LB_API lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float *logits,
                           int all_logits, lb_error *err);
 
 typedef struct lb_sampler_params {
@@ -179,12 +187,12 @@ typedef struct lb_sampler_params {
     uint64_t seed;
 } lb_sampler_params;
 
-lb_sampler_params lb_sampler_default_params(void);
+LB_API lb_sampler_params lb_sampler_default_params(void);
 typedef struct lb_sampler lb_sampler;
-lb_status lb_sampler_new(const lb_sampler_params *p, int n_vocab, lb_sampler **out, lb_error *err);
-void lb_sampler_free(lb_sampler *s);
+LB_API lb_status lb_sampler_new(const lb_sampler_params *p, int n_vocab, lb_sampler **out, lb_error *err);
+LB_API void lb_sampler_free(lb_sampler *s);
 /* history: the ids so far (for the repetition penalty). logits are modified. */
-int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history);
+LB_API int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
 /* ---- the batched engine (src/engine) --------------------------------------------------- */
 /* One engine serves many sequences at once: it owns a paged KV cache (one pool of fixed-size
@@ -207,23 +215,23 @@ typedef struct lb_engine_params {
     int prefix_cache;   /* remember full blocks by their token chain for reuse (1 by default) */
     lb_device device;   /* LB_DEVICE_CPU by default */
 } lb_engine_params;
-lb_engine_params lb_engine_default_params(void);
-lb_status lb_engine_new(lb_model *m, const lb_engine_params *p, lb_engine **out, lb_error *err);
-void lb_engine_free(lb_engine *e);
+LB_API lb_engine_params lb_engine_default_params(void);
+LB_API lb_status lb_engine_new(lb_model *m, const lb_engine_params *p, lb_engine **out, lb_error *err);
+LB_API void lb_engine_free(lb_engine *e);
 /* Loads a delta file (lowbit delta create) made against the engine's model as a fine-tune the
  * sequences can name; *ft_id is 1, 2, ... (0 is the base model). */
-lb_status lb_engine_add_finetune(lb_engine *e, const char *delta_path, int *ft_id, lb_error *err);
+LB_API lb_status lb_engine_add_finetune(lb_engine *e, const char *delta_path, int *ft_id, lb_error *err);
 /* Sequences: ids are >= 0; a freed id may be handed out again. */
-lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *err);
+LB_API lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *err);
 /* A new sequence holding everything src holds (same fine-tune), sharing its KV blocks. */
-lb_status lb_engine_seq_fork(lb_engine *e, int src, int *seq, lb_error *err);
-lb_status lb_engine_seq_free(lb_engine *e, int seq, lb_error *err);
+LB_API lb_status lb_engine_seq_fork(lb_engine *e, int src, int *seq, lb_error *err);
+LB_API lb_status lb_engine_seq_free(lb_engine *e, int seq, lb_error *err);
 /* Positions stored, or -1 for an unknown sequence. */
-int lb_engine_seq_len(const lb_engine *e, int seq);
+LB_API int lb_engine_seq_len(const lb_engine *e, int seq);
 /* For an empty sequence: attaches the cached blocks that hold the longest run of whole blocks
  * at the start of ids (always leaving at least the last id to compute); *n_reused positions
  * are then stored, and decoding continues at that position. */
-lb_status lb_engine_seq_reuse_prefix(lb_engine *e, int seq, const int32_t *ids, size_t n_ids, size_t *n_reused,
+LB_API lb_status lb_engine_seq_reuse_prefix(lb_engine *e, int seq, const int32_t *ids, size_t n_ids, size_t *n_reused,
                                      lb_error *err);
 typedef struct lb_batch_entry {
     int32_t seq;    /* a live sequence */
@@ -233,25 +241,25 @@ typedef struct lb_batch_entry {
 } lb_batch_entry;
 /* Runs the batch. logits (may be NULL when no entry wants any) receives n_vocab floats per
  * entry with logits set, in batch order. On any error no sequence changes. */
-lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *batch, size_t n, float *logits, lb_error *err);
+LB_API lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *batch, size_t n, float *logits, lb_error *err);
 typedef struct lb_engine_stats {
     int n_seqs, n_finetunes, block_tokens, max_batch, n_ctx;
     size_t n_blocks, blocks_in_use, blocks_cached; /* pool size, held by anything, by the prefix cache */
     size_t block_bytes, pool_bytes, bytes_in_use;  /* bytes_in_use = blocks_in_use x block_bytes */
     uint64_t tokens_computed, tokens_reused;       /* positions run through the model / taken from the cache */
 } lb_engine_stats;
-void lb_engine_get_stats(const lb_engine *e, lb_engine_stats *out);
-int lb_engine_n_threads(const lb_engine *e);
+LB_API void lb_engine_get_stats(const lb_engine *e, lb_engine_stats *out);
+LB_API int lb_engine_n_threads(const lb_engine *e);
 
 /* ---- synthetic models (src/io/synth.c) --------------------------------------------------- */
 /* Writes a GGUF model with the real shapes of a known model (preset: tiny, stories15m, llama-1b,
  * llama-7b, llama-8b) and random weights, for speed and memory benchmarks. dtype: "f32", "f16",
  * "bf16". tokenizer_path: a tokenizer to embed (padded to the vocabulary size); NULL embeds a
  * generated byte-fallback vocabulary. */
-lb_status lb_synth_write(const char *preset, const char *dtype, const char *tokenizer_path, uint64_t seed,
+LB_API lb_status lb_synth_write(const char *preset, const char *dtype, const char *tokenizer_path, uint64_t seed,
                          const char *out_path, lb_progress_fn progress, void *user, lb_error *err);
 /* The preset names, NULL-terminated. */
-const char *const *lb_synth_presets(void);
+LB_API const char *const *lb_synth_presets(void);
 
 /* ---- conversion and evaluation (src/io/convert.c, src/graph/perplexity.c) --------------- */
 typedef struct lb_convert_params {
@@ -259,12 +267,12 @@ typedef struct lb_convert_params {
     const char *dtype;          /* NULL or "keep": each tensor keeps its type; "f32", "f16", "bf16":
                                    every matrix in that type. Norms and biases are always F32. */
 } lb_convert_params;
-lb_convert_params lb_convert_default_params(void);
+LB_API lb_convert_params lb_convert_default_params(void);
 /* Writes any model lb_model_load reads (GGUF, HF folder, llama2.c, ak42 BitNet) as GGUF
  * (atomically), following the conventions of GGUF files of its architecture (docs/convert.md). */
-lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p, lb_progress_fn progress,
+LB_API lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p, lb_progress_fn progress,
                      void *user, lb_error *err);
-lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype, lb_progress_fn progress,
+LB_API lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype, lb_progress_fn progress,
                            void *user, lb_error *err);
 
 /* Perplexity over ids in non-overlapping windows of n_ctx tokens; the first id of each window
@@ -277,7 +285,7 @@ typedef struct lb_ppl_result {
     int has_base;
     size_t n_windows, n_scored;
 } lb_ppl_result;
-lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t n_ids, int32_t bos_id, int n_ctx,
+LB_API lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t n_ids, int32_t bos_id, int n_ctx,
                         int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err);
 
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
@@ -296,26 +304,26 @@ typedef struct lb_quantize_params {
     void (*on_tensor)(void *user, const char *name, const char *type, const char *note);
     void *on_tensor_user;
 } lb_quantize_params;
-lb_quantize_params lb_quantize_default_params(void);
+LB_API lb_quantize_params lb_quantize_default_params(void);
 /* The accepted type names, NULL-terminated. */
-const char *const *lb_quantize_type_names(void);
-lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
+LB_API const char *const *lb_quantize_type_names(void);
+LB_API lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
                            void *user, lb_error *err);
-lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
+LB_API lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantize_params *p, lb_progress_fn progress,
                             void *user, lb_error *err);
 
 /* ---- compression (src/compress) -------------------------------------------------------- */
 /* Typed regions of a model file (GGUF, safetensors, a Hugging Face folder's model.safetensors,
  * or the kept header of a .lbz), for lb_lbz_compress, and the tensor at an offset. */
 typedef struct lb_model_regions lb_model_regions;
-lb_status lb_model_regions_open(const char *path, lb_model_regions **out, lb_error *err);
-void lb_model_regions_free(lb_model_regions *r);
+LB_API lb_status lb_model_regions_open(const char *path, lb_model_regions **out, lb_error *err);
+LB_API void lb_model_regions_free(lb_model_regions *r);
 /* Sorted, non-overlapping: F32 -> 4, F16/BF16 (and 16/32-bit ints) -> 2/4, other dtypes 1. */
-const struct lb_lbz_region *lb_model_regions_get(const lb_model_regions *r, size_t *n);
+LB_API const struct lb_lbz_region *lb_model_regions_get(const lb_model_regions *r, size_t *n);
 /* Byte offset of the tensor data section (keep this much verbatim as the container header). */
-uint64_t lb_model_regions_header_len(const lb_model_regions *r);
+LB_API uint64_t lb_model_regions_header_len(const lb_model_regions *r);
 /* An lb_lbz_name_fn: ud is the lb_model_regions; the tensor holding offset, or NULL. */
-const char *lb_model_regions_name_at(uint64_t offset, void *ud);
+LB_API const char *lb_model_regions_name_at(uint64_t offset, void *ud);
 
 /* Progress of a long operation: done and total bytes (of the original file). */
 /* Maps an offset of the original file to a name (e.g. the tensor there) for error messages;
@@ -346,35 +354,35 @@ typedef struct lb_lbz_options {
     void *name_ud;
 } lb_lbz_options;
 
-lb_lbz_options lb_lbz_default_options(void);
+LB_API lb_lbz_options lb_lbz_default_options(void);
 
 /* Writes OUT (atomically) as the .lbz container of IN; see docs/lbz.md. */
-lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *regions,
+LB_API lb_status lb_lbz_compress(const char *in, const char *out, const lb_lbz_region *regions,
                           size_t n_regions, const lb_lbz_options *opt, lb_progress_fn progress,
                           void *ud, lb_error *err);
 /* Restores the original file bit for bit (atomically), verifying every checksum. */
-lb_status lb_lbz_decompress(const char *in, const char *out, int n_threads,
+LB_API lb_status lb_lbz_decompress(const char *in, const char *out, int n_threads,
                             lb_progress_fn progress, void *ud, lb_error *err);
 /* Restores the original file into a 4096-byte aligned buffer (free with free()). */
-lb_status lb_lbz_decompress_to_memory(const char *in, int n_threads, void **buf, size_t *size,
+LB_API lb_status lb_lbz_decompress_to_memory(const char *in, int n_threads, void **buf, size_t *size,
                                       lb_error *err);
 
 /* Random access. A handle is not safe for concurrent lb_lbz_read calls from several threads. */
 typedef struct lb_lbz lb_lbz;
-lb_status lb_lbz_open(const char *path, lb_lbz_name_fn name_at, void *name_ud, lb_lbz **out,
+LB_API lb_status lb_lbz_open(const char *path, lb_lbz_name_fn name_at, void *name_ud, lb_lbz **out,
                       lb_error *err);
-void lb_lbz_close(lb_lbz *z);
-void lb_lbz_set_name_fn(lb_lbz *z, lb_lbz_name_fn name_at, void *name_ud);
-uint64_t lb_lbz_original_size(const lb_lbz *z);
+LB_API void lb_lbz_close(lb_lbz *z);
+LB_API void lb_lbz_set_name_fn(lb_lbz *z, lb_lbz_name_fn name_at, void *name_ud);
+LB_API uint64_t lb_lbz_original_size(const lb_lbz *z);
 /* The original file's first header_len bytes (verified at open); valid until close. */
-const void *lb_lbz_header(const lb_lbz *z, size_t *header_len);
-size_t lb_lbz_n_chunks(const lb_lbz *z);
+LB_API const void *lb_lbz_header(const lb_lbz *z, size_t *header_len);
+LB_API size_t lb_lbz_n_chunks(const lb_lbz *z);
 /* Copies original bytes [offset, offset+len) into dst, decoding only the chunks needed. */
-lb_status lb_lbz_read(lb_lbz *z, uint64_t offset, size_t len, void *dst, lb_error *err);
+LB_API lb_status lb_lbz_read(lb_lbz *z, uint64_t offset, size_t len, void *dst, lb_error *err);
 /* Whole-file restores from an open handle (the name callback is used in messages). */
-lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_fn progress,
+LB_API lb_status lb_lbz_extract(lb_lbz *z, const char *out, int n_threads, lb_progress_fn progress,
                          void *ud, lb_error *err);
-lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn progress, void *ud,
+LB_API lb_status lb_lbz_extract_to_memory(lb_lbz *z, int n_threads, lb_progress_fn progress, void *ud,
                                    void **buf, size_t *size, lb_error *err);
 
 /* ---- deltas (src/delta) ---------------------------------------------------------------- */
@@ -412,7 +420,7 @@ typedef struct lb_delta_options {
     lb_progress_fn progress;   /* bytes of the base processed, optional */
     void *progress_ud;
 } lb_delta_options;
-lb_delta_options lb_delta_default_options(void);
+LB_API lb_delta_options lb_delta_default_options(void);
 
 typedef struct lb_delta_summary {
     uint64_t n_tensors, n_changed, n_elements, n_kept;
@@ -422,24 +430,24 @@ typedef struct lb_delta_summary {
 } lb_delta_summary;
 
 /* Writes OUT (atomically). Base and fine-tune must have the same tensor names, dtypes, shapes. */
-lb_status lb_delta_create(const char *base, const char *finetuned, const char *out,
+LB_API lb_status lb_delta_create(const char *base, const char *finetuned, const char *out,
                           const lb_delta_options *opt, lb_delta_summary *sum, lb_error *err);
 /* Writes the patched model in the base's format: a GGUF (metadata copied), a safetensors file,
  * or for a folder base a folder OUT with model.safetensors and the base's other small files
  * (config, tokenizer, generation config). A base whose bytes differ from the one the delta was
  * made for is refused (LB_ERR_MISMATCH); nothing is left at OUT on any failure. */
-lb_status lb_delta_apply(const char *base, const char *delta, const char *out, lb_progress_fn progress,
+LB_API lb_status lb_delta_apply(const char *base, const char *delta, const char *out, lb_progress_fn progress,
                          void *ud, lb_error *err);
 
 /* Sparse: keeps the elements with |x| > threshold (threshold >= 0; NaNs are kept). *indices and
  * *values are malloc'ed (free with free(); NULL when nothing is kept), indices ascending.
  * ratio = dense bytes / sparse bytes = (n * 4) / (n_kept * (4 + 4)), u32 index + f32 value
  * per kept element; +inf when n_kept == 0. n must fit u32 indices (n <= 2^32). */
-lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold,
+LB_API lb_status lb_compress_delta_sparse(const float *delta, size_t n, float threshold,
                                    uint32_t **indices, float **values, size_t *n_kept,
                                    double *ratio, lb_error *err);
 /* out[0..n) = 0 except out[indices[i]] = values[i]; an index >= n -> LB_ERR_RANGE. */
-lb_status lb_decompress_delta_sparse(const uint32_t *indices, const float *values, size_t n_kept,
+LB_API lb_status lb_decompress_delta_sparse(const uint32_t *indices, const float *values, size_t n_kept,
                                      float *out, size_t n, lb_error *err);
 
 /* Int8 with symmetric per-block scales: block b covers elements [b*block, (b+1)*block) (the last
@@ -447,26 +455,26 @@ lb_status lb_decompress_delta_sparse(const uint32_t *indices, const float *value
  * clamped to [-127, 127] (0 when the block is all zero); decoding gives q[i] * scales[b].
  * q holds n bytes, scales ceil(n / block) floats. Non-finite input -> LB_ERR_ARG. */
 #define LB_DELTA_INT8_BLOCK 64
-lb_status lb_compress_delta_int8(const float *delta, size_t n, size_t block, int8_t *q,
+LB_API lb_status lb_compress_delta_int8(const float *delta, size_t n, size_t block, int8_t *q,
                                  float *scales, lb_error *err);
-lb_status lb_decompress_delta_int8(const int8_t *q, const float *scales, size_t n, size_t block,
+LB_API lb_status lb_decompress_delta_int8(const int8_t *q, const float *scales, size_t n, size_t block,
                                    float *out, lb_error *err);
 
 /* Lossless mode: out = a XOR b on the raw bit patterns of n elements of elem_size 2 or 4 bytes.
  * Applying the same XOR to the base restores the fine-tune bit for bit. out may alias a or b. */
-lb_status lb_delta_xor(const void *a, const void *b, void *out, size_t n, size_t elem_size,
+LB_API lb_status lb_delta_xor(const void *a, const void *b, void *out, size_t n, size_t elem_size,
                        lb_error *err);
 /* The non-zero bit patterns of n elements of elem_size 2 or 4 (e.g. an XOR delta): *indices
  * (ascending u32) and *values (n_kept elements of elem_size bytes), malloc'ed, NULL when none.
  * Exact: unlike a float threshold it also keeps patterns such as a lone sign bit. */
-lb_status lb_delta_sparse_bits(const void *x, size_t n, size_t elem_size, uint32_t **indices,
+LB_API lb_status lb_delta_sparse_bits(const void *x, size_t n, size_t elem_size, uint32_t **indices,
                                void **values, size_t *n_kept, lb_error *err);
 
 /* Index gaps for the delta file: gaps[0] = idx[0], gaps[i] = idx[i] - idx[i-1] - 1 (indices
  * strictly ascending, else LB_ERR_ARG). Decoding checks every index < limit (LB_ERR_RANGE) and
  * never overflows; gaps and idx may be the same array. */
-lb_status lb_delta_indices_encode(const uint32_t *idx, size_t n, uint32_t *gaps, lb_error *err);
-lb_status lb_delta_indices_decode(const uint32_t *gaps, size_t n, uint64_t limit, uint32_t *idx,
+LB_API lb_status lb_delta_indices_encode(const uint32_t *idx, size_t n, uint32_t *gaps, lb_error *err);
+LB_API lb_status lb_delta_indices_decode(const uint32_t *gaps, size_t n, uint64_t limit, uint32_t *idx,
                                   lb_error *err);
 
 /* ---- memory (src/mem) ------------------------------------------------------------------ */
@@ -511,13 +519,13 @@ typedef struct lb_mem_snapshot {
         proc_locked;
 } lb_mem_snapshot;
 
-lb_status lb_memmon_open(lb_memmon **out, lb_error *err);
-void lb_memmon_close(lb_memmon *m);
+LB_API lb_status lb_memmon_open(lb_memmon **out, lb_error *err);
+LB_API void lb_memmon_close(lb_memmon *m);
 /* The cgroup directory in use ("" when none). */
-const char *lb_memmon_cgroup_path(const lb_memmon *m);
-lb_status lb_memmon_snapshot(lb_memmon *m, lb_mem_snapshot *out, lb_error *err);
+LB_API const char *lb_memmon_cgroup_path(const lb_memmon *m);
+LB_API lb_status lb_memmon_snapshot(lb_memmon *m, lb_mem_snapshot *out, lb_error *err);
 /* Adds /proc/self/smaps_rollup (PSS, locked): about ten times slower than a plain snapshot. */
-lb_status lb_memmon_snapshot_detailed(lb_memmon *m, lb_mem_snapshot *out, lb_error *err);
+LB_API lb_status lb_memmon_snapshot_detailed(lb_memmon *m, lb_mem_snapshot *out, lb_error *err);
 
 /* Pressure levels. The level is the highest that any one signal reaches:
  *                      LOW      MEDIUM   HIGH     CRITICAL
@@ -536,18 +544,18 @@ typedef enum lb_mem_pressure {
     LB_MEM_PRESSURE_CRITICAL
 } lb_mem_pressure;
 
-lb_mem_pressure lb_mem_pressure_level(const lb_mem_snapshot *s);
-const char *lb_mem_pressure_name(lb_mem_pressure p); /* "none", "low", ... */
+LB_API lb_mem_pressure lb_mem_pressure_level(const lb_mem_snapshot *s);
+LB_API const char *lb_mem_pressure_name(lb_mem_pressure p); /* "none", "low", ... */
 /* Writes which signal set the level ("cgroup working set 93% of limit") into buf. */
-const char *lb_mem_pressure_reason(const lb_mem_snapshot *s, char *buf, size_t cap);
+LB_API const char *lb_mem_pressure_reason(const lb_mem_snapshot *s, char *buf, size_t cap);
 
 /* Called from lb_memmon_poll when the level changes (the first poll counts as a change from
  * NONE only when the level is not NONE). */
 typedef void (*lb_mem_pressure_cb)(lb_mem_pressure old_level, lb_mem_pressure new_level,
                                    const lb_mem_snapshot *s, void *userdata);
-lb_status lb_memmon_on_pressure(lb_memmon *m, lb_mem_pressure_cb cb, void *userdata, lb_error *err);
+LB_API lb_status lb_memmon_on_pressure(lb_memmon *m, lb_mem_pressure_cb cb, void *userdata, lb_error *err);
 /* Takes a snapshot, calls the callbacks if the level changed; *level (may be NULL) gets it. */
-lb_status lb_memmon_poll(lb_memmon *m, lb_mem_pressure *level, lb_error *err);
+LB_API lb_status lb_memmon_poll(lb_memmon *m, lb_mem_pressure *level, lb_error *err);
 
 /* Tracked allocation (runtime buffers: KV cache, activations, scratch). A tracker counts the
  * bytes it hands out, in total and per tag ("kv", "scratch", "logits"); the allocation calls
@@ -571,25 +579,25 @@ typedef struct lb_mem_stats {
     lb_mem_tag_stats tags[LB_MEM_MAX_TAGS]; /* tags past the last slot are counted as "other" */
 } lb_mem_stats;
 
-lb_status lb_mem_tracker_new(unsigned flags, lb_mem_tracker **out, lb_error *err);
+LB_API lb_status lb_mem_tracker_new(unsigned flags, lb_mem_tracker **out, lb_error *err);
 /* In debug mode, logs a leak report (a warning) when allocations are still live. */
-void lb_mem_tracker_free(lb_mem_tracker *t);
-void lb_mem_tracker_stats(const lb_mem_tracker *t, lb_mem_stats *out);
+LB_API void lb_mem_tracker_free(lb_mem_tracker *t);
+LB_API void lb_mem_tracker_stats(const lb_mem_tracker *t, lb_mem_stats *out);
 /* Writes one line per live allocation ("kv 4096 bytes at src/x.c:12") into buf (truncated to
  * cap, always NUL-terminated when cap > 0) and returns the number of live allocations. Sites are
  * known only in debug mode ("?:0" otherwise). */
-size_t lb_mem_tracker_leaks(const lb_mem_tracker *t, char *buf, size_t cap);
+LB_API size_t lb_mem_tracker_leaks(const lb_mem_tracker *t, char *buf, size_t cap);
 
 /* Sizes. Binary units: 6G = 6GiB = 6GB = 6 x 2^30 bytes. Accepts an integer or decimal number
  * ("1.5G") with an optional unit B, K, M, G, T, P (each optionally followed by "iB" or "B",
  * any case). Refuses empty, garbage, negative, zero, fractional byte counts and sizes > 1 PiB. */
-lb_status lb_size_parse(const char *s, uint64_t *out, lb_error *err);
+LB_API lb_status lb_size_parse(const char *s, uint64_t *out, lb_error *err);
 /* "3.56 GiB", "512 B"; returns buf. */
-const char *lb_size_format(uint64_t n, char *buf, size_t cap);
+LB_API const char *lb_size_format(uint64_t n, char *buf, size_t cap);
 
 /* Budget planner: the largest context and KV cache type that fit a memory budget. Pure. */
 typedef enum lb_mem_kv_dtype { LB_MEM_KV_F32 = 0, LB_MEM_KV_F16, LB_MEM_KV_Q8_0, LB_MEM_KV_COUNT } lb_mem_kv_dtype;
-const char *lb_mem_kv_dtype_name(lb_mem_kv_dtype t); /* "f32", "f16", "q8_0" */
+LB_API const char *lb_mem_kv_dtype_name(lb_mem_kv_dtype t); /* "f32", "f16", "q8_0" */
 
 typedef struct lb_mem_plan_in {
     uint64_t budget;                             /* bytes; required */
@@ -622,7 +630,7 @@ typedef struct lb_mem_plan {
  * LB_ERR_BUDGET with out->summary and err naming every part ("weights 3.56 GiB + KV cache (4096
  * tokens, f16) 2.00 GiB + scratch 0.10 GiB = 5.66 GiB > budget 4.00 GiB"); LB_ERR_RANGE when
  * the requested context exceeds the trained one; LB_ERR_ARG for a zero budget or no KV type. */
-lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err);
+LB_API lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err);
 
 /* Per-model accounting (src/mem/report.c): what a loaded model and (optionally) its session
  * hold, from the tensor table, the mappings (mincore) and the session's tracker. */
@@ -674,7 +682,7 @@ typedef struct lb_mem_report {
 } lb_mem_report;
 
 /* s may be NULL (then only the model's part is filled). */
-lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err);
+LB_API lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err);
 
 /* Fills the model's part of a plan request: weight_bytes (all tensors), kv_bytes_per_token for
  * the KV cache types the engine has (F32, F16, Q8_0; Q8_0 stays 0 when head_dim % 32 != 0),
@@ -682,10 +690,10 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
  * + LB_MEM_RUNTIME_ALLOWANCE for code, libc, thread stacks) and n_ctx_train; kv_forced = -1.
  * The caller sets budget, n_ctx_requested, ctx_strict (and kv_forced to pin a type). */
 #define LB_MEM_RUNTIME_ALLOWANCE (24ull << 20)
-void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in);
+LB_API void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in);
 /* Locks the model's mapped weights in RAM (mlock), so memory pressure cannot evict them and
  * make every token re-read them from disk; what a plan with lock_weights asks for. */
-lb_status lb_model_lock_weights(lb_model *m, lb_error *err);
+LB_API lb_status lb_model_lock_weights(lb_model *m, lb_error *err);
 
 #ifdef __cplusplus
 }

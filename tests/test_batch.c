@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -195,18 +196,24 @@ static int load_ref(const char *path, int i, int32_t *prompt, int *np, int32_t *
     return 1;
 }
 
+/* Writes the ft-dogs delta of stories260K-hf to a temporary file (the name in path). */
+static int make_dogs_delta(char *path, size_t cap) {
+    lb_error err = {0};
+    snprintf(path, cap, "/tmp/lowbit_test_batch_%d.delta", (int)getpid());
+    lb_delta_options o = lb_delta_default_options();
+    o.int8 = 0;
+    o.threshold = 0;
+    lb_status st = lb_delta_create(SHARED("models/stories260K-hf"), SHARED("models/stories260K-ft-dogs"), path, &o, NULL, &err);
+    CHECK(st == LB_OK, "%s", err.msg);
+    return st == LB_OK;
+}
+
 /* stories260K-hf with the ft-dogs delta on half of 8 sequences: each gives the greedy ids of its
  * own reference (base or fine-tune), decoded together in one batch per step. */
 static void test_finetunes(void) {
     lb_error err = {0};
     char delta[256];
-    snprintf(delta, sizeof delta, "/tmp/lowbit_test_batch_%d.delta", (int)getpid());
-    lb_delta_options o = lb_delta_default_options();
-    o.int8 = 0;
-    o.threshold = 0;
-    CHECK(lb_delta_create(SHARED("models/stories260K-hf"), SHARED("models/stories260K-ft-dogs"), delta, &o, NULL, &err) ==
-              LB_OK,
-          "%s", err.msg);
+    make_dogs_delta(delta, sizeof delta);
     lb_model *m = NULL;
     if (lb_model_load(SHARED("models/stories260K-hf"), NULL, &m, &err)) {
         CHECK(0, "%s", err.msg);
@@ -252,6 +259,96 @@ static void test_finetunes(void) {
     }
     for (int s = 0; s < 8; s++) CHECK(ok[s], "sequence %d (%s) left its reference's greedy ids", s, s % 2 ? "ft-dogs" : "base");
     free(lg);
+    lb_engine_free(e);
+    lb_model_free(m);
+}
+
+/* Runs ids alone through a fresh engine holding only that sequence (with fine-tune ft from
+ * delta, or the base): greedy continuation of n_gen ids into out, last logits into last. */
+static void run_alone(lb_model *m, const char *delta, int ft, const int32_t *ids, int n, int n_gen, int32_t *out,
+                      float *last) {
+    lb_error err = {0};
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 128;
+    lb_engine *e = NULL;
+    int f = 0, s = 0, nv = lb_model_n_vocab(m);
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    if (ft) CHECK(lb_engine_add_finetune(e, delta, &f, &err) == LB_OK, "%s", err.msg);
+    CHECK(lb_engine_seq_new(e, f, &s, &err) == LB_OK, "%s", err.msg);
+    lb_batch_entry b[64];
+    for (int i = 0; i < n; i++) b[i] = (lb_batch_entry){s, i, ids[i], i == n - 1};
+    CHECK(lb_engine_decode(e, b, (size_t)n, last, &err) == LB_OK, "%s", err.msg);
+    for (int k = 0; k < n_gen; k++) {
+        out[k] = argmax(last, nv);
+        lb_batch_entry one = {s, n + k, out[k], 1};
+        CHECK(lb_engine_decode(e, &one, 1, last, &err) == LB_OK, "%s", err.msg);
+    }
+    lb_engine_free(e);
+}
+
+/* 8 sequences in one engine: 4 roots (2 base, 2 with the ft-dogs delta) of different prompt
+ * lengths, each forked after its prompt with a different next token for the fork, then all 8
+ * greedy-decoded together. Each must equal its whole token history run alone. */
+static void test_forks_and_deltas(void) {
+    lb_error err = {0};
+    char delta[256];
+    if (!make_dogs_delta(delta, sizeof delta)) return;
+    lb_model *m = NULL;
+    if (lb_model_load(SHARED("models/stories260K-hf"), NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        unlink(delta);
+        return;
+    }
+    enum { NS = 8, STEPS = 10 };
+    int nv = lb_model_n_vocab(m), ft = 0, seq[NS], len[NS], next[NS];
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 128;
+    ep.n_kv_tokens = NS * 128;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    CHECK(lb_engine_add_finetune(e, delta, &ft, &err) == LB_OK, "%s", err.msg);
+    static int32_t hist[NS][64];
+    float *lg = malloc((size_t)NS * nv * sizeof *lg), *ref = malloc((size_t)nv * sizeof *ref);
+    for (int r = 0; r < 4; r++) {
+        int s = 2 * r, f = 2 * r + 1;
+        len[s] = 5 + 6 * r;
+        for (int i = 0; i < len[s]; i++) hist[s][i] = 1 + (i * 29 + r * 7) % (nv - 1);
+        CHECK(lb_engine_seq_new(e, r % 2 ? ft : 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        lb_batch_entry b[64];
+        for (int i = 0; i < len[s]; i++) b[i] = (lb_batch_entry){seq[s], i, hist[s][i], i == len[s] - 1};
+        CHECK(lb_engine_decode(e, b, (size_t)len[s], lg, &err) == LB_OK, "%s", err.msg);
+        next[s] = argmax(lg, nv);
+        CHECK(lb_engine_seq_fork(e, seq[s], &seq[f], &err) == LB_OK, "%s", err.msg);
+        memcpy(hist[f], hist[s], (size_t)len[s] * sizeof(int32_t));
+        len[f] = len[s];
+        next[f] = (next[s] + 1 + r) % nv; /* the fork takes another path from here */
+    }
+    for (int k = 0; k < STEPS; k++) {
+        lb_batch_entry b[NS];
+        for (int s = 0; s < NS; s++) {
+            hist[s][len[s]] = next[s];
+            b[s] = (lb_batch_entry){seq[s], len[s]++, next[s], 1};
+        }
+        CHECK(lb_engine_decode(e, b, NS, lg, &err) == LB_OK, "%s", err.msg);
+        for (int s = 0; s < NS; s++) next[s] = argmax(lg + (size_t)s * nv, nv);
+    }
+    for (int s = 0; s < NS; s++) { /* alone: the history without its last STEPS - 1 ids, regrown greedily */
+        int32_t out[STEPS];
+        int r = s / 2, keep = len[s] - (STEPS - 1);
+        run_alone(m, delta, r % 2, hist[s], keep, STEPS - 1, out, ref);
+        int same = argmax(ref, nv) == next[s];
+        for (int k = 0; k < STEPS - 1; k++) same &= out[k] == hist[s][keep + k];
+        CHECK(same, "sequence %d (%s, %s): greedy ids differ from the run alone", s, r % 2 ? "ft-dogs" : "base",
+              s % 2 ? "fork" : "root");
+        double d = rel_err(lg + (size_t)s * nv, ref, nv);
+        CHECK(d < 1e-5, "sequence %d: logits %.3g relative from the run alone", s, d);
+    }
+    lb_engine_stats st;
+    lb_engine_get_stats(e, &st);
+    CHECK(st.n_seqs == NS && st.n_finetunes == 1, "%d sequences, %d fine-tunes", st.n_seqs, st.n_finetunes);
+    unlink(delta);
+    free(lg);
+    free(ref);
     lb_engine_free(e);
     lb_model_free(m);
 }
@@ -312,13 +409,54 @@ static void test_bad_use(void) {
     lb_model_free(m);
 }
 
+typedef struct type_count {
+    const char *want;
+    int n;
+} type_count;
+
+static void count_type(void *user, const char *name, const char *type, const char *note) {
+    type_count *c = user;
+    c->n += !strcasecmp(type, c->want);
+}
+
+/* The quantized block formats through the engine: lb_quantize_file (what lowbit quantize runs)
+ * writes tinystories-512d (rows of 512 and 1536, so every K-quant block fits) in each type into
+ * a temporary folder, and the batched run must equal each sequence alone there too. */
+static void test_quantized(void) {
+    static const char *const types[] = {"q8_0", "q4_0", "q4_K", "tq2_0"};
+    char dir[] = "/tmp/lowbit-batch-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp failed");
+        return;
+    }
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        char out[96];
+        snprintf(out, sizeof out, "%s/%s.gguf", dir, types[i]);
+        lb_quantize_params qp = lb_quantize_default_params();
+        type_count c = {types[i], 0};
+        qp.type = types[i];
+        qp.pure = 1;
+        qp.on_tensor = count_type;
+        qp.on_tensor_user = &c;
+        lb_error err = {0};
+        CHECK(lb_quantize_file(SHARED("models/tinystories-512d"), out, &qp, NULL, NULL, &err) == LB_OK, "%s: %s",
+              types[i], err.msg);
+        CHECK(c.n >= 6 * 7, "%s: only %d matrices written in the type", types[i], c.n); /* 7 per layer */
+        test_batched_equals_alone(out);
+        unlink(out);
+    }
+    rmdir(dir);
+}
+
 int main(void) {
     test_batched_equals_alone(STORIES);
     test_batched_equals_alone(SHARED("models/synth-llama3-gqa"));
     test_batched_equals_alone(SHARED("models/synth-qwen2-bias"));
     test_batched_equals_alone(SHARED("models/synth-bitnet"));
+    test_quantized();
     test_fork_and_prefix();
     test_finetunes();
+    test_forks_and_deltas();
     test_bad_use();
     return test_summary();
 }

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "lowbit.h" /* LB_API */
+
 typedef enum lb_dtype {
     LB_F32 = 0, LB_F16 = 1, LB_Q4_0 = 2, LB_Q4_1 = 3, LB_Q5_0 = 6, LB_Q5_1 = 7, LB_Q8_0 = 8,
     LB_Q8_1 = 9, LB_Q2_K = 10, LB_Q3_K = 11, LB_Q4_K = 12, LB_Q5_K = 13, LB_Q6_K = 14,
@@ -26,14 +28,14 @@ typedef struct lb_dtype_traits {
 
 /* NULL for an unknown id (as read from a file). */
 const lb_dtype_traits *lb_dtype_get(uint32_t type);
-const char *lb_dtype_name(uint32_t type);
+LB_API const char *lb_dtype_name(uint32_t type);
 /* Parses "q4_k", "F16", ... case-insensitively; returns -1 if unknown. */
-int lb_dtype_from_name(const char *name);
+LB_API int lb_dtype_from_name(const char *name);
 /* Registers to_float for a block format (called by src/quant at first use). */
 void lb_dtype_set_to_float(lb_dtype t, lb_to_float_fn fn);
 
 /* Bytes of a row of n elements; 0 when n is not a multiple of the block size. */
-size_t lb_dtype_row_size(lb_dtype t, int64_t n);
+LB_API size_t lb_dtype_row_size(lb_dtype t, int64_t n);
 
 static inline float lb_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

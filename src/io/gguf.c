@@ -694,7 +694,7 @@ lb_status lb_gguf_arr_float(const lb_gguf_arr *a, size_t i, double *out, lb_erro
 }
 
 lb_status lb_gguf_arr_bool(const lb_gguf_arr *a, size_t i, bool *out, lb_error *err) {
-    int64_t v;
+    int64_t v = 0; /* set on success; gcc cannot see that once it inlines the call */
     lb_status s = lb_gguf_arr_int(a, i, &v, err);
     if (s) return s;
     *out = v != 0;

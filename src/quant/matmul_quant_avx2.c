@@ -32,28 +32,45 @@ static inline __m256 dot_block(__m256i aw, __m256i w, const int8_t *xq) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* One weight row against NT tokens; NT is a constant at each call so the loops unroll. */
-#define ROW_KERNEL(NAME, WBLOCK, UNPACK)                                                        \
+/* One weight row against NT tokens; NT is a constant at each call so the loops unroll. NACC
+ * accumulators per token, block i into accumulator i % NACC (the tail after the last whole group
+ * into the first), summed (0 + 1) + (2 + 3): the order of the one-token dot product of the same
+ * type (lb_vec_dot_*_avx2), so a token's result does not depend on the batch it is in. */
+#define ROW_KERNEL(NAME, WBLOCK, UNPACK, NACC)                                                  \
+    static inline __attribute__((always_inline)) void NAME##_step(const WBLOCK *wb, int i,      \
+                                                                  const lb_block_q8_0 *const *x, \
+                                                                  int NT, __m256 acc[][NACC], int k) { \
+        __m256i wv = UNPACK(wb);                                                                \
+        __m256i aw = _mm256_sign_epi8(wv, wv);                                                  \
+        float dw = _cvtsh_ss(wb->d);                                                            \
+        for (int j = 0; j < NT; j++) {                                                          \
+            __m256 p = dot_block(aw, wv, x[j][i].qs);                                           \
+            acc[j][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(x[j][i].d)), p, acc[j][k]); \
+        }                                                                                       \
+    }                                                                                           \
     static inline __attribute__((always_inline)) void NAME(const WBLOCK *w, int nb,            \
                                                            const lb_block_q8_0 *const *x, int NT, \
                                                            float *out) {                        \
-        __m256 acc[MAX_NT];                                                                     \
-        for (int j = 0; j < NT; j++) acc[j] = _mm256_setzero_ps();                              \
-        for (int i = 0; i < nb; i++) {                                                          \
-            __m256i wv = UNPACK(&w[i]);                                                         \
-            __m256i aw = _mm256_sign_epi8(wv, wv);                                              \
-            float dw = _cvtsh_ss(w[i].d);                                                       \
-            for (int j = 0; j < NT; j++) {                                                      \
-                __m256 p = dot_block(aw, wv, x[j][i].qs);                                       \
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(x[j][i].d)), p, acc[j]); \
-            }                                                                                   \
+        __m256 acc[MAX_NT][NACC];                                                               \
+        for (int j = 0; j < NT; j++)                                                            \
+            for (int k = 0; k < NACC; k++) acc[j][k] = _mm256_setzero_ps();                     \
+        int i = 0;                                                                              \
+        /* constant accumulator indices after unrolling keep acc in registers */                \
+        for (; i + NACC <= nb; i += NACC)                                                       \
+            for (int k = 0; k < NACC; k++) NAME##_step(&w[i + k], i + k, x, NT, acc, k);        \
+        for (; i < nb; i++) NAME##_step(&w[i], i, x, NT, acc, 0);                               \
+        for (int j = 0; j < NT; j++) {                                                          \
+            __m256 t = acc[j][0];                                                               \
+            if (NACC == 4)                                                                      \
+                t = _mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][NACC > 1]),                   \
+                                  _mm256_add_ps(acc[j][NACC > 2 ? 2 : 0], acc[j][NACC > 3 ? 3 : 0])); \
+            out[j] = hsum_f32(t);                                                               \
         }                                                                                       \
-        for (int j = 0; j < NT; j++) out[j] = hsum_f32(acc[j]);                                 \
     }
 
 static inline __m256i q8_0_load(const lb_block_q8_0 *b) { return loadu256(b->qs); }
-ROW_KERNEL(row_q4_0, lb_block_q4_0, q4_0_signed)
-ROW_KERNEL(row_q8_0, lb_block_q8_0, q8_0_load)
+ROW_KERNEL(row_q4_0, lb_block_q4_0, q4_0_signed, 4)
+ROW_KERNEL(row_q8_0, lb_block_q8_0, q8_0_load, 1)
 #undef ROW_KERNEL
 
 typedef void (*row_fn)(const void *w, int nb, const lb_block_q8_0 *const *x, float *out);

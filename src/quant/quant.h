@@ -51,19 +51,19 @@ void lb_quantize_row_tq2_0(const float *x, void *dst, int64_t n, float scale);
 
 /* ---- driver ---- */
 /* 1 when lb_quantize can write type. */
-int lb_quant_can_write(lb_dtype type);
+LB_API int lb_quant_can_write(lb_dtype type);
 /* Quantizes n_rows rows of n_per_row floats; TQ types use the absmean of all rows. Returns the
  * bytes written, 0 on a bad type or a row length that is not a multiple of the block size
  * (nothing is written then). */
 size_t lb_quantize(lb_dtype type, const float *src, void *dst, int64_t n_rows, int64_t n_per_row,
                    const float *imatrix);
 /* The same with a status and message. */
-lb_status lb_quantize_checked(lb_dtype type, const float *src, void *dst, int64_t n_rows,
-                              int64_t n_per_row, const float *imatrix, size_t *written,
-                              lb_error *err);
+LB_API lb_status lb_quantize_checked(lb_dtype type, const float *src, void *dst, int64_t n_rows,
+                                     int64_t n_per_row, const float *imatrix, size_t *written,
+                                     lb_error *err);
 /* n elements of any type with a to_float (blocks, F16, BF16, F32); LB_ERR_ARG when n is not a
  * multiple of the block size or the type cannot be read. */
-lb_status lb_dequantize(lb_dtype type, const void *src, float *dst, int64_t n);
+LB_API lb_status lb_dequantize(lb_dtype type, const void *src, float *dst, int64_t n);
 
 /* ---- activations and dot products ---- */
 /* Quantize n floats (multiple of 32 / 256) of activations. Dispatch to AVX2 when present. */

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_parallel.h"
 #include "cli.h"
 
 static int cmp_double(const void *a, const void *b) {
@@ -37,6 +38,7 @@ int cmd_bench(int argc, char **argv) {
     int json = 0, kv_given = 0;
     lb_kv_type kv = LB_KV_F32;
     lb_device device = LB_DEVICE_CPU;
+    bench_par par = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -48,7 +50,12 @@ int cmd_bench(int argc, char **argv) {
                  "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"tg_gb_s\", \"peak_rss_bytes\", \"threads\", \"kernels\", \"device\"};\n"
                  "tg_gb_s is the model's weight bytes one token reads (all but the embedding table) x tg_tok_s.\n"
                  "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
-                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.");
+                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.\n\n"
+                 "--parallel 1,4,8,16,32: for each count N, N sequences through the batched engine, as\n"
+                 "llama-batched-bench: N different -p token prompts processed side by side, then -n decode steps\n"
+                 "of one token per sequence. Prints a table of aggregate prompt and generation tok/s and the\n"
+                 "generation tok/s of each sequence (--json: a list of {\"parallel\", \"pp_tok_s\", \"tg_tok_s\",\n"
+                 "\"tg_tok_s_per_seq\", \"threads\", \"kernels\"}). -p must be at least 1 there.");
             return CLI_OK;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
@@ -60,6 +67,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n")) { if (!cli_int(a, v, 0, 1 << 20, &n_gen)) return CLI_USAGE; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (!cli_int(a, v, 1, 1000, &reps)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 1, 1 << 24, &n_ctx)) return CLI_USAGE; }
+        else if (!strcmp(a, "--parallel")) { if (!(par.n_list = cli_parallel_list(v, par.list, 32))) return CLI_USAGE; }
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
         else if (!strcmp(a, "--device")) { if (!cli_device(a, v, &device)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
@@ -90,6 +98,15 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (bos >= nv) bos = 0;
+    if (par.n_list) {
+        par.model = model, par.n_prompt = n_prompt, par.n_gen = n_gen, par.reps = (int)reps, par.threads = (int)threads;
+        par.kv = kv, par.json = json, par.max_batch = 256;
+        for (int i = 0; i < par.n_list; i++)
+            if (par.list[i] > par.max_batch) par.max_batch = par.list[i];
+        int rc = n_prompt < 1 ? cli_fail("bench --parallel needs -p of at least 1 token") : cli_bench_parallel(m, &par, bos, &err);
+        lb_model_free(m);
+        return rc;
+    }
     lb_session_params sp = lb_session_default_params();
     sp.n_threads = (int)threads;
     sp.kv_type = kv;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run.h"
 #include "graph/chat.h"
 #include "core/vec.h"
 
@@ -12,6 +13,10 @@ static void usage(FILE *f) {
           "load time, speed and memory go to stderr.\n\n"
           "  -m, --model PATH      GGUF file, llama2.c checkpoint or Hugging Face folder\n"
           "  -p, --prompt TEXT     the prompt (with --chat: the user's message; omit to chat on stdin)\n"
+          "  -f, --file FILE       read the prompt from FILE (- for stdin; one trailing newline dropped)\n"
+          "      --parallel N      with -f: one prompt per line (empty lines skipped), generated N at a\n"
+          "                        time through the batched engine; outputs in prompt order, each after\n"
+          "                        a line '--- K: PROMPT' (with --json: one object per prompt, with index)\n"
           "  -n, --n-predict N     tokens to generate at most (default 256); stops early at EOS\n"
           "  -c, --ctx N           context length (default: the model's, at most 4096)\n"
           "      --temp T          temperature (default 0: greedy)\n"
@@ -35,15 +40,6 @@ static void usage(FILE *f) {
           "  -h, --help            this help\n", f);
 }
 
-typedef struct run_opts {
-    const char *model, *prompt, *tokenizer, *system, *delta;
-    long long n_predict, n_ctx, threads;
-    lb_sampler_params sp;
-    lb_kv_type kv;
-    lb_device device;
-    int json, chat, kv_given, mem_report;
-    uint64_t mem_budget;
-} run_opts;
 
 static int parse(int argc, char **argv, run_opts *o) {
     o->n_predict = 256;
@@ -57,6 +53,8 @@ static int parse(int argc, char **argv, run_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return -1; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!(o->model = VAL())) goto missing; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { if (!(o->prompt = VAL())) goto missing; }
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) { if (!(o->file = VAL())) goto missing; }
+        else if (!strcmp(a, "--parallel")) { if (!cli_int(a, VAL(), 1, 4096, &o->parallel)) return CLI_USAGE; }
         else if (!strcmp(a, "--tokenizer")) { if (!(o->tokenizer = VAL())) goto missing; }
         else if (!strcmp(a, "--delta")) { if (!(o->delta = VAL())) goto missing; }
         else if (!strcmp(a, "--system")) { if (!(o->system = VAL())) goto missing; }
@@ -90,6 +88,13 @@ static int parse(int argc, char **argv, run_opts *o) {
 #undef VAL
     }
     if (!o->model) return fprintf(stderr, "lowbit: run: -m MODEL is required (see lowbit run --help)\n"), CLI_USAGE;
+    if (o->file && o->prompt) return fprintf(stderr, "lowbit: run: give -p or -f, not both\n"), CLI_USAGE;
+    if (o->parallel && !o->file) return fprintf(stderr, "lowbit: run: --parallel needs -f PROMPTS (one prompt a line)\n"), CLI_USAGE;
+    if (o->file && !(o->prompt = cli_read_text(o->file))) return CLI_ERR;
+    if (o->file && !o->parallel) { /* as llama.cpp's -f: the file's last newline ends the file, not the prompt */
+        size_t n = strlen(o->prompt);
+        if (n && o->prompt[n - 1] == '\n') ((char *)o->prompt)[n - 1] = 0;
+    }
     if (!o->prompt && !o->chat) return fprintf(stderr, "lowbit: run: -p PROMPT is required (see lowbit run --help)\n"), CLI_USAGE;
     return 0;
 }
@@ -183,10 +188,8 @@ static int generate(gen_state *g, const int32_t *ids, size_t n_ids, long long n_
     return 1;
 }
 
-int cmd_run(int argc, char **argv) {
-    run_opts o = {0};
-    int rc = parse(argc, argv, &o);
-    if (rc) return rc < 0 ? CLI_OK : rc;
+/* One prompt (or an interactive chat) through one session. */
+static int run_single(run_opts o) {
 
     lb_error err = {0};
     lb_model_params mp = lb_model_default_params();
@@ -306,4 +309,12 @@ done:
     lb_ids_free(&g.out);
     lb_model_free(m);
     return ok ? CLI_OK : cli_error(&err);
+}
+
+int cmd_run(int argc, char **argv) {
+    run_opts o = {0};
+    int rc = parse(argc, argv, &o);
+    if (!rc) rc = o.parallel ? cli_run_parallel(&o) : run_single(o);
+    if (o.file) free((char *)o.prompt);
+    return rc < 0 ? CLI_OK : rc;
 }

@@ -144,3 +144,33 @@ int cli_device(const char *opt, const char *val, lb_device *out) {
     else return fprintf(stderr, "lowbit: %s must be cpu or cuda\n", opt), 0;
     return 1;
 }
+
+char *cli_read_text(const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return cli_fail("%s: %s", path, strerror(errno)), NULL;
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t got; s && (got = fread(s + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            char *t = cap < ((size_t)1 << 30) ? realloc(s, cap * 2) : NULL;
+            if (!t) { free(s); s = NULL; break; }
+            s = t;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!s || bad) {
+        free(s);
+        return cli_fail("%s: %s", path, s ? "read error" : "out of memory (prompt files are read whole, at most 1 GiB)"), NULL;
+    }
+    const char *nul = memchr(s, 0, n);
+    if (nul) {
+        size_t at = (size_t)(nul - s);
+        free(s);
+        return cli_fail("%s: holds a NUL byte at offset %zu; a prompt file is text", path, at), NULL;
+    }
+    s[n] = 0;
+    return s;
+}
