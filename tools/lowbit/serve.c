@@ -240,6 +240,7 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     while (sv_sched_in_flight(sv.sched) && sv_now() < end) usleep(20000);
     sv_sched_cancel_all(sv.sched);
     while (sv_sched_in_flight(sv.sched)) usleep(10000);
+    sv_http_drain(http, 2.0);
     sv_http_stop(http);
     sv_sched_free(sv.sched);
     sv_engine_free(eng);

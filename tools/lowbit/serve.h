@@ -173,6 +173,7 @@ typedef struct sv_http_opts {
 } sv_http_opts;
 lb_status sv_http_start(sv_server *sv, const sv_http_opts *o, sv_http **out, lb_error *err);
 int sv_http_port(const sv_http *h); /* the bound port (for --port 0) */
+void sv_http_drain(sv_http *h, double seconds); /* wait for open connections to close, bounded */
 void sv_http_stop(sv_http *h);
 
 /* ---- the chat page (serve_page.html, embedded at build time) ---------------------------------- */

@@ -76,6 +76,19 @@ static enum MHD_Result reply_error(sv_http *h, struct MHD_Connection *c, int sta
 
 /* ---- connections: deadlines and disconnects ------------------------------------------------------ */
 
+/* After the scheduler has finished every request, a stream's last chunks ("data: [DONE]") may still
+ * sit in its response queue: wait (bounded) until the connections have closed before stopping. */
+void sv_http_drain(sv_http *h, double seconds) {
+    double end = sv_now() + seconds;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        int open = h->conns != NULL;
+        pthread_mutex_unlock(&h->mu);
+        if (!open || sv_now() >= end) return;
+        usleep(10000);
+    }
+}
+
 static conn *conn_of(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
