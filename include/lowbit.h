@@ -51,6 +51,14 @@ typedef struct lb_error {
     char msg[512];
 } lb_error;
 
+/* Sets err (when non-NULL) to s and the formatted message, and returns s, so a caller can
+ * `return lb_fail(err, ...)`; front ends and callbacks fill errors the library's way. */
+#if defined(__GNUC__) || defined(__clang__)
+LB_API lb_status lb_fail(lb_error *err, lb_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#else
+LB_API lb_status lb_fail(lb_error *err, lb_status s, const char *fmt, ...);
+#endif
+
 /* Progress of long work (quantize, compress, synth): what is being done, bytes done of total. */
 typedef void (*lb_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
 
@@ -193,6 +201,69 @@ LB_API lb_status lb_sampler_new(const lb_sampler_params *p, int n_vocab, lb_samp
 LB_API void lb_sampler_free(lb_sampler *s);
 /* history: the ids so far (for the repetition penalty). logits are modified. */
 LB_API int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history);
+
+/* ---- the generation loop (src/engine/generate.c) --------------------------------------- */
+/* Why lb_generate stopped. */
+typedef enum lb_stop_reason {
+    LB_STOP_LENGTH = 0, /* max_tokens generated */
+    LB_STOP_EOG,        /* an end-of-generation token (not part of the output) */
+    LB_STOP_STRING,     /* a stop string appeared (the text ends before it) */
+    LB_STOP_CONTEXT,    /* the session's context is full */
+    LB_STOP_CALLER,     /* the token callback returned nonzero */
+    LB_STOP_MEMORY      /* the memory guard saw CRITICAL pressure */
+} lb_stop_reason;
+LB_API const char *lb_stop_reason_name(lb_stop_reason r); /* "length", "eog", "stop", ... */
+
+typedef struct lb_mem_guard lb_mem_guard; /* the memory guard (memory section below) */
+
+/* Called once per generated token with the output text that is now certain (bytes; possibly
+ * none while a stop string may be starting, or bytes held from earlier tokens) and the token's
+ * id; once more with id -1 for held bytes when generation ends otherwise. Nonzero stops
+ * generation after this token (LB_STOP_CALLER). */
+typedef int (*lb_token_fn)(void *user, int32_t id, const char *text, size_t len);
+/* Called with a one-line notice: memory pressure high or critical, the context full. */
+typedef void (*lb_notice_fn)(void *user, const char *msg);
+
+typedef struct lb_generate_params {
+    lb_sampler_params sampling;
+    lb_sampler *sampler;       /* optional: used instead of one made from sampling, so its random
+                                * state carries over calls (the turns of a chat) */
+    int max_tokens;            /* at most this many tokens (default 256); 0: only the prompt runs */
+    const char *const *stop;   /* n_stop stop strings (non-empty): the output ends before the first
+                                * one that appears, and no byte of it is streamed */
+    size_t n_stop;
+    int chat;                  /* the prompt is the user's message, formatted with the model's chat
+                                * template (LB_ERR_UNSUPPORTED when lowbit knows no style for it) */
+    const char *system;        /* with chat: the system message of the conversation's first turn */
+    int keep;                  /* 0: the session is reset first; 1: continue after what it holds
+                                * (a conversation's next turn: the last sampled token, such as the
+                                * end-of-turn token that ended the previous answer, is fed first) */
+    const int32_t *prompt_ids; /* used when prompt is NULL: ids instead of text */
+    size_t n_prompt_ids;
+    lb_mem_guard *guard;       /* optional: one step per token; CRITICAL stops (LB_STOP_MEMORY) */
+    lb_token_fn on_token;      /* optional streaming */
+    lb_notice_fn on_notice;    /* optional; NULL: notices go to the library's log (warning) */
+    void *user;                /* passed to both callbacks */
+} lb_generate_params;
+LB_API lb_generate_params lb_generate_default_params(void);
+
+typedef struct lb_generate_result {
+    int32_t *prompt_ids, *ids;   /* the prompt as run, the generated ids (with the tokens of a stop
+                                  * string, without an end-of-generation token) */
+    size_t n_prompt_ids, n_ids;
+    char *text;                  /* the generated text, NUL-terminated, up to a stop string */
+    size_t text_len;
+    lb_stop_reason stop;
+    double prompt_seconds, gen_seconds; /* wall time of the prompt, of the generated tokens */
+} lb_generate_result;
+LB_API void lb_generate_result_free(lb_generate_result *r);
+
+/* Runs the whole loop: tokenizes the prompt (special tokens such as BOS only at the start of the
+ * session; chat templating when asked), runs it, then samples, streams and feeds tokens until
+ * max_tokens, an end-of-generation token, a stop string, a full context, the callback or the
+ * memory guard ends it. On error nothing is left in *out (already streamed text stays sent). */
+LB_API lb_status lb_generate(lb_session *s, const char *prompt, const lb_generate_params *p, lb_generate_result *out,
+                             lb_error *err);
 
 /* ---- the batched engine (src/engine) --------------------------------------------------- */
 /* One engine serves many sequences at once: it owns a paged KV cache (one pool of fixed-size
@@ -548,6 +619,25 @@ LB_API lb_mem_pressure lb_mem_pressure_level(const lb_mem_snapshot *s);
 LB_API const char *lb_mem_pressure_name(lb_mem_pressure p); /* "none", "low", ... */
 /* Writes which signal set the level ("cgroup working set 93% of limit") into buf. */
 LB_API const char *lb_mem_pressure_reason(const lb_mem_snapshot *s, char *buf, size_t cap);
+
+/* The memory guard of generation loops: polls a monitor every few tokens. HIGH pressure warns
+ * once; CRITICAL says stop now (the kernel is about to reclaim hot pages, our mmapped weights,
+ * or OOM-kill: a stopped run is better than a thrashing machine). */
+typedef enum lb_mem_guard_action {
+    LB_MEM_GUARD_CONTINUE = 0,
+    LB_MEM_GUARD_WARN, /* first time the level reached HIGH */
+    LB_MEM_GUARD_STOP  /* CRITICAL */
+} lb_mem_guard_action;
+/* root: NULL or "" for the real /proc and /sys, else a fake tree (tests).
+ * every: poll once per this many steps (0: 8); the first step polls. */
+LB_API lb_status lb_mem_guard_open(const char *root, unsigned every, lb_mem_guard **out, lb_error *err);
+LB_API void lb_mem_guard_close(lb_mem_guard *g);
+/* One call per generated token. A failed snapshot counts as no pressure (logged once). */
+LB_API lb_mem_guard_action lb_mem_guard_step(lb_mem_guard *g);
+/* Level and the signal that set it at the last change ("available memory 2.1% of total"). */
+LB_API lb_mem_pressure lb_mem_guard_level(const lb_mem_guard *g);
+LB_API const char *lb_mem_guard_reason(const lb_mem_guard *g);
+LB_API unsigned long lb_mem_guard_polls(const lb_mem_guard *g);
 
 /* Called from lb_memmon_poll when the level changes (the first poll counts as a change from
  * NONE only when the level is not NONE). */

@@ -24,8 +24,6 @@ KNOWN = {  # file -> included header: why it is still there
     'src/io/load.c': ['compress/model_regions.h'],           # .lbz restore: a loader hook
     'src/core/model.c': ['compress/model_regions.h'],        # .lbz restore: a loader hook
     'src/core/dtype.c': ['quant/quant.h'],                   # row dequantization: dtype traits table
-    'tools/lowbit/cli.h': ['core/error.h', 'mem/guard.h'],   # lb_fail and the pressure guard: lb_generate
-    'tools/lowbit/run.c': ['graph/chat.h', 'core/vec.h'],    # the generation loop: lb_generate
     'tools/lowbit/compress.c': ['compress/model_regions.h'], # region listing: needs a public call
     'tools/lowbit/delta.c': ['delta/deltafile.h'],           # delta inspect: needs a public call
     'tools/lowbit/perplexity.c': ['core/mapfile.h', 'tokenizer/tokenizer.h'],  # text file mapping

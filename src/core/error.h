@@ -9,8 +9,7 @@
 #define LB_PRINTF(a, b)
 #endif
 
-/* Sets err (when non-NULL) and returns s, so callers can `return lb_fail(err, ...)`. */
-lb_status lb_fail(lb_error *err, lb_status s, const char *fmt, ...) LB_PRINTF(3, 4);
+/* lb_fail (set err, return its status) is public: lowbit.h. */
 void lb_error_clear(lb_error *err);
 
 void lb_log(lb_log_level level, const char *fmt, ...) LB_PRINTF(2, 3);

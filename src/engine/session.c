@@ -25,6 +25,7 @@ size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t) {
 void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, size_t *per_token) {
     lb_fwd_scratch_plan(m, n_threads, LB_MAX_BATCH, fixed, per_token);
     *fixed += (size_t)m->cfg.n_vocab * sizeof(float); /* the session's logits */
+    *per_token += sizeof(int32_t);                     /* the ids it holds */
 }
 
 /* The largest block size up to 16 that divides n_ctx, so the pool holds exactly n_ctx positions
@@ -54,10 +55,13 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     if (!s) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
+    s->pending = -1;
     lb_status st = lb_engine_new(m, &ep, &s->e, err);
     if (!st) st = lb_engine_seq_new(s->e, 0, &s->seq, err);
     if (!st && !(s->logits = lb_mem_alloc(s->e->mem, (size_t)m->cfg.n_vocab * sizeof(float), "logits")))
         st = lb_fail(err, LB_ERR_NOMEM, "cannot allocate the logits buffer");
+    if (!st && !(s->ids = lb_mem_alloc(s->e->mem, (size_t)n_ctx * sizeof(int32_t), "ids")))
+        st = lb_fail(err, LB_ERR_NOMEM, "cannot allocate the ids of a context of %d tokens", n_ctx);
     if (st) {
         lb_session_free(s);
         return st;
@@ -69,6 +73,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
 void lb_session_free(lb_session *s) {
     if (!s) return;
     if (s->e) lb_mem_free(s->e->mem, s->logits);
+    if (s->e) lb_mem_free(s->e->mem, s->ids);
     lb_engine_free(s->e); /* in debug mode the tracker reports anything never freed */
     free(s);
 }
@@ -76,13 +81,16 @@ void lb_session_free(lb_session *s) {
 void lb_session_reset(lb_session *s) {
     lb_engine_seq_free(s->e, s->seq, NULL);
     lb_engine_seq_new(s->e, 0, &s->seq, NULL); /* the freed slot: cannot fail */
+    s->pending = -1;
 }
 
 int lb_session_n_past(const lb_session *s) { return lb_engine_seq_len(s->e, s->seq); }
 int lb_session_n_ctx(const lb_session *s) { return s->n_ctx; }
 int lb_session_n_threads(const lb_session *s) { return lb_engine_n_threads(s->e); }
 size_t lb_session_kv_bytes(const lb_session *s) { return lb_kv_n_blocks(s->e->kv) * lb_kv_block_size(s->e->kv); }
-size_t lb_session_scratch_bytes(const lb_session *s) { return s->e->fwd.scratch_bytes + (size_t)s->m->cfg.n_vocab * sizeof(float); }
+size_t lb_session_scratch_bytes(const lb_session *s) {
+    return s->e->fwd.scratch_bytes + (size_t)s->m->cfg.n_vocab * sizeof(float) + (size_t)s->n_ctx * sizeof(int32_t);
+}
 const lb_mem_tracker *lb_session_mem_tracker(const lb_session *s) { return s->e->mem; }
 lb_kv_type lb_session_kv_type(const lb_session *s) { return lb_kv_type_of(s->e->kv); }
 const void *lb_session_kv_base(const lb_session *s) { return lb_kv_pool_base(s->e->kv); }
@@ -105,6 +113,7 @@ lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float
         float *rows = all_logits && logits ? logits + i * nv : s->logits;
         lb_status st = lb_engine_decode(s->e, b, (size_t)n, rows, err);
         if (st) return st;
+        memcpy(s->ids + n_past + i, ids + i, (size_t)n * sizeof(int32_t));
     }
     if (logits && !all_logits) memcpy(logits, s->logits, nv * sizeof(float));
     return LB_OK;

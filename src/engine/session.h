@@ -11,6 +11,8 @@ struct lb_session {
     int seq;
     int n_ctx;
     float *logits; /* [n_vocab], tag "logits" */
+    int32_t *ids;  /* [n_ctx] the ids at positions 0 .. n_past-1 (repetition penalty), tag "ids" */
+    int32_t pending; /* sampled by lb_generate but not run (fed first by a keep call), or -1 */
 };
 
 /* Bytes of KV cache per token for this model and cache type (all layers, K and V). */

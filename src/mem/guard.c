@@ -1,5 +1,5 @@
-/* lb_mem_guard: the engine's use of the pressure callbacks (see guard.h for the policy). */
-#include "mem/guard.h"
+/* lb_mem_guard: the engine's use of the pressure callbacks (the policy: lowbit.h, "memory guard"). */
+#include "lowbit.h"
 
 #include <stdlib.h>
 

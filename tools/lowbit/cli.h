@@ -3,9 +3,7 @@
 #define LB_CLI_H
 #include <stdint.h>
 #include <stdio.h>
-#include "core/error.h"
 #include "lowbit.h"
-#include "mem/guard.h"
 
 typedef int (*lb_cmd_fn)(int argc, char **argv);
 
@@ -68,6 +66,4 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
 void cli_mem_report(const lb_model *m, const lb_session *s);
 /* Pressure guard for generation (NULL, with a note, when the monitor cannot open). */
 lb_mem_guard *cli_mem_guard_open(void);
-/* One call per generated token: warns once at HIGH; 1 (after saying so) at CRITICAL. */
-int cli_mem_guard_stop(lb_mem_guard *g, const lb_session *s);
 #endif

@@ -118,17 +118,3 @@ lb_mem_guard *cli_mem_guard_open(void) {
         fprintf(stderr, "lowbit: memory guard off: %s\n", err.msg);
     return g;
 }
-
-int cli_mem_guard_stop(lb_mem_guard *g, const lb_session *s) {
-    switch (lb_mem_guard_step(g)) {
-    case LB_MEM_GUARD_WARN:
-        fprintf(stderr, "\nlowbit: memory pressure high (%s); continuing, will stop if it becomes critical\n",
-                lb_mem_guard_reason(g));
-        return 0;
-    case LB_MEM_GUARD_STOP:
-        fprintf(stderr, "\nlowbit: memory pressure critical (%s); stopping generation early at %d tokens of context\n",
-                lb_mem_guard_reason(g), lb_session_n_past(s));
-        return 1;
-    default: return 0;
-    }
-}

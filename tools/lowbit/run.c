@@ -4,8 +4,6 @@
 
 #include "cli.h"
 #include "run.h"
-#include "graph/chat.h"
-#include "core/vec.h"
 
 static void usage(FILE *f) {
     fputs("usage: lowbit run -m MODEL -p PROMPT [options]\n\n"
@@ -99,98 +97,58 @@ static int parse(int argc, char **argv, run_opts *o) {
     return 0;
 }
 
-/* Decodes one token into a growing buffer and returns its bytes. */
-static const char *piece(const lb_tokenizer *t, int32_t id, char **buf, size_t *cap, size_t *len) {
-    for (;;) {
-        size_t n = lb_token_piece(t, id, *buf, *cap);
-        if (n < *cap) {
-            *len = n;
-            return *buf;
-        }
-        char *b = realloc(*buf, n + 64);
-        if (!b) {
-            *len = 0;
-            return *buf;
-        }
-        *buf = b;
-        *cap = n + 64;
-    }
-}
-
-typedef struct gen_state {
-    lb_session *s;
-    lb_sampler *smp;
-    const lb_tokenizer *tok;
-    float *logits;
-    lb_ids history, prompt, out;
-    lb_mem_guard *guard;
-    char *text;
-    size_t text_len, text_cap;
-    double t_prompt, t_gen;
+/* Totals over the turns of a run, and what --json prints of the last one. */
+typedef struct run_totals {
     size_t n_prompt_tok, n_gen_tok;
-    int32_t stop_id; /* the end-of-generation token that ended the last answer, or -1 */
-} gen_state;
+    double t_prompt, t_gen;
+    lb_generate_result last;
+} run_totals;
 
-static int append_text(gen_state *g, const char *s, size_t n) {
-    if (g->text_len + n + 1 > g->text_cap) {
-        size_t cap = (g->text_len + n + 1) * 2;
-        char *t = realloc(g->text, cap);
-        if (!t) return 0;
-        g->text = t;
-        g->text_cap = cap;
-    }
-    memcpy(g->text + g->text_len, s, n);
-    g->text_len += n;
-    g->text[g->text_len] = 0;
-    return 1;
+static int stream_piece(void *user, int32_t id, const char *text, size_t len) {
+    (void)user, (void)id;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
 }
 
-/* Feeds ids and generates up to n_predict tokens; streams pieces unless json. */
-static int generate(gen_state *g, const int32_t *ids, size_t n_ids, long long n_predict, int json, lb_error *err) {
-    double t0 = cli_now();
-    if (lb_session_eval(g->s, ids, n_ids, g->logits, 0, err)) return 0;
-    g->t_prompt += cli_now() - t0;
-    g->n_prompt_tok += n_ids;
-    for (size_t i = 0; i < n_ids; i++) lb_ids_push(&g->history, ids[i]);
-    char *buf = malloc(64);
-    size_t cap = 64, len;
-    t0 = cli_now();
-    g->stop_id = -1;
-    for (long long i = 0; i < n_predict; i++) {
-        int32_t id = lb_sampler_sample(g->smp, g->logits, g->history.v, g->history.n);
-        if (g->tok && lb_token_is_eog(g->tok, id)) {
-            g->stop_id = id;
-            break;
-        }
-        lb_ids_push(&g->out, id);
-        lb_ids_push(&g->history, id);
-        g->n_gen_tok++;
-        if (g->tok) {
-            const char *p = piece(g->tok, id, &buf, &cap, &len);
-            append_text(g, p, len);
-            if (!json) {
-                fwrite(p, 1, len, stdout);
-                fflush(stdout);
-            }
-        }
-        if (i + 1 == n_predict || cli_mem_guard_stop(g->guard, g->s)) break;
-        if (lb_session_n_past(g->s) >= lb_session_n_ctx(g->s)) {
-            fprintf(stderr, "\nlowbit: context of %d tokens is full; stopping\n", lb_session_n_ctx(g->s));
-            break;
-        }
-        if (lb_session_eval(g->s, &id, 1, g->logits, 0, err)) {
-            free(buf);
-            return 0;
-        }
+static void print_notice(void *user, const char *msg) {
+    (void)user;
+    fprintf(stderr, "\nlowbit: %s\n", msg);
+}
+
+/* One turn through lb_generate (keep: after the earlier turns of a chat). */
+static lb_status turn(lb_session *s, lb_generate_params *gp, const char *text, int keep, int stream, run_totals *t,
+                      lb_error *err) {
+    gp->keep = keep;
+    gp->on_token = stream ? stream_piece : NULL;
+    lb_generate_result_free(&t->last);
+    lb_status st = lb_generate(s, text, gp, &t->last, err);
+    if (st) return st;
+    t->n_prompt_tok += t->last.n_prompt_ids;
+    t->n_gen_tok += t->last.n_ids;
+    t->t_prompt += t->last.prompt_seconds;
+    t->t_gen += t->last.gen_seconds;
+    return LB_OK;
+}
+
+/* Interactive chat on stdin: one turn per line, the session keeping the conversation. */
+static lb_status chat_stdin(lb_session *s, lb_generate_params *gp, const char *model, const char *style,
+                            run_totals *t, lb_error *err) {
+    char line[8192];
+    int first = 1;
+    fprintf(stderr, "lowbit: chatting with %s (%s template); end with Ctrl-D\n> ", model, style);
+    while (fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        lb_status st = turn(s, gp, line, !first, 1, t, err);
+        if (st) return st;
+        first = 0;
+        fputs("\n> ", stderr);
     }
-    g->t_gen += cli_now() - t0;
-    free(buf);
-    return 1;
+    return LB_OK;
 }
 
 /* One prompt (or an interactive chat) through one session. */
 static int run_single(run_opts o) {
-
     lb_error err = {0};
     lb_model_params mp = lb_model_default_params();
     mp.tokenizer_path = o.tokenizer;
@@ -201,19 +159,15 @@ static int run_single(run_opts o) {
     if (o.mem_budget && cli_mem_precheck(o.model, o.mem_budget)) return CLI_ERR;
     if (lb_model_load(o.model, &mp, &m, &err)) return cli_error(&err);
     double t_load = cli_now() - t0;
-    const lb_tokenizer *tok = lb_model_tokenizer(m);
-    if (!tok) {
+    if (!lb_model_tokenizer(m)) {
         lb_model_free(m);
         return cli_fail("%s: the model has no tokenizer; give one with --tokenizer", o.model);
     }
-    lb_chat_style style = LB_CHAT_NONE;
-    if (o.chat) {
-        style = lb_chat_detect(lb_model_chat_template(m));
-        if (style == LB_CHAT_NONE) {
-            lb_model_free(m);
-            return cli_fail("%s: %s; --chat needs a ChatML, Llama 3, Llama 2 or Mistral template", o.model,
-                            lb_model_chat_template(m) ? "the model's chat template is not one lowbit knows" : "the model has no chat template");
-        }
+    const char *style = o.chat ? lb_chat_template_style(lb_model_chat_template(m)) : NULL;
+    if (o.chat && !style) {
+        lb_model_free(m);
+        return cli_fail("%s: %s; --chat needs a ChatML, Llama 3, Llama 2 or Mistral template", o.model,
+                        lb_model_chat_template(m) ? "the model's chat template is not one lowbit knows" : "the model has no chat template");
     }
     int tr = lb_model_n_ctx_train(m);
     if (o.n_ctx && tr > 0 && o.n_ctx > tr) {
@@ -231,84 +185,50 @@ static int run_single(run_opts o) {
     sp.n_threads = (int)o.threads;
     sp.kv_type = o.kv;
     sp.device = o.device;
-    gen_state g = {0};
-    g.tok = tok;
-    g.guard = cli_mem_guard_open();
-    int ok = 0;
-    if (lb_session_new(m, &sp, &g.s, &err) || lb_sampler_new(&o.sp, lb_model_n_vocab(m), &g.smp, &err)) goto done;
-    g.logits = malloc((size_t)lb_model_n_vocab(m) * sizeof(float));
-    if (!g.logits) goto done;
-
-    if (!o.chat || o.prompt) {
-        char *text = o.chat ? lb_chat_format_turn(style, o.system, o.prompt, 1) : (char *)o.prompt;
-        int32_t *ids;
-        size_t n;
-        lb_status st = lb_tokenize(tok, text, strlen(text), 1, &ids, &n, &err);
-        if (o.chat) free(text);
-        if (st) goto done;
-        if (n == 0) { /* an empty prompt without BOS: nothing to condition on */
-            free(ids);
-            lb_fail(&err, LB_ERR_ARG, "the prompt encodes to no tokens");
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++) lb_ids_push(&g.prompt, ids[i]);
-        st = (lb_status)!generate(&g, ids, n, o.n_predict, o.json, &err);
-        free(ids);
-        if (st) goto done;
-        if (!o.json) fputc('\n', stdout);
+    lb_session *s = NULL;
+    lb_generate_params gp = lb_generate_default_params();
+    gp.max_tokens = (int)o.n_predict;
+    gp.chat = o.chat;
+    gp.system = o.system;
+    gp.on_notice = print_notice;
+    gp.guard = cli_mem_guard_open();
+    run_totals t = {0};
+    /* one sampler for every turn of a chat, so its random state carries on */
+    lb_status st = lb_session_new(m, &sp, &s, &err);
+    if (!st) st = lb_sampler_new(&o.sp, lb_model_n_vocab(m), &gp.sampler, &err);
+    if (!st && (!o.chat || o.prompt)) {
+        st = turn(s, &gp, o.prompt, 0, !o.json, &t, &err);
+        if (!st && !o.json) fputc('\n', stdout);
         fflush(stdout); /* the continuation ends before the stats on stderr, even through a pipe */
-    } else { /* interactive chat on stdin */
-        char line[8192];
-        int first = 1;
-        fprintf(stderr, "lowbit: chatting with %s (%s template); end with Ctrl-D\n> ", o.model, lb_chat_style_name(style));
-        while (fgets(line, sizeof line, stdin)) {
-            line[strcspn(line, "\n")] = 0;
-            /* the turn ended at an end-of-turn token the model never saw: feed it first */
-            if (!first && g.stop_id >= 0 && lb_session_eval(g.s, &g.stop_id, 1, g.logits, 0, &err)) goto done;
-            char *text = lb_chat_format_turn(style, o.system, line, first);
-            int32_t *ids;
-            size_t n;
-            lb_status st = lb_tokenize(tok, text, strlen(text), first, &ids, &n, &err);
-            free(text);
-            if (st) goto done;
-            int okg = generate(&g, ids, n, o.n_predict, 0, &err);
-            free(ids);
-            if (!okg) goto done;
-            first = 0;
-            fputs("\n> ", stderr);
-        }
+    } else if (!st) {
+        st = chat_stdin(s, &gp, o.model, style, &t, &err);
     }
-    ok = 1;
-    if (o.json) {
+    if (!st && o.json) {
         fputs("{\"prompt_ids\": ", stdout);
-        cli_json_ids(stdout, g.prompt.v, g.prompt.n);
+        cli_json_ids(stdout, t.last.prompt_ids, t.last.n_prompt_ids);
         fputs(", \"ids\": ", stdout);
-        cli_json_ids(stdout, g.out.v, g.out.n);
+        cli_json_ids(stdout, t.last.ids, t.last.n_ids);
         fputs(", \"text\": ", stdout);
-        cli_json_string(stdout, g.text ? g.text : "", g.text_len);
+        cli_json_string(stdout, t.last.text ? t.last.text : "", t.last.text_len);
         fputs("}\n", stdout);
         fflush(stdout);
     }
-    char b1[32], b2[32];
-    fprintf(stderr,
-            "lowbit: load %.1f ms | prompt %zu tok, %.1f tok/s | generated %zu tok, %.1f tok/s | "
-            "KV cache %s | peak RSS %s | %d threads\n",
-            t_load * 1e3, g.n_prompt_tok, g.t_prompt > 0 ? g.n_prompt_tok / g.t_prompt : 0, g.n_gen_tok,
-            g.t_gen > 0 ? g.n_gen_tok / g.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(g.s), b1, sizeof b1),
-            cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(g.s));
-    if (o.mem_report) cli_mem_report(m, g.s);
-done:
-    if (!ok && !err.msg[0]) lb_fail(&err, LB_ERR_NOMEM, "out of memory");
-    lb_mem_guard_close(g.guard);
-    lb_sampler_free(g.smp);
-    lb_session_free(g.s);
-    free(g.logits);
-    free(g.text);
-    lb_ids_free(&g.history);
-    lb_ids_free(&g.prompt);
-    lb_ids_free(&g.out);
+    if (!st) {
+        char b1[32], b2[32];
+        fprintf(stderr,
+                "lowbit: load %.1f ms | prompt %zu tok, %.1f tok/s | generated %zu tok, %.1f tok/s | "
+                "KV cache %s | peak RSS %s | %d threads\n",
+                t_load * 1e3, t.n_prompt_tok, t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, t.n_gen_tok,
+                t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
+                cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(s));
+        if (o.mem_report) cli_mem_report(m, s);
+    }
+    lb_generate_result_free(&t.last);
+    lb_mem_guard_close(gp.guard);
+    lb_sampler_free(gp.sampler);
+    lb_session_free(s);
     lb_model_free(m);
-    return ok ? CLI_OK : cli_error(&err);
+    return st ? cli_error(&err) : CLI_OK;
 }
 
 int cmd_run(int argc, char **argv) {
