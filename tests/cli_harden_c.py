@@ -1,8 +1,10 @@
 """Issue 11, leftovers (part C). Each check reproduces a finding with files the test makes itself:
 random bytes or a bad GGUF magic are named as no known format (with the first bytes), not as a
-llama2.c header field out of range.
+llama2.c header field out of range; a GGUF string with a NUL inside is named with the NUL's
+offset, not printed cut short ("llam" is not supported).
 Usage: cli_harden_c.py LOWBIT_BINARY SHARED_DIR"""
 import os
+import struct
 import sys
 import tempfile
 
@@ -44,6 +46,16 @@ with tempfile.TemporaryDirectory() as d:
                    ["neither"])
     fails_with(["inspect", write(d, "empty.bin", b"")], ["empty.bin", "not a GGUF", "empty"])
     fails_with(["inspect", M("stories260K-hf", "model.safetensors")], ["safetensors file alone", "folder"])
+    # finding 6: tokenizer.ggml.model = "gpt2\0" was reported as "gpt2" is not supported
+    for key in ("tokenizer.ggml.model", "general.architecture"):
+        b = bytearray(gguf)
+        at = b.index(key.encode()) + len(key)
+        typ, n = struct.unpack_from("<IQ", b, at)
+        check(typ == 8 and n == 5, f"{key} is the 5-byte string llama in {GGUF}")
+        b[at + 12 + 4] = 0  # "llam\0": same length, so every later offset stays valid
+        p = write(d, "nul.gguf", bytes(b))
+        for cmd in (["inspect", p], ["run", "-m", p, "-p", "hi", "-n", "1"]):
+            fails_with(cmd, [p, key, "NUL at byte 4", f"file offset {at + 16}"], ["not supported"])
     # a real llama2.c checkpoint is still told apart by its header alone
     r = lowbit("inspect", M("stories260K-llama2c", "stories260K.bin"))
     check(r.returncode == 0 and b"llama2c" in r.stdout, f"llama2.c checkpoint still loads: {r.stderr!r}")
