@@ -118,6 +118,14 @@ typedef struct lb_tensor_info {
     uint64_t nbytes;
 } lb_tensor_info;
 LB_API lb_status lb_model_tensor_info(const lb_model *m, size_t i, lb_tensor_info *out, lb_error *err);
+/* Non-finite weights of tensor i (every value read as float): how many, the flat index of the
+ * first and its value (NaN or inf); first = -1 when all are finite. */
+typedef struct lb_tensor_check {
+    uint64_t n_bad;
+    int64_t first;
+    float first_value;
+} lb_tensor_check;
+LB_API lb_status lb_model_tensor_check(const lb_model *m, size_t i, lb_tensor_check *out, lb_error *err);
 
 /* ---- tokenizer (through a model, or standalone from a tokenizer file) ------------------- */
 typedef struct lb_tokenizer lb_tokenizer;

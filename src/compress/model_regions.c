@@ -91,7 +91,10 @@ static lb_status spans_from_image(lb_model_regions *r, const void *data, size_t 
         /* a JSON header at byte 8 is a safetensors file: its own message (truncated, bad
          * offsets) is the one that helps; only other bytes are "neither" */
         const unsigned char *b = data;
-        if (size < 9 || b[8] != '{') lb_fail(err, s, "%s: neither GGUF nor safetensors (%s)", r->file, err->msg);
+        char hex[40];
+        if (size < 9 || b[8] != '{')
+            lb_fail(err, s, "%s: not a GGUF or safetensors file (first bytes %s); compress takes those two", r->file,
+                    lb_head_hex(b, size, hex));
         return LB_ERR_FORMAT;
     }
     size_t n = lb_safetensors_count(st);

@@ -62,6 +62,16 @@ lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_
     return s;
 }
 
+const char *lb_head_hex(const void *p, size_t n, char out[40]) {
+    const unsigned char *b = p;
+    size_t k = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < n && i < 8; i++) k += (size_t)snprintf(out + k, 40 - k, i ? " %02x" : "%02x", b[i]);
+    if (n > 8) snprintf(out + k, 40 - k, " ...");
+    if (!n) snprintf(out, 40, "none: the file is empty");
+    return out;
+}
+
 lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err) {
     memset(out, 0, sizeof *out);
     int fd;

@@ -16,6 +16,9 @@ typedef struct lb_mapfile {
 lb_status lb_open_regular(const char *path, int *fd, size_t *size, lb_error *err);
 /* The first up to cap bytes of a regular file (format sniffing); *got may be < cap. */
 lb_status lb_read_head(const char *path, void *buf, size_t cap, size_t *got, lb_error *err);
+/* The first up to 8 of n bytes in hex ("47 47 55 58 ...") for "not a known format" messages;
+ * "none: the file is empty" when n is 0. Returns out. */
+const char *lb_head_hex(const void *p, size_t n, char out[40]);
 
 lb_status lb_mapfile_open(const char *path, lb_mapfile *out, lb_error *err);
 void lb_mapfile_close(lb_mapfile *m);

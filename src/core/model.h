@@ -102,6 +102,7 @@ lb_status lb_load_hf_weights(lb_model *m, const char *dir, const char *weights, 
  * (src/delta/delta_model.c): changed tensors move to owned buffers. */
 lb_status lb_model_apply_delta(lb_model *m, const char *delta_path, lb_error *err);
 lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err);
+int lb_llama2c_bad_field(const unsigned char head[28]); /* index of the first field out of range, -1 if none */
 lb_status lb_load_ak42(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err); /* BitNet ak42 v1 */
 
 #endif

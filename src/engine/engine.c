@@ -1,6 +1,7 @@
 /* The batched engine: sequences, one decode call over a batch of them, the prefix cache. */
 #include "engine/engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -293,6 +294,23 @@ static lb_status validate(lb_engine *e, const lb_batch_entry *b, size_t n, float
     return LB_OK;
 }
 
+/* NaN or inf weights end as non-finite logits, which every sampler turns into token 0 or
+ * garbage with no sign of why; one pass over the rows (n_vocab floats, nothing next to the
+ * forward pass) turns that into an error naming the position. */
+static lb_status check_logits(const lb_engine *e, const lb_batch_entry *b, size_t n, const float *logits, lb_error *err) {
+    size_t nv = (size_t)e->fwd.m->cfg.n_vocab, row = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!b[i].logits) continue;
+        const float *x = logits + row++ * nv;
+        for (size_t j = 0; j < nv; j++)
+            if (!isfinite(x[j]))
+                return lb_fail(err, LB_ERR_FORMAT,
+                               "the model produced %s logits at token %d: weights may be corrupt (logit of id %zu; "
+                               "lowbit inspect --check names them)", isnan(x[j]) ? "NaN" : "infinite", b[i].pos, j);
+    }
+    return LB_OK;
+}
+
 lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *b, size_t n, float *logits, lb_error *err) {
     lb_status st = validate(e, b, n, logits, err);
     if (st) return st;
@@ -318,6 +336,7 @@ lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *b, size_t n, floa
         t->logits = b[i].logits != 0;
     }
     if ((st = lb_fwd_run(&e->fwd, e->toks, (int)n, logits, err))) return st;
+    if ((st = check_logits(e, b, n, logits, err))) return st;
     for (size_t i = 0; i < n; i++) {
         lb_engine_seq *s = &e->seqs[b[i].seq];
         s->tokens[b[i].pos] = b[i].token;

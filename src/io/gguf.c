@@ -633,6 +633,12 @@ lb_status lb_gguf_get_str(const lb_gguf *g, const char *key, const char **str, s
     if (g->kv[i].type != LB_GGUF_STRING) return wrong_type(g, i, "string", err);
     *len = (size_t)le64(g->base + g->kv[i].val);
     *str = (const char *)g->base + g->kv[i].val + 8;
+    /* a NUL inside would cut the value short wherever it is printed or compared as C text, so a
+     * message would name a value ("gpt2") other than the one the file holds ("gpt2\0") */
+    const char *nul = memchr(*str, 0, *len);
+    if (nul)
+        return lb_fail(err, LB_ERR_FORMAT, "%s: offset %zu: key %s: the %zu-byte string has a NUL at byte %zu (file offset %zu)",
+                       g->name, g->kv[i].val, g->kv[i].name, *len, (size_t)(nul - *str), g->kv[i].val + 8 + (size_t)(nul - *str));
     return LB_OK;
 }
 

@@ -63,6 +63,25 @@ lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err) 
     return s;
 }
 
+/* The format is told from the first bytes before any loader reads a field, so a file of no known
+ * format says so (with its first bytes) instead of failing a llama2.c header check. */
+static lb_status load_file(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err) {
+    unsigned char head[28];
+    size_t n = 0;
+    lb_status s = lb_read_head(path, head, sizeof head, &n, err);
+    if (s) return s;
+    if (lb_lbz_is_container(head, n)) return load_lbz(m, path, err);
+    if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return lb_load_gguf(m, path, err);
+    if (n >= 4 && memcmp(head, "24ka", 4) == 0) return lb_load_ak42(m, path, tokenizer_path, err);
+    if (n >= 9 && head[8] == '{' && head[5] == 0 && head[6] == 0 && head[7] == 0)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: a safetensors file alone is not a model: give the folder holding "
+                       "it with config.json and the tokenizer", path);
+    if (n == sizeof head && lb_llama2c_bad_field(head) < 0) return lb_load_llama2c(m, path, tokenizer_path, err);
+    char hex[40];
+    return lb_fail(err, LB_ERR_FORMAT, "%s: not a GGUF, safetensors, llama2.c or .lbz file (first bytes %s)", path,
+                   lb_head_hex(head, n, hex));
+}
+
 lb_status lb_model_load(const char *path, const lb_model_params *params, lb_model **out, lb_error *err) {
     lb_model_params d = lb_model_default_params();
     if (!params) params = &d;
@@ -77,16 +96,7 @@ lb_status lb_model_load(const char *path, const lb_model_params *params, lb_mode
     if (S_ISDIR(st.st_mode)) {
         s = lb_load_hf(m, path, err);
     } else {
-        unsigned char head[8];
-        size_t n = 0;
-        s = lb_read_head(path, head, 8, &n, err);
-        if (s == LB_OK) {
-            if (lb_lbz_is_container(head, n)) s = load_lbz(m, path, err);
-            else if (n >= 4 && memcmp(head, "GGUF", 4) == 0) s = lb_load_gguf(m, path, err);
-            else if (n >= 4 && memcmp(head, "24ka", 4) == 0) s = lb_load_ak42(m, path, params->tokenizer_path, err);
-            else if (n >= 28 || n == 8) s = lb_load_llama2c(m, path, params->tokenizer_path, err);
-            else s = lb_fail(err, LB_ERR_FORMAT, "%s: too short to be a model file (%zu bytes)", path, n);
-        }
+        s = load_file(m, path, params->tokenizer_path, err);
     }
     /* an explicit tokenizer overrides whatever the model carried */
     if (s == LB_OK && params->tokenizer_path && strcmp(m->format, "llama2c") != 0 && strcmp(m->format, "ak42") != 0) {

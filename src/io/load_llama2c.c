@@ -84,6 +84,21 @@ static int l2c_floats(const int32_t h[7], int shared, size_t *out) {
     return 1;
 }
 
+static const char *l2c_fields[] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+static const int32_t l2c_caps[] = {1 << 20, 1 << 22, 4096, 4096, 4096, 1 << 24, 1 << 24};
+
+/* The llama2.c header has no magic: seven fields all in range is the only sign a file is one,
+ * which lb_model_load asks before it calls anything else a llama2.c header. */
+int lb_llama2c_bad_field(const unsigned char head[L2C_HEADER]) {
+    int32_t h[7];
+    memcpy(h, head, sizeof h);
+    for (int i = 0; i < 7; i++) {
+        int32_t v = i == 5 && h[i] < 0 && h[i] != INT32_MIN ? -h[i] : h[i];
+        if (v <= 0 || v > l2c_caps[i]) return i;
+    }
+    return -1;
+}
+
 lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_path, lb_error *err) {
     snprintf(m->format, sizeof m->format, "llama2c");
     if (!m->path && !(m->path = strdup(path))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
@@ -94,14 +109,10 @@ lb_status lb_load_llama2c(lb_model *m, const char *path, const char *tokenizer_p
         return lb_fail(err, LB_ERR_FORMAT, "%s: %zu bytes, too short for the 28-byte llama2.c header", path, mf->size);
     int32_t h[7];
     memcpy(h, mf->data, sizeof h); /* little-endian hosts only, as llama2.c itself */
-    static const char *fields[] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
-    static const int32_t caps[] = {1 << 20, 1 << 22, 4096, 4096, 4096, 1 << 24, 1 << 24};
-    for (int i = 0; i < 7; i++) {
-        int32_t v = i == 5 && h[i] < 0 && h[i] != INT32_MIN ? -h[i] : h[i];
-        if (v <= 0 || v > caps[i])
-            return lb_fail(err, LB_ERR_FORMAT, "%s: header field %s = %d at byte offset %d is out of range (1..%d)", path,
-                           fields[i], (int)h[i], 4 * i, (int)caps[i]);
-    }
+    int i = lb_llama2c_bad_field(mf->data);
+    if (i >= 0)
+        return lb_fail(err, LB_ERR_FORMAT, "%s: header field %s = %d at byte offset %d is out of range (1..%d)", path,
+                       l2c_fields[i], (int)h[i], 4 * i, (int)l2c_caps[i]);
     int shared = h[5] > 0;
     int32_t dim = h[0], heads = h[3], kv = h[4], vocab = shared ? h[5] : -h[5];
     if (dim % heads || (dim / heads) % 2)

@@ -1,17 +1,42 @@
 /* lowbit inspect: format, architecture, hyperparameters, tokenizer and tensor table. */
+#include <math.h>
 #include <string.h>
 
 #include "cli.h"
 
+/* --check: one line per tensor with non-finite weights, then a verdict on stdout and stderr */
+static int check_weights(const lb_model *m, size_t n) {
+    uint64_t bad = 0, tensors = 0;
+    lb_error err = {0};
+    for (size_t i = 0; i < n; i++) {
+        lb_tensor_info ti;
+        lb_tensor_check c;
+        if (lb_model_tensor_info(m, i, &ti, &err) || lb_model_tensor_check(m, i, &c, &err)) return cli_error(&err);
+        if (!c.n_bad) continue;
+        printf("not finite: %s: %llu of its values, the first %s at element %lld\n", ti.name, (unsigned long long)c.n_bad,
+               isnan(c.first_value) ? "NaN" : c.first_value > 0 ? "inf" : "-inf", (long long)c.first);
+        bad += c.n_bad;
+        tensors++;
+    }
+    if (!bad) return puts("check: every weight is finite"), CLI_OK;
+    fprintf(stderr, "lowbit: inspect --check: %llu weights in %llu tensors are NaN or inf: the model is corrupt\n",
+            (unsigned long long)bad, (unsigned long long)tensors);
+    return CLI_ERR;
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL, *tokenizer = NULL;
+    int check = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: lowbit inspect MODEL [--tokenizer PATH]\n\n"
+            puts("usage: lowbit inspect MODEL [--tokenizer PATH] [--check]\n\n"
                  "Shows the model's format, architecture, hyperparameters, tokenizer and every tensor\n"
-                 "(name, dtype, shape innermost first, bytes), with the total size.");
+                 "(name, dtype, shape innermost first, bytes), with the total size.\n"
+                 "--check  also reads every weight and names each tensor holding NaN or inf values\n"
+                 "         (count, first index); exits 1 when there is any.");
             return CLI_OK;
         } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tokenizer = argv[++i];
+        else if (!strcmp(argv[i], "--check")) check = 1;
         else if (argv[i][0] == '-') return fprintf(stderr, "lowbit: inspect: unknown option '%s'\n", argv[i]), CLI_USAGE;
         else if (!path) path = argv[i];
         else return fprintf(stderr, "lowbit: inspect: one MODEL only\n"), CLI_USAGE;
@@ -55,6 +80,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("\n%zu tensors, %s of weights", in.n_tensors, cli_human_bytes(in.weight_bytes, b, sizeof b));
     if (in.converted_bytes) printf(" (%s converted at load)", cli_human_bytes(in.converted_bytes, b, sizeof b));
     putchar('\n');
+    int rc = check ? check_weights(m, in.n_tensors) : CLI_OK;
     lb_model_free(m);
-    return CLI_OK;
+    return rc;
 }
