@@ -3,7 +3,7 @@
  * float summation order, for batch sizes around the 4-token grouping and several row lengths.
  * Then the kernel of every CPU level (AVX2, AVX-512 VNNI) against the scalar twin, on sizes
  * around its register tiles and cache blocks (odd block counts, several k chunks, more tokens
- * than one token block). Q4_K the same, and its AVX-512 tile bit-identical to the scalar twin. */
+ * than one token block). Q4_K and Q6_K the same, their AVX-512 tiles bit-identical to the scalar twin. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,11 +25,12 @@ static void quantize_rows(lb_dtype type, const float *wf, uint8_t *w, int64_t ro
     for (int64_t r = 0; r < rows; r++) {
         if (type == LB_Q4_0) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
         else if (type == LB_Q4_K) lb_quantize_row_q4_K_ref(wf + r * k, w + r * rb, k, NULL);
+        else if (type == LB_Q6_K) lb_quantize_row_q6_K_ref(wf + r * k, w + r * rb, k, NULL);
         else lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
     }
 }
 
-static const char *tname(lb_dtype t) { return t == LB_Q4_0 ? "Q4_0" : t == LB_Q4_K ? "Q4_K" : "Q8_0"; }
+static const char *tname(lb_dtype t) { return lb_dtype_name(t); }
 
 static void check_case(lb_pool *pool, lb_dtype type, int64_t k, int64_t n_tok) {
     const int64_t rows = 13; /* not a multiple of the row alignment */
@@ -86,7 +87,7 @@ static void check_level(lb_pool *pool, lb_dtype type, int level, int64_t rows, i
     CHECK(lb_matmul_with(pool, kl, type, w, rows, k, x, n_tok, y, 0, &err) == LB_OK, "level %d: %s", level, err.msg);
     CHECK(lb_matmul_with(pool, ks, type, w, rows, k, x, n_tok, ys, 1, &err) == LB_OK, "scalar: %s", err.msg);
     /* the Q4_K tile computes the scalar twin's integers and float expression: the same bits */
-    int exact = type == LB_Q4_K && level == LB_CPU_AVX512 && kl != lb_matmul_kernel_at(type, LB_CPU_AVX2);
+    int exact = (type == LB_Q4_K || type == LB_Q6_K) && level == LB_CPU_AVX512 && kl != lb_matmul_kernel_at(type, LB_CPU_AVX2);
     int bad = 0, differ = 0;
     double worst = 0;
     for (int64_t t = 0; t < n_tok; t++)
@@ -120,13 +121,16 @@ int main(void) {
             for (int ki = 0; ki < 5; ki++)
                 for (int ni = 0; ni < 6; ni++)
                     check_level(pool, types[ti], level, ni % 2 ? 37 : 13, lk[ki], lt[ni]);
-    /* Q4_K: one and several k chunks (8 super-blocks), odd block counts, one token block and more */
+    /* Q4_K, Q6_K: one and several k chunks (8 super-blocks), odd block counts, one token block and more */
     static const int64_t kk[] = {256, 768, 256 * 11, 256 * 17};
-    for (int level = LB_CPU_AVX2; level < LB_CPU_LEVEL_COUNT; level++)
-        for (int ki = 0; ki < 4; ki++)
-            for (int ni = 0; ni < 6; ni++) check_level(pool, LB_Q4_K, level, ni % 2 ? 37 : 14, kk[ki], lt[ni]);
     static const int64_t kn[] = {2, 3, 4, 5, 9, 70};
-    for (int ni = 0; ni < 6; ni++) check_case(pool, LB_Q4_K, 256 * 9, kn[ni]);
+    static const lb_dtype ktypes[] = {LB_Q4_K, LB_Q6_K};
+    for (int ti = 0; ti < 2; ti++) {
+        for (int level = LB_CPU_AVX2; level < LB_CPU_LEVEL_COUNT; level++)
+            for (int ki = 0; ki < 4; ki++)
+                for (int ni = 0; ni < 6; ni++) check_level(pool, ktypes[ti], level, ni % 2 ? 37 : 14, kk[ki], lt[ni]);
+        for (int ni = 0; ni < 6; ni++) check_case(pool, ktypes[ti], 256 * 9, kn[ni]);
+    }
     lb_pool_free(pool);
     return test_summary();
 }
