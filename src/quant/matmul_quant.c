@@ -62,6 +62,10 @@ static const lb_matmul_kernel k_q4_0_vnni = {lb_matmul_prep_size_vnni, lb_matmul
                                              lb_matmul_rows_q4_0_vnni, 16};
 static const lb_matmul_kernel k_q8_0_vnni = {lb_matmul_prep_size_vnni, lb_matmul_prep_q8_0_vnni,
                                              lb_matmul_rows_q8_0_vnni, 16};
+static const lb_matmul_kernel k_q4_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matmul_prep_q4_K_vnni,
+                                             lb_matmul_rows_q4_K_vnni, 16};
+static const lb_matmul_kernel k_q6_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matmul_prep_q6_K_vnni,
+                                             lb_matmul_rows_q6_K_vnni, 16};
 
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
@@ -72,6 +76,8 @@ void lb_quant_register_matmul(void) {
     if (lb_cpu_has_avx512_vnni()) {
         lb_matmul_register_level(LB_Q4_0, LB_CPU_AVX512, &k_q4_0_vnni);
         lb_matmul_register_level(LB_Q8_0, LB_CPU_AVX512, &k_q8_0_vnni);
+        lb_matmul_register_level(LB_Q4_K, LB_CPU_AVX512, &k_q4_K_vnni);
+        lb_matmul_register_level(LB_Q6_K, LB_CPU_AVX512, &k_q6_K_vnni);
     }
 }
 
