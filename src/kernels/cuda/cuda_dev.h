@@ -9,7 +9,7 @@
 
 #include "kernels/backend.h"
 
-enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_N };
+enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_WHALF, LB_CU_SCRATCH_N };
 
 /* An uploaded host range: a vector of floats (kind 0) or a weight matrix in a device format. */
 typedef struct lb_cu_up {
@@ -60,7 +60,11 @@ lb_cu_up *lb_cu_up_find(const void *host);
 lb_cu_up *lb_cu_up_insert(const void *host);
 /* a device copy of bytes of host data for the ops launched next (asynchronous; host may reuse its buffer) */
 const void *lb_cu_stage(const void *host, size_t bytes);
+/* the same straight into device memory dst (one copy instead of two); 0 when launched */
+int lb_cu_stage_to(void *dst, const void *host, size_t bytes);
 void *lb_cu_scratch(int which, size_t bytes);
+/* the same, but a failed allocation is no error (NULL, the backend's state untouched) */
+void *lb_cu_scratch_try(int which, size_t bytes);
 void *lb_cu_host_tmp(size_t bytes);
 void lb_cu_forget(void);
 

@@ -104,7 +104,7 @@ const float *lb_cu_const(const float *p, size_t bytes) {
     return u->q;
 }
 
-void *lb_cu_scratch(int which, size_t bytes) {
+static void *scratch(int which, size_t bytes, int must) {
     lb_cu_state *g = &lb_cu_g;
     if (g->scratch_n[which] >= bytes) return g->scratch[which];
     size_t n = bytes < 4096 ? 4096 : bytes + bytes / 2;
@@ -113,14 +113,22 @@ void *lb_cu_scratch(int which, size_t bytes) {
     g->scratch[which] = NULL;
     g->scratch_n[which] = 0;
     cudaError_t e = cudaMalloc(&g->scratch[which], n);
-    lb_cu_check(e);
+    if (e != cudaSuccess && !must) { /* exactly what was asked, then nothing */
+        cudaGetLastError();
+        e = cudaMalloc(&g->scratch[which], n = bytes);
+    }
     if (e != cudaSuccess) {
+        if (must) lb_cu_check(e);
+        else cudaGetLastError(); /* not sticky: the next status check must not see it */
         g->scratch[which] = NULL;
         return NULL;
     }
     g->scratch_n[which] = n;
     return g->scratch[which];
 }
+
+void *lb_cu_scratch(int which, size_t bytes) { return scratch(which, bytes, 1); }
+void *lb_cu_scratch_try(int which, size_t bytes) { return scratch(which, bytes, 0); }
 
 /* Staged tables go through a ring of pinned host memory mirrored by a ring of device memory at
  * the same offsets: the copy from pinned memory is asynchronous (from pageable memory it would
@@ -146,15 +154,19 @@ static int ring_fit(size_t bytes) {
     return 1;
 }
 
-const void *lb_cu_stage(const void *host, size_t bytes) {
+/* host's bytes into the ring's next slot, copied to dst (NULL: the slot's device mirror) */
+static const void *stage(void *dst, const void *host, size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
     if (!ring_fit(bytes)) return NULL;
-    uint8_t *h = (uint8_t *)g->ring_host + g->ring_off, *d = (uint8_t *)g->ring_dev + g->ring_off;
+    uint8_t *h = (uint8_t *)g->ring_host + g->ring_off, *d = dst ? dst : (uint8_t *)g->ring_dev + g->ring_off;
     memcpy(h, host, bytes);
     lb_cu_check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, g->stream));
     g->ring_off += (bytes + 255) & ~(size_t)255;
     return d;
 }
+
+const void *lb_cu_stage(const void *host, size_t bytes) { return stage(NULL, host, bytes); }
+int lb_cu_stage_to(void *dst, const void *host, size_t bytes) { return stage(dst, host, bytes) == NULL; }
 
 void *lb_cu_host_tmp(size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
