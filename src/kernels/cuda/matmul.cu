@@ -111,7 +111,7 @@ static __global__ void k_mv_float(const W *w, const float *x, int rows, int k, f
     const W *wr = w + (size_t)r * k;
     const int V = 16 / sizeof(W);
     float acc[NT] = {0};
-    int kv = (k % V) ? 0 : k;
+    int kv = (k % V) || ((uintptr_t)x & 15) ? 0 : k; // the vector loops need aligned rows of w and x
 #pragma unroll 4
     for (int i = lane * V; i < kv; i += 32 * V) {
         int4 raw = *(const int4 *)(wr + i);
