@@ -14,9 +14,9 @@
 
 /* the most tokens the register kernels take before cuBLAS does better for float weights */
 #define GEMM_MIN_TOK 9
-/* Quantized weights: dequantizing to F16 writes and reads 2 bytes an element against the 0.56-1.06
- * the register kernels read per 8 tokens, so cuBLAS pays from about 32 tokens (prompt chunks;
- * batched decode of fewer sequences stays on the register kernels). */
+/* Quantized weights: the F16 copy is written and read (4 bytes an element) against the 0.56-1.06
+ * bytes the register kernels read per 8 tokens, so cuBLAS pays from about 32 tokens (prompt
+ * chunks; batched decode of fewer sequences stays on the register kernels). */
 #define GEMM_MIN_TOK_Q 32
 
 static lb_status up_copy(void **dst, const void *src, size_t bytes, lb_error *err) {
