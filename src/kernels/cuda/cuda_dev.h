@@ -38,6 +38,11 @@ typedef struct lb_cu_state {
     size_t host_tmp_n;
     void *ring_host, *ring_dev; /* staging ring (cuda_mem.c) */
     size_t ring_n, ring_off;
+    /* the last few small tables staged (offsets in the ring): every layer of a step stages the
+     * same RoPE table, KV slots and block tables, which are copied once and then reused */
+    struct { size_t off, bytes; uint64_t gen; } memo[4];
+    int memo_next;
+    uint64_t ring_gen; /* counts the ring's restarts at offset 0: older memos are overwritten */
     /* q/k/v and gate/up read the same input: its Q8_0 copy is reused while no op has written
      * device memory since (epoch counts the writing ops) */
     uint64_t epoch, aq_epoch;

@@ -140,6 +140,7 @@ static int ring_fit(size_t bytes) {
     if (need <= g->ring_n && g->ring_off + need <= g->ring_n) return 1;
     lb_cu_check(cudaStreamSynchronize(g->stream));
     g->ring_off = 0;
+    g->ring_gen++;
     if (need <= g->ring_n) return 1;
     size_t n = need < ((size_t)8 << 20) ? (size_t)8 << 20 : 2 * need;
     if (g->ring_host) cudaFreeHost(g->ring_host);
@@ -165,7 +166,27 @@ static const void *stage(void *dst, const void *host, size_t bytes) {
     return d;
 }
 
-const void *lb_cu_stage(const void *host, size_t bytes) { return stage(NULL, host, bytes); }
+#define MEMO_MAX 65536 /* bytes: larger tables (prompt chunks) are not worth comparing */
+
+/* A slot of the ring holds what was staged there until the ring restarts, so a table equal to
+ * a recent one (same generation, same bytes in pinned memory) is already on the device. */
+const void *lb_cu_stage(const void *host, size_t bytes) {
+    lb_cu_state *g = &lb_cu_g;
+    int n_memo = (int)(sizeof g->memo / sizeof *g->memo);
+    for (int i = 0; bytes && bytes <= MEMO_MAX && i < n_memo; i++)
+        if (g->memo[i].bytes == bytes && g->memo[i].gen == g->ring_gen &&
+            !memcmp((const uint8_t *)g->ring_host + g->memo[i].off, host, bytes))
+            return (const uint8_t *)g->ring_dev + g->memo[i].off;
+    const uint8_t *d = stage(NULL, host, bytes);
+    if (d && bytes && bytes <= MEMO_MAX) {
+        int i = g->memo_next;
+        g->memo_next = (i + 1) % n_memo;
+        g->memo[i].off = (size_t)(d - (const uint8_t *)g->ring_dev);
+        g->memo[i].bytes = bytes;
+        g->memo[i].gen = g->ring_gen;
+    }
+    return d;
+}
 int lb_cu_stage_to(void *dst, const void *host, size_t bytes) { return stage(dst, host, bytes) == NULL; }
 
 void *lb_cu_host_tmp(size_t bytes) {
@@ -199,6 +220,7 @@ void lb_cu_forget(void) {
     if (g->ring_dev) cudaFree(g->ring_dev);
     g->ring_host = g->ring_dev = NULL;
     g->ring_n = g->ring_off = 0;
+    g->ring_gen++;
     g->aq_x = NULL; /* the quantized activations go with the scratch */
     for (int i = 0; i < LB_CU_SCRATCH_N; i++) {
         if (g->scratch[i]) cudaFree(g->scratch[i]);
