@@ -78,11 +78,13 @@ static __global__ void k_mv_q4_0(const uint8_t *wq, const uint16_t *wd, const in
         float dw = h2f(wd[(size_t)r * nb + b]);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            const int *xp = (const int *)(xq + (size_t)t * k + b * 32);
+            const int4 *xp = (const int4 *)(xq + (size_t)t * k + b * 32); // two 16-byte loads, not eight
+            int4 x0 = xp[0], x1 = xp[1];
+            int xlo[4] = {x0.x, x0.y, x0.z, x0.w}, xhi[4] = {x1.x, x1.y, x1.z, x1.w};
             int s = 0, sx = 0;
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                int xa = xp[i], xb = xp[4 + i];
+                int xa = xlo[i], xb = xhi[i];
                 s = __dp4a(lo[i], xa, s);
                 s = __dp4a(hi[i], xb, s);
                 sx = __dp4a(0x01010101, xa, sx);
