@@ -71,7 +71,7 @@ timeout 60 "$B/cuda_bandwidth" 2>&1 | tee -a "$OUT/summary.txt"
 log "test_cuda"
 timeout 180 "$B/test_cuda" > "$OUT/test_cuda.log" 2>&1
 log "test_cuda rc=$?: $(tail -1 "$OUT/test_cuda.log")"
-grep -E "^FAIL" "$OUT/test_cuda.log" | head -20 | tee -a "$OUT/summary.txt"
+grep -E "^FAIL|greedy ids equal" "$OUT/test_cuda.log" | head -40 | tee -a "$OUT/summary.txt"
 
 LB="$B/lowbit"
 M=/tmp/lowbit-cuda-models
@@ -80,7 +80,7 @@ bench_one() { # file label
   local s=$(left)
   [ "$s" -gt 20 ] || { log "skip bench $2: time"; return; }
   log "bench $2"
-  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 128 -n 64 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
+  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
   cat "$M/bench.txt" >> "$OUT/bench.log"
   grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
 }

@@ -47,7 +47,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     ep.n_threads = p->n_threads;
     ep.kv_type = p->kv_type;
     ep.n_ctx = ep.n_kv_tokens = n_ctx;
-    ep.max_batch = LB_MAX_BATCH;
+    ep.max_batch = p->device == LB_DEVICE_CUDA ? LB_MAX_BATCH_GPU : LB_MAX_BATCH;
     ep.block_tokens = block_for(n_ctx);
     ep.prefix_cache = 0;
     ep.device = p->device;
@@ -103,9 +103,10 @@ lb_status lb_session_eval(lb_session *s, const int32_t *ids, size_t n_ids, float
         return lb_fail(err, LB_ERR_RANGE, "context is full: %d + %zu tokens exceed the context of %d", n_past, n_ids,
                        s->n_ctx);
     size_t nv = (size_t)s->m->cfg.n_vocab;
-    lb_batch_entry b[LB_MAX_BATCH];
-    for (size_t i = 0; i < n_ids; i += LB_MAX_BATCH) {
-        int n = n_ids - i < LB_MAX_BATCH ? (int)(n_ids - i) : LB_MAX_BATCH;
+    lb_batch_entry b[LB_MAX_BATCH_GPU];
+    size_t chunk = (size_t)s->e->p.max_batch;
+    for (size_t i = 0; i < n_ids; i += chunk) {
+        int n = n_ids - i < chunk ? (int)(n_ids - i) : (int)chunk;
         int last = i + n == n_ids;
         for (int t = 0; t < n; t++)
             b[t] = (lb_batch_entry){s->seq, n_past + (int)i + t, ids[i + t],

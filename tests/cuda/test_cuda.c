@@ -1,6 +1,7 @@
 /* The CUDA backend against the CPU backend (the independent truth): every op on random data,
  * then whole models (stories260K, synth models in F16 / Q8_0 / Q4_0): logits within 1e-3
- * relative, 64 greedy ids equal, a batch of sequences equal to each run alone on the GPU.
+ * relative (quantized models: no further from the F32-dequantized truth than the CPU's, see
+ * errs_ok), 64 greedy ids equal, a batch of sequences equal to each run alone on the GPU.
  * Built only with -DLOWBIT_CUDA=ON and run only where a GPU is (CTest label cuda). */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -218,37 +219,65 @@ static lb_session *open_session(lb_model *m, lb_device d) {
     return s;
 }
 
-/* a 12-token prompt (all logits), then 64 greedy tokens on each device */
-static void test_model_vs_cpu(lb_model *m, const char *name) {
-    int nv = lb_model_n_vocab(m);
-    enum { NP = 12, NG = 64 };
+/* Errors of the CPU and the GPU against the truth (NULL: the CPU is the truth). */
+typedef struct errs { double cpu, gpu; } errs;
+
+static errs errs_of(const float *cpu, const float *gpu, const float *truth, size_t n) {
+    errs e = {0, rel_err(gpu, cpu, n)};
+    if (truth) e.cpu = rel_err(cpu, truth, n), e.gpu = rel_err(gpu, truth, n);
+    return e;
+}
+
+/* Quantized models quantize every matmul's input to Q8_0, a step function: float sums in another
+ * order (any two backends) flip a few codes, and each flip moves the next layer's input by a whole
+ * step, so the two backends drift apart to the size of that rounding (3e-3..1e-2 of the logits
+ * seen on the H100) however exact each op is (each matches the CPU within 1e-3 above). There the
+ * truth is the model with its weights dequantized to F32 on the CPU (no activation rounding), and
+ * the GPU's error must be no worse than the CPU's: at most 1.5 times it (both are the same kind
+ * of rounding noise, so their sizes scatter) plus 1e-4. A wrong kernel errs by far more. */
+static int errs_ok(errs e, int quant) { return quant ? e.gpu <= 1.5 * e.cpu + 1e-4 : e.gpu < 1e-3; }
+
+/* a 40-token prompt (all logits; cuBLAS for F16, Q8_0 and Q4_0 weights), then 64 greedy
+ * tokens on each device; truth: NULL, or the F32-dequantized model (see errs_ok) */
+static void test_model_vs_cpu(lb_model *m, lb_model *truth, const char *name) {
+    int nv = lb_model_n_vocab(m), quant = truth != NULL;
+    enum { NP = 40, NG = 64 };
     lb_session *c = open_session(m, LB_DEVICE_CPU), *g = open_session(m, LB_DEVICE_CUDA);
-    if (!c || !g) {
-        lb_session_free(c), lb_session_free(g);
+    lb_session *f = truth ? open_session(truth, LB_DEVICE_CPU) : NULL;
+    if (!c || !g || (truth && !f)) {
+        lb_session_free(c), lb_session_free(g), lb_session_free(f);
         return;
     }
-    float *l0 = malloc((size_t)NP * nv * 4), *l1 = malloc((size_t)NP * nv * 4);
+    float *l0 = malloc((size_t)NP * nv * 4), *l1 = malloc((size_t)NP * nv * 4), *lt = malloc((size_t)NP * nv * 4);
     int32_t ids[NP];
     for (int i = 0; i < NP; i++) ids[i] = 1 + (i * 131 + 7) % (nv - 1);
     lb_error err = {0};
     CHECK(lb_session_eval(c, ids, NP, l0, 1, &err) == LB_OK, "%s", err.msg);
     CHECK(lb_session_eval(g, ids, NP, l1, 1, &err) == LB_OK, "%s", err.msg);
-    double r = rel_err(l1, l0, (size_t)NP * nv);
-    CHECK(r < 1e-3, "%s: prompt logits %.3g relative to the CPU", name, r);
+    if (f) CHECK(lb_session_eval(f, ids, NP, lt, 1, &err) == LB_OK, "%s", err.msg);
+    errs p = errs_of(l0, l1, f ? lt : NULL, (size_t)NP * nv), worst = {0, 0};
+    double drift = rel_err(l1, l0, (size_t)NP * nv), worst_drift = 0;
+    CHECK(errs_ok(p, quant), "%s: prompt logits %.3g relative to the %s (CPU %.3g)", name, p.gpu, quant ? "truth" : "CPU", p.cpu);
     int a = argmax(l0 + (size_t)(NP - 1) * nv, nv), b = argmax(l1 + (size_t)(NP - 1) * nv, nv), same = 0;
-    double worst = 0;
     for (int i = 0; i < NG && a == b; i++, same++) {
         CHECK(lb_session_eval(c, &a, 1, l0, 0, &err) == LB_OK, "%s", err.msg);
         CHECK(lb_session_eval(g, &b, 1, l1, 0, &err) == LB_OK, "%s", err.msg);
-        double e = rel_err(l1, l0, (size_t)nv);
-        if (e > worst) worst = e;
+        if (f) CHECK(lb_session_eval(f, &a, 1, lt, 0, &err) == LB_OK, "%s", err.msg);
+        errs e = errs_of(l0, l1, f ? lt : NULL, (size_t)nv);
+        double d = rel_err(l1, l0, (size_t)nv);
+        if (e.gpu > worst.gpu) worst.gpu = e.gpu;
+        if (e.cpu > worst.cpu) worst.cpu = e.cpu;
+        if (d > worst_drift) worst_drift = d;
         a = argmax(l0, nv), b = argmax(l1, nv);
     }
     CHECK(same == NG, "%s: greedy ids agree for %d of %d tokens", name, same, NG);
-    CHECK(worst < 1e-3, "%s: decode logits up to %.3g relative to the CPU", name, worst);
-    printf("%s: prompt %.2g, decode up to %.2g relative; %d greedy ids equal\n", name, r, worst, same);
-    free(l0), free(l1);
-    lb_session_free(c), lb_session_free(g);
+    CHECK(errs_ok(worst, quant), "%s: decode logits up to %.3g relative to the %s (CPU %.3g)", name, worst.gpu,
+          quant ? "truth" : "CPU", worst.cpu);
+    printf("%s: GPU vs CPU prompt %.2g, decode up to %.2g; ", name, drift, worst_drift);
+    if (quant) printf("vs the F32 truth: prompt GPU %.2g CPU %.2g, decode GPU %.2g CPU %.2g; ", p.gpu, p.cpu, worst.gpu, worst.cpu);
+    printf("%d greedy ids equal\n", same);
+    free(l0), free(l1), free(lt);
+    lb_session_free(c), lb_session_free(g), lb_session_free(f);
 }
 
 /* 6 sequences of different lengths decoded together on the GPU equal each decoded alone there */
@@ -300,36 +329,45 @@ static void test_batched(lb_model *m, const char *name) {
     lb_engine_free(e);
 }
 
-static void test_model_file(const char *path, const char *name) {
-    lb_model *m = NULL;
+static void test_model_file(const char *path, const char *truth_path, const char *name) {
+    lb_model *m = NULL, *t = NULL;
     lb_error err = {0};
-    if (lb_model_load(path, NULL, &m, &err)) {
+    if (lb_model_load(path, NULL, &m, &err) || (truth_path && lb_model_load(truth_path, NULL, &t, &err))) {
         CHECK(0, "%s: %s", path, err.msg);
+        lb_model_free(m);
         return;
     }
-    test_model_vs_cpu(m, name);
+    test_model_vs_cpu(m, t, name);
     test_batched(m, name);
+    lb_model_free(t);
     lb_model_free(m);
 }
 
+static lb_status quantize_to(const char *in, const char *out, const char *type, lb_error *err) {
+    lb_quantize_params qp = lb_quantize_default_params();
+    qp.type = type;
+    qp.pure = 1;
+    return lb_quantize_file(in, out, &qp, NULL, NULL, err);
+}
+
 static void test_synth(const char *preset) {
-    char f16[256], q[256];
+    char f16[256], q[256], f32[256];
     lb_error err = {0};
     snprintf(f16, sizeof f16, "/tmp/lb_cuda_%s_f16.gguf", preset);
     CHECK(lb_synth_write(preset, "f16", NULL, 7, f16, NULL, NULL, &err) == LB_OK, "%s", err.msg);
-    test_model_file(f16, f16);
+    test_model_file(f16, NULL, f16);
     static const char *types[] = {"q8_0", "q4_0"};
     for (int i = 0; i < 2; i++) {
-        lb_quantize_params qp = lb_quantize_default_params();
-        qp.type = types[i];
-        qp.pure = 1;
         snprintf(q, sizeof q, "/tmp/lb_cuda_%s_%s.gguf", preset, types[i]);
-        if (lb_quantize_file(f16, q, &qp, NULL, NULL, &err)) {
+        snprintf(f32, sizeof f32, "/tmp/lb_cuda_%s_%s_f32.gguf", preset, types[i]);
+        /* the truth: the quantized weights dequantized exactly to F32 */
+        if (quantize_to(f16, q, types[i], &err) || quantize_to(q, f32, "f32", &err)) {
             CHECK(0, "%s: %s", q, err.msg);
             continue;
         }
-        test_model_file(q, q);
+        test_model_file(q, f32, q);
         remove(q);
+        remove(f32);
     }
     remove(f16);
 }
@@ -353,7 +391,7 @@ int main(void) {
     test_attention(LB_KV_F32);
     test_attention(LB_KV_F16);
     test_attention(LB_KV_Q8_0);
-    test_model_file(SHARED("models/stories260K-gguf/stories260K.gguf"), "stories260K");
+    test_model_file(SHARED("models/stories260K-gguf/stories260K.gguf"), NULL, "stories260K");
     test_synth("tiny");
     test_synth("stories15m");
     lb_pool_free(g_pool);

@@ -92,6 +92,8 @@ static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, in
     if (ds) lb_cu_kv_store(&d, k, v, n_tok, kv_dim, ds, lb_cu_g.stream);
 }
 
+#define SCORES_MAX ((size_t)64 << 20) /* bytes of attention scores one launch may use */
+
 /* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's
  * table up to the block of its position. */
 static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
@@ -101,8 +103,11 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
         words += (size_t)(a->pos[t] / bt + 1);
         if (a->pos[t] + 1 > max_pos) max_pos = a->pos[t] + 1;
     }
+    /* a long prompt chunk over a long context runs in slices of tokens, so the scores stay bounded */
+    size_t per_tok = (size_t)a->n_heads * max_pos * sizeof(float);
+    int slice = per_tok * n <= SCORES_MAX ? n : (int)(SCORES_MAX / per_tok > 0 ? SCORES_MAX / per_tok : 1);
     int32_t *idx = lb_cu_host_tmp(words * sizeof(int32_t));
-    float *scores = lb_cu_scratch(LB_CU_SCRATCH_SCORES, (size_t)n * a->n_heads * max_pos * sizeof(float));
+    float *scores = lb_cu_scratch(LB_CU_SCRATCH_SCORES, (size_t)slice * per_tok);
     if (!idx || !scores) return;
     size_t w = 2 * (size_t)n;
     for (int t = 0; t < n; t++) {
@@ -115,9 +120,9 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     const int32_t *didx = lb_cu_stage(idx, words * sizeof(int32_t));
     lb_cu_kv d = kv_of(&a->kv);
     lb_cu_g.epoch++;
-    if (didx)
-        lb_cu_attention(&d, a->q, a->out, n, a->n_heads, a->n_kv_heads, a->head_dim, didx, scores, max_pos,
-                        lb_cu_g.stream);
+    for (int t0 = 0; didx && t0 < n; t0 += slice)
+        lb_cu_attention(&d, a->q, a->out, n, t0, n - t0 < slice ? n - t0 : slice, a->n_heads, a->n_kv_heads,
+                        a->head_dim, didx, scores, max_pos, lb_cu_g.stream);
 }
 
 static void cu_glu(float *gate, const float *up, size_t n, int act) {
@@ -142,9 +147,8 @@ static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *e
     if (!row) return lb_cu_status(err);
     lb_status st = lb_tensor_row_to_float(t, r, row, err);
     if (st) return st;
-    const void *d = lb_cu_stage(row, bytes);
     lb_cu_g.epoch++;
-    if (d) lb_cu_check(cudaMemcpyAsync(out, d, bytes, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
+    lb_cu_stage_to(out, row, bytes); /* a failure is kept in the state, reported below */
     return lb_cu_status(err);
 }
 

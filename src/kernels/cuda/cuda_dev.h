@@ -9,7 +9,7 @@
 
 #include "kernels/backend.h"
 
-enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_N };
+enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_WHALF, LB_CU_SCRATCH_N };
 
 /* An uploaded host range: a vector of floats (kind 0) or a weight matrix in a device format. */
 typedef struct lb_cu_up {
@@ -38,6 +38,11 @@ typedef struct lb_cu_state {
     size_t host_tmp_n;
     void *ring_host, *ring_dev; /* staging ring (cuda_mem.c) */
     size_t ring_n, ring_off;
+    /* the last few small tables staged (offsets in the ring): every layer of a step stages the
+     * same RoPE table, KV slots and block tables, which are copied once and then reused */
+    struct { size_t off, bytes; uint64_t gen; } memo[4];
+    int memo_next;
+    uint64_t ring_gen; /* counts the ring's restarts at offset 0: older memos are overwritten */
     /* q/k/v and gate/up read the same input: its Q8_0 copy is reused while no op has written
      * device memory since (epoch counts the writing ops) */
     uint64_t epoch, aq_epoch;
@@ -60,7 +65,11 @@ lb_cu_up *lb_cu_up_find(const void *host);
 lb_cu_up *lb_cu_up_insert(const void *host);
 /* a device copy of bytes of host data for the ops launched next (asynchronous; host may reuse its buffer) */
 const void *lb_cu_stage(const void *host, size_t bytes);
+/* the same straight into device memory dst (one copy instead of two); 0 when launched */
+int lb_cu_stage_to(void *dst, const void *host, size_t bytes);
 void *lb_cu_scratch(int which, size_t bytes);
+/* the same, but a failed allocation is no error (NULL, the backend's state untouched) */
+void *lb_cu_scratch_try(int which, size_t bytes);
 void *lb_cu_host_tmp(size_t bytes);
 void lb_cu_forget(void);
 

@@ -24,6 +24,10 @@ void lb_cu_quant_act(const float *x, int n_tok, int k, int8_t *xq, float *xd, cu
 /* y[t][r] = W[r] . x[t] for n_tok <= LB_CU_MV_TOK rows; ldy: floats between rows of y */
 void lb_cu_mv(int type, const void *wq, const uint16_t *wd, const float *x, const int8_t *xq, const float *xd,
               int rows, int k, int n_tok, float *y, cudaStream_t s);
+/* prompts of quantized weights: Q8_0-quantized activations as F16 values, and a weight
+ * matrix of n elements (a multiple of 32) dequantized to F16 */
+void lb_cu_quant_act_half(const float *x, int n_tok, int k, uint16_t *out, cudaStream_t s);
+void lb_cu_dequant_half(int type, const void *wq, const uint16_t *wd, size_t n, uint16_t *out, cudaStream_t s);
 void lb_cu_to_half(const float *x, uint16_t *out, size_t n, int bf16, cudaStream_t s);
 
 void lb_cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps, cudaStream_t s);
@@ -40,9 +44,10 @@ typedef struct lb_cu_kv {
 /* slot[t] = {blk, off} pairs */
 void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_tok, int kv_dim, const int32_t *slot,
                     cudaStream_t s);
-/* idx: pos [n_tok], table offset [n_tok], then the tables; scores: n_tok * n_heads * max_pos floats */
-void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int n_heads, int n_kv_heads, int hd,
-                     const int32_t *idx, float *scores, int max_pos, cudaStream_t s);
+/* Tokens t0 .. t0 + n_run - 1 of a batch of n_tok; idx: pos [n_tok], table offset [n_tok], then
+ * the tables; scores: n_run * n_heads * max_pos floats */
+void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
+                     int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* Matrix products on the GPU: weights uploaded once in their block format (F32, F16, BF16,
  * Q8_0, Q4_0; every other type is dequantized to F16 at upload, which costs memory and
  * bandwidth against its own format), decode and small batches through the register kernels,
- * prompts of F16 weights through cuBLAS (BF16 and F32 prompts: the register kernel per 8 tokens). */
+ * prompts of F16 weights through cuBLAS, of Q8_0 / Q4_0 weights through cuBLAS on an F16 copy
+ * made per product (BF16 and F32 prompts: the register kernel per 8 tokens). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,10 @@
 
 /* the most tokens the register kernels take before cuBLAS does better for float weights */
 #define GEMM_MIN_TOK 9
+/* Quantized weights: the F16 copy is written and read (4 bytes an element) against the 0.56-1.06
+ * bytes the register kernels read per 8 tokens, so cuBLAS pays from about 32 tokens (prompt
+ * chunks; batched decode of fewer sequences stays on the register kernels). */
+#define GEMM_MIN_TOK_Q 32
 
 static lb_status up_copy(void **dst, const void *src, size_t bytes, lb_error *err) {
     cudaError_t e = cudaMalloc(dst, bytes ? bytes : 1);
@@ -87,20 +92,40 @@ static lb_status weight_of(const lb_tensor *w, lb_cu_up **out, lb_error *err) {
     return st;
 }
 
-/* cuBLAS: y (rows x n_tok, column-major) = W^T x with W row-major [rows][k] in F16 / BF16. */
+/* cuBLAS: y (rows x n_tok, column-major) = W^T x with W row-major [rows][k] and x [n_tok][k],
+ * both F16 or both BF16, accumulated in F32 on the tensor cores. */
+static lb_status gemm_half(const void *wh, const uint16_t *xh, int bf, int64_t rows, int64_t k, int n_tok, float *y,
+                           lb_error *err) {
+    const float one = 1, zero = 0;
+    cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_16F;
+    cublasStatus_t s = cublasGemmEx(lb_cu_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)k, &one, wh, t, (int)k,
+                                    xh, t, (int)k, &zero, y, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS && !lb_cu_g.blas_err) lb_cu_g.blas_err = (int)s;
+    return lb_cu_status(err);
+}
+
 static lb_status gemm(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_error *err) {
     int bf = u->type == LB_CU_BF16;
     size_t n = (size_t)n_tok * u->k;
     uint16_t *xh = lb_cu_scratch(LB_CU_SCRATCH_HALF, n * sizeof(uint16_t));
     if (!xh) return lb_cu_status(err);
     lb_cu_to_half(x, xh, n, bf, lb_cu_g.stream);
-    const float one = 1, zero = 0;
-    cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_16F;
-    cublasStatus_t s = cublasGemmEx(lb_cu_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)u->rows, n_tok, (int)u->k, &one, u->q, t,
-                                    (int)u->k, xh, t, (int)u->k, &zero, y, CUDA_R_32F, (int)u->rows, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS && !lb_cu_g.blas_err) lb_cu_g.blas_err = (int)s;
-    return lb_cu_status(err);
+    return gemm_half(u->q, xh, bf, u->rows, u->k, n_tok, y, err);
+}
+
+/* Q8_0 / Q4_0 prompts: the weight dequantized to an F16 scratch (one pass over it, amortised
+ * over the tokens), the activations quantized to Q8_0 as the register kernels do and stored as
+ * F16, then cuBLAS. Returns 1 (nothing launched) when the scratch cannot be had, so the caller
+ * falls back to the register kernels instead of failing. */
+static int gemm_quant(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_status *st, lb_error *err) {
+    size_t n = (size_t)(u->rows * u->k), nx = (size_t)n_tok * u->k;
+    uint16_t *wh = lb_cu_scratch_try(LB_CU_SCRATCH_WHALF, n * sizeof(uint16_t));
+    uint16_t *xh = wh ? lb_cu_scratch_try(LB_CU_SCRATCH_HALF, nx * sizeof(uint16_t)) : NULL;
+    if (!xh) return 1;
+    lb_cu_dequant_half(u->type, u->q, u->d, n, wh, lb_cu_g.stream);
+    lb_cu_quant_act_half(x, n_tok, (int)u->k, xh, lb_cu_g.stream);
+    *st = gemm_half(wh, xh, 0, u->rows, u->k, n_tok, y, err);
+    return 0;
 }
 
 static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_error *err) {
@@ -108,6 +133,11 @@ static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_
     size_t k = (size_t)u->k, nb = k / 32;
     /* F16 only: activations rounded to BF16 would cost about 1e-3 of relative accuracy */
     if (u->type == LB_CU_F16 && n_tok >= GEMM_MIN_TOK) return gemm(u, x, n_tok, y, err);
+    lb_status st = LB_OK;
+    if (quant && n_tok >= GEMM_MIN_TOK_Q && !gemm_quant(u, x, n_tok, y, &st, err)) {
+        lb_cu_g.epoch++; /* y may overlap the input a cached Q8_0 copy was made of */
+        return st;
+    }
     int8_t *xq = NULL;
     float *xd = NULL;
     lb_cu_state *g = &lb_cu_g;

@@ -104,7 +104,7 @@ const float *lb_cu_const(const float *p, size_t bytes) {
     return u->q;
 }
 
-void *lb_cu_scratch(int which, size_t bytes) {
+static void *scratch(int which, size_t bytes, int must) {
     lb_cu_state *g = &lb_cu_g;
     if (g->scratch_n[which] >= bytes) return g->scratch[which];
     size_t n = bytes < 4096 ? 4096 : bytes + bytes / 2;
@@ -113,14 +113,22 @@ void *lb_cu_scratch(int which, size_t bytes) {
     g->scratch[which] = NULL;
     g->scratch_n[which] = 0;
     cudaError_t e = cudaMalloc(&g->scratch[which], n);
-    lb_cu_check(e);
+    if (e != cudaSuccess && !must) { /* exactly what was asked, then nothing */
+        cudaGetLastError();
+        e = cudaMalloc(&g->scratch[which], n = bytes);
+    }
     if (e != cudaSuccess) {
+        if (must) lb_cu_check(e);
+        else cudaGetLastError(); /* not sticky: the next status check must not see it */
         g->scratch[which] = NULL;
         return NULL;
     }
     g->scratch_n[which] = n;
     return g->scratch[which];
 }
+
+void *lb_cu_scratch(int which, size_t bytes) { return scratch(which, bytes, 1); }
+void *lb_cu_scratch_try(int which, size_t bytes) { return scratch(which, bytes, 0); }
 
 /* Staged tables go through a ring of pinned host memory mirrored by a ring of device memory at
  * the same offsets: the copy from pinned memory is asynchronous (from pageable memory it would
@@ -132,6 +140,7 @@ static int ring_fit(size_t bytes) {
     if (need <= g->ring_n && g->ring_off + need <= g->ring_n) return 1;
     lb_cu_check(cudaStreamSynchronize(g->stream));
     g->ring_off = 0;
+    g->ring_gen++;
     if (need <= g->ring_n) return 1;
     size_t n = need < ((size_t)8 << 20) ? (size_t)8 << 20 : 2 * need;
     if (g->ring_host) cudaFreeHost(g->ring_host);
@@ -146,15 +155,39 @@ static int ring_fit(size_t bytes) {
     return 1;
 }
 
-const void *lb_cu_stage(const void *host, size_t bytes) {
+/* host's bytes into the ring's next slot, copied to dst (NULL: the slot's device mirror) */
+static const void *stage(void *dst, const void *host, size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
     if (!ring_fit(bytes)) return NULL;
-    uint8_t *h = (uint8_t *)g->ring_host + g->ring_off, *d = (uint8_t *)g->ring_dev + g->ring_off;
+    uint8_t *h = (uint8_t *)g->ring_host + g->ring_off, *d = dst ? dst : (uint8_t *)g->ring_dev + g->ring_off;
     memcpy(h, host, bytes);
     lb_cu_check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, g->stream));
     g->ring_off += (bytes + 255) & ~(size_t)255;
     return d;
 }
+
+#define MEMO_MAX 65536 /* bytes: larger tables (prompt chunks) are not worth comparing */
+
+/* A slot of the ring holds what was staged there until the ring restarts, so a table equal to
+ * a recent one (same generation, same bytes in pinned memory) is already on the device. */
+const void *lb_cu_stage(const void *host, size_t bytes) {
+    lb_cu_state *g = &lb_cu_g;
+    int n_memo = (int)(sizeof g->memo / sizeof *g->memo);
+    for (int i = 0; bytes && bytes <= MEMO_MAX && i < n_memo; i++)
+        if (g->memo[i].bytes == bytes && g->memo[i].gen == g->ring_gen &&
+            !memcmp((const uint8_t *)g->ring_host + g->memo[i].off, host, bytes))
+            return (const uint8_t *)g->ring_dev + g->memo[i].off;
+    const uint8_t *d = stage(NULL, host, bytes);
+    if (d && bytes && bytes <= MEMO_MAX) {
+        int i = g->memo_next;
+        g->memo_next = (i + 1) % n_memo;
+        g->memo[i].off = (size_t)(d - (const uint8_t *)g->ring_dev);
+        g->memo[i].bytes = bytes;
+        g->memo[i].gen = g->ring_gen;
+    }
+    return d;
+}
+int lb_cu_stage_to(void *dst, const void *host, size_t bytes) { return stage(dst, host, bytes) == NULL; }
 
 void *lb_cu_host_tmp(size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
@@ -187,6 +220,7 @@ void lb_cu_forget(void) {
     if (g->ring_dev) cudaFree(g->ring_dev);
     g->ring_host = g->ring_dev = NULL;
     g->ring_n = g->ring_off = 0;
+    g->ring_gen++;
     g->aq_x = NULL; /* the quantized activations go with the scratch */
     for (int i = 0; i < LB_CU_SCRATCH_N; i++) {
         if (g->scratch[i]) cudaFree(g->scratch[i]);

@@ -141,29 +141,35 @@ static __device__ float load_kv(int type, const uint8_t *row, int i) {
     return ((const float *)row)[i];
 }
 
-// One block per (head, token): scores for every position (one thread a position), softmax,
-// then each thread one output element summed over the positions. Shared memory holds q.
-static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_heads, int n_kv_heads, int hd,
-                            const int32_t *idx, float *scores, int max_pos) {
+// One block per (head, token) of tokens t0.. (the launch's slice of the batch): one warp per
+// position for the scores (lanes split the head's elements, so a K row loads coalesced), softmax
+// as the CPU does it (maximum first, then the sum), then G = blockDim / hd groups of threads each
+// summing every G-th position of V into shared memory, added in group order. Shared memory: q,
+// then the groups' partial sums.
+static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_tok, int t0, int n_heads,
+                                   int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos) {
     extern __shared__ float qs[];
-    int h = blockIdx.x, t = blockIdx.y, n_tok = gridDim.y, kvh = h / (n_heads / n_kv_heads), bt = kv.block_tokens;
+    float *part = qs + hd;
+    int h = blockIdx.x, t = t0 + blockIdx.y, kvh = h / (n_heads / n_kv_heads), bt = kv.block_tokens;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
     int n_pos = idx[t] + 1;
     const int32_t *table = idx + 2 * n_tok + idx[n_tok + t];
     const float *qh = q + (size_t)t * n_heads * hd + (size_t)h * hd;
-    float *sc = scores + ((size_t)t * n_heads + h) * max_pos;
+    float *sc = scores + ((size_t)blockIdx.y * n_heads + h) * max_pos;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
     __syncthreads();
     float scale = rsqrtf((float)hd), mx = -INFINITY;
     size_t head = (size_t)kvh * kv.head_bytes;
-    for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+    for (int p = warp; p < n_pos; p += nw) {
         const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.k_off + (size_t)(p % bt) * kv.row_bytes + head;
         float s = 0;
-        for (int i = 0; i < hd; i++) s += qs[i] * load_kv(kv.kv_type, row, i);
+        for (int i = lane; i < hd; i += 32) s += qs[i] * load_kv(kv.kv_type, row, i);
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         s *= scale;
-        sc[p] = s;
+        if (!lane) sc[p] = s;
         mx = fmaxf(mx, s);
     }
-    mx = block_reduce<float>(mx, true);
+    mx = block_reduce<float>(mx, true); // its barrier also makes sc visible to the whole block
     float sum = 0;
     for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
         float e = expf(sc[p] - mx);
@@ -172,20 +178,36 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     }
     sum = block_reduce<float>(sum, false); // also orders the writes of sc before the reads below
     float inv = 1.0f / sum;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    int G = hd < (int)blockDim.x ? (int)blockDim.x / hd : 1;
+    for (int i0 = 0; i0 < hd; i0 += blockDim.x) {
+        int i = i0 + (int)threadIdx.x % hd, g = (int)threadIdx.x / hd;
         float acc = 0;
-        for (int p = 0; p < n_pos; p++) {
-            const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.v_off + (size_t)(p % bt) * kv.row_bytes + head;
-            acc += sc[p] * inv * load_kv(kv.kv_type, row, i);
+        if (g < G && i < hd)
+            for (int p = g; p < n_pos; p += G) {
+                const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.v_off + (size_t)(p % bt) * kv.row_bytes + head;
+                acc += sc[p] * inv * load_kv(kv.kv_type, row, i);
+            }
+        if (G == 1) {
+            if (i < hd && threadIdx.x < (unsigned)hd) out[(size_t)t * n_heads * hd + (size_t)h * hd + i] = acc;
+            continue;
         }
-        out[(size_t)t * n_heads * hd + (size_t)h * hd + i] = acc;
+        if (g < G) part[threadIdx.x] = acc;
+        __syncthreads();
+        if ((int)threadIdx.x < hd) {
+            float o = part[threadIdx.x];
+            for (int j = 1; j < G; j++) o += part[j * hd + threadIdx.x];
+            out[(size_t)t * n_heads * hd + (size_t)h * hd + threadIdx.x] = o;
+        }
     }
 }
 
-extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int n_heads,
-                                int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos,
+#define ATT_THREADS 128
+
+extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
+                                int n_heads, int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos,
                                 cudaStream_t s) {
-    if (n_tok <= 0) return;
-    dim3 g(n_heads, n_tok);
-    k_attention<<<g, 128, (size_t)hd * sizeof(float), s>>>(*kv, q, out, n_heads, n_kv_heads, hd, idx, scores, max_pos);
+    if (n_run <= 0) return;
+    dim3 g(n_heads, n_run);
+    size_t sh = ((size_t)hd + ATT_THREADS) * sizeof(float);
+    k_attention<<<g, ATT_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_heads, n_kv_heads, hd, idx, scores, max_pos);
 }
