@@ -414,6 +414,33 @@ static void test_vec_ops(const lb_vec_ops *s, const lb_vec_ops *v) {
     free(a); free(b); free(y1); free(y2); free(w); free(h); free(h2);
 }
 
+/* A NaN in the input stays NaN at every level (issue 11): the AVX2 exp clamped NaN to -87.33,
+ * so a softmax over NaN attention scores came out finite where the scalar one was NaN. The
+ * truth is IEEE arithmetic: expf(NaN), NaN / x and NaN * NaN are NaN. */
+static void test_vec_nan(const lb_vec_ops *ops, const char *name) {
+    static const int64_t ns[] = {1, 7, 8, 9, 33};
+    float x[40], up[40];
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        int64_t n = ns[k], at = n / 2;
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) x[i] = frand(-4, 4);
+        x[at] = NAN;
+        ops->softmax(x, n);
+        for (int64_t i = 0; i < n; i++) bad += !isnan(x[i]);
+        CHECK(!bad, "%s softmax n=%lld with a NaN at %lld: %d of its outputs are not NaN", name, (long long)n,
+              (long long)at, bad);
+        for (int fn = 0; fn < 2; fn++) {
+            for (int64_t i = 0; i < n; i++) x[i] = frand(-4, 4), up[i] = frand(0.5f, 1.5f);
+            x[at] = NAN;
+            if (fn) ops->relu2_mul(x, up, n);
+            else ops->silu_mul(x, up, n);
+            bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += isnan(x[i]) != (i == at);
+            CHECK(!bad, "%s %s n=%lld: NaN at %lld only", name, fn ? "relu2_mul" : "silu_mul", (long long)n, (long long)at);
+        }
+    }
+}
+
 /* Attention over a cache: both tables against a double-precision definition, F32, F16 and
  * Q8_0 caches (the truth from the stored halves / dequantized blocks), head sizes 8
  * (stories260K) to 72 (Q8_0: the multiples of 32), strides wider than the head. */
@@ -505,6 +532,8 @@ int main(void) {
     CHECK(lb_vec_ops_get() == (v ? v : lb_vec_ops_scalar()), "dispatch picks AVX2 when available");
     test_attn(lb_vec_ops_scalar(), "scalar");
     if (v) test_attn(v, "avx2");
+    test_vec_nan(lb_vec_ops_scalar(), "scalar");
+    if (v) test_vec_nan(v, "avx2");
     for (int i = 0; i < 3; i++) lb_pool_free(pools[i]);
     return test_summary();
 }

@@ -478,6 +478,53 @@ static void test_dots(void) {
     }
 }
 
+/* A NaN activation must reach the product at every level (issue 11): fmaxf and maxps drop it
+ * from the block's absmax, and its code was clamped to -127, so the dot products came out
+ * finite. The block holding it now gets a NaN scale and zero codes; the other blocks are as
+ * before (their bytes equal a quantization of the same values without the NaN block). */
+static void test_act_nan(void) {
+    for (int k = 0; k < N_ALL; k++) {
+        lb_dtype t = k_all[k];
+        const lb_quant_ops *ops = lb_quant_get_ops(t);
+        if (!ops) continue;
+        int bs = ops->act_block, n = 3 * bs;
+        float *x = malloc(n * sizeof *x), *wf = malloc(n * sizeof *wf);
+        size_t asz = lb_quant_act_size(t, n);
+        unsigned char *xq = malloc(asz), *xq2 = malloc(asz), *clean = malloc(asz);
+        void *w = malloc(lb_dtype_row_size(t, n));
+        for (int i = 0; i < n; i++) x[i] = rnd_gauss(), wf[i] = rnd_gauss() * 0.05f;
+        lb_quantize(t, wf, w, 1, n, NULL);
+        if (bs == 256) lb_quantize_row_q8_K_scalar(x, clean, n);
+        else lb_quantize_row_q8_0_scalar(x, clean, n);
+        x[bs + 5] = NAN;
+        if (bs == 256) lb_quantize_row_q8_K_scalar(x, xq, n);
+        else lb_quantize_row_q8_0_scalar(x, xq, n);
+        size_t blk = asz / 3;
+        float d;
+        if (bs == 256) memcpy(&d, xq + blk, sizeof d);
+        else {
+            uint16_t h;
+            memcpy(&h, xq + blk, sizeof h);
+            d = lb_fp16_to_f32(h);
+        }
+        int zero = 1;
+        for (size_t i = bs == 256 ? 4 : 2; i < blk; i++) zero &= xq[blk + i] == 0;
+        CHECK(isnan(d) && zero, "%s: the block with a NaN has scale %g and %s codes", lb_dtype_name(t), d,
+              zero ? "zero" : "non-zero");
+        CHECK(!memcmp(xq, clean, blk) && !memcmp(xq + 2 * blk, clean + 2 * blk, blk),
+              "%s: the blocks without a NaN are quantized as before", lb_dtype_name(t));
+        float got = ops->vec_dot_scalar(n, w, xq);
+        CHECK(isnan(got), "%s: scalar dot product with a NaN activation is %g, not NaN", lb_dtype_name(t), got);
+        if (lb_cpu_has_avx2()) {
+            ops->quantize_act(x, xq2, n);
+            CHECK(!memcmp(xq, xq2, asz), "%s: AVX2 activations with a NaN differ from the scalar ones", lb_dtype_name(t));
+            float fast = ops->vec_dot(n, w, xq2);
+            CHECK(isnan(fast), "%s: AVX2 dot product with a NaN activation is %g, not NaN", lb_dtype_name(t), fast);
+        }
+        free(x), free(wf), free(xq), free(xq2), free(clean), free(w);
+    }
+}
+
 /* The scale search's SIMD scans and pick agree with the scalar ones (the quantizers use
  * whichever the CPU allows, so both paths must choose alike). */
 static void test_search_simd(void) {
@@ -568,6 +615,7 @@ int main(void) {
     test_roundtrip();
     test_ternary();
     test_dots();
+    test_act_nan();
     test_search_simd();
     test_errors();
     return test_summary();

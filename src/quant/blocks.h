@@ -8,6 +8,7 @@
 
 #define LB_QK 32   /* elements per block of the 32-element formats */
 #define LB_QK_K 256 /* elements per super-block of the K-quants and ternary formats */
+#define LB_FP16_NAN 0x7e00 /* the scale of an activation block that holds a NaN */
 
 /* x = d * q */
 typedef struct lb_block_q8_0 {

@@ -3,6 +3,7 @@
  * products over its rows. Rows are the outer loop so a weight row is read from memory once
  * and reused from cache for every token of a prompt batch. */
 #include <math.h>
+#include <string.h>
 
 #include "kernels/cpu/matmul.h"
 #include "quant/blocks.h"
@@ -87,10 +88,16 @@ void lb_quant_register_matmul(void) {
  * the model's own integer product. */
 static void act_q8_K_per_token(const float *x, int64_t k, void *dst) {
     float amax = 0;
-    for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+    int nan = 0;
+    for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i])), nan |= isnan(x[i]);
+    lb_block_q8_K *b = dst;
+    if (nan) { /* NaN scales and zero codes, so the NaN reaches the logits (lb_quantize_row_q8_0_scalar) */
+        memset(b, 0, (size_t)(k / LB_QK_K) * sizeof *b);
+        for (int64_t i = 0; i < k / LB_QK_K; i++) b[i].d = NAN;
+        return;
+    }
     if (amax < 1e-5f) amax = 1e-5f; /* the same floor transformers applies */
     float scale = 127.0f / amax;
-    lb_block_q8_K *b = dst;
     for (int64_t i = 0; i < k / LB_QK_K; i++) {
         b[i].d = 1.0f / scale;
         for (int g = 0; g < LB_QK_K / 16; g++) {

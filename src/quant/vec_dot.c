@@ -3,6 +3,7 @@
  * and the float arithmetic applied to them is the same in the AVX2 kernels, so the K-quant
  * and ternary kernels agree bit for bit. */
 #include <math.h>
+#include <string.h>
 
 #include "quant/k_search.h"
 #include "quant/quant.h"
@@ -15,9 +16,23 @@ float lb_kq_block_sum(float d, float dmin, float dx, int isum, int msum) {
     return d * dx * (float)isum - dmin * dx * (float)msum;
 }
 
+/* fmaxf drops a NaN, and a NaN code is rounded to -127: a NaN activation would vanish into a
+ * finite product. A block holding one gets a NaN scale and zero codes instead, so the NaN
+ * reaches the logits (which the engine refuses) at every CPU level alike. */
+static int has_nan(const float *x, int n) {
+    int bad = 0;
+    for (int j = 0; j < n; j++) bad |= isnan(x[j]);
+    return bad;
+}
+
 void lb_quantize_row_q8_0_scalar(const float *x, void *dst, int64_t n) {
     lb_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / LB_QK; i++, x += LB_QK) {
+        if (has_nan(x, LB_QK)) {
+            b[i].d = LB_FP16_NAN;
+            memset(b[i].qs, 0, sizeof b[i].qs);
+            continue;
+        }
         float amax = 0;
         for (int j = 0; j < LB_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
         b[i].d = lb_f32_to_fp16(amax / 127);
@@ -29,6 +44,11 @@ void lb_quantize_row_q8_0_scalar(const float *x, void *dst, int64_t n) {
 void lb_quantize_row_q8_K_scalar(const float *x, void *dst, int64_t n) {
     lb_block_q8_K *b = dst;
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
+        if (has_nan(x, LB_QK_K)) {
+            memset(&b[i], 0, sizeof b[i]);
+            b[i].d = NAN;
+            continue;
+        }
         float amax = 0;
         for (int j = 0; j < LB_QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127, id = d > 0 ? 1.0f / d : 0;

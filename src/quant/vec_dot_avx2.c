@@ -3,6 +3,7 @@
  * signed codes), widened with _mm256_madd_epi16 by the sub-block scales. Only called after
  * lb_cpu_has_avx2(). */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "quant/quant.h"
@@ -98,16 +99,27 @@ static inline __m256i quant32(const float *x, __m256 id) {
     return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+/* max |x|, or NaN when x holds one: maxps keeps whichever operand comes second when one is
+ * NaN, so the NaN is tracked apart (as the scalar twin does; see lb_quantize_row_q8_0_scalar) */
 static inline float amax_n(const float *x, int n) {
-    __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < n; k += 8) m = _mm256_max_ps(m, absv(_mm256_loadu_ps(x + k)));
-    return hmax_f32(m);
+    __m256 m = _mm256_setzero_ps(), nan = m;
+    for (int k = 0; k < n; k += 8) {
+        __m256 v = _mm256_loadu_ps(x + k);
+        m = _mm256_max_ps(m, absv(v));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    return _mm256_movemask_ps(nan) ? NAN : hmax_f32(m);
 }
 
 void lb_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n) {
     lb_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / LB_QK; i++, x += LB_QK) {
         float amax = amax_n(x, LB_QK);
+        if (isnan(amax)) {
+            b[i].d = LB_FP16_NAN;
+            memset(b[i].qs, 0, sizeof b[i].qs);
+            continue;
+        }
         b[i].d = lb_f32_to_fp16(amax / 127);
         float d = lb_fp16_to_f32(b[i].d), id = d > 0 ? 1.0f / d : 0;
         _mm256_storeu_si256((__m256i *)b[i].qs, quant32(x, _mm256_set1_ps(id)));
@@ -119,6 +131,11 @@ void lb_quantize_row_q8_K_avx2(const float *x, void *dst, int64_t n) {
     const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
     for (int64_t i = 0; i < n / LB_QK_K; i++, x += LB_QK_K) {
         float amax = amax_n(x, LB_QK_K);
+        if (isnan(amax)) {
+            memset(&b[i], 0, sizeof b[i]);
+            b[i].d = NAN;
+            continue;
+        }
         float d = amax / 127, id = d > 0 ? 1.0f / d : 0;
         b[i].d = d;
         for (int k = 0; k < 8; k++) {

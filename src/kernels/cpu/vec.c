@@ -47,7 +47,7 @@ static void silu_mul_scalar(float *g, const float *up, int64_t n) {
 }
 static void relu2_mul_scalar(float *g, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float r = g[i] > 0 ? g[i] : 0;
+        float r = g[i] < 0 ? 0 : g[i]; /* NaN passes through (torch.relu keeps it) */
         g[i] = r * r * up[i];
     }
 }

@@ -33,11 +33,13 @@ LB_AI __m256 load_half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si
 /* exp(x) for float lanes: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n*hi is
  * exact), exp(r) by its degree-7 Taylor polynomial (truncation < 1e-8 relative), times 2^n
  * built in the exponent bits. Max relative error a few 1e-7. Below -87.33 (where expf becomes
- * subnormal) it returns 0; inputs are clamped at 88 above. */
+ * subnormal) it returns 0; inputs are clamped at 88 above. NaN stays NaN, as in expf: maxps and
+ * minps return their second operand when one is NaN, so x comes second (the clamp the other
+ * way round made exp(NaN) = 1e-38 and a softmax over NaN scores finite). */
 LB_AI __m256 exp8(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-87.33f), hi = _mm256_set1_ps(88.0f);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -168,7 +170,7 @@ static void silu_mul_avx2(float *g, const float *up, int64_t n) {
 }
 
 LB_AI __m256 relu2_mul8(__m256 g, __m256 u) {
-    __m256 r = _mm256_max_ps(g, _mm256_setzero_ps());
+    __m256 r = _mm256_max_ps(_mm256_setzero_ps(), g); /* g second: relu(NaN) is NaN, as in the scalar twin */
     return _mm256_mul_ps(_mm256_mul_ps(r, r), u);
 }
 
