@@ -173,7 +173,7 @@ typedef enum lb_device { LB_DEVICE_CPU = 0, LB_DEVICE_CUDA = 1 } lb_device;
 typedef struct lb_session_params {
     int n_ctx;          /* 0: the model's training context, capped at 4096 */
     int n_threads;      /* 0: all cores */
-    lb_kv_type kv_type;
+    lb_kv_type kv_type; /* LB_KV_F16 by default (as llama.cpp); LB_KV_F32 for bit-exact references */
     lb_device device;   /* LB_DEVICE_CPU by default */
 } lb_session_params;
 
@@ -186,6 +186,7 @@ LB_API void lb_session_reset(lb_session *s);
 LB_API int lb_session_n_past(const lb_session *s);
 LB_API int lb_session_n_ctx(const lb_session *s);
 LB_API int lb_session_n_threads(const lb_session *s);
+LB_API lb_kv_type lb_session_kv_type(const lb_session *s);
 LB_API size_t lb_session_kv_bytes(const lb_session *s);      /* allocated KV cache */
 LB_API size_t lb_session_scratch_bytes(const lb_session *s); /* activations and other buffers */
 /* Runs ids through the model at the next positions. logits (may be NULL) receives
@@ -286,7 +287,7 @@ LB_API lb_status lb_generate(lb_session *s, const char *prompt, const lb_generat
 typedef struct lb_engine lb_engine;
 typedef struct lb_engine_params {
     int n_threads;      /* 0: all cores */
-    lb_kv_type kv_type;
+    lb_kv_type kv_type; /* LB_KV_F16 by default */
     int n_ctx;          /* longest sequence; 0: the model's training context, capped at 4096 */
     int n_kv_tokens;    /* pool capacity in tokens, shared by all sequences; 0: n_ctx */
     int max_batch;      /* most entries in one decode call (scratch); 0: 64 */

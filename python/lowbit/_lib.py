@@ -263,6 +263,7 @@ _PROTOTYPES = {
     "lb_session_reset": (None, [c_void_p]),
     "lb_session_n_past": (c_int, [c_void_p]),
     "lb_session_n_ctx": (c_int, [c_void_p]),
+    "lb_session_kv_type": (c_int, [c_void_p]),
     "lb_session_kv_bytes": (c_size_t, [c_void_p]),
     "lb_session_scratch_bytes": (c_size_t, [c_void_p]),
     "lb_session_eval": (c_int, [c_void_p, P(c_int32), c_size_t, P(c_float), c_int, PErr]),

@@ -5,6 +5,7 @@ import ctypes
 import numbers
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -139,7 +140,8 @@ class Model(_lib.Handle, _TokenizerOps):
     context and KV cache type are chosen to fit it (the C budget planner), and a model whose
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
-    kv_type: "f32", "f16" or "q8_0" (head_dim a multiple of 32). tokenizer: a tokenizer file to use instead of the model's own.
+    kv_type: "f32", "f16" or "q8_0" (head_dim a multiple of 32); None: f16, as llama.cpp (a
+    mem_budget may lower it to q8_0, with a warning). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
     a streaming generate() before the next call."""
@@ -225,16 +227,13 @@ class Model(_lib.Handle, _TokenizerOps):
         pin.ctx_strict = 1 if n_ctx else 0
         pin.kv_forced = -1 if kv is None else kv
         plan = _lib.MemPlan()
-        if kv is None:
-            # the engine's default (f32 KV cache, the full context) when it fits, so a budget
-            # changes results only when it must
-            pin.kv_forced, pin.ctx_strict = 0, 1
-            if lib.lb_mem_plan_make(ctypes.byref(pin), ctypes.byref(plan), None) != _lib.LB_OK:
-                pin.kv_forced, pin.ctx_strict = -1, 1 if n_ctx else 0
-                _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
-        else:
-            _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
+        # kv None: the planner's order, f16 (the default) first, as lowbit run
+        _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
+        if kv is None and plan.kv_dtype != _KV_TYPES["f16"]:  # never silently
+            names = {v: k for k, v in _KV_TYPES.items()}
+            warnings.warn("mem_budget changes the KV cache from f16 to %s (pass kv_type= to choose): %s"
+                          % (names.get(plan.kv_dtype, plan.kv_dtype), self.plan), stacklevel=3)
         kv_map = {0: 0, 1: 1, 2: 2}  # lb_mem_kv_dtype -> lb_kv_type
         if plan.kv_dtype not in kv_map:
             raise _lib.LowbitError(_lib.LB_ERR_BUDGET, "the budget needs a q8_0 KV cache, which this engine lacks: "
@@ -282,6 +281,12 @@ class Model(_lib.Handle, _TokenizerOps):
     @property
     def n_ctx(self):
         return _lib.lib().lb_session_n_ctx(self._session())
+
+    @property
+    def kv_type(self):
+        """The session's KV cache type: "f32", "f16" or "q8_0"."""
+        t = _lib.lib().lb_session_kv_type(self._session())
+        return {v: k for k, v in _KV_TYPES.items()}[t]
 
     @property
     def info(self):

@@ -17,7 +17,8 @@ def ref(shared, *p):
 
 @pytest.fixture(scope="module")
 def model(shared):
-    with lowbit.Model(shared(*STORIES_GGUF), threads=1) as m:
+    # f32 KV: these tests compare with transformers and with `lowbit logits` (an f32 cache)
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1, kv_type="f32") as m:
         yield m
 
 
@@ -105,7 +106,8 @@ def cli_path():
 @pytest.mark.parametrize("extra", [(), ("--temp", "0.9", "--top-p", "0.95", "--seed", "7")])
 def test_generate_equals_cli_run(model, shared, cli, extra):
     prompt = "The cat sat on the mat."
-    o = json.loads(run_cli(cli, "run", "-m", shared(*STORIES_GGUF), "-p", prompt, "-n", "48", "--json", "-t", "1", *extra))
+    o = json.loads(run_cli(cli, "run", "-m", shared(*STORIES_GGUF), "-p", prompt, "-n", "48", "--json", "-t", "1",
+                           "--kv-type", "f32", *extra))
     kw = {}
     if extra:
         kw = dict(temperature=0.9, top_p=0.95, seed=7)
@@ -113,6 +115,39 @@ def test_generate_equals_cli_run(model, shared, cli, extra):
     assert out.prompt_ids == o["prompt_ids"]
     assert out.ids == o["ids"]
     assert out == o["text"]
+
+
+def test_kv_default_f16_as_cli_run(shared, cli):
+    """Issue 11: the KV cache is f16 by default, as in `lowbit run` (it was f32 in Python)."""
+    prompt = "The cat sat on the mat."
+    o = json.loads(run_cli(cli, "run", "-m", shared(*STORIES_GGUF), "-p", prompt, "-n", "48", "--json", "-t", "1"))
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1) as m:
+        assert m.kv_type == "f16"
+        out = m.generate(prompt, max_tokens=48)
+        assert out.ids == o["ids"] and out == o["text"]
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1, kv_type="f32") as m:
+        assert m.kv_type == "f32"
+
+
+def test_budget_lowering_kv_warns(shared):
+    """A budget between the q8_0 and the f16 plan picks q8_0 KV, with a warning (never silently);
+    a roomy budget keeps f16 without one."""
+    import re
+    import warnings
+    t512 = shared("models", "tinystories-512d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with lowbit.Model(t512, threads=1, n_ctx=512, mem_budget="100M") as m:
+            assert m.kv_type == "f16"
+            plan = m.plan
+    g = re.search(r"KV cache \(512 tokens, f16\) ([\d.]+) MiB .* = ([\d.]+) MiB <= budget", plan)
+    assert g, plan
+    # less than the f16 total by a third of its KV cache: q8_0 (17/32 of f16) fits, f16 does not
+    between = int((float(g.group(2)) - float(g.group(1)) / 3) * 2**20)
+    with pytest.warns(UserWarning, match="changes the KV cache from f16 to q8_0"):
+        m = lowbit.Model(t512, threads=1, n_ctx=512, mem_budget=between)
+    assert m.kv_type == "q8_0" and m.n_ctx == 512
+    m.close()
 
 
 def test_sampling_is_seeded(model):
@@ -197,7 +232,7 @@ def test_delta_applied_while_loading(shared, cli, tmp_path):
     d = str(tmp_path / "dogs.delta")
     run_cli(cli, "delta", "create", shared("models/stories260K-hf"), shared("models/stories260K-ft-dogs"), "-o", d)
     for case in ref(shared, "stories260K-ft-dogs", "greedy.json"):
-        with lowbit.Model(shared("models/stories260K-hf"), threads=1, delta=d) as m:
+        with lowbit.Model(shared("models/stories260K-hf"), threads=1, delta=d, kv_type="f32") as m:
             out = m.generate(case["prompt"], max_tokens=len(case["greedy_ids"]), temperature=0)
             assert out.prompt_ids == case["prompt_ids"]
             assert out.ids == case["greedy_ids"]

@@ -10,7 +10,7 @@
 #include "mem/arena.h"
 
 lb_engine_params lb_engine_default_params(void) {
-    lb_engine_params p = {0, LB_KV_F32, 0, 0, 0, 0, 1, LB_DEVICE_CPU};
+    lb_engine_params p = {0, LB_KV_F16, 0, 0, 0, 0, 1, LB_DEVICE_CPU}; /* F16 KV: as lb_session_default_params */
     return p;
 }
 

@@ -25,7 +25,6 @@ size_t lb_session_kv_bytes_per_token(const lb_model *m, lb_kv_type t);
 void lb_session_scratch_plan(const lb_model *m, int n_threads, size_t *fixed, size_t *per_token);
 /* The tracker that counts the session's buffers. */
 const lb_mem_tracker *lb_session_mem_tracker(const lb_session *s);
-lb_kv_type lb_session_kv_type(const lb_session *s);
 /* The KV pool's memory and size (residency reports). */
 const void *lb_session_kv_base(const lb_session *s);
 

@@ -30,6 +30,7 @@ static lb_status run_open(ppl_run *r, lb_model *m, int n_ctx, int n_threads, lb_
     lb_session_params sp = lb_session_default_params();
     sp.n_ctx = n_ctx;
     sp.n_threads = n_threads;
+    sp.kv_type = LB_KV_F32; /* scores compare weights (quantizations): the cache stays exact */
     r->m = m;
     lb_status s = lb_session_new(m, &sp, &r->s, err);
     if (s) return s;

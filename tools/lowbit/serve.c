@@ -27,7 +27,8 @@ static void usage(FILE *f) {
           "                          KV pool, shared by all requests, holds N x --parallel positions\n"
           "      --kv-tokens N       KV pool positions instead (requests wait for room in it; a\n"
           "                          request is never longer than the pool)\n"
-          "      --kv-type f32|f16|q8_0  KV cache element type (default f32)\n"
+          "      --kv-type f32|f16|q8_0  KV cache element type (default f16; --mem-budget may lower\n"
+          "                          it to q8_0, with a note)\n"
           "      --mem-budget SIZE   plan every slot's KV cache to fit SIZE (6G = 6 GiB) before starting;\n"
           "                          refuse to start when the slots cannot fit\n"
           "  -t, --threads N         threads per forward pass (default: all cores)\n"
@@ -95,7 +96,8 @@ static int parse_delta(const char *v, serve_opts *o) {
 
 static int parse(int argc, char **argv, serve_opts *o) {
     *o = (serve_opts){.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .chunk = 64, .timeout = 30,
-                      .idle = 60, .max_conn = 256, .shutdown = 10, .max_body = 1 << 20};
+                      .idle = 60, .max_conn = 256, .shutdown = 10, .max_body = 1 << 20,
+                      .kv = LB_KV_F16 /* as run and llama.cpp */};
     o->api_key = getenv("LOWBIT_API_KEY");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -183,6 +185,10 @@ static int plan_slots(lb_model *m, serve_opts *o) {
     }
     fprintf(stderr, "lowbit: memory plan for %lld slots: %s\n", o->parallel, p.summary);
     o->ctx = p.n_ctx;
+    if ((lb_kv_type)p.kv_dtype != o->kv) /* the budget may change the default KV type, but never silently */
+        fprintf(stderr, "lowbit: note: --mem-budget changes the KV cache from %s to %s (pass --kv-type to choose)\n",
+                lb_mem_kv_dtype_name((lb_mem_kv_dtype)o->kv) /* same numbering as lb_kv_type */,
+                lb_mem_kv_dtype_name(p.kv_dtype));
     o->kv = (lb_kv_type)p.kv_dtype;
     return 1;
 }
