@@ -346,6 +346,8 @@ typedef struct lb_convert_params {
     const char *tokenizer_path; /* NULL: the model's own (found beside it) */
     const char *dtype;          /* NULL or "keep": each tensor keeps its type; "f32", "f16", "bf16":
                                    every matrix in that type. Norms and biases are always F32. */
+    int no_tokenizer;           /* 1: a model without a tokenizer is written without one (logits
+                                   only); 0: it is refused before any work (run could not use it) */
 } lb_convert_params;
 LB_API lb_convert_params lb_convert_default_params(void);
 /* Writes any model lb_model_load reads (GGUF, HF folder, llama2.c, ak42 BitNet) as GGUF
@@ -383,6 +385,7 @@ typedef struct lb_quantize_params {
     /* optional: called once per tensor before writing; note is NULL or why type differs */
     void (*on_tensor)(void *user, const char *name, const char *type, const char *note);
     void *on_tensor_user;
+    int no_tokenizer;    /* as lb_convert_params.no_tokenizer */
 } lb_quantize_params;
 LB_API lb_quantize_params lb_quantize_default_params(void);
 /* The accepted type names, NULL-terminated. */

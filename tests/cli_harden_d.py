@@ -85,6 +85,29 @@ with tempfile.TemporaryDirectory() as d:
             r = at_level(level, "run", "-m", q8, "-p", "Once upon a time", "-n", "4", "-t", "1")
             check(r.returncode == 0, f"the unpatched Q8_0 copy runs at {level or 'native'}: {r.stderr[-200:]!r}")
 
+    # finding 10: quantize and convert wrote a GGUF without a tokenizer from an HF folder that has
+    # none, which run then refused; now refused before any work, naming the files looked for
+    hf = M("synth-llama3-gqa")  # config.json and model.safetensors only
+    lone = os.path.join(d, "lone")
+    os.mkdir(lone)
+    shutil.copy(M("stories260K-llama2c", "stories260K.bin"), lone)  # no tok512.bin beside it
+    for src, words in ((hf, ["synth-llama3-gqa", "tokenizer.json or tokenizer.model"]),
+                       (os.path.join(lone, "stories260K.bin"), ["stories260K.bin", "tokenizer.bin"])):
+        for cmd in (["convert"], ["quantize", "--type", "q8_0"]):
+            out = os.path.join(d, "notok.gguf")
+            r = lowbit(cmd[0], src, out, *cmd[1:])
+            err = r.stderr.decode(errors="replace")
+            check(r.returncode == 1 and all(w in err for w in words) and "--no-tokenizer" in err
+                  and "quantized" not in err and "wrote" not in err,
+                  f"{cmd[0]} {src} without a tokenizer: exit {r.returncode}, {err[-300:]!r}")
+            check(not os.path.exists(out) and not [f for f in os.listdir(d) if "lowbit-tmp" in f],
+                  f"{cmd[0]}: no output and no temp file")
+            r = lowbit(cmd[0], src, out, *cmd[1:], "--no-tokenizer")
+            check(r.returncode == 0 and os.path.exists(out), f"{cmd[0]} --no-tokenizer writes it: {r.stderr[-300:]!r}")
+            r = lowbit("run", "-m", out, "-p", "hi", "-n", "1")
+            check(r.returncode not in (0, None), "and run still refuses that output")
+            os.unlink(out)
+
 # finding 10: the KV cache was F32 in the library, serve and Python, and a budget switched it
 # silently. Now F16 everywhere; a budget between the Q8_0 and the F16 plan lowers it to Q8_0
 # and says so (run and serve; Python warns, python/tests/test_model.py)

@@ -120,7 +120,7 @@ def main():
         nv = bref["logits_ternary_shape"][1]
         for t in ("tq1_0", "tq2_0"):
             out = os.path.join(d, f"bitnet_{t}.gguf")
-            quantize(S("models/synth-bitnet"), out, t)
+            quantize(S("models/synth-bitnet"), out, t, "--no-tokenizer")
             _, ts = gguf_header(out)
             check(ts["blk.0.attn_q.weight"][0] == TID[t.upper()] and "blk.0.attn_q.scale" in ts, f"bitnet {t}: tensor types")
             lf = os.path.join(d, "l.f32")

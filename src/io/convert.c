@@ -35,7 +35,7 @@ int lb_is_rope_tensor(const char *name) {
 }
 
 lb_convert_params lb_convert_default_params(void) {
-    lb_convert_params p = {NULL, NULL};
+    lb_convert_params p = {NULL, NULL, 0};
     return p;
 }
 
@@ -176,11 +176,27 @@ lb_status lb_convert_model(const lb_model *m, const char *out, const char *dtype
     return s;
 }
 
-lb_status lb_convert_load(const char *in, const char *tokenizer_path, lb_model **out, lb_error *err) {
+/* What a loader of this format looks for, for the message naming what is missing. */
+static const char *tokenizer_files(const char *format) {
+    if (!strcmp(format, "hf")) return "a Hugging Face folder needs tokenizer.json or tokenizer.model in it";
+    if (!strcmp(format, "gguf")) return "the GGUF file has no tokenizer.ggml.* metadata";
+    if (!strcmp(format, "llama2c") || !strcmp(format, "ak42"))
+        return "a checkpoint needs tokenizer.bin or tok<vocab>.bin beside it";
+    return "none was found";
+}
+
+lb_status lb_convert_load(const char *in, const char *tokenizer_path, int no_tokenizer, lb_model **out, lb_error *err) {
     lb_model_params mp = lb_model_default_params();
     mp.tokenizer_path = tokenizer_path;
     mp.n_threads = 1;
-    return lb_model_load(in, &mp, out, err);
+    lb_status s = lb_model_load(in, &mp, out, err);
+    if (s || (*out)->tok || no_tokenizer) return s;
+    s = lb_fail(err, LB_ERR_FORMAT,
+                "%s: no tokenizer (%s): `lowbit run` could not use the output; give one with --tokenizer FILE, "
+                "or pass --no-tokenizer to write a GGUF without one (logits only)", in, tokenizer_files((*out)->format));
+    lb_model_free(*out);
+    *out = NULL;
+    return s;
 }
 
 /* Names each tensor that did not get the ternary type (rows that do not fit its blocks). */
@@ -197,7 +213,7 @@ lb_status lb_convert(const char *in, const char *out, const lb_convert_params *p
     lb_status s = lb_output_check(out, ins, 2, 0, err);
     if (s) return s;
     lb_model *m;
-    if ((s = lb_convert_load(in, p->tokenizer_path, &m, err))) return s;
+    if ((s = lb_convert_load(in, p->tokenizer_path, p->no_tokenizer, &m, err))) return s;
     if (!strcmp(m->format, "ak42") && (!p->dtype || !strcmp(p->dtype, "keep"))) {
         /* BitNet checkpoints keep their ternary weights exact in TQ2_0 (with the per-tensor scale
          * beside them); rows that do not fit its 256-element blocks stay in F16, named */

@@ -19,7 +19,9 @@ int64_t lb_rope_permute_row(int64_t r, int head_dim, lb_rope_layout from, lb_rop
 int lb_is_rope_tensor(const char *name);
 
 /* Writes every metadata key of m (config, lowbit keys, tokenizer, chat template) to w. */
-/* Loads a model to be rewritten (convert, quantize): one thread, an optional tokenizer file. */
-lb_status lb_convert_load(const char *in, const char *tokenizer_path, lb_model **out, lb_error *err);
+/* Loads a model to be rewritten (convert, quantize): one thread, an optional tokenizer file.
+ * Unless no_tokenizer, a model without a tokenizer is refused (LB_ERR_FORMAT, naming the files
+ * looked for), since `run` would refuse the output only after the whole job. */
+lb_status lb_convert_load(const char *in, const char *tokenizer_path, int no_tokenizer, lb_model **out, lb_error *err);
 lb_status lb_convert_set_meta(lb_gguf_writer *w, const lb_model *m, const char *name, lb_error *err);
 #endif

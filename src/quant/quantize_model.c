@@ -527,7 +527,7 @@ lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_pa
     lb_status s = lb_output_check(out, ins, 2, 0, err);
     if (s) return s;
     lb_model *m;
-    if ((s = lb_convert_load(in, p->tokenizer_path, &m, err))) return s;
+    if ((s = lb_convert_load(in, p->tokenizer_path, p->no_tokenizer, &m, err))) return s;
     s = lb_quantize_model(m, out, p, progress, user, err);
     lb_model_free(m);
     return s;

@@ -32,7 +32,7 @@ int cmd_quantize(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS]\n"
-                 "                       [--tokenizer FILE] [-v]\n\n"
+                 "                       [--tokenizer FILE] [--no-tokenizer] [-v]\n\n"
                  "Writes IN (GGUF, Hugging Face folder, llama2.c or ak42 BitNet) as GGUF with quantized\n"
                  "matrices, with the metadata, tokenizer and tensor layout `lowbit convert` writes. The\n"
                  "output is written atomically; tensors stream through one chunk at a time.\n\n"
@@ -41,13 +41,16 @@ int cmd_quantize(int argc, char **argv) {
                  "keep some attn_v / ffn_down / attn_output layers at higher precision. Ternary types (tq1_0,\n"
                  "tq2_0) apply to the blocks' linear layers; embeddings and head keep full precision. A tensor\n"
                  "whose rows do not fit the type's block gets a named fallback (printed).\n"
-                 "--keep-output-f16 keeps the output head in F16. -v lists every tensor's type.\n\n"
+                 "--keep-output-f16 keeps the output head in F16. -v lists every tensor's type.\n"
+                 "A model without a tokenizer is refused before any work (`run` could not use the output)\n"
+                 "unless --no-tokenizer writes it without one (for logits and perplexity by ids).\n\n"
                  "Types:");
             usage_types(stdout);
             return CLI_OK;
         }
         if (!strcmp(a, "--keep-output-f16")) { p.keep_output_f16 = 1; continue; }
         if (!strcmp(a, "--pure")) { p.pure = 1; continue; }
+        if (!strcmp(a, "--no-tokenizer")) { p.no_tokenizer = 1; continue; }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { log.verbose = 1; continue; }
         if (a[0] == '-' && a[1]) {
             if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", a), CLI_USAGE;
