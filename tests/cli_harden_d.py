@@ -108,6 +108,28 @@ with tempfile.TemporaryDirectory() as d:
             check(r.returncode not in (0, None), "and run still refuses that output")
             os.unlink(out)
 
+    # finding 10: a prompt over 128 KiB cannot be given with -p (the kernel refuses one argument
+    # that long, before lowbit runs); -f takes it, and a prompt longer than the context is named
+    text = ("Once upon a time, there was a little girl named Lily. She liked to play outside. " * 1800)[:140 * 1024]
+    pf = write(d, "long.txt", text.encode())
+    try:
+        r = subprocess.run([lbtest.LOWBIT, "run", "-m", GGUF, "-p", text, "-n", "1"], capture_output=True, timeout=60)
+        exec_ok = True
+    except OSError as e:  # E2BIG: "Argument list too long"
+        exec_ok = e.errno != 7
+    check(not exec_ok, "a 140 KiB -p argument cannot even be passed (E2BIG): the reason for -f")
+    r = lowbit("run", "-m", GGUF, "--help")
+    check(b"128 KiB" in r.stdout and b"-f" in r.stdout, "run --help points long prompts to -f")
+    ids = lowbit("tokenize", "-m", GGUF, "--no-special", "--", text[:8192])
+    check(ids.returncode == 0, "tokenize a part of the prompt")
+    r = lowbit("run", "-m", GGUF, "-f", pf, "-n", "1", "-t", "1")
+    err = r.stderr.decode(errors="replace")
+    m = re.search(r"the prompt has (\d+) tokens, more than the context of (\d+) tokens", err)
+    # the tokenizer is independent of the context: an 8 KiB slice's count, scaled, bounds it below
+    low = len(json.loads(ids.stdout)) * (len(text) // 8192) if ids.returncode == 0 else 1 << 30
+    check(r.returncode == 1 and m and int(m.group(1)) >= low and int(m.group(2)) == lbtest.gguf_header(GGUF)[0].get(
+        "llama.context_length"), f"-f with 140 KiB: exit {r.returncode}, {err[-300:]!r}")
+
 # finding 10: the KV cache was F32 in the library, serve and Python, and a budget switched it
 # silently. Now F16 everywhere; a budget between the Q8_0 and the F16 plan lowers it to Q8_0
 # and says so (run and serve; Python warns, python/tests/test_model.py)

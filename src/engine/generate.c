@@ -148,6 +148,9 @@ static lb_status run_prompt(gen *g, lb_error *err) {
     size_t n = g->r->n_prompt_ids, extra = s->pending >= 0;
     int n_past = lb_session_n_past(s);
     if (n == 0) return lb_fail(err, LB_ERR_ARG, "the prompt encodes to no tokens");
+    if (!n_past && !extra && n > (size_t)s->n_ctx) /* say which number to raise */
+        return lb_fail(err, LB_ERR_RANGE, "the prompt has %zu tokens, more than the context of %d tokens "
+                       "(a larger context or a shorter prompt is needed)", n, s->n_ctx);
     if ((size_t)n_past + extra + n > (size_t)s->n_ctx)
         return lb_fail(err, LB_ERR_RANGE, "context is full: %d + %zu tokens exceed the context of %d", n_past,
                        n + extra, s->n_ctx);
