@@ -296,6 +296,7 @@ _PROTOTYPES = {
     "lb_size_parse": (c_int, [c_char_p, P(c_uint64), PErr]),
     "lb_size_format": (c_char_p, [c_uint64, ctypes.c_char_p, c_size_t]),
     "lb_mem_plan_make": (c_int, [P(MemPlanIn), P(MemPlan), PErr]),
+    "lb_model_mem_plan_input": (None, [c_void_p, c_int, P(MemPlanIn)]),
 }
 
 # per-format dequantizers, used when the generic lb_dequantize does not know a block format yet

@@ -192,38 +192,19 @@ class Model(_lib.Handle, _TokenizerOps):
         self._busy = threading.Lock()
 
     # ---- memory budget ------------------------------------------------------------------
-    def _scratch_model(self, threads):
-        """(fixed, per token) session buffer bytes, measured on two small C sessions."""
-        lib = _lib.lib()
-        sizes = []
-        for n in (16, 32):
-            sp = lib.lb_session_default_params()
-            sp.n_ctx, sp.n_threads = n, threads
-            s = ctypes.c_void_p()
-            _lib.call(lib.lb_session_new, self._m, ctypes.byref(sp), ctypes.byref(s))
-            sizes.append(lib.lb_session_scratch_bytes(s))
-            lib.lb_session_free(s)
-        per_tok = max(0, sizes[1] - sizes[0]) // 16 + (1 if (sizes[1] - sizes[0]) % 16 else 0)
-        return max(0, sizes[0] - 16 * per_tok), per_tok
-
     def _plan(self, budget, n_ctx, kv, threads):
         """n_ctx and KV type from the C budget planner (when the library has it)."""
         lib = _lib.lib()
         if not hasattr(lib, "lb_mem_plan_make"):
             return n_ctx, kv
-        i = self._info
-        per_tok = 2 * i.n_layers * i.n_kv_heads * i.head_dim
+        # every term (weights, KV per type, scratch, the tokenizer and runtime allowance) from the
+        # C function `lowbit run` uses, so the two plans are the same plan
         pin = _lib.MemPlanIn()
+        lib.lb_model_mem_plan_input(self._m, threads or 0, ctypes.byref(pin))
         pin.budget = budget
-        pin.weight_bytes = i.weight_bytes + i.converted_bytes
-        pin.kv_bytes_per_token[0] = per_tok * 4  # LB_MEM_KV_F32
-        pin.kv_bytes_per_token[1] = per_tok * 2  # LB_MEM_KV_F16
-        if i.head_dim % 32 == 0:  # LB_MEM_KV_Q8_0: 34 bytes per 32 values
-            pin.kv_bytes_per_token[2] = per_tok // 32 * 34
-        pin.scratch_bytes, pin.scratch_bytes_per_token = self._scratch_model(threads)
-        pin.n_ctx_requested = n_ctx
-        ctx_train = i.ctx_train if i.ctx_train > 0 else 0
-        pin.n_ctx_train = min(ctx_train, 4096) if ctx_train else (n_ctx or 4096)
+        train = self._info.ctx_train
+        # without n_ctx, what the session would allocate by default; the plan may shrink it
+        pin.n_ctx_requested = n_ctx or (train if 0 < train < 4096 else 4096)
         pin.ctx_strict = 1 if n_ctx else 0
         pin.kv_forced = -1 if kv is None else kv
         plan = _lib.MemPlan()

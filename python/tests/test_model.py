@@ -150,6 +150,20 @@ def test_budget_lowering_kv_warns(shared):
     m.close()
 
 
+def test_plan_equals_cli(shared, cli):
+    """Issue 11: the Python planner left out the runtime term (and measured scratch itself); it
+    now fills its request with the C lb_model_mem_plan_input, so its plan is the CLI's."""
+    for path, budget in ((shared(*STORIES_GGUF), "64M"), (shared("models", "tinystories-512d"), "100M")):
+        r = subprocess.run([cli, "run", "-m", path, "-p", "hi", "-n", "1", "-t", "1", "--mem-budget", budget],
+                           capture_output=True, timeout=300)
+        err = r.stderr.decode(errors="replace")
+        line = [l for l in err.splitlines() if l.startswith("lowbit: memory plan: ")]
+        assert r.returncode == 0 and line, err
+        want = line[0][len("lowbit: memory "):].rsplit(" (KV types available", 1)[0]
+        with lowbit.Model(path, threads=1, mem_budget=budget) as m:
+            assert m.plan == want and "+ runtime " in m.plan
+
+
 def test_sampling_is_seeded(model):
     a = model.generate("Once upon a time", max_tokens=30, temperature=1.0, seed=3)
     b = model.generate("Once upon a time", max_tokens=30, temperature=1.0, seed=3)
@@ -182,10 +196,15 @@ def test_mem_budget_checked(shared):
 
 def test_mem_budget_planned(shared):
     need("lb_mem_plan_make")
-    big = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget="1G")
-    small = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget=2 * 1024 * 1024)
-    assert small.memory_bytes() <= 2 * 1024 * 1024
-    assert small.n_ctx <= big.n_ctx
+    import re
+    big = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget="100M")  # a plan in MiB
+    # the planned total less half the KV cache (the plan counts the runtime allowance too)
+    g = re.search(r"KV cache \(\d+ tokens, f16\) ([\d.]+) MiB .* = ([\d.]+) MiB <= budget", big.plan)
+    assert g, big.plan
+    tight = int((float(g.group(2)) - float(g.group(1)) / 2) * 2**20)
+    small = lowbit.Model(shared(*STORIES_GGUF), threads=1, mem_budget=tight)
+    assert small.memory_bytes() <= tight
+    assert small.n_ctx < big.n_ctx
     # the budget never changes what fits: same greedy text
     assert "plan" in small.plan
     # a budget that only shrinks the context or the KV type keeps the greedy text of a short run
