@@ -130,6 +130,47 @@ with tempfile.TemporaryDirectory() as d:
     check(r.returncode == 1 and m and int(m.group(1)) >= low and int(m.group(2)) == lbtest.gguf_header(GGUF)[0].get(
         "llama.context_length"), f"-f with 140 KiB: exit {r.returncode}, {err[-300:]!r}")
 
+    # finding 10: overlapping tensor data ranges were accepted (GGUF); safetensors names both too.
+    # Both 1-D and 2-D tensors: a norm moved onto another norm, and a norm moved into a matrix.
+    def gguf_moved(name, onto, extra):
+        """stories260K.gguf with tensor name's data offset set to onto's offset + extra."""
+        g = lbtest.Gguf(GGUF, 1 << 20)
+        b = bytearray(gguf)
+        key = struct.pack("<Q", len(name)) + name.encode()
+        at = b.index(key) + len(key)
+        nd = struct.unpack_from("<I", b, at)[0]
+        at += 4 + 8 * nd + 4
+        check(struct.unpack_from("<Q", b, at)[0] == g.tensors[name][2], f"{name}: offset field found")
+        struct.pack_into("<Q", b, at, g.tensors[onto][2] + extra)
+        return write(d, "overlap.gguf", bytes(b))
+
+    with open(GGUF, "rb") as f:
+        gguf = f.read()
+    for name, onto, extra in (("output_norm.weight", "blk.0.attn_norm.weight", 0),
+                              ("blk.1.ffn_norm.weight", "blk.0.attn_q.weight", 64)):
+        p = gguf_moved(name, onto, extra)
+        for cmd in (["inspect", p], ["run", "-m", p, "-p", "hi", "-n", "1"]):
+            r = lowbit(*cmd)
+            err = r.stderr.decode(errors="replace")
+            check(r.returncode == 1 and "overlaps" in err and name in err and onto in err,
+                  f"{' '.join(cmd[:1])}: {name} over {onto}: exit {r.returncode}, {err[-300:]!r}")
+    # safetensors: the same through the JSON header of a folder copy
+    hf = os.path.join(d, "hf-overlap")
+    shutil.copytree(M("stories260K-hf"), hf)
+    st = os.path.join(hf, "model.safetensors")
+    with open(st, "rb") as f:
+        raw = f.read()
+    n = struct.unpack_from("<Q", raw)[0]
+    hdr = json.loads(raw[8:8 + n])
+    a, b_ = "model.norm.weight", "model.layers.0.input_layernorm.weight"
+    hdr[a]["data_offsets"] = hdr[b_]["data_offsets"]
+    h = json.dumps(hdr).encode()
+    with open(st, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+    r = lowbit("inspect", hf)
+    err = r.stderr.decode(errors="replace")
+    check(r.returncode == 1 and "overlaps" in err and a in err and b_ in err, f"safetensors overlap: {err[-300:]!r}")
+
 # finding 10: the KV cache was F32 in the library, serve and Python, and a budget switched it
 # silently. Now F16 everywhere; a budget between the Q8_0 and the F16 plan lowers it to Q8_0
 # and says so (run and serve; Python warns, python/tests/test_model.py)

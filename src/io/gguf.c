@@ -390,7 +390,40 @@ static lb_status parse_tensor_info(cur *c, size_t i) {
     return LB_OK;
 }
 
-/* With the data section located, every tensor must lie inside it at an aligned offset. */
+typedef struct span {
+    uint64_t off, end;
+    size_t i;
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+/* No two tensors share bytes: no writer makes such a file, and a delta or an in-place
+ * conversion of one would silently change the other. Sorted by offset, an overlap shows
+ * between neighbours (zero-size tensors cover nothing and are left out). */
+static lb_status check_overlaps(cur *c, size_t start) {
+    lb_gguf *g = c->g;
+    if (g->n_tensors < 2) return LB_OK;
+    span *s = malloc(g->n_tensors * sizeof *s);
+    if (!s) return lb_fail(c->err, LB_ERR_NOMEM, "%s: out of memory for %zu tensor ranges", g->name, g->n_tensors);
+    size_t n = 0;
+    for (size_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].nbytes) s[n++] = (span){g->toff[i], g->toff[i] + g->tensors[i].nbytes, i};
+    qsort(s, n, sizeof *s, cmp_span);
+    lb_status st = LB_OK;
+    for (size_t k = 1; k < n && !st; k++)
+        if (s[k].off < s[k - 1].end)
+            st = BAD(c, start + (size_t)s[k].off, "tensor %.100s: data [%llu, %llu) overlaps tensor %.100s [%llu, %llu)",
+                     g->pool + g->tname[s[k].i], (unsigned long long)s[k].off, (unsigned long long)s[k].end,
+                     g->pool + g->tname[s[k - 1].i], (unsigned long long)s[k - 1].off, (unsigned long long)s[k - 1].end);
+    free(s);
+    return st;
+}
+
+/* With the data section located, every tensor must lie inside it at an aligned offset, apart
+ * from every other. */
 static lb_status place_tensors(cur *c, size_t infos_end) {
     lb_gguf *g = c->g;
     size_t start;
@@ -417,6 +450,8 @@ static lb_status place_tensors(cur *c, size_t infos_end) {
         t->data = g->base + start + off;
     }
     c->ctx[0] = 0;
+    lb_status s = check_overlaps(c, start);
+    if (s) return s;
     size_t trailing = 0;
     for (size_t i = 0; i < g->n_tensors; i++) {
         size_t end = (size_t)g->toff[i] + g->tensors[i].nbytes;
