@@ -1,4 +1,4 @@
-"""Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*)."""
+"""Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*, lb_generate)."""
 import codecs
 import contextlib
 import ctypes
