@@ -70,6 +70,15 @@ typedef void (*lb_progress_fn)(void *user, const char *what, uint64_t done, uint
  * folder input, no file directly inside it. */
 #define LB_OUT_FOLDER 1
 LB_API lb_status lb_output_check(const char *out, const char *const *inputs, size_t n_inputs, int flags, lb_error *err);
+/* A whole regular file into a NUL-terminated malloc'ed buffer; one over max_size is refused. */
+LB_API lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err);
+/* Atomic output: bytes go to a temp file beside path, renamed over it (fsynced) at commit; abort
+ * or an interrupted process leaves path as it was. commit and abort free f. */
+typedef struct lb_atomic_file lb_atomic_file;
+LB_API lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err);
+LB_API lb_status lb_atomic_write(lb_atomic_file *f, const void *data, size_t n, lb_error *err);
+LB_API lb_status lb_atomic_commit(lb_atomic_file *f, lb_error *err);
+LB_API void lb_atomic_abort(lb_atomic_file *f);
 
 /* ---- logging ---------------------------------------------------------------------------- */
 typedef enum lb_log_level { LB_LOG_ERROR = 0, LB_LOG_WARN, LB_LOG_INFO, LB_LOG_DEBUG } lb_log_level;
@@ -143,6 +152,7 @@ LB_API size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_
 /* 1 when id ends generation (EOS, or an end-of-turn token such as <|eot_id|>). */
 LB_API int lb_token_is_eog(const lb_tokenizer *t, int32_t id);
 LB_API int lb_tokenizer_n_vocab(const lb_tokenizer *t);
+LB_API int32_t lb_tokenizer_bos(const lb_tokenizer *t); /* the BOS id, -1 when there is none */
 LB_API const char *lb_tokenizer_kind(const lb_tokenizer *t);
 /* Decodes ids to text; *text is malloc'ed and NUL-terminated. */
 LB_API lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
@@ -407,6 +417,11 @@ LB_API const struct lb_lbz_region *lb_model_regions_get(const lb_model_regions *
 LB_API uint64_t lb_model_regions_header_len(const lb_model_regions *r);
 /* An lb_lbz_name_fn: ud is the lb_model_regions; the tensor holding offset, or NULL. */
 LB_API const char *lb_model_regions_name_at(uint64_t offset, void *ud);
+/* The file the regions describe (for a folder: its model.safetensors), its format ("gguf",
+ * "safetensors", or "gguf.lbz" / "safetensors.lbz" for a container) and tensor count. */
+LB_API const char *lb_model_regions_file(const lb_model_regions *r);
+LB_API const char *lb_model_regions_format(const lb_model_regions *r);
+LB_API size_t lb_model_regions_n_tensors(const lb_model_regions *r);
 
 /* Progress of a long operation: done and total bytes (of the original file). */
 /* Maps an offset of the original file to a name (e.g. the tensor there) for error messages;
@@ -521,6 +536,28 @@ LB_API lb_status lb_delta_create(const char *base, const char *finetuned, const 
  * made for is refused (LB_ERR_MISMATCH); nothing is left at OUT on any failure. */
 LB_API lb_status lb_delta_apply(const char *base, const char *delta, const char *out, lb_progress_fn progress,
                          void *ud, lb_error *err);
+/* Inspection (lowbit delta info): open fully checks the file (structure, sizes, every tensor's
+ * checksum); the info strings point into d. */
+typedef struct lb_delta lb_delta;
+LB_API lb_status lb_delta_open(const char *path, lb_delta **out, lb_error *err);
+LB_API void lb_delta_close(lb_delta *d);
+LB_API const char *lb_delta_mode_name(lb_delta_mode m);
+typedef struct lb_delta_info {
+    lb_delta_mode mode;
+    int version, lossless;             /* version 1: xor/float/int8, 2: zdiff/sign/mixed */
+    size_t n_tensors, n_changed;
+    uint64_t data_bytes, weight_bytes; /* delta data, and the fine-tune weights it stands for */
+    double max_err;                    /* largest |error| of any tensor (0 when lossless) */
+    const char *base_format;
+    uint64_t base_fingerprint;
+} lb_delta_info;
+LB_API void lb_delta_get_info(const lb_delta *d, lb_delta_info *out);
+typedef struct lb_delta_tensor_info {
+    const char *name, *dtype, *encoding; /* same, zstd, mixed, sign, dense or sparse */
+    uint64_t data_bytes, weight_bytes;
+    double max_err, rms_err;
+} lb_delta_tensor_info;
+LB_API lb_status lb_delta_get_tensor(const lb_delta *d, size_t i, lb_delta_tensor_info *out, lb_error *err);
 
 /* Sparse: keeps the elements with |x| > threshold (threshold >= 0; NaNs are kept). *indices and
  * *values are malloc'ed (free with free(); NULL when nothing is kept), indices ascending.

@@ -9,17 +9,40 @@ pass=0; fail=0
 ok() { if [ "$1" = 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $2"; fi; }
 printf 'Once upon a time\nThe cat sat\n\nLily went to the park\nOnce upon a time there was\nA dog\n' > "$T/p.txt"
 mapfile -t prompts < <(grep -v '^$' "$T/p.txt")
-for n in 1 2 5; do
-  "$L" run -m "$M" --parallel $n -f "$T/p.txt" -n 24 --json > "$T/par$n.jsonl" 2>"$T/err" || { ok 0 "--parallel $n exit: $(cat "$T/err")"; continue; }
-  i=0
+# every prompt's line of a --parallel run equals running that prompt alone with the same options
+same_as_alone() { # label, options...
+  local label=$1; shift
+  "$L" run -m "$M" -f "$T/p.txt" --json "$@" > "$T/par.jsonl" 2>"$T/err" || { ok 0 "$label exit: $(cat "$T/err")"; return; }
+  local i=0 p alone got same
   for p in "${prompts[@]}"; do
     i=$((i + 1))
-    alone=$("$L" run -m "$M" -p "$p" -n 24 --json 2>/dev/null)
-    got=$(sed -n "${i}p" "$T/par$n.jsonl")
+    alone=$("$L" run -m "$M" -p "$p" --json "${@:3}" 2>/dev/null)
+    got=$(sed -n "${i}p" "$T/par.jsonl")
     same=$(/usr/bin/python3 -c 'import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print(int(a["ids"]==b["ids"] and a["text"]==b["text"] and a["prompt_ids"]==b["prompt_ids"] and b["index"]==int(sys.argv[3]) and len(a["ids"])>0))' "$alone" "$got" $i)
-    ok "$same" "--parallel $n prompt $i ($p) differs from running it alone"
+    ok "$same" "$label prompt $i ($p) differs from running it alone"
   done
-done
+}
+for n in 1 2 5; do same_as_alone "--parallel $n" --parallel $n -n 24; done
+# continuous batching: a context of 20 ends each prompt at its own step (20 - its length + 1
+# tokens; the last one is not fed back), so with 2 slots over 5 prompts a freed slot takes the
+# next prompt while the other still runs. The decode steps then equal the makespan of assigning
+# the prompts, in order, to whichever slot frees first (waves of 2 would take longer).
+same_as_alone "--parallel 2 --ctx 20" --parallel 2 --ctx 20 -n 64
+steps=$(sed -n 's/.* in \([0-9]*\) decode steps.*/\1/p' "$T/err")
+sched=$(/usr/bin/python3 -c '
+import json, sys
+d = []
+for l in open(sys.argv[1]):
+    r = json.loads(l); g, p = len(r["ids"]), len(r["prompt_ids"])
+    d.append(g - 1 if g == 20 - p + 1 else g)  # an end-of-text id ends it after g fed ids
+free = [0, 0]
+for x in d:
+    k = free.index(min(free)); free[k] += x
+waves = sum(max(d[i:i + 2]) for i in range(0, len(d), 2))
+print(max(free), waves, len(set(d)))' "$T/par.jsonl")
+read -r want waves distinct <<< "$sched"
+ok $([ -n "$steps" ] && [ "$steps" = "$want" ] && [ "$want" -lt "$waves" ] && [ "$distinct" -ge 3 ] && grep -q 'at most 2 at a time' "$T/err" && echo 1) \
+  "refill: $steps decode steps, scheduled $want, waves $waves, distinct lengths $distinct: $(cat "$T/err")"
 # text output: labelled, in prompt order
 "$L" run -m "$M" --parallel 3 -f "$T/p.txt" -n 8 > "$T/text" 2>/dev/null
 labels=$(grep -c '^--- [0-9]*: ' "$T/text"); first=$(grep -m1 '^--- ' "$T/text"); last=$(grep '^--- ' "$T/text" | tail -1)

@@ -5,8 +5,7 @@
    ARCHITECTURE.md: core 1, kernels 2, io/tokenizer 3, quant/compress/delta/mem 4, graph 5,
    engine 6). The upward includes that existed when the test was written are listed in KNOWN with
    what removes them; a new one fails, and so does a KNOWN entry that no longer exists (delete it).
-2. tools/ and python/ use only include/lowbit.h; the CLI's remaining internal includes are KNOWN
-   too (they go once the generation loop is behind the public API).
+2. tools/ and python/ use only include/lowbit.h (no KNOWN exceptions are left for them).
 3. liblowbit.so (beside the lowbit binary) exports exactly the lb_ functions lowbit.h declares.
 Usage: layers.py REPO_ROOT BUILD_DIR
 """
@@ -24,10 +23,6 @@ KNOWN = {  # file -> included header: why it is still there
     'src/io/load.c': ['compress/model_regions.h'],           # .lbz restore: a loader hook
     'src/core/model.c': ['compress/model_regions.h'],        # .lbz restore: a loader hook
     'src/core/dtype.c': ['quant/quant.h'],                   # row dequantization: dtype traits table
-    'tools/lowbit/compress.c': ['compress/model_regions.h'], # region listing: needs a public call
-    'tools/lowbit/delta.c': ['delta/deltafile.h'],           # delta inspect: needs a public call
-    'tools/lowbit/perplexity.c': ['core/mapfile.h', 'tokenizer/tokenizer.h'],  # text file mapping
-    'tools/lowbit/logits.c': ['core/mapfile.h'],             # ids file mapping
 }
 # Exported from internal headers because python/lowbit calls them (block quantization by dtype
 # number); they move into lowbit.h once it has a public dtype enum.

@@ -79,6 +79,30 @@ int main(void) {
     for (int i = 0; i < N1; i++) changed += bb[i] != bf[i];
     for (int i = 0; i < N2; i++) changed += cb[i] != cf[i];
     CHECK(sum.n_kept == changed, "kept %llu, changed %zu", (unsigned long long)sum.n_kept, changed);
+    /* the public view of the file agrees with what create wrote and with the inputs' shapes */
+    lb_delta *dv = NULL;
+    CHECK(lb_delta_open(pd, &dv, &err) == LB_OK, "%s", err.msg);
+    if (dv) {
+        lb_delta_info in;
+        lb_delta_get_info(dv, &in);
+        CHECK(in.n_tensors == 3 && in.n_changed == sum.n_changed && in.lossless && in.max_err == 0,
+              "info: %zu tensors, %zu changed (create: %llu), lossless %d", in.n_tensors, in.n_changed,
+              (unsigned long long)sum.n_changed, in.lossless);
+        CHECK(in.weight_bytes == 4 * N0 + 2 * N1 + 2 * N2, "weight bytes %llu", (unsigned long long)in.weight_bytes);
+        uint64_t data = 0;
+        const char *names[] = {"a.weight", "b.weight", "c.weight"};
+        lb_delta_tensor_info t;
+        for (size_t i = 0; i < 3; i++) {
+            CHECK(lb_delta_get_tensor(dv, i, &t, &err) == LB_OK, "%s", err.msg);
+            CHECK(!strcmp(t.name, names[i]) && strcmp(t.encoding, "same") != 0, "tensor %zu: %s %s", i, t.name, t.encoding);
+            data += t.data_bytes;
+        }
+        CHECK(data == in.data_bytes, "per-tensor bytes %llu, total %llu", (unsigned long long)data,
+              (unsigned long long)in.data_bytes);
+        lb_status s = lb_delta_get_tensor(dv, 3, &t, &err);
+        CHECK(s == LB_ERR_RANGE && strstr(err.msg, "d.delta") && strstr(err.msg, "tensor 3"), "index 3: %d %s", s, err.msg);
+        lb_delta_close(dv);
+    }
     CHECK(lb_delta_apply(pb, pd, po, NULL, NULL, &err) == LB_OK, "%s", err.msg);
     CHECK(read_back(po, ao, bo, co), "read back");
     CHECK(!memcmp(ao, af, sizeof af) && !memcmp(bo, bf, sizeof bf) && !memcmp(co, cf, sizeof cf), "lossless round trip");

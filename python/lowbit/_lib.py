@@ -222,6 +222,24 @@ class MemSnapshot(ctypes.Structure):
                                  "proc_pss_shmem", "proc_private_dirty", "proc_locked")]
 
 
+# lb_generate's callbacks: (user, id, text, len) -> nonzero stops; (user, message)
+TOKEN_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_int32, c_void_p, c_size_t)
+NOTICE_FN = ctypes.CFUNCTYPE(None, c_void_p, c_char_p)
+
+
+class GenerateParams(ctypes.Structure):
+    _fields_ = [("sampling", SamplerParams), ("sampler", c_void_p), ("max_tokens", c_int), ("stop", P(c_char_p)),
+                ("n_stop", c_size_t), ("chat", c_int), ("system", c_char_p), ("keep", c_int),
+                ("prompt_ids", P(c_int32)), ("n_prompt_ids", c_size_t), ("guard", c_void_p),
+                ("on_token", TOKEN_FN), ("on_notice", NOTICE_FN), ("user", c_void_p)]
+
+
+class GenerateResult(ctypes.Structure):
+    _fields_ = [("prompt_ids", P(c_int32)), ("ids", P(c_int32)), ("n_prompt_ids", c_size_t), ("n_ids", c_size_t),
+                ("text", c_void_p), ("text_len", c_size_t), ("stop", c_int), ("prompt_seconds", c_double),
+                ("gen_seconds", c_double)]
+
+
 LB_MEM_KV_COUNT = 3
 
 
@@ -271,6 +289,10 @@ _PROTOTYPES = {
     "lb_sampler_new": (c_int, [P(SamplerParams), c_int, P(c_void_p), PErr]),
     "lb_sampler_free": (None, [c_void_p]),
     "lb_sampler_sample": (c_int32, [c_void_p, P(c_float), P(c_int32), c_size_t]),
+    "lb_generate_default_params": (GenerateParams, []),
+    "lb_generate": (c_int, [c_void_p, c_char_p, P(GenerateParams), P(GenerateResult), PErr]),
+    "lb_generate_result_free": (None, [P(GenerateResult)]),
+    "lb_stop_reason_name": (c_char_p, [c_int]),
     # deltas (src/delta)
     "lb_compress_delta_sparse": (c_int, [P(c_float), c_size_t, c_float, P(P(ctypes.c_uint32)), P(P(c_float)),
                                          P(c_size_t), P(c_double), PErr]),

@@ -1,4 +1,4 @@
-"""Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*)."""
+"""Models, tokenizers and generation (C: lb_model_*, lb_tokenize, lb_session_*, lb_sampler_*, lb_generate)."""
 import codecs
 import contextlib
 import ctypes
@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import _arrays, _lib
+from . import _arrays, _generate, _lib
 from .memory import parse_size
 
 _KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 2}
@@ -161,6 +161,7 @@ class Model(_lib.Handle, _TokenizerOps):
         mp.delta_path = delta_path
         self._m = None
         self._s = None
+        self._open_stream = None
         h = ctypes.c_void_p()
         _lib.call(lib.lb_model_load, _path(path, "path"), ctypes.byref(mp), ctypes.byref(h))
         self._m = h
@@ -188,7 +189,6 @@ class Model(_lib.Handle, _TokenizerOps):
             self.close()
             raise
         self.n_vocab_model = lib.lb_model_n_vocab(h)
-        self._logits = np.empty(self.n_vocab_model, np.float32)
         self._busy = threading.Lock()
 
     # ---- memory budget ------------------------------------------------------------------
@@ -247,6 +247,9 @@ class Model(_lib.Handle, _TokenizerOps):
         return t
 
     def close(self):
+        st = getattr(self, "_open_stream", None)
+        if st is not None:  # its worker thread may be inside the session: stop it first
+            st.close()
         lib = _lib.lib() if (getattr(self, "_s", None) or getattr(self, "_m", None)) else None
         if getattr(self, "_s", None):
             lib.lb_session_free(self._s)
@@ -330,17 +333,12 @@ class Model(_lib.Handle, _TokenizerOps):
             prompt_ids = self._ids_in(prompt, self.n_vocab_model).tolist()
         if not prompt_ids:
             raise ValueError("prompt: encodes to no tokens")
-        it = self._steps(prompt_ids, max_tokens, sp)
         if stream:
-            return self._stream(it)
-        pieces, ids, reason = [], [], "length"
-        for kind, v, b in it:
-            if kind == "token":
-                ids.append(v)
-                pieces.append(b)
-            else:
-                reason = v
-        return Completion(b"".join(pieces).decode("utf-8", "replace"), ids, prompt_ids, reason)
+            return self._stream(self._steps(prompt_ids, max_tokens, sp))
+        with self._exclusive():
+            max_tokens, capped = self._room(prompt_ids, max_tokens)
+            ids, text, reason = _generate.run(self._session(), prompt_ids, max_tokens, sp)
+        return Completion(text.decode("utf-8", "replace"), ids, prompt_ids, self._reason(reason, capped))
 
     @staticmethod
     def _stream(it):
@@ -355,10 +353,30 @@ class Model(_lib.Handle, _TokenizerOps):
             yield tail
 
     def _steps(self, prompt_ids, max_tokens, sp):
-        """Yields ("token", id, bytes) per generated token, then ("stop", reason, None). The same
-        loop as `lowbit run`."""
+        """Yields ("token", id, bytes) per generated token, then ("stop", reason, None), from the
+        C library's loop (the same as `lowbit run`)."""
         with self._exclusive():
-            yield from self._steps_locked(prompt_ids, max_tokens, sp)
+            max_tokens, capped = self._room(prompt_ids, max_tokens)
+            st = self._open_stream = _generate.Stream(self._session(), prompt_ids, max_tokens, sp)
+            try:
+                for kind, v, b in st:
+                    yield kind, self._reason(v, capped) if kind == "stop" else v, b
+            finally:
+                st.close()
+                self._open_stream = None
+
+    def _room(self, prompt_ids, max_tokens):
+        """(max_tokens capped by the context, whether it was): at most one token past the
+        context is sampled, and max_tokens=10**12 must not reach the C int."""
+        n_ctx = _lib.lib().lb_session_n_ctx(self._session())
+        if len(prompt_ids) > n_ctx:
+            raise ValueError("prompt: %d tokens exceed the context of %d" % (len(prompt_ids), n_ctx))
+        room = n_ctx - len(prompt_ids) + 1
+        return min(max_tokens, room), max_tokens > room
+
+    @staticmethod
+    def _reason(reason, capped):
+        return "context" if capped and reason == "length" else reason
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -371,46 +389,3 @@ class Model(_lib.Handle, _TokenizerOps):
             yield
         finally:
             self._busy.release()
-
-    def _steps_locked(self, prompt_ids, max_tokens, sp):
-        lib = _lib.lib()
-        s = self._session()
-        t = lib.lb_model_tokenizer(self._m)
-        smp = ctypes.c_void_p()
-        _lib.call(lib.lb_sampler_new, ctypes.byref(sp), self.n_vocab_model, ctypes.byref(smp))
-        try:
-            lib.lb_session_reset(s)
-            n_ctx = lib.lb_session_n_ctx(s)
-            if len(prompt_ids) > n_ctx:
-                raise ValueError("prompt: %d tokens exceed the context of %d" % (len(prompt_ids), n_ctx))
-            # at most one token past the context is sampled: max_tokens=10**12 must not size the buffer
-            room = n_ctx - len(prompt_ids) + 1
-            capped, max_tokens = max_tokens > room, min(max_tokens, room)
-            history = np.empty(len(prompt_ids) + max_tokens, np.int32)
-            history[:len(prompt_ids)] = prompt_ids
-            n_hist = len(prompt_ids)
-            logits = self._logits
-            self._eval(history[:n_hist], logits, False)
-            lp = _arrays.ptr(logits, ctypes.c_float)
-            hp = _arrays.ptr(history, ctypes.c_int32)
-            one = np.empty(1, np.int32)
-            reason = "length"
-            for i in range(max_tokens):
-                tid = lib.lb_sampler_sample(smp, lp, hp, n_hist)
-                if t and lib.lb_token_is_eog(t, tid):
-                    reason = "eos"
-                    break
-                history[n_hist] = tid
-                n_hist += 1
-                yield "token", tid, self.token_bytes(tid) if t else b""
-                if i + 1 == max_tokens:
-                    reason = "context" if capped else reason
-                    break
-                if lib.lb_session_n_past(s) >= n_ctx:
-                    reason = "context"
-                    break
-                one[0] = tid
-                self._eval(one, logits, False)
-            yield "stop", reason, None
-        finally:
-            lib.lb_sampler_free(smp)

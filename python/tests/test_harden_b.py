@@ -56,3 +56,21 @@ def test_two_threads_never_silently_wrong(model):
     assert len(got) + len(errors) == 10
     assert all(g == want for g in got)  # before: interleaved sessions gave wrong greedy text
     assert all("busy" in e for e in errors)
+
+
+def test_stream_stopped_early_or_by_close(shared):
+    # the stream runs lb_generate on a worker thread: closing the stream, or the Model under an
+    # open stream, must stop that thread before the session is reused or freed (ASan build: no
+    # use after free), and what was streamed is a prefix of the whole answer
+    with lowbit.Model(shared(*STORIES_GGUF), threads=1) as m:
+        whole = m.generate("Once upon a time", max_tokens=200)
+        st = m.generate("Once upon a time", max_tokens=200, stream=True)
+        first = next(st)
+        st.close()
+        assert whole.startswith(first) and m.generate("Once upon a time", max_tokens=200) == whole
+        st = m.generate("Once upon a time", max_tokens=200, stream=True)
+        first = next(st)
+    rest = "".join(st)  # pieces made before close() stopped the run, then the end
+    assert whole.startswith(first + rest)
+    with pytest.raises(ValueError, match="closed"):
+        m.generate("Once upon a time", max_tokens=5)

@@ -6,11 +6,6 @@
 
 /* 1 when data starts with the .lbz magic. */
 int lb_lbz_is_container(const void *data, size_t size);
-/* The file the regions describe (for a folder: its model.safetensors) and its format
- * ("gguf", "safetensors", or "gguf.lbz" / "safetensors.lbz" for a container). */
-const char *lb_model_regions_file(const lb_model_regions *r);
-const char *lb_model_regions_format(const lb_model_regions *r);
-size_t lb_model_regions_n_tensors(const lb_model_regions *r);
 /* Restores a .lbz into memory (like lb_lbz_decompress_to_memory) with tensor names in the
  * error message of a corrupt chunk, when the kept header can be parsed. */
 /* Before a restore: the kept header of the .lbz at path parses as a model whose tensors account

@@ -25,9 +25,7 @@ void lb_mapfile_close(lb_mapfile *m);
 /* A view of a heap buffer the mapfile takes ownership of (freed at close, also on failure). */
 lb_status lb_mapfile_from_heap(void *buf, size_t size, const char *path, lb_mapfile *out, lb_error *err);
 
-/* Reads a whole (small) file into a NUL-terminated malloc'ed buffer, refusing files larger
- * than max_size. */
-lb_status lb_read_file(const char *path, size_t max_size, char **out, size_t *len, lb_error *err);
+/* lb_read_file and the lb_atomic_* writer are public (lowbit.h). */
 
 /* "dir/name" in a new malloc'd string; NULL when out of memory. */
 char *lb_path_join(const char *dir, const char *name);
@@ -37,11 +35,6 @@ char *lb_path_join(const char *dir, const char *name);
  * kill -9 leaves them. */
 char *lb_temp_name(const char *path); /* malloc'd mkstemp template */
 void lb_temp_sweep(const char *path);
-typedef struct lb_atomic_file lb_atomic_file;
-lb_status lb_atomic_open(const char *path, lb_atomic_file **out, lb_error *err);
-lb_status lb_atomic_write(lb_atomic_file *f, const void *data, size_t n, lb_error *err);
-lb_status lb_atomic_commit(lb_atomic_file *f, lb_error *err); /* frees f */
-void lb_atomic_abort(lb_atomic_file *f);                      /* removes the temp file, frees f */
 int lb_atomic_fd(const lb_atomic_file *f);
 
 #endif

@@ -39,7 +39,7 @@ typedef struct lb_delta_entry {
     uint64_t zbytes, rows, cols, n8;
 } lb_delta_entry;
 
-typedef struct lb_delta {
+struct lb_delta { /* lb_delta in lowbit.h */
     char *path;
     lb_safetensors *st;
     lb_delta_mode mode;
@@ -52,12 +52,9 @@ typedef struct lb_delta {
     lb_delta_entry *e;
     size_t n;
     uint64_t data_bytes; /* idx + val + scale over all tensors */
-} lb_delta;
+};
 
-/* Opens and fully checks a delta: structure, sizes, and the checksum of every tensor's data. */
-lb_status lb_delta_open(const char *path, lb_delta **out, lb_error *err);
-void lb_delta_close(lb_delta *d);
-const char *lb_delta_mode_name(lb_delta_mode m);
+/* lb_delta_open / _close / _mode_name and the info accessors (deltainfo.c) are public. */
 
 /* Checks that base has exactly the delta's tensors with the same dtypes and shapes (not the
  * bytes: those are hashed while streaming). */

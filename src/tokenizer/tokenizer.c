@@ -115,4 +115,5 @@ int lb_token_is_eog(const lb_tokenizer *t, int32_t id) {
 }
 
 int lb_tokenizer_n_vocab(const lb_tokenizer *t) { return t->n_vocab; }
+int32_t lb_tokenizer_bos(const lb_tokenizer *t) { return t->bos_id; }
 const char *lb_tokenizer_kind(const lb_tokenizer *t) { return t->ops->kind; }

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "compress/model_regions.h"
 
 static void usage(FILE *f) {
     fputs("usage: lowbit compress IN OUT [options]\n\n"

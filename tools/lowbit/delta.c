@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "delta/deltafile.h"
 
 static void usage(FILE *f) {
     fputs("usage: lowbit delta create BASE FINETUNED -o OUT.delta [--bits B | --threshold T | --int8 | --raw] [-q]\n"
@@ -130,26 +129,20 @@ static int info(int argc, char **argv) {
     lb_delta *d;
     lb_error err;
     if (lb_delta_open(path, &d, &err)) return cli_error(&err);
-    uint64_t changed = 0, weights = 0;
-    double maxe = 0;
-    for (size_t i = 0; i < d->n; i++) {
-        const lb_delta_entry *e = &d->e[i];
-        changed += e->kept > 0, weights += e->n * e->es;
-        if (e->max_err > maxe) maxe = e->max_err;
-    }
+    lb_delta_info in;
+    lb_delta_get_info(d, &in);
     char b1[32], b2[32];
-    int lossless = d->mode == LB_DELTA_XOR || d->mode == LB_DELTA_ZDIFF;
-    printf("%s: %s delta (version %d%s), %zu tensors, %" PRIu64 " changed; %s of data for %s of weights (ratio %.2f); "
+    printf("%s: %s delta (version %d%s), %zu tensors, %zu changed; %s of data for %s of weights (ratio %.2f); "
            "max|err| %.3g; base %s %016" PRIx64 " (checked)\n",
-           path, lb_delta_mode_name(d->mode), d->version, lossless ? ", lossless" : "", d->n, changed,
-           cli_human_bytes(d->data_bytes, b1, sizeof b1), cli_human_bytes(weights, b2, sizeof b2),
-           d->data_bytes ? (double)weights / (double)d->data_bytes : 0, maxe, d->base_format, d->base_fp);
-    for (size_t i = 0; verbose && i < d->n; i++) {
-        const lb_delta_entry *e = &d->e[i];
-        uint64_t by = lb_delta_entry_bytes(d, e), w = e->n * e->es;
-        const char *enc = !e->kept ? "same" : e->enc == 'z' ? "zstd" : e->enc == 'r' ? (e->n8 ? "mixed" : "sign") : e->dense ? "dense" : "sparse";
-        printf("  %-40s %-5s %-6s %10s  ratio %7.2f  max|err| %.3g  rms %.3g\n", e->name, e->dtype, enc,
-               cli_human_bytes(by, b1, sizeof b1), by ? (double)w / (double)by : 0, e->max_err, e->rms_err);
+           path, lb_delta_mode_name(in.mode), in.version, in.lossless ? ", lossless" : "", in.n_tensors, in.n_changed,
+           cli_human_bytes(in.data_bytes, b1, sizeof b1), cli_human_bytes(in.weight_bytes, b2, sizeof b2),
+           in.data_bytes ? (double)in.weight_bytes / (double)in.data_bytes : 0, in.max_err, in.base_format,
+           in.base_fingerprint);
+    lb_delta_tensor_info t;
+    for (size_t i = 0; verbose && i < in.n_tensors && !lb_delta_get_tensor(d, i, &t, &err); i++) {
+        uint64_t by = t.data_bytes;
+        printf("  %-40s %-5s %-6s %10s  ratio %7.2f  max|err| %.3g  rms %.3g\n", t.name, t.dtype, t.encoding,
+               cli_human_bytes(by, b1, sizeof b1), by ? (double)t.weight_bytes / (double)by : 0, t.max_err, t.rms_err);
     }
     lb_delta_close(d);
     return CLI_OK;

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/mapfile.h"
 
 static int parse_ids(const char *s, int32_t **out, size_t *n) {
     size_t cap = 16;

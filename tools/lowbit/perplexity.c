@@ -4,8 +4,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/mapfile.h"
-#include "tokenizer/tokenizer.h"
 
 /* Windows done, on a terminal only: the byte-oriented bar does not fit a count of windows. */
 static void progress(void *user, const char *what, uint64_t done, uint64_t total) {
@@ -67,7 +65,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!s && !t) s = lb_fail(&err, LB_ERR_ARG, "%s has no tokenizer (give one with --tokenizer)", model);
     if (!s) s = lb_tokenize(t, text, len, 1, &ids, &n, &err);
     if (!s && base_path) s = load(base_path, tok, (int)threads, &base, &err);
-    if (!s) s = lb_perplexity(m, base, ids, n, t->bos_id, (int)ctx, (int)threads, progress, NULL, &r, &err);
+    if (!s) s = lb_perplexity(m, base, ids, n, lb_tokenizer_bos(t), (int)ctx, (int)threads, progress, NULL, &r, &err);
     if (!s) {
         if (json) {
             printf("{\"ppl\": %.10g, \"nll\": %.10g, ", r.ppl, r.nll);
