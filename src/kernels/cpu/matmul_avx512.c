@@ -27,7 +27,7 @@
 enum { DT_F32, DT_F16, DT_BF16 };
 
 #define KC 2048 /* k elements per pass (multiple of 16) */
-#define TB 48   /* tokens per block: TB x KC floats = 384 KiB of L2 */
+#define TB 64   /* tokens per block: TB x KC floats = 512 KiB of L2 */
 #define MR 4
 #define NR 6
 #define PF 2048 /* prefetch distance on each row of a matrix-vector product, bytes */
