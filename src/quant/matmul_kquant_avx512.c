@@ -221,6 +221,15 @@ LB_AI void tile(int q6, const lb_matmul_args *a, const uint8_t *panel, int64_t n
     lb_tile_store4(y, a->rows, R, T, buf, 0);
 }
 
+/* Token tile j's share of the next row tile's weights (lb_tile_pf: why), `bytes` per row: the
+ * next panel is then decoded from cache instead of waiting on memory. */
+LB_AI void prefetch_share(const uint8_t *pf, size_t wrb, int j, int n_tiles, size_t bytes) {
+    int n;
+    const uint8_t *q = lb_tile_pf(pf, wrb, j, n_tiles, 4, &n);
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)q + i * wrb + o, _MM_HINT_T0);
+}
+
 LB_AI void rows_any(int q6, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const int64_t nb = a->k / LB_QK_K;
     const size_t bsz = q6 ? sizeof(lb_block_q6_K) : sizeof(lb_block_q4_K);
@@ -240,8 +249,14 @@ LB_AI void rows_any(int q6, const lb_matmul_args *a, int64_t r0, int64_t r1) {
                 int R = r1 - r < 4 ? (int)(r1 - r) : 4;
                 const uint8_t *w = a->w + (size_t)r * a->w_row_bytes + (size_t)b0 * bsz;
                 for (int64_t b = 0; b < nblk; b++) decode_block(q6, R, w + (size_t)b * bsz, a->w_row_bytes, panel + b * PB);
-                for (int64_t t = tb; t < te; t += 4)
+                const uint8_t *pf = R < 4 ? NULL
+                                          : lb_tile_next(a->w, a->w_row_bytes, r, r0, r1, 4, (size_t)b0 * bsz,
+                                                         (size_t)(b0 + KB) * bsz, b0 + KB < nb, te < a->n_tok);
+                int n_tiles = (int)((te - tb + 3) / 4), j = 0;
+                for (int64_t t = tb; t < te; t += 4, j++) {
+                    prefetch_share(pf, a->w_row_bytes, j, n_tiles, (size_t)nblk * bsz);
                     tile(q6, a, panel, nblk, b0, r, R, t, te - t < 4 ? (int)(te - t) : 4, b0 > 0);
+                }
             }
         }
     }
