@@ -3,7 +3,7 @@
 #define LB_ENGINE_SESSION_H
 #include "engine/engine.h"
 
-#define LB_MAX_BATCH 32 /* tokens per forward chunk during prompt processing */
+#define LB_MAX_BATCH 64 /* tokens per forward chunk during prompt processing */
 /* On the GPU a chunk reads every weight once (and dequantizes quantized ones to F16 for
  * cuBLAS), so prompts go in larger chunks; the scratch is device memory. */
 #define LB_MAX_BATCH_GPU 512

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/tile_avx512.h"
 #include "quant/blocks.h"
 #include "quant/matmul_quant_avx512.h"
 #include "quant/quant.h"
@@ -208,18 +209,25 @@ LB_AI void tile(int q6, const lb_matmul_args *a, const uint8_t *panel, int64_t n
     const size_t tail = head_bytes(a->k / LB_QK_K);
     for (int i = 0; i < 4; i++) /* missing tokens repeat the last one, unstored */
         xt[i] = (const uint8_t *)a->x + (size_t)(t + (i < T ? i : T - 1)) * a->x_row_bytes + tail + (size_t)b0 * XB;
-    __mmask8 rm = (__mmask8)((1u << R) - 1);
     float *y = a->y + t * a->rows + r;
     _Alignas(64) float buf[16] = {0}; /* lanes 4i..4i+3: token t + i, rows r..r+3 */
-    if (add)
-        for (int i = 0; i < T; i++) _mm_store_ps(buf + 4 * i, _mm_maskz_loadu_ps(rm, y + i * a->rows));
+    if (add) lb_tile_load4(y, a->rows, R, T, buf);
     __m512 acc = _mm512_load_ps(buf);
     for (int64_t b = 0; b < nblk; b++) {
         acc = _mm512_add_ps(acc, block(q6, panel + b * PB, xt));
         for (int i = 0; i < 4; i++) xt[i] += XB;
     }
     _mm512_store_ps(buf, acc);
-    for (int i = 0; i < T; i++) _mm_mask_storeu_ps(y + i * a->rows, rm, _mm_load_ps(buf + 4 * i));
+    lb_tile_store4(y, a->rows, R, T, buf, 0);
+}
+
+/* Token tile j's share of the next row tile's weights (lb_tile_pf: why), `bytes` per row: the
+ * next panel is then decoded from cache instead of waiting on memory. */
+LB_AI void prefetch_share(const uint8_t *pf, size_t wrb, int j, int n_tiles, size_t bytes) {
+    int n;
+    const uint8_t *q = lb_tile_pf(pf, wrb, j, n_tiles, 4, &n);
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)q + i * wrb + o, _MM_HINT_T0);
 }
 
 LB_AI void rows_any(int q6, const lb_matmul_args *a, int64_t r0, int64_t r1) {
@@ -241,8 +249,14 @@ LB_AI void rows_any(int q6, const lb_matmul_args *a, int64_t r0, int64_t r1) {
                 int R = r1 - r < 4 ? (int)(r1 - r) : 4;
                 const uint8_t *w = a->w + (size_t)r * a->w_row_bytes + (size_t)b0 * bsz;
                 for (int64_t b = 0; b < nblk; b++) decode_block(q6, R, w + (size_t)b * bsz, a->w_row_bytes, panel + b * PB);
-                for (int64_t t = tb; t < te; t += 4)
+                const uint8_t *pf = R < 4 ? NULL
+                                          : lb_tile_next(a->w, a->w_row_bytes, r, r0, r1, 4, (size_t)b0 * bsz,
+                                                         (size_t)(b0 + KB) * bsz, b0 + KB < nb, te < a->n_tok);
+                int n_tiles = (int)((te - tb + 3) / 4), j = 0;
+                for (int64_t t = tb; t < te; t += 4, j++) {
+                    prefetch_share(pf, a->w_row_bytes, j, n_tiles, (size_t)nblk * bsz);
                     tile(q6, a, panel, nblk, b0, r, R, t, te - t < 4 ? (int)(te - t) : 4, b0 > 0);
+                }
             }
         }
     }

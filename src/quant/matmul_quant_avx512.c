@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/cpu/tile_avx512.h"
 #include "quant/blocks.h"
 #include "quant/matmul_quant_avx512.h"
 #include "quant/quant.h"
@@ -98,10 +99,12 @@ LB_AI __m512 load_dw(int q4, const uint8_t *b, int two) {
                                  _mm512_castps128_ps512(f));
 }
 
-/* One pair step of an R x T tile: acc[r][t] += sum over lanes of start + w . x, scaled. */
+/* One pair step of an R x T tile: acc[r][t] += sum over lanes of start + w . x, scaled; rows
+ * pf + q * wrb, q < npf, prefetched as far in as pair p is past p0 (see tokens). */
 LB_AI void step(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-                int64_t p, int two, __m512 acc[RT][TT]) {
+                int64_t p, int two, __m512 acc[RT][TT], const uint8_t *pf, int npf, int64_t p0) {
     size_t bs = q4 ? sizeof(lb_block_q4_0) : sizeof(lb_block_q8_0);
+    for (int q = 0; q < npf; q++) _mm_prefetch((const char *)pf + q * wrb + (size_t)(p - p0) * 2 * bs, _MM_HINT_T0);
     __m512i wv[RT];
     __m512 dw[RT];
     LB_UNROLL
@@ -127,38 +130,45 @@ LB_AI void step(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_
 /* y[t * ldy + r] (+)= rows r < R of w against tokens t < T of x over pairs [p0, p1) of a row
  * of nb blocks (the last pair is half when nb is odd). */
 LB_AI void tile(int q4, int R, int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-                int64_t p0, int64_t p1, int64_t nb, float *y, int64_t ldy, int add) {
+                int64_t p0, int64_t p1, int64_t nb, float *y, int64_t ldy, int add, const uint8_t *pf, int npf) {
     __m512 acc[RT][TT];
     LB_UNROLL
     for (int r = 0; r < R; r++)
         LB_UNROLL
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     int64_t full = nb / 2 < p1 ? nb / 2 : p1, p = p0;
-    for (; p < full; p++) step(q4, R, T, w, wrb, x, xrb, p, 1, acc);
-    if (p < p1) step(q4, R, T, w, wrb, x, xrb, p, 0, acc);
+    for (; p < full; p++) step(q4, R, T, w, wrb, x, xrb, p, 1, acc, pf, npf, p0);
+    if (p < p1) step(q4, R, T, w, wrb, x, xrb, p, 0, acc, pf, npf, p0);
+    float v[4 * TT] = {0}; /* lanes of rows past R stay unstored */
     LB_UNROLL
     for (int t = 0; t < T; t++)
         LB_UNROLL
-        for (int r = 0; r < R; r++) {
-            float s = _mm512_reduce_add_ps(acc[r][t]);
-            y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
-        }
+        for (int r = 0; r < R; r++) v[4 * t + r] = _mm512_reduce_add_ps(acc[r][t]);
+    lb_tile_store4(y, ldy, R, T, v, add);
 }
 
-/* Tokens [t0, t1) against R rows at w (row r of the output), pairs [p0, p1). */
+/* Tokens [t0, t1) against R rows at w (row r of the output), pairs [p0, p1); the token tiles
+ * prefetch the next row tile's chunk from pf (lb_tile_pf: why and which rows). */
 LB_AI void tokens(int q4, int R, const lb_matmul_args *a, int64_t r, int64_t t0, int64_t t1, int64_t p0,
-                  int64_t p1, int add) {
+                  int64_t p1, int add, const uint8_t *pf) {
     const uint8_t *w = a->w + (size_t)r * a->w_row_bytes, *x = a->x;
     const size_t wrb = a->w_row_bytes, xrb = a->x_row_bytes;
     const int64_t nb = a->k / LB_QK;
+    const int n_tiles = (int)((t1 - t0 + TT - 1) / TT);
     int64_t t = t0;
-    for (; t + TT <= t1; t += TT) tile(q4, R, TT, w, wrb, x + t * xrb, xrb, p0, p1, nb, a->y + t * a->rows + r, a->rows, add);
+    int j = 0, n;
+    const uint8_t *q;
+    for (; t + TT <= t1; t += TT, j++) {
+        q = lb_tile_pf(pf, wrb, j, n_tiles, RT, &n);
+        tile(q4, R, TT, w, wrb, x + t * xrb, xrb, p0, p1, nb, a->y + t * a->rows + r, a->rows, add, q, n);
+    }
     const uint8_t *xt = x + t * xrb;
     float *yt = a->y + t * a->rows + r;
+    q = lb_tile_pf(pf, wrb, j, n_tiles, RT, &n);
     switch (t1 - t) { /* constant widths, so each tile is fully unrolled */
-    case 3: tile(q4, R, 3, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add); break;
-    case 2: tile(q4, R, 2, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add); break;
-    case 1: tile(q4, R, 1, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add); break;
+    case 3: tile(q4, R, 3, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add, q, n); break;
+    case 2: tile(q4, R, 2, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add, q, n); break;
+    case 1: tile(q4, R, 1, w, wrb, xt, xrb, p0, p1, nb, yt, a->rows, add, q, n); break;
     default: break;
     }
 }
@@ -167,10 +177,12 @@ LB_AI void tokens(int q4, int R, const lb_matmul_args *a, int64_t r, int64_t t0,
  * chunks added in order), so a token's result does not depend on the rest of its batch. */
 LB_AI void rows_any(int q4, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const int64_t np = (a->k / LB_QK + 1) / 2;
+    const size_t pair = 2 * (q4 ? sizeof(lb_block_q4_0) : sizeof(lb_block_q8_0));
     if (a->n_tok == 1) { /* one row at a time: a single prefetched stream (measured faster from
                           * memory than four interleaved ones), each row read once */
         for (int64_t r = r0; r < r1; r++)
-            for (int64_t p0 = 0; p0 < np; p0 += KP) tokens(q4, 1, a, r, 0, 1, p0, p0 + KP < np ? p0 + KP : np, p0 > 0);
+            for (int64_t p0 = 0; p0 < np; p0 += KP)
+                tokens(q4, 1, a, r, 0, 1, p0, p0 + KP < np ? p0 + KP : np, p0 > 0, NULL);
         return;
     }
     for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
@@ -178,8 +190,12 @@ LB_AI void rows_any(int q4, const lb_matmul_args *a, int64_t r0, int64_t r1) {
         for (int64_t p0 = 0; p0 < np; p0 += KP) {
             int64_t p1 = p0 + KP < np ? p0 + KP : np;
             int64_t r = r0;
-            for (; r + RT <= r1; r += RT) tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0);
-            for (; r < r1; r++) tokens(q4, 1, a, r, tb, te, p0, p1, p0 > 0);
+            for (; r + RT <= r1; r += RT) {
+                const uint8_t *pf = lb_tile_next(a->w, a->w_row_bytes, r, r0, r1, RT, p0 * pair, p1 * pair, p1 < np,
+                                                 te < a->n_tok);
+                tokens(q4, RT, a, r, tb, te, p0, p1, p0 > 0, pf);
+            }
+            for (; r < r1; r++) tokens(q4, 1, a, r, tb, te, p0, p1, p0 > 0, NULL);
         }
     }
 }

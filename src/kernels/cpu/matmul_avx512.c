@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/tile_avx512.h"
 
 #define LB_AI static inline __attribute__((always_inline))
 /* Keeps a loaded vector in a register: otherwise GCC folds the load into every FMA using it,
@@ -26,7 +27,7 @@
 enum { DT_F32, DT_F16, DT_BF16 };
 
 #define KC 2048 /* k elements per pass (multiple of 16) */
-#define TB 48   /* tokens per block: TB x KC floats = 384 KiB of L2 */
+#define TB 64   /* tokens per block: TB x KC floats = 512 KiB of L2 */
 #define MR 4
 #define NR 6
 #define PF 2048 /* prefetch distance on each row of a matrix-vector product, bytes */
@@ -42,9 +43,9 @@ LB_AI __m512 wload(int dt, const uint8_t *row, int64_t i, __mmask16 m) {
 LB_AI size_t esize(int dt) { return dt == DT_F32 ? 4 : 2; }
 
 /* y[t * ldy + r] (+)= dot(w row r, x row t) over [k0, k1), r < R, t < T. One loop whose last
- * step masks the tail. */
+ * step masks the tail. Rows pf + q * wrb, q < npf, are prefetched as far in as k is (see tokens). */
 LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float *x, int64_t xs, int64_t k0,
-                int64_t k1, float *y, int64_t ldy, int add) {
+                int64_t k1, float *y, int64_t ldy, int add, const uint8_t *pf, int npf) {
     __m512 acc[MR][NR];
     LB_UNROLL
     for (int r = 0; r < R; r++)
@@ -52,6 +53,7 @@ LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float 
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t i = k0; i < k1; i += 16) {
         __mmask16 m = k1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k1 - i)) - 1);
+        for (int q = 0; q < npf; q++) _mm_prefetch((const char *)pf + q * wrb + (i - k0) * esize(dt), _MM_HINT_T0);
         __m512 wv[MR];
         LB_UNROLL
         for (int r = 0; r < R; r++) {
@@ -66,13 +68,12 @@ LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float 
             for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
+    float v[4 * NR] = {0}; /* lanes of rows past R stay unstored */
     LB_UNROLL
     for (int t = 0; t < T; t++)
         LB_UNROLL
-        for (int r = 0; r < R; r++) {
-            float s = _mm512_reduce_add_ps(acc[r][t]);
-            y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
-        }
+        for (int r = 0; r < R; r++) v[4 * t + r] = _mm512_reduce_add_ps(acc[r][t]);
+    lb_tile_store4(y, ldy, R, T, v, add);
 }
 
 /* One token, four rows: two accumulators per row (32 elements a step) keep more loads in
@@ -97,23 +98,31 @@ LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k,
     for (int r = 0; r < MR; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
 }
 
-/* Tokens [t0, t1) against R rows from row r, over [k0, k1). */
+/* Tokens [t0, t1) against R rows from row r, over [k0, k1); the token tiles prefetch the next
+ * row tile's chunk from pf (lb_tile_pf: why and which rows). */
 LB_AI void tokens(int dt, int R, const lb_matmul_args *a, int64_t r, int64_t t0, int64_t t1, int64_t k0, int64_t k1,
-                  int add) {
+                  int add, const uint8_t *pf) {
     const float *x = a->x;
     const uint8_t *w = a->w + (size_t)r * a->w_row_bytes;
     const int64_t xs = a->k, ldy = a->rows;
     const size_t wrb = a->w_row_bytes;
+    const int n_tiles = (int)((t1 - t0 + NR - 1) / NR);
     int64_t t = t0;
-    for (; t + NR <= t1; t += NR) tile(dt, R, NR, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add);
+    int j = 0, n;
+    const uint8_t *q;
+    for (; t + NR <= t1; t += NR, j++) {
+        q = lb_tile_pf(pf, wrb, j, n_tiles, MR, &n);
+        tile(dt, R, NR, w, wrb, x + t * xs, xs, k0, k1, a->y + t * ldy + r, ldy, add, q, n);
+    }
     const float *xt = x + t * xs;
     float *yt = a->y + t * ldy + r;
+    q = lb_tile_pf(pf, wrb, j, n_tiles, MR, &n);
     switch (t1 - t) { /* constant widths, so each tile is fully unrolled */
-    case 5: tile(dt, R, 5, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
-    case 4: tile(dt, R, 4, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
-    case 3: tile(dt, R, 3, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
-    case 2: tile(dt, R, 2, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
-    case 1: tile(dt, R, 1, w, wrb, xt, xs, k0, k1, yt, ldy, add); break;
+    case 5: tile(dt, R, 5, w, wrb, xt, xs, k0, k1, yt, ldy, add, q, n); break;
+    case 4: tile(dt, R, 4, w, wrb, xt, xs, k0, k1, yt, ldy, add, q, n); break;
+    case 3: tile(dt, R, 3, w, wrb, xt, xs, k0, k1, yt, ldy, add, q, n); break;
+    case 2: tile(dt, R, 2, w, wrb, xt, xs, k0, k1, yt, ldy, add, q, n); break;
+    case 1: tile(dt, R, 1, w, wrb, xt, xs, k0, k1, yt, ldy, add, q, n); break;
     default: break;
     }
 }
@@ -123,7 +132,8 @@ LB_AI void rows_any(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     if (a->n_tok == 1) {
         int64_t r = r0;
         for (; r + MR <= r1; r += MR) vec4(dt, a->w + (size_t)r * wrb, wrb, a->x, a->k, a->y + r);
-        for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * wrb, wrb, a->x, a->k, 0, a->k, a->y + r, a->rows, 0);
+        for (; r < r1; r++)
+            tile(dt, 1, 1, a->w + (size_t)r * wrb, wrb, a->x, a->k, 0, a->k, a->y + r, a->rows, 0, NULL, 0);
         return;
     }
     for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
@@ -131,8 +141,12 @@ LB_AI void rows_any(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
         for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
             int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
             int64_t r = r0;
-            for (; r + MR <= r1; r += MR) tokens(dt, MR, a, r, tb, te, k0, k1, k0 > 0);
-            for (; r < r1; r++) tokens(dt, 1, a, r, tb, te, k0, k1, k0 > 0);
+            for (; r + MR <= r1; r += MR) {
+                const size_t es = esize(dt);
+                const uint8_t *pf = lb_tile_next(a->w, wrb, r, r0, r1, MR, k0 * es, k1 * es, k1 < a->k, te < a->n_tok);
+                tokens(dt, MR, a, r, tb, te, k0, k1, k0 > 0, pf);
+            }
+            for (; r < r1; r++) tokens(dt, 1, a, r, tb, te, k0, k1, k0 > 0, NULL);
         }
     }
 }
