@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine from the repository root: builds with -DLOWBIT_CUDA=ON, runs the CUDA
 # test (every op and whole models against the CPU backend), probes the device's bandwidth and
-# benchmarks synth llama-1b / llama-7b in F16, Q8_0 and Q4_0 with `lowbit bench --device cuda`.
+# benchmarks synth llama-1b / llama-7b in F16, Q8_0 and Q4_0 with `lowbit bench --device cuda`
+# (LB_CUDA_PRESETS picks the presets; with LLAMA_BENCH=path, the peer's llama-bench runs on each file too).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
 # packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
 # machine by bench/cuda_bundle_deps.sh) and leaves out the HTTP server. Budget: under 9 minutes.
@@ -83,8 +84,15 @@ bench_one() { # file label
   timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
   cat "$M/bench.txt" >> "$OUT/bench.log"
   grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
+  [ -n "${LLAMA_BENCH:-}" ] || return 0
+  # the peer on the same file right after (alternated per model), its own median-free mean of 3
+  s=$(left); [ "$s" -gt 20 ] || { log "skip peer $2: time"; return; }
+  log "peer bench $2"
+  timeout $((s - 5)) "$LLAMA_BENCH" -m "$1" -ngl 99 -p 512 -n 128 -r 3 -o md > "$M/peer.txt" 2>> "$OUT/bench.log" || log "peer bench $2 failed rc=$?"
+  cat "$M/peer.txt" >> "$OUT/bench.log"
+  grep -E "pp512|tg128" "$M/peer.txt" | sed "s|^|  peer $2 |" | tee -a "$OUT/summary.txt"
 }
-for preset in llama-1b llama-7b; do
+for preset in ${LB_CUDA_PRESETS:-llama-1b llama-7b}; do
   [ "$(left)" -gt 60 ] || { log "skip $preset: time"; continue; }
   log "synth $preset f16"
   timeout $(($(left) - 10)) "$LB" synth --preset "$preset" --dtype f16 -o "$M/$preset-f16.gguf" > /dev/null 2>> "$OUT/bench.log" || { log "synth $preset failed"; continue; }
