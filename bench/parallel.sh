@@ -20,6 +20,9 @@ peer=${LLAMA_BATCHED_BENCH:-}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 maxn=$(tr , '\n' <<<"$list" | sort -n | tail -1)
 ctx=$((maxn * (p + n) + 64))
+# read bandwidth in the same run, before and after (the table states both)
+bw() { [ -x "$B/bench_bandwidth" ] && "$B/bench_bandwidth" "$threads" 2>/dev/null | sed -n "s/.*$threads threads:[[:space:]]*\([0-9.]*\) GB\/s median.*/\1/p" | head -1; }
+bw0=$(bw || true)
 
 for r in $(seq "$rounds"); do
   "$B/lowbit" bench -m "$model" -t "$threads" -p "$p" -n "$n" -r 1 --parallel "$list" --json > "$T/lowbit.$r.json"
@@ -30,9 +33,10 @@ for r in $(seq "$rounds"); do
   fi
 done
 
-/usr/bin/python3 - "$T" "$rounds" "$list" "$model" "$p" "$n" "$threads" "$peer" "$out" <<'PY'
+bw1=$(bw || true)
+/usr/bin/python3 - "$T" "$rounds" "$list" "$model" "$p" "$n" "$threads" "$peer" "$out" "${bw0:--}" "${bw1:--}" <<'PY'
 import json, statistics, sys, subprocess, datetime, os
-tmp, rounds, lst, model, p, n, threads, peer, out = sys.argv[1:]
+tmp, rounds, lst, model, p, n, threads, peer, out, bw0, bw1 = sys.argv[1:]
 counts = [int(x) for x in lst.split(',')]
 med = lambda v: statistics.median(v) if v else None
 ours = {c: {"pp": [], "tg": []} for c in counts}
@@ -53,7 +57,8 @@ cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.start
 fmt = lambda v: '-' if v is None else '%.1f' % v
 with open(out, 'w') as o:
     o.write(f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), {threads} threads; "
-            f"CPU flags: {simd}; lowbit kernels: {kernels}.\n")
+            f"CPU flags: {simd}; lowbit kernels: {kernels}; read bandwidth (bench_bandwidth, {threads} threads) "
+            f"{bw0} GB/s before and {bw1} after.\n")
     o.write(f"Model {os.path.basename(model)}; {p} prompt and {n} generated tokens per sequence; median of {rounds} "
             f"alternating round(s){'' if peer else '; llama-batched-bench not run (LLAMA_BATCHED_BENCH unset)'}.\n\n")
     o.write("| parallel | lowbit prompt tok/s | lowbit gen tok/s (all) | lowbit gen tok/s (per seq) | "

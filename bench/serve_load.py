@@ -175,6 +175,17 @@ def start(kind, a, clients):
     return Server(cmd + (["-t", str(a.threads)] if a.threads else []), port)
 
 
+def bandwidth(lowbit, threads):
+    """Read bandwidth in GB/s from bench_bandwidth beside the lowbit binary ('-' without it)."""
+    exe = os.path.join(os.path.dirname(os.path.abspath(lowbit)), "bench_bandwidth")
+    n = threads or os.cpu_count()
+    try:
+        out = subprocess.run([exe, str(n)], capture_output=True, text=True, timeout=120).stdout
+        return re.search(r"%d threads?\s*:\s+([0-9.]+) GB/s median" % n, out).group(1)
+    except (OSError, subprocess.SubprocessError, AttributeError):
+        return "-"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("lowbit")
@@ -199,6 +210,7 @@ def main():
         else:
             print("LLAMA_SERVER is set but the model is not a GGUF file: lowbit only", file=sys.stderr)
     rows, errors = [], 0
+    bw0 = bandwidth(a.lowbit, a.threads)
     for n in counts:
         for kind in kinds:  # alternating per client count, so both see the same machine state
             srv = start(kind, a, n)
@@ -210,9 +222,10 @@ def main():
             rows.append(f"| {n} | {kind} | {r['requests']} | {r['tokens'] / r['wall']:.1f} | {pct(r['ttft'], 50) * 1e3:.0f} | "
                         f"{pct(r['ttft'], 99) * 1e3:.0f} | {pct(r['tpot'], 50) * 1e3:.1f} | {pct(r['tpot'], 99) * 1e3:.1f} | {r['errors']} |")
             print(rows[-1], file=sys.stderr)
+    bw1 = bandwidth(a.lowbit, a.threads)
     head = (f"### lowbit serve load, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
             f"model `{os.path.basename(a.model.rstrip('/'))}`, CPU {cpu_flags()}, {os.cpu_count()} cores, "
-            f"threads {a.threads or 'all'}, {a.duration:g} s per row, max_tokens {a.max_tokens}, ctx {a.ctx} per slot, "
+            f"threads {a.threads or 'all'}, read bandwidth {bw0} GB/s before and {bw1} after, {a.duration:g} s per row, max_tokens {a.max_tokens}, ctx {a.ctx} per slot, "
             f"slots = clients{', llama-server -cb' if len(kinds) > 1 else ''}\n\n"
             "| clients | server | requests | tok/s | TTFT p50 ms | TTFT p99 ms | per-token p50 ms | per-token p99 ms | errors |\n"
             "|---|---|---|---|---|---|---|---|---|\n")
