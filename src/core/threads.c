@@ -69,6 +69,12 @@ static int64_t now_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+double lb_clock_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* Waits until *word != val, spinning for at most spin_us; 1 if it changed. After a short pure
  * spin it yields between polls: with more threads than free cores (other processes, or a pool
  * larger than the machine) the thread we wait for may need our core. */

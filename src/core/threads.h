@@ -16,6 +16,9 @@ typedef void (*lb_pool_fn)(void *arg, int ith, int nth);
 
 /* n_threads: total threads including the caller; 0 = number of online CPUs.
  * Returns NULL on allocation or thread-creation failure. */
+/* Monotonic seconds, for timings the engine reports (prompt / generation time). */
+double lb_clock_seconds(void);
+
 lb_pool *lb_pool_new(int n_threads);
 void lb_pool_free(lb_pool *p);
 /* Total threads (>= 1). A NULL pool has size 1. */

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/session.h"
 #include "graph/chat.h"
 
@@ -28,12 +28,6 @@ void lb_generate_result_free(lb_generate_result *r) {
     free(r->ids);
     free(r->text);
     memset(r, 0, sizeof *r);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* The loop's state: output text with how much of it has been streamed. */
@@ -221,14 +215,14 @@ lb_status lb_generate(lb_session *s, const char *prompt, const lb_generate_param
         st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (!st && !p->sampler) st = lb_sampler_new(&p->sampling, lb_model_n_vocab(s->m), &own, err);
     if (!st) st = prompt_ids(&g, prompt, first, err);
-    double t0 = now();
+    double t0 = lb_clock_seconds();
     if (!st) st = run_prompt(&g, err);
-    double t1 = now();
+    double t1 = lb_clock_seconds();
     if (!st && !(out->text = calloc(1, 1))) st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (!st) st = loop(&g, p->sampler ? p->sampler : own, err);
     if (!st) emit(&g, -1, 0); /* bytes held for a stop string that never came */
     out->prompt_seconds = t1 - t0;
-    out->gen_seconds = now() - t1;
+    out->gen_seconds = lb_clock_seconds() - t1;
     lb_sampler_free(own);
     free(g.logits);
     if (st) lb_generate_result_free(out);
