@@ -1,14 +1,22 @@
-/* Prompt-batch rows kernels for Q4_0 and Q8_0: a weight block becomes signed bytes w once, kept
- * as |w| for _mm256_maddubs_epi16, and each of up to four tokens multiplies it by its
- * activations with their signs moved onto x (sign(x, w)). One accumulator per token keeps the
- * FMA chains independent. */
+/* Prompt-batch kernels for Q4_0 and Q8_0 at AVX2: register tiles of TR weight rows x TT tokens.
+ * Each weight block is unpacked once per tile and each activation block loaded once per tile,
+ * with one accumulator per (row, token) held in registers.
+ *
+ * Bitwise equal to the one-token dot products (lb_vec_dot_*_avx2), whatever the batch: those
+ * sum block i into accumulator i % NACC (the tail after the last whole group of NACC into the
+ * first) and add them (0 + 1) + (2 + 3). A tile makes NACC passes over the row, pass p visiting
+ * exactly the blocks of accumulator p in the same order, so it needs TR x TT registers, not
+ * TR x TT x NACC (the older 1 x 4 kernel with 16 accumulators spilled them). The integer part
+ * of a block is exact in any grouping of lanes; the scale is the same float product. */
 #include <immintrin.h>
 
 #include "quant/blocks.h"
 #include "quant/matmul_quant_avx2.h"
 #include "quant/quant.h"
 
-#define MAX_NT 4
+#define TR 2 /* rows per tile */
+#define TT 4 /* tokens per tile */
+#define AI static inline __attribute__((always_inline))
 
 static inline float hsum_f32(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -18,102 +26,130 @@ static inline float hsum_f32(__m256 v) {
 }
 
 static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline __m256 f16_bcast(uint16_t h) { return _mm256_set1_ps(_cvtsh_ss(h)); }
 
-/* Q4_0 codes q in 0..15 (low nibbles = elements 0..15, high = 16..31) as signed q - 8 */
-static inline __m256i q4_0_signed(const lb_block_q4_0 *b) {
+/* Q4_0 codes 0..15 as unsigned bytes (low nibbles = elements 0..15, high = 16..31) */
+static inline __m256i q4_0_codes(const lb_block_q4_0 *b) {
     __m128i t = _mm_loadu_si128((const __m128i *)b->qs), m = _mm_set1_epi8(0xF);
-    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m), _mm_and_si128(t, m));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m), _mm_and_si128(t, m));
 }
 
-/* |w| . sign(x, w) summed into 8 int32, as float; the int16 pair sums fit: |w| <= 128, |x| <= 127 */
-static inline __m256 dot_block(__m256i aw, __m256i w, const int8_t *xq) {
-    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(loadu256(xq), w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+/* Q4_0, block i of every row and token of the tile: sum (q - 8) x = sum q x - 8 sum x in int16
+ * pairs (as lb_vec_dot_q4_0_q8_avx2); the 8 sum x term is per token, shared by the rows. */
+AI void q4_0_step(const lb_block_q4_0 *const *w, const lb_block_q8_0 *const *x, int i, int nr,
+                  int nt, __m256 acc[TR][TT]) {
+    const __m256i one16 = _mm256_set1_epi16(1);
+    __m256i q[TR];
+    __m256 dw[TR];
+    for (int r = 0; r < nr; r++) q[r] = q4_0_codes(&w[r][i]), dw[r] = f16_bcast(w[r][i].d);
+    for (int t = 0; t < nt; t++) {
+        __m256i xv = loadu256(x[t][i].qs), m8 = _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
+        __m256 dx = f16_bcast(x[t][i].d);
+        for (int r = 0; r < nr; r++) {
+            __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q[r], xv), m8), one16);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][t]);
+        }
+    }
 }
 
-/* One weight row against NT tokens; NT is a constant at each call so the loops unroll. NACC
- * accumulators per token, block i into accumulator i % NACC (the tail after the last whole group
- * into the first), summed (0 + 1) + (2 + 3): the order of the one-token dot product of the same
- * type (lb_vec_dot_*_avx2), so a token's result does not depend on the batch it is in. */
-#define ROW_KERNEL(NAME, WBLOCK, UNPACK, NACC)                                                  \
-    static inline __attribute__((always_inline)) void NAME##_step(const WBLOCK *wb, int i,      \
-                                                                  const lb_block_q8_0 *const *x, \
-                                                                  int NT, __m256 acc[][NACC], int k) { \
-        __m256i wv = UNPACK(wb);                                                                \
-        __m256i aw = _mm256_sign_epi8(wv, wv);                                                  \
-        float dw = _cvtsh_ss(wb->d);                                                            \
-        for (int j = 0; j < NT; j++) {                                                          \
-            __m256 p = dot_block(aw, wv, x[j][i].qs);                                           \
-            acc[j][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(x[j][i].d)), p, acc[j][k]); \
-        }                                                                                       \
-    }                                                                                           \
-    static inline __attribute__((always_inline)) void NAME(const WBLOCK *w, int nb,            \
-                                                           const lb_block_q8_0 *const *x, int NT, \
-                                                           float *out) {                        \
-        __m256 acc[MAX_NT][NACC];                                                               \
-        for (int j = 0; j < NT; j++)                                                            \
-            for (int k = 0; k < NACC; k++) acc[j][k] = _mm256_setzero_ps();                     \
-        int i = 0;                                                                              \
-        /* constant accumulator indices after unrolling keep acc in registers */                \
-        for (; i + NACC <= nb; i += NACC)                                                       \
-            for (int k = 0; k < NACC; k++) NAME##_step(&w[i + k], i + k, x, NT, acc, k);        \
-        for (; i < nb; i++) NAME##_step(&w[i], i, x, NT, acc, 0);                               \
-        for (int j = 0; j < NT; j++) {                                                          \
-            __m256 t = acc[j][0];                                                               \
-            if (NACC == 4)                                                                      \
-                t = _mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][NACC > 1]),                   \
-                                  _mm256_add_ps(acc[j][NACC > 2 ? 2 : 0], acc[j][NACC > 3 ? 3 : 0])); \
-            out[j] = hsum_f32(t);                                                               \
-        }                                                                                       \
+/* Q8_0: |w| . sign(x, w) (as lb_vec_dot_q8_0_q8_avx2); the pair sums fit: |w| <= 128, |x| <= 127 */
+AI void q8_0_step(const lb_block_q8_0 *const *w, const lb_block_q8_0 *const *x, int i, int nr,
+                  int nt, __m256 acc[TR][TT]) {
+    const __m256i one16 = _mm256_set1_epi16(1);
+    __m256i wv[TR], aw[TR];
+    __m256 dw[TR];
+    for (int r = 0; r < nr; r++)
+        wv[r] = loadu256(w[r][i].qs), aw[r] = _mm256_sign_epi8(wv[r], wv[r]), dw[r] = f16_bcast(w[r][i].d);
+    for (int t = 0; t < nt; t++) {
+        __m256i xv = loadu256(x[t][i].qs);
+        __m256 dx = f16_bcast(x[t][i].d);
+        for (int r = 0; r < nr; r++) {
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, wv[r])), one16);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][t]);
+        }
     }
+}
 
-static inline __m256i q8_0_load(const lb_block_q8_0 *b) { return loadu256(b->qs); }
-ROW_KERNEL(row_q4_0, lb_block_q4_0, q4_0_signed, 4)
-ROW_KERNEL(row_q8_0, lb_block_q8_0, q8_0_load, 1)
-#undef ROW_KERNEL
-
-typedef void (*row_fn)(const void *w, int nb, const lb_block_q8_0 *const *x, float *out);
-
-#define ROW_NT(NAME, WBLOCK, NT)                                                                 \
-    static void NAME##_##NT(const void *w, int nb, const lb_block_q8_0 *const *x, float *out) { \
-        NAME((const WBLOCK *)w, nb, x, NT, out);                                                 \
+/* One tile: NACC passes, pass p over blocks p, p + NACC, ... of the whole groups, pass 0 then
+ * the tail; the pass sums are combined as the one-token kernel combines its accumulators. */
+#define TILE(NAME, WBLOCK, STEP, NACC)                                                            \
+    AI void NAME(const WBLOCK *const *w, const lb_block_q8_0 *const *x, int nb, int nr, int nt, \
+                 float out[TR][TT]) {                                                            \
+        __m256 part[NACC][TR][TT];                                                               \
+        int whole = nb / NACC * NACC;                                                            \
+        for (int p = 0; p < NACC; p++) {                                                         \
+            __m256 acc[TR][TT];                                                                  \
+            for (int r = 0; r < nr; r++)                                                         \
+                for (int t = 0; t < nt; t++) acc[r][t] = _mm256_setzero_ps();                    \
+            for (int i = p; i < whole; i += NACC) STEP(w, x, i, nr, nt, acc);                    \
+            if (p == 0)                                                                          \
+                for (int i = whole; i < nb; i++) STEP(w, x, i, nr, nt, acc);                     \
+            for (int r = 0; r < nr; r++)                                                         \
+                for (int t = 0; t < nt; t++) part[p][r][t] = acc[r][t];                          \
+        }                                                                                        \
+        for (int r = 0; r < nr; r++)                                                             \
+            for (int t = 0; t < nt; t++) {                                                       \
+                __m256 s = part[0][r][t];                                                        \
+                if (NACC == 4)                                                                   \
+                    s = _mm256_add_ps(_mm256_add_ps(part[0][r][t], part[NACC > 1][r][t]),        \
+                                      _mm256_add_ps(part[NACC > 2 ? 2 : 0][r][t],                \
+                                                    part[NACC > 3 ? 3 : 0][r][t]));              \
+                out[r][t] = hsum_f32(s);                                                         \
+            }                                                                                    \
     }
-ROW_NT(row_q4_0, lb_block_q4_0, 1) ROW_NT(row_q4_0, lb_block_q4_0, 2)
-ROW_NT(row_q4_0, lb_block_q4_0, 3) ROW_NT(row_q4_0, lb_block_q4_0, 4)
-ROW_NT(row_q8_0, lb_block_q8_0, 1) ROW_NT(row_q8_0, lb_block_q8_0, 2)
-ROW_NT(row_q8_0, lb_block_q8_0, 3) ROW_NT(row_q8_0, lb_block_q8_0, 4)
-#undef ROW_NT
+TILE(tile_q4_0, lb_block_q4_0, q4_0_step, 4)
+TILE(tile_q8_0, lb_block_q8_0, q8_0_step, 1)
+#undef TILE
 
-static const row_fn k_q4_0[MAX_NT + 1] = {NULL, row_q4_0_1, row_q4_0_2, row_q4_0_3, row_q4_0_4};
-static const row_fn k_q8_0[MAX_NT + 1] = {NULL, row_q8_0_1, row_q8_0_2, row_q8_0_3, row_q8_0_4};
+typedef void (*tile_fn)(const void *const *w, const lb_block_q8_0 *const *x, int nb, float out[TR][TT]);
 
-/* rows outer so a weight row stays in L1 while every group of tokens passes over it */
-static void rows_batched(const row_fn *fn, lb_vec_dot_fn dot, const lb_matmul_args *a, int64_t r0,
-                         int64_t r1) {
+/* one function per tile shape so the row and token loops unroll with constant bounds */
+#define SHAPE(NAME, WBLOCK, NR, NT)                                                                \
+    static void NAME##_##NR##x##NT(const void *const *w, const lb_block_q8_0 *const *x, int nb,  \
+                                   float out[TR][TT]) {                                          \
+        NAME((const WBLOCK *const *)w, x, nb, NR, NT, out);                                      \
+    }
+#define SHAPES(NAME, WBLOCK)                                                                       \
+    SHAPE(NAME, WBLOCK, 1, 1) SHAPE(NAME, WBLOCK, 1, 2) SHAPE(NAME, WBLOCK, 1, 3)                \
+    SHAPE(NAME, WBLOCK, 1, 4) SHAPE(NAME, WBLOCK, 2, 1) SHAPE(NAME, WBLOCK, 2, 2)                \
+    SHAPE(NAME, WBLOCK, 2, 3) SHAPE(NAME, WBLOCK, 2, 4)                                          \
+    static const tile_fn NAME##_shapes[TR][TT] = {                                               \
+        {NAME##_1x1, NAME##_1x2, NAME##_1x3, NAME##_1x4},                                        \
+        {NAME##_2x1, NAME##_2x2, NAME##_2x3, NAME##_2x4}};
+SHAPES(tile_q4_0, lb_block_q4_0)
+SHAPES(tile_q8_0, lb_block_q8_0)
+#undef SHAPES
+#undef SHAPE
+
+/* Row tiles outer, so TR weight rows stay in L1 while every group of tokens passes over them. */
+static void rows_tiled(const tile_fn shapes[TR][TT], lb_vec_dot_fn dot, const lb_matmul_args *a,
+                       int64_t r0, int64_t r1) {
     const uint8_t *x = a->x;
     int nb = (int)(a->k / LB_QK);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = a->w + (size_t)r * a->w_row_bytes;
-        if (a->n_tok == 1) { /* generation: the plain dot product, unchanged */
-            a->y[r] = dot((int)a->k, w, x);
-            continue;
-        }
-        for (int64_t t = 0; t < a->n_tok; t += MAX_NT) {
-            int nt = a->n_tok - t < MAX_NT ? (int)(a->n_tok - t) : MAX_NT;
-            const lb_block_q8_0 *xs[MAX_NT];
-            float out[MAX_NT];
+    if (a->n_tok == 1) { /* generation: the plain dot product */
+        for (int64_t r = r0; r < r1; r++) a->y[r] = dot((int)a->k, a->w + (size_t)r * a->w_row_bytes, x);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r += TR) {
+        int nr = r1 - r < TR ? (int)(r1 - r) : TR;
+        const void *ws[TR];
+        for (int i = 0; i < nr; i++) ws[i] = a->w + (size_t)(r + i) * a->w_row_bytes;
+        for (int64_t t = 0; t < a->n_tok; t += TT) {
+            int nt = a->n_tok - t < TT ? (int)(a->n_tok - t) : TT;
+            const lb_block_q8_0 *xs[TT];
+            float out[TR][TT];
             for (int j = 0; j < nt; j++) xs[j] = (const lb_block_q8_0 *)(x + (size_t)(t + j) * a->x_row_bytes);
-            fn[nt](w, nb, xs, out);
-            for (int j = 0; j < nt; j++) a->y[(t + j) * a->rows + r] = out[j];
+            shapes[nr - 1][nt - 1](ws, xs, nb, out);
+            for (int i = 0; i < nr; i++)
+                for (int j = 0; j < nt; j++) a->y[(t + j) * a->rows + r + i] = out[i][j];
         }
     }
 }
 
 void lb_matmul_rows_q4_0_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1) {
-    rows_batched(k_q4_0, lb_vec_dot_q4_0_q8_avx2, a, r0, r1);
+    rows_tiled(tile_q4_0_shapes, lb_vec_dot_q4_0_q8_avx2, a, r0, r1);
 }
 
 void lb_matmul_rows_q8_0_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1) {
-    rows_batched(k_q8_0, lb_vec_dot_q8_0_q8_avx2, a, r0, r1);
+    rows_tiled(tile_q8_0_shapes, lb_vec_dot_q8_0_q8_avx2, a, r0, r1);
 }
