@@ -34,8 +34,8 @@ static inline void rows_generic(lb_vec_dot_fn dot, const lb_matmul_args *a, int6
     }
 #define ROWS_BOTH(T) ROWS(T, scalar) ROWS(T, avx2)
 ROWS(q4_0, scalar) ROWS(q8_0, scalar) /* AVX2: matmul_quant_avx2.c */
-ROWS_BOTH(q4_1) ROWS_BOTH(q5_0) ROWS_BOTH(q5_1) ROWS_BOTH(q2_K) ROWS_BOTH(q3_K) ROWS_BOTH(q4_K)
-ROWS_BOTH(q5_K) ROWS_BOTH(q6_K) ROWS_BOTH(tq1_0) ROWS_BOTH(tq2_0)
+ROWS_BOTH(q4_1) ROWS_BOTH(q5_0) ROWS_BOTH(q5_1) ROWS_BOTH(q2_K) ROWS_BOTH(q3_K) ROWS(q4_K, scalar)
+ROWS_BOTH(q5_K) ROWS(q6_K, scalar) ROWS_BOTH(tq1_0) ROWS_BOTH(tq2_0)
 #undef ROWS_BOTH
 #undef ROWS
 
@@ -48,12 +48,13 @@ static const lb_matmul_kernel k_scalar[] = {
     K256(q2_K, scalar), K256(q3_K, scalar), K256(q4_K, scalar), K256(q5_K, scalar), K256(q6_K, scalar),
     K256(tq1_0, scalar), K256(tq2_0, scalar),
 };
-/* Q4_0 and Q8_0 at AVX2: prompt batches unpack each weight block once for up to four tokens. */
+/* Q4_0, Q8_0, Q4_K and Q6_K at AVX2: prompt batches unpack each weight block once for several
+ * tokens (matmul_quant_avx2.c, matmul_kquant_avx2.c). */
 static const lb_matmul_kernel k_avx2[] = {
     {prep_q8_0, act_q8_0_avx2, lb_matmul_rows_q4_0_avx2, 4}, K32(q4_1, avx2), K32(q5_0, avx2),
     K32(q5_1, avx2), {prep_q8_0, act_q8_0_avx2, lb_matmul_rows_q8_0_avx2, 4},
-    K256(q2_K, avx2), K256(q3_K, avx2), K256(q4_K, avx2), K256(q5_K, avx2), K256(q6_K, avx2),
-    K256(tq1_0, avx2), K256(tq2_0, avx2),
+    K256(q2_K, avx2), K256(q3_K, avx2), {prep_q8_K, act_q8_K_avx2, lb_matmul_rows_q4_K_avx2, 4},
+    K256(q5_K, avx2), {prep_q8_K, act_q8_K_avx2, lb_matmul_rows_q6_K_avx2, 4}, K256(tq1_0, avx2), K256(tq2_0, avx2),
 };
 #undef K32
 #undef K256

@@ -6,16 +6,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/kq_avx2.h"
 #include "quant/quant.h"
 
 #define F16(h) _cvtsh_ss(h)
 
-static inline int hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
 
 static inline float hsum_f32(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -24,25 +19,6 @@ static inline float hsum_f32(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* acc + (d dx isum - dmin dx msum), rounded step by step exactly as lb_kq_block_sum and the
- * scalar loop do. The scalar-single intrinsics are builtins the compiler does not fuse into
- * FMAs, so this inlines without changing a bit. */
-static inline __m128 kq_accum(__m128 acc, float d, float dmin, float dx, int isum, int msum) {
-    __m128 vdx = _mm_set_ss(dx);
-    __m128 a = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(d), vdx), _mm_cvtsi32_ss(vdx, isum));
-    __m128 b = _mm_mul_ss(_mm_mul_ss(_mm_set_ss(dmin), vdx), _mm_cvtsi32_ss(vdx, msum));
-    return _mm_add_ss(acc, _mm_sub_ss(a, b));
-}
-
-/* same with dmin = 0: d dx isum - 0 dx 0 equals d dx isum (also for -0) */
-static inline __m128 kq_accum0(__m128 acc, float d, float dx, int isum) {
-    __m128 vdx = _mm_set_ss(dx);
-    return _mm_add_ss(acc, _mm_mul_ss(_mm_mul_ss(_mm_set_ss(d), vdx), _mm_cvtsi32_ss(vdx, isum)));
-}
-
-static inline float kq_add(float sum, float d, float dmin, float dx, int isum, int msum) {
-    return _mm_cvtss_f32(kq_accum(_mm_set_ss(sum), d, dmin, dx, isum, msum));
-}
 
 static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
@@ -69,11 +45,6 @@ static inline __m256i dot_i8(__m256i w, __m256i x) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* unsigned codes q . signed x, each half of 16 weighted by its own scale */
-static inline __m256i dot_u8_scaled(__m256i q, __m256i x, int s_lo, int s_hi) {
-    __m256i sc = _mm256_set_m128i(_mm_set1_epi16((short)s_hi), _mm_set1_epi16((short)s_lo));
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), sc);
-}
 
 /* ---- activations ---- */
 
@@ -313,31 +284,7 @@ float lb_vec_dot_q3_K_q8_avx2(int n, const void *w_row, const void *x_q) {
     return sum;
 }
 
-/* The 8 six-bit scales and mins of Q4_K/Q5_K from their 12 bytes (layout in
- * lb_kq_get_scale_min), unpacked with word operations: scales to int16 lanes, and msum, the
- * mins weighted by the activation sums of their 32 elements. */
-static inline __m128i k4_scales(const uint8_t *s, const int16_t *bsums, int *msum) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    uint32_t sc_hi = (c & m4) | ((a >> 6) & m2) << 4, mn_hi = ((c >> 4) & m4) | ((b >> 6) & m2) << 4;
-    __m128i sc = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)(a & m6)));
-    __m128i mn = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)(b & m6)));
-    __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
-                                _mm_loadu_si128((const __m128i *)(bsums + 8))); /* |pair| <= 4064 */
-    __m128i p = _mm_madd_epi16(mn, bs);
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
-    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
-    *msum = _mm_cvtsi128_si32(p);
-    return sc;
-}
 
-/* int16 lane j of v broadcast to all 16 lanes */
-static inline __m256i bcast16(__m256i v, int j) {
-    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(0x0101 * 2 * j + 0x0100)));
-}
 
 float lb_vec_dot_q4_K_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_q4_K *w = w_row;
