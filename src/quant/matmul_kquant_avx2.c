@@ -43,21 +43,14 @@ AI void tile_q4_K(const lb_block_q4_K *w, const lb_block_q8_K *const *x, int nb,
 }
 
 AI void tile_q6_K(const lb_block_q6_K *w, const lb_block_q8_K *const *x, int nb, int nt, float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     float sum[KT] = {0};
     for (int i = 0; i < nb; i++) {
         /* bias = sum scales[j] bsums[j]: the 32 offset of the codes, per token */
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales)), acc[KT];
         for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i qh = loadu256(w[i].qh + 32 * h);
-            __m256i l0 = loadu256(w[i].ql + 64 * h), l1 = loadu256(w[i].ql + 64 * h + 32);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6_codes(&w[i], h, q);
             for (int g = 0; g < 4; g++) {
                 int j = 8 * h + 2 * g;
                 __m256i sv = _mm256_set_m128i(_mm_set1_epi16(w[i].scales[j + 1]), _mm_set1_epi16(w[i].scales[j]));

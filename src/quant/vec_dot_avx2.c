@@ -340,21 +340,14 @@ float lb_vec_dot_q5_K_q8_avx2(int n, const void *w_row, const void *x_q) {
 float lb_vec_dot_q6_K_q8_avx2(int n, const void *w_row, const void *x_q) {
     const lb_block_q6_K *w = w_row;
     const lb_block_q8_K *x = x_q;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     float sum = 0;
     for (int i = 0; i < n / LB_QK_K; i++) {
         int bias = 0;
         for (int j = 0; j < 16; j++) bias += w[i].scales[j] * x[i].bsums[j];
         __m256i acc = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i qh = loadu256(w[i].qh + 32 * h);
-            __m256i l0 = loadu256(w[i].ql + 64 * h), l1 = loadu256(w[i].ql + 64 * h + 32);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6_codes(&w[i], h, q);
             for (int g = 0; g < 4; g++) {
                 int j = 8 * h + 2 * g;
                 acc = _mm256_add_epi32(acc, dot_u8_scaled(q[g], loadu256(x[i].qs + 128 * h + 32 * g),
