@@ -12,6 +12,7 @@
 #define LB_DELTA_DELTAFILE_H
 #include <stdint.h>
 
+#include "core/threads.h"
 #include "delta/tensorsrc.h"
 #include "io/safetensors.h"
 #include "lowbit.h"
@@ -52,7 +53,13 @@ struct lb_delta { /* lb_delta in lowbit.h */
     lb_delta_entry *e;
     size_t n;
     uint64_t data_bytes; /* idx + val + scale over all tensors */
+    lb_pool *pool;       /* lb_delta_use_threads: 'z' / 'r' ranges patched across threads */
+    lb_error *perr;      /* [pool size] */
 };
+
+/* Patches 'z' and 'r' entries on n_threads threads (0: online CPUs) from now on; a version 1
+ * delta stays sequential. LB_ERR_NOMEM when the pool cannot be made. */
+lb_status lb_delta_use_threads(lb_delta *d, int n_threads, lb_error *err);
 
 /* lb_delta_open / _close / _mode_name and the info accessors (deltainfo.c) are public. */
 

@@ -199,6 +199,7 @@ lb_status lb_delta_apply(const char *base, const char *delta, const char *out, l
     const char *ins[] = {base, delta};
     if (!s) s = lb_output_check(out, ins, 2, b->dir ? LB_OUT_FOLDER : 0, err);
     if (!s) s = lb_delta_match_base(d, b, err);
+    if (!s) s = lb_delta_use_threads(d, 0, err);
     if (!s && !(buf = malloc(LB_DELTA_CHUNK * 4))) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (s) goto done;
     lb_tsrc_advise_sequential(b);

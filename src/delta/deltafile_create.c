@@ -18,7 +18,7 @@
 #include "delta/deltafile.h"
 #include "delta/sparse.h"
 #include "delta/zdiff.h"
-#include <zstd.h>
+_Static_assert(LB_DELTA_CHUNK == (uint64_t)LB_ZD_SPAN * LB_ZD_CHUNK, "a streaming step is one span of z chunks");
 
 lb_delta_options lb_delta_default_options(void) {
     lb_delta_options o;
@@ -50,9 +50,7 @@ typedef struct scan {
     int np;
     scratch *sc;
     lb_status st;
-    void *zc;          /* ZSTD_CCtx for 'z' tensors */
-    int level;
-    uint8_t *zbuf;     /* one encoded chunk */
+    lb_zd_span *zs;    /* 'z' tensors: chunks encoded across threads */
     float bits;        /* sign / mixed: target bits per element */
     float *rowbuf;     /* rows: one row of differences */
     double *rowerr;    /* mixed: per-row error of the sign encoding */
@@ -223,15 +221,16 @@ static const char *part_name(char enc, lb_delta_mode mode, int dense, int p) {
     return v1[p];
 }
 
-/* 'z' tensor: every chunk encoded straight into the value scratch. */
+/* 'z' tensor: a span of chunks encoded across threads, then put into the value scratch in order. */
 static void scan_z(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt) {
-    for (uint64_t i = 0; i < cnt && !s->st; i += LB_ZD_CHUNK) {
-        uint32_t m = (uint32_t)(cnt - i < LB_ZD_CHUNK ? cnt - i : LB_ZD_CHUNK);
-        uint64_t ch;
-        size_t len = lb_zd_encode(s->zc, s->level, a + s->es * i, b + s->es * i, s->es, m, s->zbuf, &ch);
-        if (!len) s->st = LB_ERR_ARG;
-        s->kept += ch;
-        put(s, P_VAL, s->zbuf, len);
+    uint64_t ch = 0;
+    uint32_t nc = lb_zd_span_encode(s->zs, a, b, s->es, cnt, &ch);
+    if (!nc) s->st = LB_ERR_ARG;
+    s->kept += ch;
+    for (uint32_t k = 0; k < nc; k++) {
+        size_t len;
+        const uint8_t *p = lb_zd_span_chunk(s->zs, k, &len);
+        put(s, P_VAL, p, len);
     }
 }
 
@@ -561,9 +560,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     sn.th = opt->threshold;
     sn.sc = scp;
     sn.bits = opt->bits;
-    sn.level = opt->level ? opt->level : 3;
-    if (sn.mode >= LB_DELTA_ZDIFF &&
-        (!(sn.zc = ZSTD_createCCtx()) || !(sn.zbuf = malloc(lb_zd_bound(4, LB_ZD_CHUNK))))) {
+    if (sn.mode >= LB_DELTA_ZDIFF && !(sn.zs = lb_zd_span_new(opt->n_threads, opt->level ? opt->level : 3))) {
         s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -638,8 +635,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
         if (stat(out, &st) == 0) sm.delta_bytes = (uint64_t)st.st_size;
     }
 done:
-    ZSTD_freeCCtx(sn.zc);
-    free(sn.zbuf);
+    lb_zd_span_free(sn.zs);
     free(js);
     cJSON_Delete(arr);
     if (wc.w) lb_safetensors_writer_free(wc.w);
