@@ -1,5 +1,6 @@
 #include "delta/zdiff.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -26,6 +27,18 @@ static inline uint32_t load(const uint8_t *p, uint32_t es) {
     return ord16(v);
 }
 
+/* A plane whose byte histogram is nearly flat (order-0 entropy above 7.9 bits a byte) is the
+ * noise of the low mantissa bits: zstd cannot shrink it below 99% and spends most of create's
+ * time trying, so it is stored raw without the attempt. */
+static int looks_random(const uint8_t *p, uint32_t n) {
+    uint32_t h[256] = {0};
+    for (uint32_t i = 0; i < n; i++) h[p[i]]++;
+    double bits = 0;
+    for (int c = 0; c < 256; c++)
+        if (h[c]) bits -= (double)h[c] * log2((double)h[c] / (double)n);
+    return bits > 7.9 * (double)n;
+}
+
 size_t lb_zd_bound(uint32_t es, uint32_t n) { return 4u * es + 8u + es * ZSTD_compressBound(n); }
 
 size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uint32_t es, uint32_t n, uint8_t *out,
@@ -48,7 +61,10 @@ size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uin
         uint32_t size = 0;
         int zero = 1;
         for (uint32_t i = 0; i < n && zero; i++) zero = planes[p][i] == 0;
-        if (!zero) {
+        if (!zero && looks_random(planes[p], n)) {
+            memcpy(out + pos, planes[p], n);
+            size = n;
+        } else if (!zero) {
             size_t got = ZSTD_compressCCtx(zc, out + pos, ZSTD_compressBound(n), planes[p], n, level);
             if (ZSTD_isError(got)) return 0;
             if (got >= n) memcpy(out + pos, planes[p], n), got = n; /* incompressible: raw */
