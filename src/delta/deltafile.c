@@ -280,6 +280,7 @@ lb_status lb_delta_open(const char *path, lb_delta **out, lb_error *err) {
     lb_status s = lb_safetensors_open(path, &d->st, err);
     if (s) lb_fail(err, s == LB_ERR_FORMAT ? LB_ERR_CORRUPT : s, "%s (truncated or not a delta file?)", err->msg);
     if (!s) s = parse_meta(d, err);
+    for (size_t i = 0; !s && i < d->n; i++) lb_delta_entry_release(d, &d->e[i]); /* checked: drop the pages read */
     if (s) {
         lb_delta_close(d);
         return s == LB_ERR_FORMAT && strstr(err->msg, "truncated") ? LB_ERR_CORRUPT : s;
@@ -493,6 +494,17 @@ lb_status lb_delta_patch_end(const lb_delta *d, const lb_delta_entry *e, const l
         return lb_fail(err, LB_ERR_RANGE, "%s: tensor %s: %" PRIu64 " delta entries lie beyond the tensor", d->path, e->name,
                        e->kept - c->k);
     return LB_OK;
+}
+
+void lb_delta_entry_release(const lb_delta *d, const lb_delta_entry *e) {
+    if (e->enc == 'z') lb_tsrc_release(e->z, e->zbytes);
+    else if (e->enc == 'r') lb_tsrc_release(e->val, e->rows * lb_delta_sign_bytes(e->cols) + e->n8 * e->cols);
+    else if (e->kept) {
+        uint64_t cnt = e->dense ? e->n : e->kept;
+        if (e->idx) lb_tsrc_release(e->idx, cnt * 4);
+        lb_tsrc_release(e->val, cnt * (d->mode == LB_DELTA_INT8 ? 1 : d->mode == LB_DELTA_FLOAT ? 4 : e->es));
+        if (e->scale) lb_tsrc_release(e->scale, 4 * ((cnt + d->block - 1) / d->block));
+    }
 }
 
 uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e) {

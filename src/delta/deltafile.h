@@ -89,6 +89,9 @@ typedef lb_status (*lb_delta_emit_fn)(void *sink, const void *data, size_t n, lb
 lb_status lb_delta_stream_tensor(const lb_delta *d, const lb_tsrc_tensor *t, const lb_tsrc *b, uint8_t *buf,
                                  lb_delta_emit_fn emit, void *sink, uint8_t *dst, int release, lb_error *err);
 
+/* Drops the mapped pages of entry e's data (read again from the page cache when touched). */
+void lb_delta_entry_release(const lb_delta *d, const lb_delta_entry *e);
+
 /* Bytes of entry e's data in the delta file. */
 uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e);
 
