@@ -40,6 +40,7 @@ typedef struct lb_delta_options {
     void *report_ud;
     lb_progress_fn progress;   /* bytes of the base processed, optional */
     void *progress_ud;
+    int n_threads;             /* lossless zstd planes encoded on this many threads (0: all CPUs) */
 } lb_delta_options;
 LB_API lb_delta_options lb_delta_default_options(void);
 

@@ -43,7 +43,19 @@ void lb_delta_close(lb_delta *d) {
     free(d->e);
     if (d->st) lb_safetensors_close(d->st);
     free(d->path);
+    lb_pool_free(d->pool);
+    free(d->perr);
     free(d);
+}
+
+lb_status lb_delta_use_threads(lb_delta *d, int n_threads, lb_error *err) {
+    if (d->pool) return LB_OK;
+    d->pool = lb_pool_new(n_threads); /* NULL and 1 thread on a 1-CPU machine: sequential */
+    if (lb_pool_size(d->pool) > 1 && !(d->perr = calloc((size_t)lb_pool_size(d->pool), sizeof *d->perr))) {
+        lb_pool_free(d->pool), d->pool = NULL;
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    }
+    return LB_OK;
 }
 
 static int parse_hex(const char *s, uint64_t *out) {
@@ -268,6 +280,7 @@ lb_status lb_delta_open(const char *path, lb_delta **out, lb_error *err) {
     lb_status s = lb_safetensors_open(path, &d->st, err);
     if (s) lb_fail(err, s == LB_ERR_FORMAT ? LB_ERR_CORRUPT : s, "%s (truncated or not a delta file?)", err->msg);
     if (!s) s = parse_meta(d, err);
+    for (size_t i = 0; !s && i < d->n; i++) lb_delta_entry_release(d, &d->e[i]); /* checked: drop the pages read */
     if (s) {
         lb_delta_close(d);
         return s == LB_ERR_FORMAT && strstr(err->msg, "truncated") ? LB_ERR_CORRUPT : s;
@@ -406,13 +419,54 @@ static inline void apply_one(const lb_delta *d, const lb_delta_entry *e, uint64_
     if (v != 0) lb_store_float(e->type, p, lb_load_float(e->type, p) + v);
 }
 
+/* 'z' / 'r' ranges split across d->pool: pieces aligned to chunks (or rows), each piece with a
+ * cursor of its own (these encodings take ranges in any order). */
+typedef struct par_job {
+    const lb_delta *d;
+    const lb_delta_entry *e;
+    uint8_t *buf;
+    uint64_t start, count;
+    lb_status st[64];
+} par_job;
+
+static lb_status patch_one(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,
+                           uint64_t end, lb_error *err) {
+    if (e->enc == 'z') return patch_z(d, e, c, buf, start, end, err);
+    return patch_rows(e, c, buf, start, end), LB_OK;
+}
+
+static void par_piece(void *arg, int ith, int nth) {
+    par_job *j = arg;
+    int64_t align = j->e->enc == 'z' ? LB_ZD_CHUNK : (int64_t)(j->e->cols ? j->e->cols : 1), i0, i1;
+    lb_split_range((int64_t)j->count, align, ith, nth, &i0, &i1);
+    lb_delta_cursor c;
+    j->st[ith] = lb_delta_cursor_init(j->d, j->e, &c, &j->d->perr[ith]);
+    if (!j->st[ith] && i1 > i0)
+        j->st[ith] = patch_one(j->d, j->e, &c, j->buf + j->e->es * (uint64_t)i0, j->start + (uint64_t)i0, j->start + (uint64_t)i1,
+                               &j->d->perr[ith]);
+}
+
+static lb_status patch_par(const lb_delta *d, const lb_delta_entry *e, uint8_t *buf, uint64_t start, uint64_t count,
+                           lb_error *err) {
+    par_job j = {d, e, buf, start, count, {0}};
+    int nth = lb_pool_size(d->pool);
+    if (nth > 64) nth = 64;
+    lb_pool_run_n(d->pool, par_piece, &j, nth);
+    for (int i = 0; i < nth; i++)
+        if (j.st[i]) {
+            if (err) *err = d->perr[i];
+            return j.st[i];
+        }
+    return LB_OK;
+}
+
 lb_status lb_delta_patch(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,
                          uint64_t count, lb_error *err) {
     if (!e->kept) return LB_OK;
     if (start > e->n || count > e->n - start)
         return lb_fail(err, LB_ERR_RANGE, "%s: tensor %s: patch range past its %" PRIu64 " elements", d->path, e->name, e->n);
-    if (e->enc == 'z') return patch_z(d, e, c, buf, start, start + count, err);
-    if (e->enc == 'r') return patch_rows(e, c, buf, start, start + count), LB_OK;
+    if (e->enc && d->perr && count >= 2 * LB_ZD_CHUNK) return patch_par(d, e, buf, start, count, err);
+    if (e->enc) return patch_one(d, e, c, buf, start, start + count, err);
     if (e->dense) {
         if (d->mode == LB_DELTA_XOR && e->es == 4) {
             for (uint64_t i = 0; i < count; i++) {
@@ -440,6 +494,17 @@ lb_status lb_delta_patch_end(const lb_delta *d, const lb_delta_entry *e, const l
         return lb_fail(err, LB_ERR_RANGE, "%s: tensor %s: %" PRIu64 " delta entries lie beyond the tensor", d->path, e->name,
                        e->kept - c->k);
     return LB_OK;
+}
+
+void lb_delta_entry_release(const lb_delta *d, const lb_delta_entry *e) {
+    if (e->enc == 'z') lb_tsrc_release(e->z, e->zbytes);
+    else if (e->enc == 'r') lb_tsrc_release(e->val, e->rows * lb_delta_sign_bytes(e->cols) + e->n8 * e->cols);
+    else if (e->kept) {
+        uint64_t cnt = e->dense ? e->n : e->kept;
+        if (e->idx) lb_tsrc_release(e->idx, cnt * 4);
+        lb_tsrc_release(e->val, cnt * (d->mode == LB_DELTA_INT8 ? 1 : d->mode == LB_DELTA_FLOAT ? 4 : e->es));
+        if (e->scale) lb_tsrc_release(e->scale, 4 * ((cnt + d->block - 1) / d->block));
+    }
 }
 
 uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e) {

@@ -12,6 +12,7 @@
 #define LB_DELTA_DELTAFILE_H
 #include <stdint.h>
 
+#include "core/threads.h"
 #include "delta/tensorsrc.h"
 #include "io/safetensors.h"
 #include "lowbit.h"
@@ -52,7 +53,13 @@ struct lb_delta { /* lb_delta in lowbit.h */
     lb_delta_entry *e;
     size_t n;
     uint64_t data_bytes; /* idx + val + scale over all tensors */
+    lb_pool *pool;       /* lb_delta_use_threads: 'z' / 'r' ranges patched across threads */
+    lb_error *perr;      /* [pool size] */
 };
+
+/* Patches 'z' and 'r' entries on n_threads threads (0: online CPUs) from now on; a version 1
+ * delta stays sequential. LB_ERR_NOMEM when the pool cannot be made. */
+lb_status lb_delta_use_threads(lb_delta *d, int n_threads, lb_error *err);
 
 /* lb_delta_open / _close / _mode_name and the info accessors (deltainfo.c) are public. */
 
@@ -81,6 +88,9 @@ lb_status lb_delta_patch_end(const lb_delta *d, const lb_delta_entry *e, const l
 typedef lb_status (*lb_delta_emit_fn)(void *sink, const void *data, size_t n, lb_error *err);
 lb_status lb_delta_stream_tensor(const lb_delta *d, const lb_tsrc_tensor *t, const lb_tsrc *b, uint8_t *buf,
                                  lb_delta_emit_fn emit, void *sink, uint8_t *dst, int release, lb_error *err);
+
+/* Drops the mapped pages of entry e's data (read again from the page cache when touched). */
+void lb_delta_entry_release(const lb_delta *d, const lb_delta_entry *e);
 
 /* Bytes of entry e's data in the delta file. */
 uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e);

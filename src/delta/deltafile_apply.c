@@ -70,14 +70,7 @@ lb_status lb_delta_stream_tensor(const lb_delta *d, const lb_tsrc_tensor *t, con
         if (release) lb_tsrc_release(src, unit * m);
     }
     if (!s && !check_only) s = lb_delta_patch_end(d, e, &c, err);
-    if (release && e->enc == 'z') lb_tsrc_release(e->z, e->zbytes);
-    else if (release && e->enc == 'r') lb_tsrc_release(e->val, e->rows * lb_delta_sign_bytes(e->cols) + e->n8 * e->cols);
-    else if (release && e->kept) { /* the delta's pages for this tensor are done with too */
-        uint64_t cnt = e->dense ? e->n : e->kept;
-        if (e->idx) lb_tsrc_release(e->idx, cnt * 4);
-        lb_tsrc_release(e->val, cnt * (d->mode == LB_DELTA_INT8 ? 1 : d->mode == LB_DELTA_FLOAT ? 4 : e->es));
-        if (e->scale) lb_tsrc_release(e->scale, 4 * ((cnt + d->block - 1) / d->block));
-    }
+    if (release) lb_delta_entry_release(d, e); /* the delta's pages for this tensor are done with too */
     if (!s && XXH64_digest(&hb) != e->base_hash) s = hash_fail(d, b, t->name, err);
     if (!s && !check_only && d->has_target && XXH64_digest(&ht) != e->target_hash)
         s = lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s does not reconstruct to the fine-tune's checksum (corrupted delta)",
@@ -199,6 +192,7 @@ lb_status lb_delta_apply(const char *base, const char *delta, const char *out, l
     const char *ins[] = {base, delta};
     if (!s) s = lb_output_check(out, ins, 2, b->dir ? LB_OUT_FOLDER : 0, err);
     if (!s) s = lb_delta_match_base(d, b, err);
+    if (!s) s = lb_delta_use_threads(d, 0, err);
     if (!s && !(buf = malloc(LB_DELTA_CHUNK * 4))) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (s) goto done;
     lb_tsrc_advise_sequential(b);

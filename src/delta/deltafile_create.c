@@ -18,7 +18,7 @@
 #include "delta/deltafile.h"
 #include "delta/sparse.h"
 #include "delta/zdiff.h"
-#include <zstd.h>
+_Static_assert(LB_DELTA_CHUNK == (uint64_t)LB_ZD_SPAN * LB_ZD_CHUNK, "a streaming step is one span of z chunks");
 
 lb_delta_options lb_delta_default_options(void) {
     lb_delta_options o;
@@ -50,9 +50,7 @@ typedef struct scan {
     int np;
     scratch *sc;
     lb_status st;
-    void *zc;          /* ZSTD_CCtx for 'z' tensors */
-    int level;
-    uint8_t *zbuf;     /* one encoded chunk */
+    lb_zd_span *zs;    /* 'z' tensors: chunks encoded across threads */
     float bits;        /* sign / mixed: target bits per element */
     float *rowbuf;     /* rows: one row of differences */
     double *rowerr;    /* mixed: per-row error of the sign encoding */
@@ -223,15 +221,16 @@ static const char *part_name(char enc, lb_delta_mode mode, int dense, int p) {
     return v1[p];
 }
 
-/* 'z' tensor: every chunk encoded straight into the value scratch. */
+/* 'z' tensor: a span of chunks encoded across threads, then put into the value scratch in order. */
 static void scan_z(scan *s, const uint8_t *a, const uint8_t *b, uint64_t cnt) {
-    for (uint64_t i = 0; i < cnt && !s->st; i += LB_ZD_CHUNK) {
-        uint32_t m = (uint32_t)(cnt - i < LB_ZD_CHUNK ? cnt - i : LB_ZD_CHUNK);
-        uint64_t ch;
-        size_t len = lb_zd_encode(s->zc, s->level, a + s->es * i, b + s->es * i, s->es, m, s->zbuf, &ch);
-        if (!len) s->st = LB_ERR_ARG;
-        s->kept += ch;
-        put(s, P_VAL, s->zbuf, len);
+    uint64_t ch = 0;
+    uint32_t nc = lb_zd_span_encode(s->zs, a, b, s->es, cnt, &ch);
+    if (!nc) s->st = LB_ERR_ARG;
+    s->kept += ch;
+    for (uint32_t k = 0; k < nc; k++) {
+        size_t len;
+        const uint8_t *p = lb_zd_span_chunk(s->zs, k, &len);
+        put(s, P_VAL, p, len);
     }
 }
 
@@ -327,32 +326,48 @@ static lb_status scan_rows(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
     return st;
 }
 
-/* Version 2 tensor ('z' or 'r'); t->es != 0. Unchanged tensors leave no data. */
+/* Equal bytes, compared chunk by chunk with the mapped pages dropped as they are read. */
+static int same_bytes(const uint8_t *a, const uint8_t *b, uint64_t n) {
+    int same = 1;
+    for (uint64_t i = 0; i < n && same; i += 4 * LB_DELTA_CHUNK) {
+        uint64_t m = n - i < 4 * LB_DELTA_CHUNK ? n - i : 4 * LB_DELTA_CHUNK;
+        same = !memcmp(a + i, b + i, m);
+        lb_tsrc_release(a + i, m), lb_tsrc_release(b + i, m);
+    }
+    return same;
+}
+
+/* Version 2 tensor ('z' or 'r'); t->es != 0. Unchanged tensors leave no data. One pass over
+ * both mappings hashes them and, for 'z', encodes the chunks too (dropped again when nothing
+ * changed), so each input page is read once and released right after. */
 static lb_status do_tensor_v2(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, tinfo *ti, lb_error *err) {
     XXH64_state_t hb, hf;
     XXH64_reset(&hb, 0);
     XXH64_reset(&hf, 0);
-    for (uint64_t i = 0; i < bt->n; i += LB_DELTA_CHUNK) {
+    int rows = s->mode != LB_DELTA_ZDIFF && bt->n_dims >= 2 && bt->shape[0] > 0;
+    ti->dense = 1;
+    for (uint64_t i = 0; i < bt->n && !s->st; i += LB_DELTA_CHUNK) {
         uint64_t m = bt->n - i < LB_DELTA_CHUNK ? bt->n - i : LB_DELTA_CHUNK;
-        XXH64_update(&hb, bt->data + bt->es * i, bt->es * m);
-        XXH64_update(&hf, ft->data + bt->es * i, bt->es * m);
+        const uint8_t *a = bt->data + bt->es * i, *b = ft->data + bt->es * i;
+        XXH64_update(&hb, a, bt->es * m);
+        XXH64_update(&hf, b, bt->es * m);
+        if (!rows) scan_z(s, a, b, m); /* m: one span of z chunks */
+        lb_tsrc_release(a, bt->es * m), lb_tsrc_release(b, bt->es * m);
     }
+    flush_all(s);
     ti->base_hash = XXH64_digest(&hb);
     ti->target_hash = XXH64_digest(&hf);
-    ti->dense = 1;
-    if (ti->base_hash == ti->target_hash && !memcmp(bt->data, ft->data, bt->nbytes)) return LB_OK; /* kept 0 */
-    int rows = s->mode != LB_DELTA_ZDIFF && bt->n_dims >= 2 && bt->shape[0] > 0;
-    ti->enc = rows ? 'r' : 'z';
     lb_status st = LB_OK;
-    if (rows) st = scan_rows(s, bt, ft, ti, err);
-    else
-        for (uint64_t i = 0; i < bt->n; i += LB_DELTA_CHUNK) { /* LB_DELTA_CHUNK is a multiple of LB_ZD_CHUNK */
-            uint64_t m = bt->n - i < LB_DELTA_CHUNK ? bt->n - i : LB_DELTA_CHUNK;
-            scan_z(s, bt->data + bt->es * i, ft->data + bt->es * i, m);
-            lb_tsrc_release(bt->data + bt->es * i, bt->es * m), lb_tsrc_release(ft->data + bt->es * i, bt->es * m);
-        }
-    flush_all(s);
-    if (!st && s->st) st = lb_fail(err, s->st, "tensor %s: encoding or writing the delta scratch file failed", bt->name);
+    if (s->st) st = lb_fail(err, s->st, "tensor %s: encoding or writing the delta scratch file failed", bt->name);
+    else if (!rows) {
+        ti->enc = s->kept ? 'z' : 0; /* kept 0: every bit pattern equal */
+        if (!s->kept) st = scratch_rewind(s->sc, ti->off, err);
+    } else if (ti->base_hash != ti->target_hash || !same_bytes(bt->data, ft->data, bt->nbytes)) {
+        ti->enc = 'r';
+        st = scan_rows(s, bt, ft, ti, err);
+        flush_all(s);
+        if (!st && s->st) st = lb_fail(err, s->st, "tensor %s: writing the delta scratch file failed", bt->name);
+    }
     return st;
 }
 
@@ -561,9 +576,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
     sn.th = opt->threshold;
     sn.sc = scp;
     sn.bits = opt->bits;
-    sn.level = opt->level ? opt->level : 3;
-    if (sn.mode >= LB_DELTA_ZDIFF &&
-        (!(sn.zc = ZSTD_createCCtx()) || !(sn.zbuf = malloc(lb_zd_bound(4, LB_ZD_CHUNK))))) {
+    if (sn.mode >= LB_DELTA_ZDIFF && !(sn.zs = lb_zd_span_new(opt->n_threads, opt->level ? opt->level : 3))) {
         s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -638,8 +651,7 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
         if (stat(out, &st) == 0) sm.delta_bytes = (uint64_t)st.st_size;
     }
 done:
-    ZSTD_freeCCtx(sn.zc);
-    free(sn.zbuf);
+    lb_zd_span_free(sn.zs);
     free(js);
     cJSON_Delete(arr);
     if (wc.w) lb_safetensors_writer_free(wc.w);

@@ -1,11 +1,14 @@
 #include "delta/zdiff.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 /* Bit pattern -> integer in value order (negative floats reversed below the positive ones). */
 static inline uint32_t ord32(uint32_t u) { return u & 0x80000000u ? ~u : u | 0x80000000u; }
@@ -22,6 +25,18 @@ static inline uint32_t load(const uint8_t *p, uint32_t es) {
     uint16_t v;
     memcpy(&v, p, 2);
     return ord16(v);
+}
+
+/* A plane whose byte histogram is nearly flat (order-0 entropy above 7.9 bits a byte) is the
+ * noise of the low mantissa bits: zstd cannot shrink it below 99% and spends most of create's
+ * time trying, so it is stored raw without the attempt. */
+static int looks_random(const uint8_t *p, uint32_t n) {
+    uint32_t h[256] = {0};
+    for (uint32_t i = 0; i < n; i++) h[p[i]]++;
+    double bits = 0;
+    for (int c = 0; c < 256; c++)
+        if (h[c]) bits -= (double)h[c] * log2((double)h[c] / (double)n);
+    return bits > 7.9 * (double)n;
 }
 
 size_t lb_zd_bound(uint32_t es, uint32_t n) { return 4u * es + 8u + es * ZSTD_compressBound(n); }
@@ -46,7 +61,10 @@ size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uin
         uint32_t size = 0;
         int zero = 1;
         for (uint32_t i = 0; i < n && zero; i++) zero = planes[p][i] == 0;
-        if (!zero) {
+        if (!zero && looks_random(planes[p], n)) {
+            memcpy(out + pos, planes[p], n);
+            size = n;
+        } else if (!zero) {
             size_t got = ZSTD_compressCCtx(zc, out + pos, ZSTD_compressBound(n), planes[p], n, level);
             if (ZSTD_isError(got)) return 0;
             if (got >= n) memcpy(out + pos, planes[p], n), got = n; /* incompressible: raw */
@@ -58,6 +76,77 @@ size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uin
     uint64_t hv = XXH64_digest(&h);
     memcpy(out + 4u * es, &hv, 8);
     return pos;
+}
+
+struct lb_zd_span {
+    lb_pool *pool;
+    int level, nth;
+    ZSTD_CCtx **zc;  /* [nth] */
+    uint8_t *out;    /* LB_ZD_SPAN slots of lb_zd_bound(4, LB_ZD_CHUNK) bytes */
+    size_t slot, len[LB_ZD_SPAN];
+    uint64_t ch[LB_ZD_SPAN];
+    /* the span being encoded */
+    const uint8_t *a, *b;
+    uint32_t es, n_chunks;
+    uint64_t cnt;
+    int next; /* next chunk to take (chunks vary in cost, so threads take them one at a time) */
+};
+
+lb_zd_span *lb_zd_span_new(int n_threads, int level) {
+    lb_zd_span *z = calloc(1, sizeof *z);
+    if (!z) return NULL;
+    z->pool = lb_pool_new(n_threads); /* NULL: one thread */
+    z->nth = lb_pool_size(z->pool);
+    z->level = level;
+    z->slot = lb_zd_bound(4, LB_ZD_CHUNK);
+    z->zc = calloc((size_t)z->nth, sizeof *z->zc);
+    z->out = malloc(z->slot * LB_ZD_SPAN);
+    int ok = z->zc && z->out;
+    for (int i = 0; ok && i < z->nth; i++) ok = (z->zc[i] = ZSTD_createCCtx()) != NULL;
+    if (!ok) lb_zd_span_free(z), z = NULL;
+    return z;
+}
+
+void lb_zd_span_free(lb_zd_span *z) {
+    if (!z) return;
+    for (int i = 0; z->zc && i < z->nth; i++) ZSTD_freeCCtx(z->zc[i]);
+    free(z->zc);
+    free(z->out);
+    lb_pool_free(z->pool);
+    free(z);
+}
+
+static void span_job(void *arg, int ith, int nth) {
+    (void)nth;
+    lb_zd_span *z = arg;
+    for (;;) {
+        uint32_t k = (uint32_t)__atomic_fetch_add(&z->next, 1, __ATOMIC_RELAXED);
+        if (k >= z->n_chunks) return;
+        uint64_t i = (uint64_t)k * LB_ZD_CHUNK;
+        uint32_t m = (uint32_t)(z->cnt - i < LB_ZD_CHUNK ? z->cnt - i : LB_ZD_CHUNK);
+        z->len[k] = lb_zd_encode(z->zc[ith], z->level, z->a + z->es * i, z->b + z->es * i, z->es, m, z->out + z->slot * k,
+                                 &z->ch[k]);
+    }
+}
+
+uint32_t lb_zd_span_encode(lb_zd_span *z, const uint8_t *a, const uint8_t *b, uint32_t es, uint64_t cnt, uint64_t *changed) {
+    if (cnt > (uint64_t)LB_ZD_SPAN * LB_ZD_CHUNK) return 0;
+    z->a = a, z->b = b, z->es = es, z->cnt = cnt, z->next = 0;
+    z->n_chunks = (uint32_t)((cnt + LB_ZD_CHUNK - 1) / LB_ZD_CHUNK);
+    int nth = (int)(z->n_chunks < (uint32_t)z->nth ? z->n_chunks : (uint32_t)z->nth);
+    lb_pool_run_n(z->pool, span_job, z, nth > 0 ? nth : 1);
+    uint64_t ch = 0;
+    for (uint32_t k = 0; k < z->n_chunks; k++) {
+        if (!z->len[k]) return 0;
+        ch += z->ch[k];
+    }
+    *changed = ch;
+    return z->n_chunks;
+}
+
+const uint8_t *lb_zd_span_chunk(const lb_zd_span *z, uint32_t k, size_t *len) {
+    *len = z->len[k];
+    return z->out + z->slot * k;
 }
 
 size_t lb_zd_chunk_len(const uint8_t *p, size_t avail, uint32_t es, uint32_t n) {

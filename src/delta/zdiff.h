@@ -25,6 +25,19 @@ size_t lb_zd_bound(uint32_t es, uint32_t n);
 size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uint32_t es, uint32_t n, uint8_t *out,
                     uint64_t *changed);
 
+/* Encoding many chunks at once across threads: lb_zd_span_encode encodes up to LB_ZD_SPAN
+ * consecutive chunks (cnt <= LB_ZD_SPAN * LB_ZD_CHUNK elements), each thread with its own
+ * ZSTD_CCtx; chunk k's bytes are then at lb_zd_span_chunk. The output is the same as
+ * lb_zd_encode chunk after chunk, whatever the thread count. */
+#define LB_ZD_SPAN 128u
+typedef struct lb_zd_span lb_zd_span;
+/* n_threads: 0 = online CPUs. NULL on allocation failure. */
+lb_zd_span *lb_zd_span_new(int n_threads, int level);
+void lb_zd_span_free(lb_zd_span *z);
+/* Returns the chunk count, 0 on a zstd failure. *changed: elements that differ. */
+uint32_t lb_zd_span_encode(lb_zd_span *z, const uint8_t *a, const uint8_t *b, uint32_t es, uint64_t cnt, uint64_t *changed);
+const uint8_t *lb_zd_span_chunk(const lb_zd_span *z, uint32_t k, size_t *len);
+
 /* Length of the chunk at p (avail bytes left), checking its header: 0 when it is malformed. */
 size_t lb_zd_chunk_len(const uint8_t *p, size_t avail, uint32_t es, uint32_t n);
 

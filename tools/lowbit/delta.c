@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fputs("usage: lowbit delta create BASE FINETUNED -o OUT.delta [--bits B | --threshold T | --int8 | --raw] [-q]\n"
+    fputs("usage: lowbit delta create BASE FINETUNED -o OUT.delta [--bits B | --threshold T | --int8 | --raw] [-t N] [-q]\n"
           "       lowbit delta apply BASE DELTA -o OUT\n"
           "       lowbit delta info DELTA [-v]\n\n"
           "A delta stores a fine-tune as the changes to its base model, in a safetensors file whose\n"
@@ -26,6 +26,8 @@ static void usage(FILE *f) {
           "  --int8          store the kept differences as int8 with per-64 scales (lossy)\n"
           "  -o PATH         output (apply: a GGUF for a GGUF base, a folder with model.safetensors\n"
           "                  plus the base's config and tokenizer files for a folder base)\n"
+          "  -t, --threads N create: threads encoding the lossless planes (default: all cores;\n"
+          "                  apply always uses all cores)\n"
           "  -q              create: no per-tensor lines\n"
           "  -v              info: list every tensor\n"
           "  -h, --help      this help\n", f);
@@ -43,6 +45,7 @@ static int create(int argc, char **argv) {
     const char *pos[2] = {0}, *out = NULL;
     int np = 0, quiet = 0;
     lb_delta_options o = lb_delta_default_options();
+    o.n_threads = cli_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
@@ -62,6 +65,9 @@ static int create(int argc, char **argv) {
             if (!cli_float(a, v, &d) || d < 1 || d > 22 || d != floor(d))
                 return fprintf(stderr, "lowbit: --level must be an integer 1..22\n"), CLI_USAGE;
             i++, o.level = (int)d;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!cli_threads(a, v, &o.n_threads)) return CLI_USAGE;
+            i++;
         } else if (!strcmp(a, "--raw")) o.raw = 1;
         else if (!strcmp(a, "--int8")) o.int8 = 1;
         else if (!strcmp(a, "-q")) quiet = 1;
