@@ -71,6 +71,21 @@ def health(port):
         return False
 
 
+def engine_steps(port):
+    """lowbit's /metrics: (engine steps, ids they ran, seconds inside them); None for a peer."""
+    try:
+        c = http.client.HTTPConnection(HOST, port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    except OSError:
+        return None
+    v = dict(re.findall(r"^lowbit_(\w+) ([0-9.eE+-]+)$", text, re.M))
+    try:
+        return float(v["engine_steps_total"]), float(v["engine_batch_tokens_total"]), float(v["engine_seconds_total"])
+    except KeyError:
+        return None
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -216,11 +231,15 @@ def main():
             srv = start(kind, a, n)
             try:
                 r = drive(srv.port, n, a.duration, a.max_tokens)
+                es = engine_steps(srv.port) if kind == "lowbit" else None
             finally:
                 srv.stop()
             errors += r["errors"]
             rows.append(f"| {n} | {kind} | {r['requests']} | {r['tokens'] / r['wall']:.1f} | {pct(r['ttft'], 50) * 1e3:.0f} | "
                         f"{pct(r['ttft'], 99) * 1e3:.0f} | {pct(r['tpot'], 50) * 1e3:.1f} | {pct(r['tpot'], 99) * 1e3:.1f} | {r['errors']} |")
+            if es and es[0]:  # where the time went: ids per engine step, share of wall inside the engine
+                print(f"  {kind} {n} clients: {es[0]:.0f} steps, {es[1] / es[0]:.1f} ids/step, "
+                      f"{es[2] / es[0] * 1e3:.1f} ms/step, engine busy {es[2] / r['wall'] * 100:.0f}% of wall", file=sys.stderr)
             print(rows[-1], file=sys.stderr)
     bw1 = bandwidth(a.lowbit, a.threads)
     head = (f"### lowbit serve load, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"

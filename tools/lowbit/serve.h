@@ -90,6 +90,7 @@ typedef struct sv_metrics {
     uint64_t prompt_tokens_cached_total; /* prompt positions taken from the prefix cache */
     uint64_t steps_total, batch_tokens_total; /* engine calls and the ids they ran */
     int batch_max;                            /* the most ids one call ran */
+    double engine_seconds;                    /* wall time inside those calls */
     double tokens_per_second; /* generated, over the last few seconds */
     int accepting;
 } sv_metrics;

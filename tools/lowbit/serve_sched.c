@@ -273,8 +273,11 @@ static void step(sv_sched *s, int *counts) {
     if (!n) return;
     pthread_mutex_unlock(&s->mu);
     lb_error err = {0};
+    double t0 = sv_now();
     sv_engine_eval(s->eng, s->items, n, &err);
+    double t1 = sv_now();
     pthread_mutex_lock(&s->mu);
+    s->m.engine_seconds += t1 - t0;
     sv_engine_stats(s->eng, &s->es);
     size_t ids = 0;
     for (int k = 0; k < n; k++) ids += s->items[k].n_ids;
