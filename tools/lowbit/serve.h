@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h" /* cli_now: the tools' one monotonic clock */
 #include "lowbit.h"
 
 /* ---- engine (serve_engine.c) ------------------------------------------------------------------
@@ -181,5 +182,4 @@ void sv_http_stop(sv_http *h);
 extern const unsigned char sv_page_html[];
 extern const size_t sv_page_html_len;
 
-double sv_now(void); /* monotonic seconds */
 #endif

@@ -611,7 +611,7 @@ char *sv_api_metrics_text(sv_server *sv) {
         {"prompt_tokens_cached_total", "counter", "prompt tokens taken from the prefix cache", (double)m.prompt_tokens_cached_total},
         {"tokens_per_second", "gauge", "generated tokens per second, last seconds", m.tokens_per_second},
         {"accepting", "gauge", "1 while admitting requests (0 during shutdown)", m.accepting},
-        {"uptime_seconds", "gauge", "seconds since start", sv_now() - sv->t_start},
+        {"uptime_seconds", "gauge", "seconds since start", cli_now() - sv->t_start},
     };
     size_t cap = 8192, n = 0;
     char *out = malloc(cap);
