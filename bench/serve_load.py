@@ -71,6 +71,21 @@ def health(port):
         return False
 
 
+def engine_steps(port):
+    """lowbit's /metrics: (engine steps, ids they ran, seconds inside them); None for a peer."""
+    try:
+        c = http.client.HTTPConnection(HOST, port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    except OSError:
+        return None
+    v = dict(re.findall(r"^lowbit_(\w+) ([0-9.eE+-]+)$", text, re.M))
+    try:
+        return float(v["engine_steps_total"]), float(v["engine_batch_tokens_total"]), float(v["engine_seconds_total"])
+    except KeyError:
+        return None
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -100,10 +115,16 @@ def one_request(port, body, timeout):
             j = json.loads(line[6:])
             if j.get("usage"):
                 usage = j["usage"].get("completion_tokens")
-            if any(ch.get("text") for ch in j.get("choices", [])):
-                last = time.time()
-                first = first or last
-                chunks += 1
+            for ch in j.get("choices", []):
+                # a token's chunk may carry empty text (a synth model's bytes that do not yet form
+                # a UTF-8 character): llama-server sends it anyway, so it counts as an event; a
+                # chunk with finish_reason ends the answer where a server sends no [DONE]
+                if "text" in ch and ch.get("finish_reason") is None:
+                    last = time.time()
+                    first = first or last
+                    chunks += 1
+                if ch.get("finish_reason"):
+                    done = True
         n = usage if usage is not None else chunks
         return done and first is not None, (first or t0) - t0, n, first or 0, last or 0
     except (OSError, ValueError, http.client.HTTPException):
@@ -125,7 +146,7 @@ def drive(port, clients, seconds, max_tokens):
                 if res["requests"] >= MAX_REQUESTS:
                     return
                 res["requests"] += 1
-            body = {"prompt": PROMPTS[(k + i) % len(PROMPTS)], "max_tokens": max_tokens, "temperature": 0.8,
+            body = {"prompt": PROMPTS[(k + i) % len(PROMPTS)], "max_tokens": max_tokens, "temperature": 0,
                     "seed": k * 1000 + i, "stream": True, "stream_options": {"include_usage": True}}
             ok, ttft, n, t1, t2 = one_request(port, body, timeout=seconds + 120)
             with lock:
@@ -169,9 +190,9 @@ def start(kind, a, clients):
         cmd = [a.lowbit, "serve", "-m", a.model, "--host", HOST, "--port", "0", "-np", str(clients), "--ctx", str(n_ctx),
                "--queue", str(max(64, clients * 2))]
         return Server(cmd + (["-t", str(a.threads)] if a.threads else []), None)
-    port = free_port()
+    port = free_port()  # -c is split over the -np slots: each gets n_ctx, as each lowbit slot does
     cmd = [os.environ["LLAMA_SERVER"], "-m", a.model, "--host", HOST, "--port", str(port), "-np", str(clients), "-cb",
-           "-c", str(n_ctx * clients)]
+           "-c", str(n_ctx * clients), "-n", str(a.max_tokens)]
     return Server(cmd + (["-t", str(a.threads)] if a.threads else []), port)
 
 
@@ -216,11 +237,15 @@ def main():
             srv = start(kind, a, n)
             try:
                 r = drive(srv.port, n, a.duration, a.max_tokens)
+                es = engine_steps(srv.port) if kind == "lowbit" else None
             finally:
                 srv.stop()
             errors += r["errors"]
             rows.append(f"| {n} | {kind} | {r['requests']} | {r['tokens'] / r['wall']:.1f} | {pct(r['ttft'], 50) * 1e3:.0f} | "
                         f"{pct(r['ttft'], 99) * 1e3:.0f} | {pct(r['tpot'], 50) * 1e3:.1f} | {pct(r['tpot'], 99) * 1e3:.1f} | {r['errors']} |")
+            if es and es[0]:  # where the time went: ids per engine step, share of wall inside the engine
+                print(f"  {kind} {n} clients: {es[0]:.0f} steps, {es[1] / es[0]:.1f} ids/step, "
+                      f"{es[2] / es[0] * 1e3:.1f} ms/step, engine busy {es[2] / r['wall'] * 100:.0f}% of wall", file=sys.stderr)
             print(rows[-1], file=sys.stderr)
     bw1 = bandwidth(a.lowbit, a.threads)
     head = (f"### lowbit serve load, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"

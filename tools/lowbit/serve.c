@@ -205,7 +205,7 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     sv_engine *eng = NULL;
     int ft_ids[SV_MAX_DELTAS];
     sv_server sv = {.model = m, .tok = lb_model_tokenizer(m), .model_name = name, .api_key = o->api_key,
-                    .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = sv_now()};
+                    .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = cli_now()};
     const char *style = lb_chat_template_style(lb_model_chat_template(m));
     sv.chat_style = style ? style : "chatml"; /* what other servers fall back to */
     if (sv_engine_new(m, (int)o->parallel, &ep, &eng, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
@@ -242,8 +242,8 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     fprintf(stderr, "lowbit: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "interrupt" : "terminated",
             sv_sched_in_flight(sv.sched));
     sv_sched_stop_admitting(sv.sched);
-    double end = sv_now() + (double)o->shutdown;
-    while (sv_sched_in_flight(sv.sched) && sv_now() < end) usleep(20000);
+    double end = cli_now() + (double)o->shutdown;
+    while (sv_sched_in_flight(sv.sched) && cli_now() < end) usleep(20000);
     sv_sched_cancel_all(sv.sched);
     while (sv_sched_in_flight(sv.sched)) usleep(10000);
     sv_http_drain(http, 2.0);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h" /* cli_now: the tools' one monotonic clock */
 #include "lowbit.h"
 
 /* ---- engine (serve_engine.c) ------------------------------------------------------------------
@@ -90,6 +91,7 @@ typedef struct sv_metrics {
     uint64_t prompt_tokens_cached_total; /* prompt positions taken from the prefix cache */
     uint64_t steps_total, batch_tokens_total; /* engine calls and the ids they ran */
     int batch_max;                            /* the most ids one call ran */
+    double engine_seconds;                    /* wall time inside those calls */
     double tokens_per_second; /* generated, over the last few seconds */
     int accepting;
 } sv_metrics;
@@ -180,5 +182,4 @@ void sv_http_stop(sv_http *h);
 extern const unsigned char sv_page_html[];
 extern const size_t sv_page_html_len;
 
-double sv_now(void); /* monotonic seconds */
 #endif

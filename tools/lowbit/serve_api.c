@@ -607,15 +607,16 @@ char *sv_api_metrics_text(sv_server *sv) {
         {"engine_steps_total", "counter", "batched forward passes (one per step, all requests together)", (double)m.steps_total},
         {"engine_batch_tokens_total", "counter", "ids those passes ran", (double)m.batch_tokens_total},
         {"engine_batch_max", "gauge", "the most ids one pass ran", m.batch_max},
+        {"engine_seconds_total", "counter", "wall seconds inside those passes", m.engine_seconds},
         {"prompt_tokens_cached_total", "counter", "prompt tokens taken from the prefix cache", (double)m.prompt_tokens_cached_total},
         {"tokens_per_second", "gauge", "generated tokens per second, last seconds", m.tokens_per_second},
         {"accepting", "gauge", "1 while admitting requests (0 during shutdown)", m.accepting},
-        {"uptime_seconds", "gauge", "seconds since start", sv_now() - sv->t_start},
+        {"uptime_seconds", "gauge", "seconds since start", cli_now() - sv->t_start},
     };
     size_t cap = 8192, n = 0;
     char *out = malloc(cap);
     if (!out) return NULL;
-    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+    for (size_t i = 0; i < sizeof rows / sizeof *rows && n < cap; i++) /* a cut row ends the text */
         n += (size_t)snprintf(out + n, cap - n, "# HELP lowbit_%s %s\n# TYPE lowbit_%s %s\nlowbit_%s %.17g\n", rows[i].name,
                               rows[i].help, rows[i].name, rows[i].type, rows[i].name, rows[i].v);
     return out;

@@ -18,7 +18,7 @@
 
 typedef struct conn {
     int fd;
-    double deadline; /* seconds (sv_now); 0 while a request is being answered */
+    double deadline; /* seconds (cli_now); 0 while a request is being answered */
     struct conn *prev, *next;
 } conn;
 
@@ -79,12 +79,12 @@ static enum MHD_Result reply_error(sv_http *h, struct MHD_Connection *c, int sta
 /* After the scheduler has finished every request, a stream's last chunks ("data: [DONE]") may still
  * sit in its response queue: wait (bounded) until the connections have closed before stopping. */
 void sv_http_drain(sv_http *h, double seconds) {
-    double end = sv_now() + seconds;
+    double end = cli_now() + seconds;
     for (;;) {
         pthread_mutex_lock(&h->mu);
         int open = h->conns != NULL;
         pthread_mutex_unlock(&h->mu);
-        if (!open || sv_now() >= end) return;
+        if (!open || cli_now() >= end) return;
         usleep(10000);
     }
 }
@@ -112,7 +112,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             return;
         }
         k->fd = ci->connect_fd;
-        k->deadline = sv_now() + h->sv->request_timeout;
+        k->deadline = cli_now() + h->sv->request_timeout;
         pthread_mutex_lock(&h->mu);
         k->next = h->conns;
         if (h->conns) h->conns->prev = k;
@@ -137,7 +137,7 @@ static void *watchdog_main(void *arg) {
     sv_http *h = arg;
     pthread_mutex_lock(&h->mu);
     while (!h->quit) {
-        double now = sv_now();
+        double now = cli_now();
         for (conn *k = h->conns; k; k = k->next)
             if (k->deadline > 0 && now > k->deadline) {
                 shutdown(k->fd, SHUT_RDWR);
@@ -173,7 +173,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         free(q);
         *con_cls = NULL;
     }
-    set_deadline(h, c, sv_now() + h->sv->request_timeout); /* for the next request on this connection */
+    set_deadline(h, c, cli_now() + h->sv->request_timeout); /* for the next request on this connection */
 }
 
 /* ---- generation ------------------------------------------------------------------------------------ */

@@ -41,12 +41,6 @@ struct sv_sched {
     long long rate_sec[SV_RATE_WINDOW];
 };
 
-double sv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 const char *sv_finish_name(sv_finish f) {
     switch (f) {
     case SV_FIN_STOP: return "stop";
@@ -82,7 +76,7 @@ static void finish(sv_sched *s, sv_request *r, sv_finish f) {
 }
 
 static void count_rate(sv_sched *s, uint64_t n) {
-    long long sec = (long long)sv_now();
+    long long sec = (long long)cli_now();
     int i = (int)(sec % SV_RATE_WINDOW);
     if (s->rate_sec[i] != sec) {
         s->rate_sec[i] = sec;
@@ -254,7 +248,7 @@ static void sample_slot(sv_sched *s, int i, int *counts) {
     sl->next = id;
     s->m.generated_tokens_total++;
     count_rate(s, 1);
-    if (r->n_gen == 1) r->t_first = sv_now();
+    if (r->n_gen == 1) r->t_first = cli_now();
     char buf[512];
     size_t len = lb_token_piece(s->tok, id, buf, sizeof buf); /* longer pieces are dropped */
     int hit = append_piece(r, buf, len < sizeof buf ? len : 0);
@@ -273,8 +267,11 @@ static void step(sv_sched *s, int *counts) {
     if (!n) return;
     pthread_mutex_unlock(&s->mu);
     lb_error err = {0};
+    double t0 = cli_now();
     sv_engine_eval(s->eng, s->items, n, &err);
+    double t1 = cli_now();
     pthread_mutex_lock(&s->mu);
+    s->m.engine_seconds += t1 - t0;
     sv_engine_stats(s->eng, &s->es);
     size_t ids = 0;
     for (int k = 0; k < n; k++) ids += s->items[k].n_ids;
@@ -395,7 +392,7 @@ int sv_sched_submit(sv_sched *s, sv_request *r) {
     else {
         r->refs = 2;
         r->slot = -1;
-        r->t_submit = sv_now();
+        r->t_submit = cli_now();
         s->queue[(s->q_head + s->q_len) % s->queue_max] = r;
         s->q_len++;
         s->m.requests_total++;
@@ -506,7 +503,7 @@ void sv_sched_metrics(sv_sched *s, sv_metrics *m) {
     m->kv_blocks_reserved = s->blocks_reserved;
     m->kv_blocks_total = s->es.n_blocks;
     m->accepting = s->accepting;
-    long long now = (long long)sv_now();
+    long long now = (long long)cli_now();
     uint64_t tok = 0;
     for (int i = 0; i < SV_RATE_WINDOW; i++) /* the last full seconds */
         if (s->rate_sec[i] < now && s->rate_sec[i] >= now - (SV_RATE_WINDOW - 1)) tok += s->rate_tokens[i];
