@@ -90,6 +90,7 @@ LB_API void lb_log_set_level(lb_log_level level);
 #include "lowbit/compress.h"
 #include "lowbit/delta.h"
 #include "lowbit/mem.h"
+#include "lowbit/hub.h"
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@ never fails; the library is located on first use (LOWBIT_LIBRARY, the repository
 folders, the install prefix, then the system's library path), and a missing library raises
 ImportError naming every path searched. is_available() tells without raising."""
 from ._lib import LowbitError, is_available
+from .hub import pull
 from .delta import (INT8_BLOCK, compress_delta_int8, compress_delta_sparse, decompress_delta_int8,
                     decompress_delta_sparse)
 from .memory import MemoryMonitor, MemoryPressure, MemorySnapshot, PsiAvg, format_size, parse_size
@@ -18,7 +19,7 @@ __all__ = [
     "compress_delta_sparse", "decompress_delta_sparse", "compress_delta_int8", "decompress_delta_int8", "INT8_BLOCK",
     "quantize", "dequantize",
     "MemoryMonitor", "MemoryPressure", "MemorySnapshot", "PsiAvg", "parse_size", "format_size",
-    "Model", "Tokenizer", "Completion",
+    "Model", "Tokenizer", "Completion", "pull",
 ]
 
 

@@ -188,6 +188,14 @@ class ModelParams(ctypes.Structure):
     _fields_ = [("tokenizer_path", c_char_p), ("n_threads", c_int), ("delta_path", c_char_p)]
 
 
+PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_char_p, c_uint64, c_uint64)
+
+
+class HubParams(ctypes.Structure):
+    _fields_ = [("endpoint", c_char_p), ("token", c_char_p), ("cache_dir", c_char_p), ("offline", c_int),
+                ("progress", PROGRESS_FN), ("progress_user", c_void_p)]
+
+
 class SessionParams(ctypes.Structure):
     _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int)]
 
@@ -293,6 +301,10 @@ _PROTOTYPES = {
     "lb_generate": (c_int, [c_void_p, c_char_p, P(GenerateParams), P(GenerateResult), PErr]),
     "lb_generate_result_free": (None, [P(GenerateResult)]),
     "lb_stop_reason_name": (c_char_p, [c_int]),
+    # models from the Hugging Face Hub (src/io/hub*.c)
+    "lb_hub_default_params": (HubParams, []),
+    "lb_hub_is_ref": (c_int, [c_char_p]),
+    "lb_hub_resolve": (c_int, [c_char_p, P(HubParams), P(c_void_p), PErr]),
     # deltas (src/delta)
     "lb_compress_delta_sparse": (c_int, [P(c_float), c_size_t, c_float, P(P(ctypes.c_uint32)), P(P(c_float)),
                                          P(c_size_t), P(c_double), PErr]),

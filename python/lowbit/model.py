@@ -162,6 +162,9 @@ class Model(_lib.Handle, _TokenizerOps):
         self._m = None
         self._s = None
         self._open_stream = None
+        if isinstance(path, str) and path.startswith("hf://"):
+            from .hub import pull
+            path = pull(path)
         h = ctypes.c_void_p()
         _lib.call(lib.lb_model_load, _path(path, "path"), ctypes.byref(mp), ctypes.byref(h))
         self._m = h

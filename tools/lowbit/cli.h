@@ -48,6 +48,9 @@ typedef struct cli_progress_state {
 } cli_progress_state;
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* lb_hub_resolve with a progress bar on stderr (pull.c); base NULL: the defaults. */
+int cli_hub_resolve(const char *ref, const lb_hub_params *base, char **path);
+
 /* --device cpu|cuda: 0 after printing why. */
 int cli_device(const char *opt, const char *val, lb_device *out);
 
