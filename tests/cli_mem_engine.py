@@ -69,6 +69,13 @@ try:
     rc, out, err = lowbit("run", "-m", t512, "-p", "hello", "-n", "4", "-c", "64", "--kv-type", "q8_0", "--mem-report")
     r = report_numbers(err)
     check(rc == 0 and r.get("kv_type") == "q8_0" and r.get("kv_tok") == tper and r.get("kv") == tper * 64, "q8_0 KV report %s vs %d" % (r, tper))
+    # Q4_0 KV: 18 bytes per 32 values; a budget that only it fits is planned when asked for
+    t4 = tper // 34 * 18
+    rc, out, err = lowbit("run", "-m", t512, "-p", "hello", "-n", "4", "-c", "64", "--kv-type", "q4_0", "--mem-report")
+    r = report_numbers(err)
+    check(rc == 0 and r.get("kv_type") == "q4_0" and r.get("kv_tok") == t4 and r.get("kv") == t4 * 64, "q4_0 KV report %s vs %d" % (r, t4))
+    rc, out, err = lowbit("run", "-m", t512, "-p", "hello", "-n", "2", "--kv-type", "q5_0")
+    check(rc == 2 and "q4_0" in err and "q5_0" in err, "--kv-type q5_0 refused naming the choices: " + err)
     rc, out, err = lowbit("run", "-m", t512, "-p", "hi", "-n", "1", "-c", "512", "--mem-budget", "100M")
     m = re.search(r"KV cache \(512 tokens, f16\) ([\d.]+) MiB .* = ([\d.]+) MiB <= budget", err)
     check(rc == 0 and m, "t512 plan in MiB: " + err)

@@ -448,7 +448,7 @@ static void test_attn(const lb_vec_ops *ops, const char *name) {
     int hds[] = {8, 16, 24, 32, 64, 72, 128};
     for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++) {
         int hd = hds[hi], n_pos = 37, stride = hd * 3 + 5;
-        int nbq = hd / LB_QK, qstride = (3 * nbq + 1) * (int)sizeof(lb_block_q8_0); /* bytes */
+        int nbq = hd / LB_QK, qstride = (3 * nbq + 1) * (int)sizeof(lb_block_q8_0); /* bytes, room for either block */
         float q[128], a[37], s[37], out[128];
         float *k = malloc((size_t)n_pos * stride * sizeof *k), *v = malloc((size_t)n_pos * stride * sizeof *v);
         uint16_t *kh = malloc((size_t)n_pos * stride * 2), *vh = malloc((size_t)n_pos * stride * 2);
@@ -458,22 +458,26 @@ static void test_attn(const lb_vec_ops *ops, const char *name) {
             k[i] = frand(-1, 1), v[i] = frand(-1, 1);
             kh[i] = lb_f32_to_fp16(k[i]), vh[i] = lb_f32_to_fp16(v[i]);
         }
-        if (hd % LB_QK == 0)
-            for (int p = 0; p < n_pos; p++) { /* Q8_0 rows: the first hd values of each F32 row */
-                lb_quantize_row_q8_0_scalar(k + p * stride, kq + (size_t)p * qstride, hd);
-                lb_quantize_row_q8_0_scalar(v + p * stride, vq + (size_t)p * qstride, hd);
-                lb_dequantize_row_q8_0(kq + (size_t)p * qstride, kd + p * hd, hd);
-                lb_dequantize_row_q8_0(vq + (size_t)p * qstride, vd + p * hd, hd);
-            }
         for (int i = 0; i < hd; i++) q[i] = frand(-1, 1);
         for (int p = 0; p < n_pos; p++) a[p] = frand(0, 1);
-        for (int kt = 0; kt < 3; kt++) {
-            if (kt == LB_ATTN_Q8_0 && hd % LB_QK) continue;
-            const void *kc = kt == LB_ATTN_Q8_0 ? (const void *)kq : kt == LB_ATTN_F16 ? (const void *)kh : k;
-            const void *vc = kt == LB_ATTN_Q8_0 ? (const void *)vq : kt == LB_ATTN_F16 ? (const void *)vh : v;
-            size_t bstride = kt == LB_ATTN_Q8_0 ? (size_t)qstride : (size_t)stride * (kt == LB_ATTN_F16 ? 2 : 4);
+        for (int kt = 0; kt < 4; kt++) {
+            int quant = kt == LB_ATTN_Q8_0 || kt == LB_ATTN_Q4_0;
+            if (quant && hd % LB_QK) continue;
+            for (int p = 0; quant && p < n_pos; p++) { /* quantized rows: the first hd values of each F32 row */
+                char *kr = kq + (size_t)p * qstride, *vr = vq + (size_t)p * qstride;
+                if (kt == LB_ATTN_Q8_0) {
+                    lb_quantize_row_q8_0_scalar(k + p * stride, kr, hd), lb_quantize_row_q8_0_scalar(v + p * stride, vr, hd);
+                    lb_dequantize_row_q8_0(kr, kd + p * hd, hd), lb_dequantize_row_q8_0(vr, vd + p * hd, hd);
+                } else {
+                    lb_kv_quantize_q4_0(k + p * stride, kr, hd), lb_kv_quantize_q4_0(v + p * stride, vr, hd);
+                    lb_dequantize_row_q4_0(kr, kd + p * hd, hd), lb_dequantize_row_q4_0(vr, vd + p * hd, hd);
+                }
+            }
+            const void *kc = quant ? (const void *)kq : kt == LB_ATTN_F16 ? (const void *)kh : k;
+            const void *vc = quant ? (const void *)vq : kt == LB_ATTN_F16 ? (const void *)vh : v;
+            size_t bstride = quant ? (size_t)qstride : (size_t)stride * (kt == LB_ATTN_F16 ? 2 : 4);
 #define KV_AT(f, h, dq, p, i) \
-    (kt == LB_ATTN_Q8_0 ? (double)(dq)[(p) * hd + (i)] : kt == LB_ATTN_F16 ? lb_fp16_to_f32((h)[(p) * stride + (i)]) : (f)[(p) * stride + (i)])
+    (quant ? (double)(dq)[(p) * hd + (i)] : kt == LB_ATTN_F16 ? lb_fp16_to_f32((h)[(p) * stride + (i)]) : (f)[(p) * stride + (i)])
             ops->attn_scores(s, q, kc, kt, bstride, n_pos, hd, 0.5f);
             ops->attn_values(out, a, vc, kt, bstride, n_pos, hd);
             double worst = 0;
@@ -492,6 +496,30 @@ static void test_attn(const lb_vec_ops *ops, const char *name) {
         }
         free(k), free(v), free(kh), free(vh), free(kq), free(vq), free(kd), free(vd);
     }
+}
+
+/* The Q4_0 KV quantizer: a known block (the largest magnitude becomes code 0 = -8 d, exactly),
+ * every element within half a step of its value, zeros to zero. */
+static void test_kv_q4_0(void) {
+    float x[64], y[64];
+    for (int i = 0; i < 64; i++) x[i] = frand(-2, 2);
+    x[5] = -3.0f; /* block 0's largest magnitude, negative: d = 3/8 */
+    x[40] = 2.5f; /* block 1's, positive: d = -2.5/8 */
+    lb_block_q4_0 b[2];
+    lb_kv_quantize_q4_0(x, b, 64);
+    lb_dequantize_row_q4_0(b, y, 64);
+    CHECK(lb_fp16_to_f32(b[0].d) == lb_fp16_to_f32(lb_f32_to_fp16(0.375f)) && (b[0].qs[5] & 15) == 0,
+          "q4_0 KV: block 0 scale %g code %d", lb_fp16_to_f32(b[0].d), b[0].qs[5] & 15);
+    CHECK((b[1].qs[8] & 15) == 0 && y[40] == 2.5f, "q4_0 KV: block 1 max code %d value %g", b[1].qs[8] & 15, y[40]);
+    double worst = 0;
+    for (int i = 0; i < 64; i++) worst = fmax(worst, fabs(x[i] - y[i]) / fabs(lb_fp16_to_f32(b[i / 32].d)));
+    CHECK(worst <= 0.5 + 1e-3, "q4_0 KV: worst error %g steps", worst);
+    float z[32] = {0};
+    lb_kv_quantize_q4_0(z, b, 32);
+    lb_dequantize_row_q4_0(b, y, 32);
+    int zeros = 1;
+    for (int i = 0; i < 32; i++) zeros &= y[i] == 0;
+    CHECK(zeros, "q4_0 KV: a zero block stays zero");
 }
 
 /* The level module: one level in use, never above the CPU's, and exactly LOWBIT_CPU when that
@@ -530,6 +558,7 @@ int main(void) {
     const lb_vec_ops *v = lb_vec_ops_avx2();
     test_vec_ops(lb_vec_ops_scalar(), v ? v : lb_vec_ops_scalar());
     CHECK(lb_vec_ops_get() == (v ? v : lb_vec_ops_scalar()), "dispatch picks AVX2 when available");
+    test_kv_q4_0();
     test_attn(lb_vec_ops_scalar(), "scalar");
     if (v) test_attn(v, "avx2");
     test_vec_nan(lb_vec_ops_scalar(), "scalar");

@@ -25,7 +25,9 @@ LB_API lb_status lb_convert_model(const lb_model *m, const char *out, const char
 /* Perplexity over ids in non-overlapping windows of n_ctx tokens; the first id of each window
  * is replaced by bos_id (when >= 0), and positions n_ctx/2 .. n_ctx-2 of each window are scored
  * (log-softmax of the id that follows). With a base model: mean KL(base || model) over the
- * scored positions and the share where both argmax agree. */
+ * scored positions and the share where both argmax agree. kv_type: the model's KV cache
+ * (LB_KV_F32 to compare weights alone; another type measures that cache's cost); the base's
+ * cache is always F32. */
 typedef struct lb_ppl_result {
     double ppl, nll;       /* exp(mean NLL), mean NLL (nats) */
     double kl, top1;       /* only when has_base */
@@ -33,7 +35,7 @@ typedef struct lb_ppl_result {
     size_t n_windows, n_scored;
 } lb_ppl_result;
 LB_API lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t n_ids, int32_t bos_id, int n_ctx,
-                        int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err);
+                        lb_kv_type kv_type, int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err);
 
 /* ---- quantization (src/quant) ---------------------------------------------------------- */
 /* Writes any model lb_model_load reads as GGUF (atomically, streaming one tensor at a time)

@@ -144,7 +144,8 @@ LB_API lb_status lb_size_parse(const char *s, uint64_t *out, lb_error *err);
 LB_API const char *lb_size_format(uint64_t n, char *buf, size_t cap);
 
 /* Budget planner: the largest context and KV cache type that fit a memory budget. Pure. */
-typedef enum lb_mem_kv_dtype { LB_MEM_KV_F32 = 0, LB_MEM_KV_F16, LB_MEM_KV_Q8_0, LB_MEM_KV_COUNT } lb_mem_kv_dtype;
+/* Q4_0 is planned only when asked for (kv_forced): the planner never lowers to it on its own. */
+typedef enum lb_mem_kv_dtype { LB_MEM_KV_F32 = 0, LB_MEM_KV_F16, LB_MEM_KV_Q8_0, LB_MEM_KV_Q4_0, LB_MEM_KV_COUNT } lb_mem_kv_dtype;
 LB_API const char *lb_mem_kv_dtype_name(lb_mem_kv_dtype t); /* "f32", "f16", "q8_0" */
 
 typedef struct lb_mem_plan_in {

@@ -95,8 +95,10 @@ LB_API lb_status lb_chat_format(const char *style, const lb_chat_message *msgs, 
 /* ---- generation ------------------------------------------------------------------------- */
 typedef struct lb_session lb_session;
 
-/* Q8_0: GGUF Q8_0 blocks (32 int8 + fp16 scale, 34 bytes) per head row; needs head_dim % 32 == 0. */
-typedef enum lb_kv_type { LB_KV_F32 = 0, LB_KV_F16 = 1, LB_KV_Q8_0 = 2 } lb_kv_type;
+/* Q8_0: GGUF Q8_0 blocks (32 int8 + fp16 scale, 34 bytes) per head row; Q4_0: GGUF Q4_0 blocks
+ * (32 4-bit codes + fp16 scale, 18 bytes: 0.28x of F16, for long contexts; CPU only). Both need
+ * head_dim % 32 == 0. */
+typedef enum lb_kv_type { LB_KV_F32 = 0, LB_KV_F16 = 1, LB_KV_Q8_0 = 2, LB_KV_Q4_0 = 3 } lb_kv_type;
 
 /* Where the forward pass runs. LB_DEVICE_CUDA needs a build with -DLOWBIT_CUDA=ON and a CUDA
  * device (else LB_ERR_UNSUPPORTED saying which): weights are uploaded once, the KV cache and

@@ -248,7 +248,7 @@ class GenerateResult(ctypes.Structure):
                 ("gen_seconds", c_double)]
 
 
-LB_MEM_KV_COUNT = 3
+LB_MEM_KV_COUNT = 4
 
 
 class MemPlanIn(ctypes.Structure):

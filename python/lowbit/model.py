@@ -12,7 +12,7 @@ import numpy as np
 from . import _arrays, _generate, _lib
 from .memory import parse_size
 
-_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 2}
+_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 2, "q4_0": 3}
 
 
 def _path(p, what):
@@ -140,7 +140,7 @@ class Model(_lib.Handle, _TokenizerOps):
     context and KV cache type are chosen to fit it (the C budget planner), and a model whose
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
-    kv_type: "f32", "f16" or "q8_0" (head_dim a multiple of 32); None: f16, as llama.cpp (a
+    kv_type: "f32", "f16", "q8_0" or "q4_0" (the last two: head_dim a multiple of 32); None: f16, as llama.cpp (a
     mem_budget may lower it to q8_0, with a warning). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
@@ -151,7 +151,7 @@ class Model(_lib.Handle, _TokenizerOps):
         threads = _nonneg_int(threads, "threads")
         n_ctx = _nonneg_int(n_ctx, "n_ctx")
         if kv_type is not None and kv_type not in _KV_TYPES:
-            raise ValueError("kv_type: expected 'f32', 'f16' or 'q8_0', got %r" % (kv_type,))
+            raise ValueError("kv_type: expected 'f32', 'f16', 'q8_0' or 'q4_0', got %r" % (kv_type,))
         budget = parse_size(mem_budget) if mem_budget is not None else None
         mp = lib.lb_model_default_params()
         tok_path = _path(tokenizer, "tokenizer") if tokenizer is not None else None
@@ -271,7 +271,7 @@ class Model(_lib.Handle, _TokenizerOps):
 
     @property
     def kv_type(self):
-        """The session's KV cache type: "f32", "f16" or "q8_0"."""
+        """The session's KV cache type: "f32", "f16", "q8_0" or "q4_0"."""
         t = _lib.lib().lb_session_kv_type(self._session())
         return {v: k for k, v in _KV_TYPES.items()}[t]
 

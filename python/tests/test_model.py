@@ -129,6 +129,19 @@ def test_kv_default_f16_as_cli_run(shared, cli):
         assert m.kv_type == "f32"
 
 
+def test_kv_q4_0(shared, cli):
+    """A Q4_0 KV cache (head_dim 64): the same greedy ids as `lowbit run --kv-type q4_0`, and
+    head sizes that do not fill its blocks refused by name."""
+    t512 = shared("models", "tinystories-512d")
+    o = json.loads(run_cli(cli, "run", "-m", t512, "-p", "Once upon a time", "-n", "24", "--json", "-t", "1",
+                           "--kv-type", "q4_0"))
+    with lowbit.Model(t512, threads=1, kv_type="q4_0") as m:
+        assert m.kv_type == "q4_0"
+        assert m.generate("Once upon a time", max_tokens=24).ids == o["ids"]
+    with pytest.raises(lowbit.LowbitError, match="head_dim"):
+        lowbit.Model(shared(*STORIES_GGUF), threads=1, kv_type="q4_0").generate("hi", max_tokens=1)
+
+
 def test_budget_lowering_kv_warns(shared):
     """A budget between the q8_0 and the f16 plan picks q8_0 KV, with a warning (never silently);
     a roomy budget keeps f16 without one."""

@@ -30,11 +30,13 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     if (p.n_ctx > (1 << 24) || p.n_kv_tokens > (1 << 26) || p.max_batch > 65536 || p.block_tokens > 4096)
         return lb_fail(err, LB_ERR_ARG, "engine: context %d, pool of %d tokens or batch of %d is too large", p.n_ctx,
                        p.n_kv_tokens, p.max_batch);
-    if (p.kv_type != LB_KV_F32 && p.kv_type != LB_KV_F16 && p.kv_type != LB_KV_Q8_0)
+    if (p.kv_type != LB_KV_F32 && p.kv_type != LB_KV_F16 && p.kv_type != LB_KV_Q8_0 && p.kv_type != LB_KV_Q4_0)
         return lb_fail(err, LB_ERR_ARG, "unknown KV cache type %d", (int)p.kv_type);
     if (!lb_kv_head_bytes(m->cfg.head_dim, p.kv_type))
-        return lb_fail(err, LB_ERR_UNSUPPORTED, "a Q8_0 KV cache needs head_dim a multiple of 32; this model's head_dim is %d",
-                       m->cfg.head_dim);
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "a %s KV cache needs head_dim a multiple of 32; this model's head_dim is %d",
+                       p.kv_type == LB_KV_Q4_0 ? "Q4_0" : "Q8_0", m->cfg.head_dim);
+    if (p.device == LB_DEVICE_CUDA && p.kv_type == LB_KV_Q4_0)
+        return lb_fail(err, LB_ERR_UNSUPPORTED, "the CUDA backend has no Q4_0 KV cache yet (use f16 or q8_0)");
     const lb_backend *be = lb_backend_cpu();
     if (p.device == LB_DEVICE_CUDA) {
         /* BitNet quantizes activations on the host between ops (graph/act_quant.c) */

@@ -23,6 +23,7 @@ struct lb_kv_cache {
 
 size_t lb_kv_head_bytes(int head_dim, lb_kv_type t) {
     if (t == LB_KV_Q8_0) return head_dim % LB_QK ? 0 : (size_t)head_dim / LB_QK * sizeof(lb_block_q8_0);
+    if (t == LB_KV_Q4_0) return head_dim % LB_QK ? 0 : (size_t)head_dim / LB_QK * sizeof(lb_block_q4_0);
     return (size_t)head_dim * (t == LB_KV_F16 ? 2 : 4);
 }
 

@@ -26,11 +26,11 @@ typedef struct ppl_run {
     float *logits;
 } ppl_run;
 
-static lb_status run_open(ppl_run *r, lb_model *m, int n_ctx, int n_threads, lb_error *err) {
+static lb_status run_open(ppl_run *r, lb_model *m, int n_ctx, lb_kv_type kv, int n_threads, lb_error *err) {
     lb_session_params sp = lb_session_default_params();
     sp.n_ctx = n_ctx;
     sp.n_threads = n_threads;
-    sp.kv_type = LB_KV_F32; /* scores compare weights (quantizations): the cache stays exact */
+    sp.kv_type = kv;
     r->m = m;
     lb_status s = lb_session_new(m, &sp, &r->s, err);
     if (s) return s;
@@ -45,7 +45,7 @@ static lb_status run_eval(ppl_run *r, const int32_t *w, int n, lb_error *err) {
 }
 
 lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t n_ids, int32_t bos_id, int n_ctx,
-                        int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err) {
+                        lb_kv_type kv_type, int n_threads, lb_progress_fn progress, void *user, lb_ppl_result *out, lb_error *err) {
     memset(out, 0, sizeof *out);
     if (n_ctx < 4) return lb_fail(err, LB_ERR_ARG, "context of %d tokens is too small for perplexity (at least 4)", n_ctx);
     size_t n_win = n_ids / (size_t)n_ctx;
@@ -58,8 +58,8 @@ lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t 
     int32_t *w = malloc((size_t)n_ctx * sizeof *w);
     double *lp = malloc((size_t)nv * sizeof *lp), *lq = malloc((size_t)nv * sizeof *lq);
     lb_status s = !w || !lp || !lq ? lb_fail(err, LB_ERR_NOMEM, "out of memory") : LB_OK;
-    if (!s) s = run_open(&rm, m, n_ctx, n_threads, err);
-    if (!s && base) s = run_open(&rb, base, n_ctx, n_threads, err);
+    if (!s) s = run_open(&rm, m, n_ctx, kv_type, n_threads, err);
+    if (!s && base) s = run_open(&rb, base, n_ctx, LB_KV_F32, n_threads, err); /* the truth: an exact cache */
     double nll = 0, kl = 0;
     size_t scored = 0, agree = 0;
     int first = n_ctx / 2;

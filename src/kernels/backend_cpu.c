@@ -70,6 +70,8 @@ static void cpu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride
 static void store_row(int kv_type, const float *src, uint8_t *dst, int n) {
     if (kv_type == LB_KV_Q8_0) {
         lb_quantize_row_q8_0(src, dst, n); /* heads are consecutive and whole blocks */
+    } else if (kv_type == LB_KV_Q4_0) {
+        lb_kv_quantize_q4_0(src, dst, n);
     } else if (kv_type == LB_KV_F16) {
         uint16_t *d = (uint16_t *)(void *)dst;
         for (int i = 0; i < n; i++) d[i] = lb_f32_to_fp16(src[i]);

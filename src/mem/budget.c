@@ -15,6 +15,7 @@ const char *lb_mem_kv_dtype_name(lb_mem_kv_dtype t) {
     case LB_MEM_KV_F32: return "f32";
     case LB_MEM_KV_F16: return "f16";
     case LB_MEM_KV_Q8_0: return "q8_0";
+    case LB_MEM_KV_Q4_0: return "q4_0";
     default: return "unknown";
     }
 }

@@ -117,7 +117,7 @@ static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
     r->n_past = lb_session_n_past(s);
     r->n_threads = lb_session_n_threads(s);
     lb_kv_type kv = lb_session_kv_type(s);
-    snprintf(r->kv_type, sizeof r->kv_type, "%s", kv == LB_KV_Q8_0 ? "q8_0" : kv == LB_KV_F16 ? "f16" : "f32");
+    snprintf(r->kv_type, sizeof r->kv_type, "%s", kv == LB_KV_Q4_0 ? "q4_0" : kv == LB_KV_Q8_0 ? "q8_0" : kv == LB_KV_F16 ? "f16" : "f32");
     r->kv_bytes_per_token = lb_session_kv_bytes_per_token(s->m, kv);
     lb_mem_tracker_stats(lb_session_mem_tracker(s), &r->runtime);
     for (int i = 0; i < r->runtime.n_tags; i++) {
@@ -198,6 +198,7 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     in->kv_bytes_per_token[LB_MEM_KV_F32] = lb_session_kv_bytes_per_token(m, LB_KV_F32);
     in->kv_bytes_per_token[LB_MEM_KV_F16] = lb_session_kv_bytes_per_token(m, LB_KV_F16);
     in->kv_bytes_per_token[LB_MEM_KV_Q8_0] = lb_session_kv_bytes_per_token(m, LB_KV_Q8_0); /* 0: head_dim % 32 */
+    in->kv_bytes_per_token[LB_MEM_KV_Q4_0] = lb_session_kv_bytes_per_token(m, LB_KV_Q4_0);
     size_t fixed, per_token;
     lb_session_scratch_plan(m, n_threads, &fixed, &per_token);
     in->scratch_bytes = fixed;

@@ -42,7 +42,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16|q8_0] [-c CTX]\n"
+            puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16|q8_0|q4_0] [-c CTX]\n"
                  "                   [--mem-budget SIZE] [--device cpu|cuda] [--json]\n\n"
                  "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
                  "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
@@ -71,10 +71,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
         else if (!strcmp(a, "--device")) { if (!cli_device(a, v, &device)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
-            if (!strcmp(v, "f32")) kv = LB_KV_F32;
-            else if (!strcmp(v, "f16")) kv = LB_KV_F16;
-            else if (!strcmp(v, "q8_0")) kv = LB_KV_Q8_0;
-            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), CLI_USAGE;
+            if (!cli_kv_type(a, v, &kv)) return CLI_USAGE;
             kv_given = 1;
         } else return fprintf(stderr, "lowbit: bench: unknown option '%s'\n", a), CLI_USAGE;
     }

@@ -51,6 +51,8 @@ void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 /* lb_hub_resolve with a progress bar on stderr (pull.c); base NULL: the defaults. */
 int cli_hub_resolve(const char *ref, const lb_hub_params *base, char **path);
 
+/* --kv-type f32|f16|q8_0|q4_0 into *out: 1, or 0 after printing what is allowed. */
+int cli_kv_type(const char *opt, const char *val, lb_kv_type *out);
 /* --device cpu|cuda: 0 after printing why. */
 int cli_device(const char *opt, const char *val, lb_device *out);
 

@@ -39,7 +39,7 @@ int cmd_logits(int argc, char **argv) {
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            puts("usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE [-t THREADS] [--kv-type f32|f16|q8_0]\n\n"
+            puts("usage: lowbit logits -m MODEL --ids 1,2,3 -o FILE [-t THREADS] [--kv-type f32|f16|q8_0|q4_0]\n\n"
                  "Runs the ids through the model and writes float32 logits, one row of n_vocab values per\n"
                  "position (little-endian, row-major), overwriting FILE. Needs no tokenizer.");
             return CLI_OK;
@@ -50,10 +50,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
         else if (!strcmp(a, "--kv-type")) {
-            if (!strcmp(v, "f32")) kv = LB_KV_F32;
-            else if (!strcmp(v, "f16")) kv = LB_KV_F16;
-            else if (!strcmp(v, "q8_0")) kv = LB_KV_Q8_0;
-            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), CLI_USAGE;
+            if (!cli_kv_type(a, v, &kv)) return CLI_USAGE;
         }
         else return fprintf(stderr, "lowbit: logits: unknown option '%s'\n", a), CLI_USAGE;
     }

@@ -39,7 +39,11 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
     /* without --ctx, ask for what the session would allocate by default and let the plan shrink */
     in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
     in.ctx_strict = ctx_strict;
-    in.kv_forced = !kv_forced ? -1 : *kv == LB_KV_Q8_0 ? LB_MEM_KV_Q8_0 : *kv == LB_KV_F16 ? LB_MEM_KV_F16 : LB_MEM_KV_F32;
+    in.kv_forced = !kv_forced       ? -1
+                   : *kv == LB_KV_Q4_0 ? LB_MEM_KV_Q4_0
+                   : *kv == LB_KV_Q8_0 ? LB_MEM_KV_Q8_0
+                   : *kv == LB_KV_F16  ? LB_MEM_KV_F16
+                                       : LB_MEM_KV_F32;
     struct rlimit rl;
     if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) in.memlock_limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
     lb_mem_plan plan;
@@ -56,7 +60,10 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
     }
     *n_ctx = plan.n_ctx;
-    lb_kv_type planned = plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0 : plan.kv_dtype == LB_MEM_KV_F16 ? LB_KV_F16 : LB_KV_F32;
+    lb_kv_type planned = plan.kv_dtype == LB_MEM_KV_Q4_0   ? LB_KV_Q4_0
+                         : plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0
+                         : plan.kv_dtype == LB_MEM_KV_F16  ? LB_KV_F16
+                                                           : LB_KV_F32;
     /* the budget may change the default KV type, but never silently */
     if (planned != *kv)
         fprintf(stderr, "lowbit: note: --mem-budget changes the KV cache from %s to %s (pass --kv-type to choose)\n",

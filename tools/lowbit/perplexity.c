@@ -23,17 +23,19 @@ static lb_status load(const char *path, const char *tok, int threads, lb_model *
 int cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *text_path = NULL, *base_path = NULL, *tok = NULL;
     long long ctx = 128, threads = 0;
+    lb_kv_type kv = LB_KV_F32;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit perplexity -m MODEL -f TEXT [-c CTX] [--kl-base BASE_MODEL] [--json] [-t THREADS]\n"
-                 "                         [--tokenizer FILE]\n\n"
+                 "                         [--tokenizer FILE] [--kv-type f32|f16|q8_0|q4_0]\n\n"
                  "Tokenizes TEXT (with BOS), cuts it into non-overlapping windows of CTX tokens (default 128),\n"
                  "puts BOS in place of each window's first token and scores the second half of each window:\n"
                  "ppl = exp(mean negative log-likelihood of the next token). With --kl-base, BASE_MODEL runs on\n"
                  "the same windows: kl = mean KL(base || model) of the next-token distributions over the scored\n"
                  "positions, top1 = share of them where both models rank the same token first.\n"
+                 "--kv-type: MODEL's KV cache (default f32, so scores compare weights alone; the base's is f32).\n"
                  "--json prints {\"ppl\": ..., \"kl\": ..., \"top1\": ...} (kl and top1 null without --kl-base).");
             return CLI_OK;
         }
@@ -47,6 +49,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) text_path = v;
         else if (!strcmp(a, "--kl-base")) base_path = v;
         else if (!strcmp(a, "--tokenizer")) tok = v;
+        else if (!strcmp(a, "--kv-type")) { if (!cli_kv_type(a, v, &kv)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 4, 1 << 20, &ctx)) return CLI_USAGE; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
         else return fprintf(stderr, "lowbit: perplexity: unknown option '%s'\n", a), CLI_USAGE;
@@ -65,7 +68,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!s && !t) s = lb_fail(&err, LB_ERR_ARG, "%s has no tokenizer (give one with --tokenizer)", model);
     if (!s) s = lb_tokenize(t, text, len, 1, &ids, &n, &err);
     if (!s && base_path) s = load(base_path, tok, (int)threads, &base, &err);
-    if (!s) s = lb_perplexity(m, base, ids, n, lb_tokenizer_bos(t), (int)ctx, (int)threads, progress, NULL, &r, &err);
+    if (!s) s = lb_perplexity(m, base, ids, n, lb_tokenizer_bos(t), (int)ctx, kv, (int)threads, progress, NULL, &r, &err);
     if (!s) {
         if (json) {
             printf("{\"ppl\": %.10g, \"nll\": %.10g, ", r.ppl, r.nll);

@@ -27,7 +27,7 @@ static void usage(FILE *f) {
           "      --repeat-penalty R  penalise recent tokens (default 1: off)\n"
           "      --seed S          sampling seed (default 0)\n"
           "  -t, --threads N       threads (default: all cores)\n"
-          "      --kv-type f32|f16|q8_0 KV cache element type (default f16)\n"
+          "      --kv-type f32|f16|q8_0|q4_0 KV cache element type (default f16; q4_0: 0.28x of f16)\n"
           "      --device cpu|cuda where the model runs (default cpu; cuda needs a CUDA build)\n"
           "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
           "      --delta PATH      apply a delta (lowbit delta create) to the model while loading\n"
@@ -70,10 +70,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--seed")) { if (!cli_int(a, VAL(), 0, 0x7fffffffffffffffLL, &n)) return CLI_USAGE; o->sp.seed = (uint64_t)n; }
         else if (!strcmp(a, "--kv-type")) {
             if (!VAL()) goto missing;
-            if (!strcmp(v, "f32")) o->kv = LB_KV_F32;
-            else if (!strcmp(v, "f16")) o->kv = LB_KV_F16;
-            else if (!strcmp(v, "q8_0")) o->kv = LB_KV_Q8_0;
-            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), CLI_USAGE;
+            if (!cli_kv_type(a, v, &o->kv)) return CLI_USAGE;
             o->kv_given = 1;
         }
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, VAL(), &o->mem_budget)) return CLI_USAGE; }

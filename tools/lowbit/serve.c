@@ -27,7 +27,7 @@ static void usage(FILE *f) {
           "                          KV pool, shared by all requests, holds N x --parallel positions\n"
           "      --kv-tokens N       KV pool positions instead (requests wait for room in it; a\n"
           "                          request is never longer than the pool)\n"
-          "      --kv-type f32|f16|q8_0  KV cache element type (default f16; --mem-budget may lower\n"
+          "      --kv-type f32|f16|q8_0|q4_0  KV cache element type (default f16; --mem-budget may lower\n"
           "                          it to q8_0, with a note)\n"
           "      --mem-budget SIZE   plan every slot's KV cache to fit SIZE (6G = 6 GiB) before starting;\n"
           "                          refuse to start when the slots cannot fit\n"
@@ -125,10 +125,7 @@ static int parse(int argc, char **argv, serve_opts *o) {
         else if (IS("--max-body")) { if (!opt_size(a, v, &o->max_body) || o->max_body > (1u << 30)) return 2; i++; }
         else if (IS("--kv-type")) {
             if (!v) goto missing;
-            if (!strcmp(v, "f32")) o->kv = LB_KV_F32;
-            else if (!strcmp(v, "f16")) o->kv = LB_KV_F16;
-            else if (!strcmp(v, "q8_0")) o->kv = LB_KV_Q8_0;
-            else return fprintf(stderr, "lowbit: --kv-type must be f32, f16 or q8_0\n"), 2;
+            if (!cli_kv_type("--kv-type", v, &o->kv)) return 2;
             o->kv_given = 1;
             i++;
         } else if (IS("--delta")) {

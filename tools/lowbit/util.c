@@ -138,6 +138,15 @@ uint64_t cli_peak_rss(void) {
     return (uint64_t)ru.ru_maxrss * 1024;
 }
 
+int cli_kv_type(const char *opt, const char *val, lb_kv_type *out) {
+    static const struct { const char *name; lb_kv_type t; } k[] = {
+        {"f32", LB_KV_F32}, {"f16", LB_KV_F16}, {"q8_0", LB_KV_Q8_0}, {"q4_0", LB_KV_Q4_0}};
+    for (size_t i = 0; val && i < sizeof k / sizeof *k; i++)
+        if (!strcmp(val, k[i].name)) return *out = k[i].t, 1;
+    fprintf(stderr, "lowbit: %s must be f32, f16, q8_0 or q4_0%s%s%s\n", opt, val ? " (got '" : "", val ? val : "", val ? "')" : "");
+    return 0;
+}
+
 int cli_device(const char *opt, const char *val, lb_device *out) {
     if (val && !strcmp(val, "cpu")) *out = LB_DEVICE_CPU;
     else if (val && !strcmp(val, "cuda")) *out = LB_DEVICE_CUDA;

@@ -78,7 +78,47 @@ static void axpy_q8_0_scalar(float *y, float a, const lb_block_q8_0 *b, int64_t 
     }
 }
 
-LB_ATTN_FNS(scalar, dot_scalar, dot_f16_scalar, dot_q8_0_scalar, axpy_scalar, axpy_f16_scalar, axpy_q8_0_scalar)
+/* Q4_0 rows (codes 0..15 stand for code - 8; low nibbles are elements 0..15, high 16..31): the
+ * same order as Q8_0, a block's sum first, then its scale. */
+static float dot_q4_0_scalar(const lb_block_q4_0 *b, const float *q, int64_t nb) {
+    float s = 0;
+    for (int64_t j = 0; j < nb; j++, q += LB_QK) {
+        float t = 0;
+        for (int i = 0; i < 16; i++) t += q[i] * (float)((b[j].qs[i] & 15) - 8);
+        for (int i = 0; i < 16; i++) t += q[i + 16] * (float)((b[j].qs[i] >> 4) - 8);
+        s += lb_fp16_to_f32(b[j].d) * t;
+    }
+    return s;
+}
+static void axpy_q4_0_scalar(float *y, float a, const lb_block_q4_0 *b, int64_t nb) {
+    for (int64_t j = 0; j < nb; j++, y += LB_QK) {
+        float ad = a * lb_fp16_to_f32(b[j].d);
+        for (int i = 0; i < 16; i++) {
+            y[i] += ad * (float)((b[j].qs[i] & 15) - 8);
+            y[i + 16] += ad * (float)((b[j].qs[i] >> 4) - 8);
+        }
+    }
+}
+
+void lb_kv_quantize_q4_0(const float *src, void *dst, int64_t n) {
+    lb_block_q4_0 *b = dst;
+    for (int64_t j = 0; j < n / LB_QK; j++, src += LB_QK) {
+        float amax = 0, m = 0;
+        for (int i = 0; i < LB_QK; i++)
+            if (fabsf(src[i]) > amax) amax = fabsf(src[i]), m = src[i];
+        b[j].d = lb_f32_to_fp16(m / -8);
+        float d = lb_fp16_to_f32(b[j].d), id = d != 0 ? 1.0f / d : 0;
+        for (int i = 0; i < 16; i++) {
+            int lo = (int)lrintf(src[i] * id) + 8, hi = (int)lrintf(src[i + 16] * id) + 8;
+            lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+            hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+            b[j].qs[i] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+LB_ATTN_FNS(scalar, dot_scalar, dot_f16_scalar, dot_q8_0_scalar, dot_q4_0_scalar, axpy_scalar, axpy_f16_scalar,
+            axpy_q8_0_scalar, axpy_q4_0_scalar)
 
 static const lb_vec_ops g_scalar = {dot_scalar,      axpy_scalar,      dot_f16_scalar, axpy_f16_scalar,
                                     rmsnorm_scalar,  softmax_scalar,   silu_mul_scalar, relu2_mul_scalar,

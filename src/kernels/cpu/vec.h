@@ -27,7 +27,7 @@ typedef struct lb_vec_ops {
 } lb_vec_ops;
 
 /* Element types of a KV cache row for the attention kernels (same values as lb_kv_type). */
-enum { LB_ATTN_F32 = 0, LB_ATTN_F16 = 1, LB_ATTN_Q8_0 = 2 };
+enum { LB_ATTN_F32 = 0, LB_ATTN_F16 = 1, LB_ATTN_Q8_0 = 2, LB_ATTN_Q4_0 = 3 };
 
 /* The table in use (AVX2 when the CPU has AVX2+FMA+F16C, else scalar). */
 const lb_vec_ops *lb_vec_ops_get(void);
@@ -55,10 +55,14 @@ void lb_relu2_mul(float *gate, const float *up, int64_t n);
 void lb_vec_add(float *y, const float *x, int64_t n);
 /* y *= a */
 void lb_vec_scale(float *y, float a, int64_t n);
+/* A Q4_0 KV row: per block of 32, d = the value of largest magnitude / -8 rounded to F16, codes
+ * round(x / d) + 8 clamped to 0..15 (GGUF Q4_0, as llama.cpp writes its q4_0 cache: no search,
+ * the cache is written once per token and layer). n % 32 == 0. */
+void lb_kv_quantize_q4_0(const float *src, void *dst, int64_t n);
 /* dst = f16(src), round to nearest even (writing an F16 KV cache). */
 void lb_vec_to_f16(uint16_t *dst, const float *src, int64_t n);
 /* Attention of one query head over n_pos cached positions; k and v hold rows of hd elements of
- * kv_type (LB_ATTN_F32, LB_ATTN_F16, or LB_ATTN_Q8_0: hd / 32 GGUF Q8_0 blocks, hd % 32 == 0),
+ * kv_type (LB_ATTN_F32, LB_ATTN_F16, or LB_ATTN_Q8_0 / LB_ATTN_Q4_0: hd / 32 GGUF blocks, hd % 32 == 0),
  * stride BYTES apart. s[p] = scale * dot(q, k[p]); out = sum_p a[p] * v[p]. */
 void lb_attn_scores(float *s, const float *q, const void *k, int kv_type, size_t stride, int64_t n_pos, int64_t hd,
                     float scale);

@@ -234,7 +234,41 @@ static void axpy_q8_0_avx2(float *y, float a, const lb_block_q8_0 *b, int64_t nb
     }
 }
 
-LB_ATTN_FNS(avx2, dot_avx2, dot_f16_avx2, dot_q8_0_avx2, axpy_avx2, axpy_f16_avx2, axpy_q8_0_avx2)
+/* A Q4_0 block's 32 codes - 8 as four vectors of 8 floats: elements 0-7, 8-15 (low nibbles),
+ * 16-23, 24-31 (high nibbles). */
+LB_AI void load_q4x32(const uint8_t *qs, __m256 v[4]) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs), m = _mm_set1_epi8(15), e = _mm_set1_epi8(8);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m), e), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m), e);
+    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+static float dot_q4_0_avx2(const lb_block_q4_0 *b, const float *q, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps(), v[4];
+    for (int64_t j = 0; j < nb; j++, q += LB_QK) {
+        load_q4x32(b[j].qs, v);
+        __m256 t = _mm256_mul_ps(v[0], _mm256_loadu_ps(q));
+        t = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(q + 8), t);
+        t = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(q + 16), t);
+        t = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(q + 24), t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half1(b[j].d)), t, acc);
+    }
+    return hsum(acc);
+}
+
+static void axpy_q4_0_avx2(float *y, float a, const lb_block_q4_0 *b, int64_t nb) {
+    __m256 v[4];
+    for (int64_t j = 0; j < nb; j++, y += LB_QK) {
+        __m256 ad = _mm256_set1_ps(a * half1(b[j].d));
+        load_q4x32(b[j].qs, v);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + 8 * i, _mm256_fmadd_ps(ad, v[i], _mm256_loadu_ps(y + 8 * i)));
+    }
+}
+
+LB_ATTN_FNS(avx2, dot_avx2, dot_f16_avx2, dot_q8_0_avx2, dot_q4_0_avx2, axpy_avx2, axpy_f16_avx2, axpy_q8_0_avx2,
+            axpy_q4_0_avx2)
 
 static const lb_vec_ops g_avx2 = {dot_avx2,     axpy_avx2,     dot_f16_avx2,  axpy_f16_avx2,
                                   rmsnorm_avx2, softmax_avx2,  silu_mul_avx2, relu2_mul_avx2,
