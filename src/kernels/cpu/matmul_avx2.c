@@ -63,15 +63,18 @@ LB_AI float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The four horizontal sums of a, b, c, d as one vector {sum a, sum b, sum c, sum d}. */
-LB_AI __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-    __m256 abcd = _mm256_hadd_ps(ab, cd);
-    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
+/* Software prefetch into L2, this many bytes ahead on each weight row of a matrix-vector
+ * product: it adds about 10% to the one-thread F16/BF16 rate from memory on Zen 4 (four row
+ * streams outrun the hardware prefetcher's distance there); F32 is unaffected. */
+#define LB_PF 2048
+#define LB_PF_HINT _MM_HINT_T1
 
 /* y[t * ldy + r] (+)= dot(w row r [k0, k1), x row t [k0, k1)) for r < RT, t < TT.
- * k0 is a multiple of 8; only the last chunk has a tail. */
+ * k0 is a multiple of 8; only the last chunk has a tail. Every (r, t) sums in one order: one
+ * 8-lane accumulator over the chunk, hsum, the tail, then y + s. That order is the same for
+ * any RT, TT and token count, which keeps a token's logits independent of N (ARCHITECTURE.md).
+ * One token (TT == 1) prefetches LB_PF ahead on its rows, once per 32 elements (the prefetch
+ * never faults past a row's end). */
 LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const float *x, int64_t xs,
                 int64_t k0, int64_t k1, float *y, int64_t ldy, int add) {
     const size_t esz = dt == DT_F32 ? 4 : 2;
@@ -80,6 +83,9 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
         for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
     int64_t i = k0;
     for (; i + 8 <= k1; i += 8) {
+        if (TT == 1 && (i & 31) == 0)
+            for (int r = 0; r < RT; r++)
+                _mm_prefetch((const char *)w + r * wrb + (size_t)i * esz + LB_PF, LB_PF_HINT);
         __m256 wv[4];
         for (int r = 0; r < RT; r++) {
             wv[r] = load8(dt, w + r * wrb + (size_t)i * esz);
@@ -93,9 +99,7 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
     }
     for (int t = 0; t < TT; t++) {
         float s[4];
-        if (RT == 4) _mm_storeu_ps(s, hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
-        else
-            for (int r = 0; r < RT; r++) s[r] = hsum(acc[r][t]);
+        for (int r = 0; r < RT; r++) s[r] = hsum(acc[r][t]);
         for (int64_t j = i; j < k1; j++) {
             float xv = x[t * xs + j];
             for (int r = 0; r < RT; r++) s[r] += load1(dt, w + r * wrb + (size_t)j * esz) * xv;
@@ -105,59 +109,21 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
     }
 }
 
-/* Software prefetch into L2, this many bytes ahead on each weight row of a matrix-vector
- * product: it adds about 10% to the one-thread F16/BF16 rate from memory on Zen 4 (four row
- * streams outrun the hardware prefetcher's distance there); F32 is unaffected. */
-#define LB_PF 2048
-#define LB_PF_HINT _MM_HINT_T1
-/* One token, four rows: two accumulators per row (16 elements a step) keep more loads in
- * flight. Prefetches past the end of a row are harmless (prefetch never faults). */
-LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k, float *y) {
-    const size_t esz = dt == DT_F32 ? 4 : 2;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    const uint8_t *w0 = w, *w1 = w + wrb, *w2 = w + 2 * wrb, *w3 = w + 3 * wrb;
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        size_t o = (size_t)i * esz;
-        _mm_prefetch((const char *)w0 + o + LB_PF, LB_PF_HINT);
-        _mm_prefetch((const char *)w1 + o + LB_PF, LB_PF_HINT);
-        _mm_prefetch((const char *)w2 + o + LB_PF, LB_PF_HINT);
-        _mm_prefetch((const char *)w3 + o + LB_PF, LB_PF_HINT);
-        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
-        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
-        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
-        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
-        b0 = _mm256_fmadd_ps(load8(dt, w0 + o + 8 * esz), x1, b0);
-        b1 = _mm256_fmadd_ps(load8(dt, w1 + o + 8 * esz), x1, b1);
-        b2 = _mm256_fmadd_ps(load8(dt, w2 + o + 8 * esz), x1, b2);
-        b3 = _mm256_fmadd_ps(load8(dt, w3 + o + 8 * esz), x1, b3);
-    }
-    if (i + 8 <= k) {
-        size_t o = (size_t)i * esz;
-        __m256 x0 = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(load8(dt, w0 + o), x0, a0);
-        a1 = _mm256_fmadd_ps(load8(dt, w1 + o), x0, a1);
-        a2 = _mm256_fmadd_ps(load8(dt, w2 + o), x0, a2);
-        a3 = _mm256_fmadd_ps(load8(dt, w3 + o), x0, a3);
-        i += 8;
-    }
-    float s[4];
-    _mm_storeu_ps(s, hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
-    for (; i < k; i++) {
-        float xv = x[i];
-        for (int r = 0; r < 4; r++) s[r] += load1(dt, w + r * wrb + (size_t)i * esz) * xv;
-    }
-    memcpy(y, s, sizeof s);
-}
-
 /* One token: every weight row streamed once, four rows at a time (four concurrent streams
- * measured faster from memory than one row at a time: more misses in flight). */
+ * measured faster from memory than one row at a time: more misses in flight), each row start to
+ * end through the same KC chunks as a prompt batch so the sums are the batch's bit for bit. */
 LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const float *x = a->x;
+    const size_t wrb = a->w_row_bytes;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) vec4(dt, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, a->y + r);
-    for (; r < r1; r++) tile(dt, 1, 1, a->w + (size_t)r * a->w_row_bytes, a->w_row_bytes, x, a->k, 0, a->k, a->y + r, a->rows, 0);
+    for (; r + 4 <= r1; r += 4)
+        for (int64_t k0 = 0; k0 < a->k; k0 += KC)
+            tile(dt, 4, 1, a->w + (size_t)r * wrb, wrb, x, a->k, k0, k0 + KC < a->k ? k0 + KC : a->k, a->y + r,
+                 a->rows, k0 > 0);
+    for (; r < r1; r++)
+        for (int64_t k0 = 0; k0 < a->k; k0 += KC)
+            tile(dt, 1, 1, a->w + (size_t)r * wrb, wrb, x, a->k, k0, k0 + KC < a->k ? k0 + KC : a->k, a->y + r,
+                 a->rows, k0 > 0);
 }
 
 /* Tokens [t0, t1) x one row tile of RT rows, over the k chunk [k0, k1). */
