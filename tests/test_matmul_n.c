@@ -3,14 +3,18 @@
  * must equal the same token computed alone (N = 1, generation's path) bit for bit, for N
  * around the register tiles (2, 3, 4, 5, 7, 16), odd row counts (tile and thread-chunk
  * remainders) and odd k (SIMD tails, one and several 2048-element k chunks). The scalar level
- * runs too: the independent truth that each level's N = 1 path stays within rounding of. */
+ * runs too: the independent truth that each level's N = 1 path stays within rounding of.
+ * End to end: an F16 model's logits for sequences decoded together equal each decoded alone. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/dtype.h"
 #include "kernels/cpu/matmul.h"
+#include "lowbit.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
 static float rnd(void) {
@@ -77,6 +81,80 @@ static void check_case(lb_pool *pool, lb_dtype t, int level, int64_t rows, int64
     free(wf), free(x), free(y), free(y1), free(ys), free(w);
 }
 
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* tinystories-512d written as F16 (what lowbit quantize -t f16 runs); NS sequences greedy-decoded
+ * together (N = NS per step) must give the logits of each decoded alone (N = 1) bit for bit,
+ * through the default (F16) KV cache. */
+static void test_f16_model(void) {
+    char dir[] = "/tmp/lowbit-matmul-n-XXXXXX", path[64];
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp failed");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/f16.gguf", dir);
+    lb_quantize_params qp = lb_quantize_default_params();
+    qp.type = "f16";
+    qp.pure = 1;
+    lb_error err = {0};
+    lb_model *m = NULL;
+    CHECK(lb_quantize_file(SHARED("models/tinystories-512d"), path, &qp, NULL, NULL, &err) == LB_OK, "%s", err.msg);
+    if (lb_model_load(path, NULL, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        unlink(path), rmdir(dir);
+        return;
+    }
+    enum { NS = 4, STEPS = 6 };
+    int nv = lb_model_n_vocab(m), seq[NS], len[NS], next[NS];
+    lb_engine_params ep = lb_engine_default_params();
+    ep.n_ctx = 64;
+    ep.n_kv_tokens = NS * 64;
+    lb_engine *e = NULL;
+    CHECK(lb_engine_new(m, &ep, &e, &err) == LB_OK, "%s", err.msg);
+    float *lg = malloc((size_t)NS * nv * sizeof *lg), *ref = malloc((size_t)nv * sizeof *ref);
+    int32_t ids[NS][16];
+    for (int s = 0; e && s < NS; s++) {
+        len[s] = 3 + 3 * s;
+        lb_batch_entry b[16];
+        for (int i = 0; i < len[s]; i++) ids[s][i] = 1 + (i * 53 + s * 17) % (nv - 1);
+        for (int i = 0; i < len[s]; i++) b[i] = (lb_batch_entry){0, i, ids[s][i], i == len[s] - 1};
+        CHECK(lb_engine_seq_new(e, 0, &seq[s], &err) == LB_OK, "%s", err.msg);
+        for (int i = 0; i < len[s]; i++) b[i].seq = seq[s];
+        CHECK(lb_engine_decode(e, b, (size_t)len[s], lg, &err) == LB_OK, "%s", err.msg);
+        next[s] = argmax(lg, nv);
+    }
+    for (int k = 0; e && k < STEPS; k++) {
+        lb_batch_entry b[NS];
+        for (int s = 0; s < NS; s++) b[s] = (lb_batch_entry){seq[s], len[s] + k, next[s], 1};
+        CHECK(lb_engine_decode(e, b, NS, lg, &err) == LB_OK, "%s", err.msg);
+        for (int s = 0; s < NS; s++) next[s] = argmax(lg + (size_t)s * nv, nv);
+    }
+    for (int s = 0; e && s < NS; s++) {
+        lb_session_params sp = lb_session_default_params();
+        sp.n_ctx = 64;
+        lb_session *ss = NULL;
+        CHECK(lb_session_new(m, &sp, &ss, &err) == LB_OK, "%s", err.msg);
+        CHECK(lb_session_eval(ss, ids[s], (size_t)len[s], ref, 0, &err) == LB_OK, "%s", err.msg);
+        for (int k = 0; k < STEPS; k++) {
+            int id = argmax(ref, nv);
+            CHECK(lb_session_eval(ss, &id, 1, ref, 0, &err) == LB_OK, "%s", err.msg);
+        }
+        int differ = 0;
+        for (int i = 0; i < nv; i++) differ += memcmp(&lg[(size_t)s * nv + i], &ref[i], sizeof *ref) != 0;
+        CHECK(differ == 0, "F16 model, sequence %d: %d of %d logits differ from the sequence alone", s, differ, nv);
+        lb_session_free(ss);
+    }
+    free(lg), free(ref);
+    lb_engine_free(e);
+    lb_model_free(m);
+    unlink(path), rmdir(dir);
+}
+
 int main(void) {
     static const lb_dtype types[] = {LB_F32, LB_F16, LB_BF16};
     /* tails only, one chunk with a tail, 2 chunks + tail, 3 chunks exactly + odd tail */
@@ -89,5 +167,6 @@ int main(void) {
             for (int ki = 0; ki < 5; ki++)
                 for (int ni = 0; ni < 6; ni++) check_case(pool, types[ti], level, rows[(ki + ni) % 3], ks[ki], ns[ni]);
     lb_pool_free(pool);
+    test_f16_model();
     return test_summary();
 }
