@@ -1,10 +1,14 @@
-/* Q4_0 / Q8_0 matmul kernels of every CPU level, one thread: prompt batches (64 tokens,
- * GOP/s of multiply-adds x 2) and one token (GB/s of weight bytes; the weights fit in L2/L3,
- * so this is the kernel's compute rate, not the memory's). Medians of several runs.
- * Usage: bench_matmul_quant [rows k]   (default 1024 x 4096) */
+/* Q4_0 / Q8_0 (and F16, for comparison) matmul kernels of every CPU level, one thread: prompt
+ * batches (64 tokens, GOP/s of multiply-adds x 2) and one token (GB/s of weight bytes; the
+ * weights fit in L2/L3, so this is the kernel's compute rate, not the memory's). Medians of
+ * several runs; with "cpu", the fastest of up to 300 runs (2 s) in thread CPU time, which a loaded
+ * machine disturbs much less (time other jobs take from this thread does not count).
+ * Usage: bench_matmul_quant [rows k [cpu]]   (default 1024 x 4096) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "bench_util.h"
 #include "core/dtype.h"
@@ -12,25 +16,37 @@
 #include "quant/quant.h"
 
 #define RUNS 7
+#define CPU_RUNS 300
+
+static int g_cpu_time; /* "cpu": min of CPU_RUNS in thread CPU time */
+
+static double thread_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static double run(const lb_matmul_kernel *kern, lb_dtype t, const void *w, int64_t rows, int64_t k,
                   const float *x, int64_t n_tok, float *y) {
-    double v[RUNS];
+    double v[CPU_RUNS];
+    const int n = g_cpu_time ? CPU_RUNS : RUNS;
     lb_error err;
-    for (int i = 0; i < RUNS; i++) {
-        double t0 = bench_now();
+    int i = 0;
+    for (double start = bench_now(); i < n && (i < RUNS || bench_now() - start < 2); i++) {
+        double t0 = g_cpu_time ? thread_now() : bench_now();
         if (lb_matmul_with(NULL, kern, t, w, rows, k, x, n_tok, y, 1, &err) != LB_OK) {
             fprintf(stderr, "matmul: %s\n", err.msg);
             exit(1);
         }
-        v[i] = bench_now() - t0;
+        v[i] = (g_cpu_time ? thread_now() : bench_now()) - t0;
     }
-    return bench_median(v, RUNS);
+    return g_cpu_time ? bench_min(v, i) : bench_median(v, i);
 }
 
 int main(int argc, char **argv) {
     int64_t rows = argc > 2 ? atoll(argv[1]) : 1024, k = argc > 2 ? atoll(argv[2]) : 4096;
     const int64_t n_tok = 64;
+    g_cpu_time = argc > 3 && !strcmp(argv[3], "cpu");
     if (rows < 1 || k < 32 || k % 32) {
         fprintf(stderr, "usage: bench_matmul_quant [rows k]  (k a multiple of 32)\n");
         return 1;
@@ -41,15 +57,20 @@ int main(int argc, char **argv) {
     uint32_t s = 1;
     for (int64_t i = 0; i < rows * k; i++) wf[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
     for (int64_t i = 0; i < n_tok * k; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
-    static const lb_dtype types[] = {LB_Q4_0, LB_Q8_0};
-    for (int ti = 0; ti < 2; ti++) {
+    static const lb_dtype types[] = {LB_Q4_0, LB_Q8_0, LB_F16};
+    for (int ti = 0; ti < 3; ti++) {
         lb_dtype t = types[ti];
         size_t rb = lb_dtype_row_size(t, k);
         uint8_t *w = malloc(rb * (size_t)rows);
         if (!w) return 1;
         for (int64_t r = 0; r < rows; r++)
             if (t == LB_Q4_0) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
-            else lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
+            else if (t == LB_Q8_0) lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
+            else
+                for (int64_t i = 0; i < k; i++) {
+                    uint16_t h = lb_f32_to_fp16(wf[r * k + i]);
+                    memcpy(w + r * rb + 2 * i, &h, 2);
+                }
         for (int level = 0; level < LB_CPU_LEVEL_COUNT; level++) {
             const lb_matmul_kernel *kern = lb_matmul_kernel_at(t, level);
             if (!kern || (level > 0 && kern == lb_matmul_kernel_at(t, level - 1))) continue;

@@ -1,6 +1,7 @@
 /* Prompt-batch kernels for Q4_0 and Q8_0 at AVX2: register tiles of TR weight rows x TT tokens.
  * Each weight block is unpacked once per tile and each activation block loaded once per tile,
- * with one accumulator per (row, token) held in registers.
+ * with one accumulator per (row, token) held in registers. Generation (one token) runs the same
+ * tile as GR rows x 1 token, so each activation block (and its 8 sum x) is loaded once for GR rows.
  *
  * Bitwise equal to the one-token dot products (lb_vec_dot_*_avx2), whatever the batch: those
  * sum block i into accumulator i % NACC (the tail after the last whole group of NACC into the
@@ -14,8 +15,10 @@
 #include "quant/matmul_quant_avx2.h"
 #include "quant/quant.h"
 
-#define TR 2 /* rows per tile */
-#define TT 4 /* tokens per tile */
+#define TR 2 /* rows per prompt tile */
+#define TT 4 /* tokens per prompt tile */
+#define GR 4 /* rows per generation (one-token) tile: one activation block load serves GR rows */
+#define RMAX 4 /* the most rows of any tile */
 #define AI static inline __attribute__((always_inline))
 
 static inline float hsum_f32(__m256 v) {
@@ -26,21 +29,25 @@ static inline float hsum_f32(__m256 v) {
 }
 
 static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline __m256 f16_bcast(uint16_t h) { return _mm256_set1_ps(_cvtsh_ss(h)); }
+/* the fp16 h in all 8 lanes: broadcast as 16-bit, then one conversion (fewer uops than
+ * converting a scalar and broadcasting the float; the same value) */
+static inline __m256 f16_bcast(uint16_t h) { return _mm256_cvtph_ps(_mm_set1_epi16((short)h)); }
 
-/* Q4_0 codes 0..15 as unsigned bytes (low nibbles = elements 0..15, high = 16..31) */
+/* Q4_0 codes 0..15 as unsigned bytes (low nibbles = elements 0..15, high = 16..31): the 16
+ * bytes in both halves, the upper half shifted, one mask */
 static inline __m256i q4_0_codes(const lb_block_q4_0 *b) {
-    __m128i t = _mm_loadu_si128((const __m128i *)b->qs), m = _mm_set1_epi8(0xF);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m), _mm_and_si128(t, m));
+    __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    t = _mm256_blend_epi32(t, _mm256_srli_epi16(t, 4), 0xF0);
+    return _mm256_and_si256(t, _mm256_set1_epi8(0xF));
 }
 
 /* Q4_0, block i of every row and token of the tile: sum (q - 8) x = sum q x - 8 sum x in int16
  * pairs (as lb_vec_dot_q4_0_q8_avx2); the 8 sum x term is per token, shared by the rows. */
 AI void q4_0_step(const lb_block_q4_0 *const *w, const lb_block_q8_0 *const *x, int i, int nr,
-                  int nt, __m256 acc[TR][TT]) {
+                  int nt, __m256 acc[RMAX][TT]) {
     const __m256i one16 = _mm256_set1_epi16(1);
-    __m256i q[TR];
-    __m256 dw[TR];
+    __m256i q[RMAX];
+    __m256 dw[RMAX];
     for (int r = 0; r < nr; r++) q[r] = q4_0_codes(&w[r][i]), dw[r] = f16_bcast(w[r][i].d);
     for (int t = 0; t < nt; t++) {
         __m256i xv = loadu256(x[t][i].qs), m8 = _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
@@ -54,10 +61,10 @@ AI void q4_0_step(const lb_block_q4_0 *const *w, const lb_block_q8_0 *const *x, 
 
 /* Q8_0: |w| . sign(x, w) (as lb_vec_dot_q8_0_q8_avx2); the pair sums fit: |w| <= 128, |x| <= 127 */
 AI void q8_0_step(const lb_block_q8_0 *const *w, const lb_block_q8_0 *const *x, int i, int nr,
-                  int nt, __m256 acc[TR][TT]) {
+                  int nt, __m256 acc[RMAX][TT]) {
     const __m256i one16 = _mm256_set1_epi16(1);
-    __m256i wv[TR], aw[TR];
-    __m256 dw[TR];
+    __m256i wv[RMAX], aw[RMAX];
+    __m256 dw[RMAX];
     for (int r = 0; r < nr; r++)
         wv[r] = loadu256(w[r][i].qs), aw[r] = _mm256_sign_epi8(wv[r], wv[r]), dw[r] = f16_bcast(w[r][i].d);
     for (int t = 0; t < nt; t++) {
@@ -74,11 +81,11 @@ AI void q8_0_step(const lb_block_q8_0 *const *w, const lb_block_q8_0 *const *x, 
  * the tail; the pass sums are combined as the one-token kernel combines its accumulators. */
 #define TILE(NAME, WBLOCK, STEP, NACC)                                                            \
     AI void NAME(const WBLOCK *const *w, const lb_block_q8_0 *const *x, int nb, int nr, int nt, \
-                 float out[TR][TT]) {                                                            \
-        __m256 part[NACC][TR][TT];                                                               \
+                 float out[RMAX][TT]) {                                                            \
+        __m256 part[NACC][RMAX][TT];                                                               \
         int whole = nb / NACC * NACC;                                                            \
         for (int p = 0; p < NACC; p++) {                                                         \
-            __m256 acc[TR][TT];                                                                  \
+            __m256 acc[RMAX][TT];                                                                \
             for (int r = 0; r < nr; r++)                                                         \
                 for (int t = 0; t < nt; t++) acc[r][t] = _mm256_setzero_ps();                    \
             for (int i = p; i < whole; i += NACC) STEP(w, x, i, nr, nt, acc);                    \
@@ -101,12 +108,12 @@ TILE(tile_q4_0, lb_block_q4_0, q4_0_step, 4)
 TILE(tile_q8_0, lb_block_q8_0, q8_0_step, 1)
 #undef TILE
 
-typedef void (*tile_fn)(const void *const *w, const lb_block_q8_0 *const *x, int nb, float out[TR][TT]);
+typedef void (*tile_fn)(const void *const *w, const lb_block_q8_0 *const *x, int nb, float out[RMAX][TT]);
 
 /* one function per tile shape so the row and token loops unroll with constant bounds */
 #define SHAPE(NAME, WBLOCK, NR, NT)                                                                \
     static void NAME##_##NR##x##NT(const void *const *w, const lb_block_q8_0 *const *x, int nb,  \
-                                   float out[TR][TT]) {                                          \
+                                   float out[RMAX][TT]) {                                          \
         NAME((const WBLOCK *const *)w, x, nb, NR, NT, out);                                      \
     }
 #define SHAPES(NAME, WBLOCK)                                                                       \
@@ -115,29 +122,39 @@ typedef void (*tile_fn)(const void *const *w, const lb_block_q8_0 *const *x, int
     SHAPE(NAME, WBLOCK, 2, 3) SHAPE(NAME, WBLOCK, 2, 4)                                          \
     static const tile_fn NAME##_shapes[TR][TT] = {                                               \
         {NAME##_1x1, NAME##_1x2, NAME##_1x3, NAME##_1x4},                                        \
-        {NAME##_2x1, NAME##_2x2, NAME##_2x3, NAME##_2x4}};
+        {NAME##_2x1, NAME##_2x2, NAME##_2x3, NAME##_2x4}};                                       \
+    SHAPE(NAME, WBLOCK, 4, 1) /* GR x 1 */
 SHAPES(tile_q4_0, lb_block_q4_0)
 SHAPES(tile_q8_0, lb_block_q8_0)
 #undef SHAPES
 #undef SHAPE
 
 /* Row tiles outer, so TR weight rows stay in L1 while every group of tokens passes over them. */
-static void rows_tiled(const tile_fn shapes[TR][TT], lb_vec_dot_fn dot, const lb_matmul_args *a,
+static void rows_tiled(const tile_fn shapes[TR][TT], tile_fn gen, lb_vec_dot_fn dot, const lb_matmul_args *a,
                        int64_t r0, int64_t r1) {
     const uint8_t *x = a->x;
     int nb = (int)(a->k / LB_QK);
-    if (a->n_tok == 1) { /* generation: the plain dot product */
-        for (int64_t r = r0; r < r1; r++) a->y[r] = dot((int)a->k, a->w + (size_t)r * a->w_row_bytes, x);
+    if (a->n_tok == 1) { /* generation: GR rows x 1 token tiles, the rest the plain dot product */
+        const lb_block_q8_0 *xs[TT] = {(const lb_block_q8_0 *)x};
+        int64_t r = r0;
+        for (; r + GR <= r1; r += GR) {
+            const void *ws[RMAX];
+            float out[RMAX][TT];
+            for (int i = 0; i < GR; i++) ws[i] = a->w + (size_t)(r + i) * a->w_row_bytes;
+            gen(ws, xs, nb, out);
+            for (int i = 0; i < GR; i++) a->y[r + i] = out[i][0];
+        }
+        for (; r < r1; r++) a->y[r] = dot((int)a->k, a->w + (size_t)r * a->w_row_bytes, x);
         return;
     }
     for (int64_t r = r0; r < r1; r += TR) {
         int nr = r1 - r < TR ? (int)(r1 - r) : TR;
-        const void *ws[TR];
+        const void *ws[RMAX];
         for (int i = 0; i < nr; i++) ws[i] = a->w + (size_t)(r + i) * a->w_row_bytes;
         for (int64_t t = 0; t < a->n_tok; t += TT) {
             int nt = a->n_tok - t < TT ? (int)(a->n_tok - t) : TT;
             const lb_block_q8_0 *xs[TT];
-            float out[TR][TT];
+            float out[RMAX][TT];
             for (int j = 0; j < nt; j++) xs[j] = (const lb_block_q8_0 *)(x + (size_t)(t + j) * a->x_row_bytes);
             shapes[nr - 1][nt - 1](ws, xs, nb, out);
             for (int i = 0; i < nr; i++)
@@ -147,9 +164,9 @@ static void rows_tiled(const tile_fn shapes[TR][TT], lb_vec_dot_fn dot, const lb
 }
 
 void lb_matmul_rows_q4_0_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1) {
-    rows_tiled(tile_q4_0_shapes, lb_vec_dot_q4_0_q8_avx2, a, r0, r1);
+    rows_tiled(tile_q4_0_shapes, tile_q4_0_4x1, lb_vec_dot_q4_0_q8_avx2, a, r0, r1);
 }
 
 void lb_matmul_rows_q8_0_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1) {
-    rows_tiled(tile_q8_0_shapes, lb_vec_dot_q8_0_q8_avx2, a, r0, r1);
+    rows_tiled(tile_q8_0_shapes, tile_q8_0_4x1, lb_vec_dot_q8_0_q8_avx2, a, r0, r1);
 }

@@ -5,7 +5,8 @@
  * converted weight vector (vcvtph2ps for F16, a 16-bit shift for BF16) reused for six tokens.
  * Row tails of k are masked loads instead of a scalar loop. Prompt batches are blocked over
  * tokens (TB) and k (KC) so a row tile's weight chunk stays in L1 and the activation block in
- * L2; one token streams each row once, four rows at a time with prefetch.
+ * L2; one token streams each row once, four rows at a time with prefetch, through the same
+ * tile and chunks, so a token's sums are bitwise the same for any batch size.
  *
  * BF16 weights are widened to F32 here rather than multiplied with vdpbf16ps: that instruction
  * needs the activations rounded to BF16 too, which would move results far outside the scalar
@@ -76,26 +77,24 @@ LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float 
     lb_tile_store4(y, ldy, R, T, v, add);
 }
 
-/* One token, four rows: two accumulators per row (32 elements a step) keep more loads in
- * flight; prefetch ahead on each row (past its end is harmless: prefetch never faults). */
-LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k, float *y) {
-    __m512 a[MR][NR];
-    for (int r = 0; r < MR; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-        for (int r = 0; r < MR; r++) _mm_prefetch((const char *)w + r * wrb + i * esize(dt) + PF, _MM_HINT_T1);
-        __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-        for (int r = 0; r < MR; r++) {
-            a[r][0] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i, 0xFFFF), x0, a[r][0]);
-            a[r][1] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i + 16, 0xFFFF), x1, a[r][1]);
+/* One token: each row tile streamed start to end through the same KC chunks and tile as a
+ * prompt batch, so a token's sums do not depend on the batch (ARCHITECTURE.md), prefetching PF
+ * ahead on its own rows (past a row's end is harmless: prefetch never faults). */
+LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
+    const size_t wrb = a->w_row_bytes, es = esize(dt);
+    int64_t r = r0;
+    for (; r < r1; r += MR) {
+        const uint8_t *w = a->w + (size_t)r * wrb;
+        for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
+            int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
+            const uint8_t *pf = w + (size_t)k0 * es + PF;
+            if (r + MR <= r1) tile(dt, MR, 1, w, wrb, a->x, a->k, k0, k1, a->y + r, a->rows, k0 > 0, pf, MR);
+            else
+                for (int64_t q = r; q < r1; q++)
+                    tile(dt, 1, 1, w + (size_t)(q - r) * wrb, wrb, a->x, a->k, k0, k1, a->y + q, a->rows, k0 > 0,
+                         pf + (size_t)(q - r) * wrb, 1);
         }
     }
-    for (; i < k; i += 16) {
-        __mmask16 m = k - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k - i)) - 1);
-        __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);
-        for (int r = 0; r < MR; r++) a[r][0] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i, m), x0, a[r][0]);
-    }
-    for (int r = 0; r < MR; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
 }
 
 /* Tokens [t0, t1) against R rows from row r, over [k0, k1); the token tiles prefetch the next
@@ -130,10 +129,7 @@ LB_AI void tokens(int dt, int R, const lb_matmul_args *a, int64_t r, int64_t t0,
 LB_AI void rows_any(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const size_t wrb = a->w_row_bytes;
     if (a->n_tok == 1) {
-        int64_t r = r0;
-        for (; r + MR <= r1; r += MR) vec4(dt, a->w + (size_t)r * wrb, wrb, a->x, a->k, a->y + r);
-        for (; r < r1; r++)
-            tile(dt, 1, 1, a->w + (size_t)r * wrb, wrb, a->x, a->k, 0, a->k, a->y + r, a->rows, 0, NULL, 0);
+        rows_vec(dt, a, r0, r1);
         return;
     }
     for (int64_t tb = 0; tb < a->n_tok; tb += TB) {
