@@ -14,14 +14,16 @@ from lbtest import S, check, gguf_header, lowbit, read_f32, rel_err, run_json, r
 
 lbtest.init(timeout=600, report=False)
 
-TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "tq1_0", "tq2_0", "f16", "bf16"]
-KQUANTS = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k"}
+TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "tq1_0", "tq2_0", "iq4_nl", "iq4_xs",
+         "f16", "bf16"]
+KQUANTS = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"}  # the 256-block types
 # general.file_type as llama.cpp numbers it
 FTYPE = {"q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q2_k": 10, "q3_k": 11, "q4_k": 14, "q5_k": 16,
-         "q6_k": 18, "tq1_0": 36, "tq2_0": 37, "f16": 1, "bf16": 32, "q4_k_m": 15, "q5_k_m": 17, "q3_k_m": 12}
+         "q6_k": 18, "tq1_0": 36, "tq2_0": 37, "iq4_nl": 25, "iq4_xs": 30, "f16": 1, "bf16": 32, "q4_k_m": 15, "q5_k_m": 17, "q3_k_m": 12}
 # GGML type ids
 TID = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q2_K": 10, "Q3_K": 11, "Q4_K": 12,
-       "Q5_K": 13, "Q6_K": 14, "BF16": 30, "TQ1_0": 34, "TQ2_0": 35}
+       "Q5_K": 13, "Q6_K": 14, "BF16": 30, "TQ1_0": 34, "TQ2_0": 35,
+       "IQ4_NL": 20, "IQ4_XS": 23}
 
 
 def greedy_json(model, prompt, n):

@@ -35,9 +35,9 @@ def _rows(shape, what):
 
 
 def quantize(array, type, imatrix=None):
-    """Quantizes a float32 array to the GGUF block format `type` ("q8_0", "q4_0", "q4_k", "tq2_0",
+    """Quantizes a float32 array to the GGUF block format `type` ("q8_0", "q4_0", "q4_k", "iq4_xs",
     ...). Rows are the last dimension, whose length must be a multiple of the block size (32, or
-    256 for K-quants). imatrix: optional float32 importance per column. Returns the blocks as bytes,
+    256 for K-quants and iq4_xs). imatrix: optional float32 importance per column. Returns the blocks as bytes,
     exactly what a GGUF tensor of that type holds."""
     qtype = type
     t = _type_id(qtype)

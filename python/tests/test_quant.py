@@ -6,7 +6,8 @@ import lowbit
 from conftest import need
 
 # bytes per block, elements per block (GGUF)
-LAYOUT = {"q8_0": (34, 32), "q4_0": (18, 32), "q4_k": (144, 256), "tq2_0": (66, 256)}
+LAYOUT = {"q8_0": (34, 32), "q4_0": (18, 32), "q4_k": (144, 256), "tq2_0": (66, 256), "iq4_nl": (18, 32),
+          "iq4_xs": (136, 256)}
 
 
 def weights(shape, seed=0):
@@ -39,10 +40,35 @@ def np_dequant_tq2_0(b, n):
     return out.ravel()[:n]
 
 
-DECODERS = {"q8_0": np_dequant_q8_0, "q4_0": np_dequant_q4_0, "tq2_0": np_dequant_tq2_0}
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
 
 
-@pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_k", "tq2_0"])
+def np_iq4_32(d, qs):  # d: (nb,), qs: (nb, 16) codes: low nibbles first, then high nibbles
+    q = np.concatenate([qs & 15, qs >> 4], axis=1)
+    return d[:, None] * IQ4_LEVELS[q]
+
+
+def np_dequant_iq4_nl(b, n):
+    a = np.frombuffer(b, np.uint8).reshape(-1, 18)
+    return np_iq4_32(a[:, :2].copy().view(np.float16).astype(np.float32).ravel(), a[:, 2:]).ravel()
+
+
+def np_dequant_iq4_xs(b, n):
+    a = np.frombuffer(b, np.uint8).reshape(-1, 136)
+    d = a[:, :2].copy().view(np.float16).astype(np.float32).ravel()
+    sh = a[:, 2:4].copy().view(np.uint16).ravel().astype(np.int32)
+    j = np.arange(8)
+    lo = (a[:, 4 + j // 2] >> (4 * (j % 2))) & 15
+    sc = (lo | (((sh[:, None] >> (2 * j)) & 3) << 4)) - 32
+    dl = (d[:, None] * sc).ravel()
+    return np_iq4_32(dl, a[:, 8:].reshape(-1, 16)).ravel()
+
+
+DECODERS = {"q8_0": np_dequant_q8_0, "q4_0": np_dequant_q4_0, "tq2_0": np_dequant_tq2_0,
+            "iq4_nl": np_dequant_iq4_nl, "iq4_xs": np_dequant_iq4_xs}
+
+
+@pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_k", "tq2_0", "iq4_nl", "iq4_xs"])
 def test_sizes_and_decoders(qtype):
     need("lb_quantize_checked", "lb_dtype_from_name")
     bpb, bs = LAYOUT[qtype]

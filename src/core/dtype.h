@@ -11,7 +11,7 @@ typedef enum lb_dtype {
     LB_F32 = 0, LB_F16 = 1, LB_Q4_0 = 2, LB_Q4_1 = 3, LB_Q5_0 = 6, LB_Q5_1 = 7, LB_Q8_0 = 8,
     LB_Q8_1 = 9, LB_Q2_K = 10, LB_Q3_K = 11, LB_Q4_K = 12, LB_Q5_K = 13, LB_Q6_K = 14,
     LB_Q8_K = 15, LB_I8 = 24, LB_I16 = 25, LB_I32 = 26, LB_I64 = 27, LB_F64 = 28, LB_BF16 = 30,
-    LB_TQ1_0 = 34, LB_TQ2_0 = 35,
+    LB_IQ4_NL = 20, LB_IQ4_XS = 23, LB_TQ1_0 = 34, LB_TQ2_0 = 35,
     LB_DTYPE_COUNT = 40
 } lb_dtype;
 

@@ -116,6 +116,22 @@ typedef struct lb_block_tq2_0 {
     uint16_t d;
 } lb_block_tq2_0;
 
+/* IQ4_NL: x = d * lb_iq4_values[q]; nibbles as Q4_0 (low = element j, high = element j + 16). */
+typedef struct lb_block_iq4_nl {
+    uint16_t d;
+    uint8_t qs[LB_QK / 2];
+} lb_block_iq4_nl;
+
+/* IQ4_XS: 8 sub-blocks of 32, x = d * (sc_j - 32) * lb_iq4_values[q]; sc_j is 6 bits, low 4
+ * in nibble j % 2 of scales_l[j / 2], high 2 at bits 2j of scales_h; sub-block j's nibbles
+ * in qs[16j .. 16j + 15] as IQ4_NL. */
+typedef struct lb_block_iq4_xs {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[LB_QK_K / 64];
+    uint8_t qs[LB_QK_K / 2];
+} lb_block_iq4_xs;
+
 static_assert(sizeof(lb_block_q8_0) == 34, "Q8_0 block size");
 static_assert(sizeof(lb_block_q4_0) == 18, "Q4_0 block size");
 static_assert(sizeof(lb_block_q4_1) == 20, "Q4_1 block size");
@@ -129,6 +145,8 @@ static_assert(sizeof(lb_block_q6_K) == 210, "Q6_K block size");
 static_assert(sizeof(lb_block_q8_K) == 292, "Q8_K block size");
 static_assert(sizeof(lb_block_tq1_0) == 54, "TQ1_0 block size");
 static_assert(sizeof(lb_block_tq2_0) == 66, "TQ2_0 block size");
+static_assert(sizeof(lb_block_iq4_nl) == 18, "IQ4_NL block size");
+static_assert(sizeof(lb_block_iq4_xs) == 136, "IQ4_XS block size");
 
 /* 6-bit scale and min j (0..7) of Q4_K/Q5_K: j < 4: low 6 bits of bytes j and j + 4;
  * j >= 4: low / high nibble of byte j + 4, top 2 bits from the top of bytes j - 4 / j. */
@@ -147,5 +165,11 @@ static inline int lb_q3k_get_scale(int j, const uint8_t *s) {
     int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
     int hi = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
     return (lo | (hi << 4)) - 32;
+}
+
+/* Signed scale of IQ4_XS sub-block j (0..7): -32..31. */
+static inline int lb_iq4xs_get_scale(const lb_block_iq4_xs *b, int j) {
+    int lo = (b->scales_l[j / 2] >> 4 * (j % 2)) & 0xF, hi = (b->scales_h >> 2 * j) & 3;
+    return (lo | hi << 4) - 32;
 }
 #endif

@@ -71,6 +71,7 @@ static const lb_matmul_kernel k_q6_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matm
 
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
+    lb_iq4_register_matmul();
     for (size_t i = 0; i < sizeof g_types / sizeof *g_types; i++) {
         lb_matmul_register_level(g_types[i], LB_CPU_SCALAR, &k_scalar[i]);
         if (lb_cpu_has_avx2()) lb_matmul_register_level(g_types[i], LB_CPU_AVX2, &k_avx2[i]);

@@ -19,6 +19,8 @@ LB_DISPATCH_DOT(q5_K)
 LB_DISPATCH_DOT(q6_K)
 LB_DISPATCH_DOT(tq1_0)
 LB_DISPATCH_DOT(tq2_0)
+LB_DISPATCH_DOT(iq4_nl)
+LB_DISPATCH_DOT(iq4_xs)
 
 void lb_quantize_row_q8_0(const float *x, void *dst, int64_t n) {
     if (lb_cpu_has_avx2()) lb_quantize_row_q8_0_avx2(x, dst, n);
@@ -49,6 +51,7 @@ static const lb_quant_ops k_scalar[LB_DTYPE_COUNT] = {
     [LB_Q5_0] = OPS_32(q5_0),   [LB_Q5_1] = OPS_32(q5_1),   [LB_Q2_K] = OPS_256(q2_K),
     [LB_Q3_K] = OPS_256(q3_K),  [LB_Q4_K] = OPS_256(q4_K),  [LB_Q5_K] = OPS_256(q5_K),
     [LB_Q6_K] = OPS_256(q6_K),  [LB_TQ1_0] = OPS_256(tq1_0), [LB_TQ2_0] = OPS_256(tq2_0),
+    [LB_IQ4_NL] = OPS_32(iq4_nl), [LB_IQ4_XS] = OPS_256(iq4_xs),
 };
 static const lb_quant_ops k_avx2[LB_DTYPE_COUNT] = {
     [LB_Q8_0] = OPS_32_AVX2(q8_0),   [LB_Q4_0] = OPS_32_AVX2(q4_0),
@@ -57,6 +60,7 @@ static const lb_quant_ops k_avx2[LB_DTYPE_COUNT] = {
     [LB_Q3_K] = OPS_256_AVX2(q3_K),  [LB_Q4_K] = OPS_256_AVX2(q4_K),
     [LB_Q5_K] = OPS_256_AVX2(q5_K),  [LB_Q6_K] = OPS_256_AVX2(q6_K),
     [LB_TQ1_0] = OPS_256_AVX2(tq1_0), [LB_TQ2_0] = OPS_256_AVX2(tq2_0),
+    [LB_IQ4_NL] = OPS_32_AVX2(iq4_nl), [LB_IQ4_XS] = OPS_256_AVX2(iq4_xs),
 };
 
 const lb_quant_ops *lb_quant_get_ops(lb_dtype type) {

@@ -24,6 +24,8 @@ void lb_dequantize_row_q6_K(const void *src, float *dst, int64_t n);
 void lb_dequantize_row_q8_K(const void *src, float *dst, int64_t n);
 void lb_dequantize_row_tq1_0(const void *src, float *dst, int64_t n);
 void lb_dequantize_row_tq2_0(const void *src, float *dst, int64_t n);
+void lb_dequantize_row_iq4_nl(const void *src, float *dst, int64_t n);
+void lb_dequantize_row_iq4_xs(const void *src, float *dst, int64_t n);
 
 /* ---- quantize one row: n a multiple of the block size. imatrix (NULL or n floats): the
  * importance of each column (mean squared activation), weighting the error the scale search
@@ -39,6 +41,8 @@ void lb_quantize_row_q4_K_ref(const float *x, void *dst, int64_t n, const float 
 void lb_quantize_row_q5_K_ref(const float *x, void *dst, int64_t n, const float *imatrix);
 void lb_quantize_row_q6_K_ref(const float *x, void *dst, int64_t n, const float *imatrix);
 void lb_quantize_row_q8_K_ref(const float *x, void *dst, int64_t n, const float *imatrix);
+void lb_quantize_row_iq4_nl_ref(const float *x, void *dst, int64_t n, const float *imatrix);
+void lb_quantize_row_iq4_xs_ref(const float *x, void *dst, int64_t n, const float *imatrix);
 
 /* Plain absmax / min-max rounding with no search, for comparison in tests and benches. */
 void lb_quantize_row_q4_K_absmax(const float *x, void *dst, int64_t n);
@@ -92,6 +96,8 @@ LB_DECLARE_DOT(q5_K)
 LB_DECLARE_DOT(q6_K)
 LB_DECLARE_DOT(tq1_0)
 LB_DECLARE_DOT(tq2_0)
+LB_DECLARE_DOT(iq4_nl)
+LB_DECLARE_DOT(iq4_xs)
 #undef LB_DECLARE_DOT
 
 void lb_quantize_row_q8_0_avx2(const float *x, void *dst, int64_t n);
@@ -115,6 +121,11 @@ size_t lb_quant_act_size(lb_dtype weight_type, int64_t n);
 
 /* Internal: d * dx * isum - dmin * dx * msum, shared by the scalar and AVX2 K-quant kernels
  * so both round identically. */
+/* The 16 int8 levels of IQ4_NL / IQ4_XS (GGUF's table). */
+extern const int8_t lb_iq4_values[16];
+/* Registers the IQ4_NL / IQ4_XS matmul kernels (matmul_iq4.c), from lb_quant_register_matmul. */
+void lb_iq4_register_matmul(void);
+
 float lb_kq_block_sum(float d, float dmin, float dx, int isum, int msum);
 
 #endif

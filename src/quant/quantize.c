@@ -17,6 +17,8 @@ static row_quant_fn row_quantizer(lb_dtype t) {
     case LB_Q5_K: return lb_quantize_row_q5_K_ref;
     case LB_Q6_K: return lb_quantize_row_q6_K_ref;
     case LB_Q8_K: return lb_quantize_row_q8_K_ref;
+    case LB_IQ4_NL: return lb_quantize_row_iq4_nl_ref;
+    case LB_IQ4_XS: return lb_quantize_row_iq4_xs_ref;
     default: return NULL;
     }
 }

@@ -33,7 +33,7 @@ static const lb_qrecipe g_recipes[] = {
     {"f16", LB_F16, 1, MIX_NONE},     {"bf16", LB_BF16, 32, MIX_NONE},    {"f32", LB_F32, 0, MIX_NONE},
     {"q3_k_s", LB_Q3_K, 11, MIX_NONE}, {"q3_k_m", LB_Q3_K, 12, MIX_Q3_K_M}, {"q3_k_l", LB_Q3_K, 13, MIX_Q3_K_L},
     {"q4_k_s", LB_Q4_K, 14, MIX_Q4_K_S}, {"q4_k_m", LB_Q4_K, 15, MIX_Q4_K_M}, {"q5_k_s", LB_Q5_K, 16, MIX_NONE},
-    {"q5_k_m", LB_Q5_K, 17, MIX_Q5_K_M},
+    {"q5_k_m", LB_Q5_K, 17, MIX_Q5_K_M}, {"iq4_nl", LB_IQ4_NL, 25, MIX_NONE}, {"iq4_xs", LB_IQ4_XS, 30, MIX_NONE},
 };
 #define N_RECIPES (sizeof g_recipes / sizeof *g_recipes)
 
@@ -73,6 +73,7 @@ lb_dtype lb_quant_fallback(lb_dtype t, int64_t n) {
     case LB_Q4_K: f = LB_Q5_0; break;
     case LB_Q5_K: f = LB_Q5_1; break;
     case LB_Q6_K: f = LB_Q8_0; break;
+    case LB_IQ4_XS: f = LB_IQ4_NL; break; /* the same levels in blocks of 32 */
     default: return LB_F16;
     }
     return n % 32 == 0 ? f : LB_F16;

@@ -41,6 +41,8 @@ int cmd_quantize(int argc, char **argv) {
                  "keep some attn_v / ffn_down / attn_output layers at higher precision. Ternary types (tq1_0,\n"
                  "tq2_0) apply to the blocks' linear layers; embeddings and head keep full precision. A tensor\n"
                  "whose rows do not fit the type's block gets a named fallback (printed).\n"
+                 "iq4_nl / iq4_xs: 4-bit codes into GGUF's fixed non-linear table of 16 levels (blocks of\n"
+                 "32 with an fp16 scale / super-blocks of 256 with 6-bit sub-scales), as llama.cpp writes them.\n"
                  "--keep-output-f16 keeps the output head in F16. -v lists every tensor's type.\n"
                  "A model without a tokenizer is refused before any work (`run` could not use the output)\n"
                  "unless --no-tokenizer writes it without one (for logits and perplexity by ids).\n\n"
