@@ -101,6 +101,9 @@ LB_API lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *
 /* A new sequence holding everything src holds (same fine-tune), sharing its KV blocks. */
 LB_API lb_status lb_engine_seq_fork(lb_engine *e, int src, int *seq, lb_error *err);
 LB_API lb_status lb_engine_seq_free(lb_engine *e, int seq, lb_error *err);
+/* Keeps the first n positions of seq (speculative decoding rolls rejected drafts back);
+ * blocks shared with forks or the prefix cache stay intact. */
+LB_API lb_status lb_engine_seq_truncate(lb_engine *e, int seq, int n, lb_error *err);
 /* Positions stored, or -1 for an unknown sequence. */
 LB_API int lb_engine_seq_len(const lb_engine *e, int seq);
 /* For an empty sequence: attaches the cached blocks that hold the longest run of whole blocks
