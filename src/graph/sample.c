@@ -169,6 +169,8 @@ void lb_sampler_dist(lb_sampler *s, float *logits, const int32_t *history, size_
 
 int lb_sampler_greedy(const lb_sampler *s) { return s->p.temperature <= 0.0f; }
 
+lb_sampler_params lb_sampler_get_params(const lb_sampler *s) { return s->p; }
+
 double lb_sampler_uniform(lb_sampler *s) { return next_uniform(s); }
 
 int32_t lb_sampler_pick(lb_sampler *s, const float *dist) {
