@@ -6,19 +6,22 @@
  * and the engine's logits do not depend on how many tokens a call runs, so the output is
  * identical. Sampling: the standard rejection rule (keep a draft d with probability
  * min(1, p(d)/q(d)), else draw from norm(max(0, p - q))) leaves the output distributed exactly
- * as the target's; for lookup q is one-hot. Adaptive k: a failing draft shrinks k and then
- * pauses drafting for a doubling number of tokens, so it costs little over plain decoding. */
+ * as the target's; for lookup q is one-hot. Adaptive k: a failing draft shrinks k, and while
+ * drafting makes tokens slower than plain steps do (both timed as they run), drafting pauses
+ * for a doubling number of tokens, so a draft that fails costs little over plain decoding. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "engine/generate.h"
 #include "graph/sample.h"
 
 #define SPEC_K_DEFAULT 16
 #define SPEC_K_MAX 63 /* k + 1 verified positions fit one chunk of a CPU session (LB_MAX_BATCH) */
 #define SPEC_PAUSE_MAX 128
+#define SPEC_PROBE 32 /* a plain step after this many drafting ones keeps its timing current */
 
 typedef struct spec {
     lb_gen *g;
@@ -28,6 +31,8 @@ typedef struct spec {
     int nv, greedy;
     int k, kmax;        /* tokens to draft next, at most */
     int wait, pause;    /* plain steps left before drafting again; the next pause */
+    int since_plain;    /* drafting steps since the last plain one */
+    double t_plain, t_spec; /* seconds per token of plain / drafting steps (moving averages; 0: none yet) */
     int32_t drafts[SPEC_K_MAX];
     float *rows;        /* [(kmax + 1) x nv] the target's logits of one verification */
     float *q;           /* [kmax x nv] the draft's distributions (sampled mode with a draft model) */
@@ -151,23 +156,30 @@ static int verify(spec *sp, int k, lb_status *st, lb_error *err) {
 /* Tokens to draft in this step (0: a plain step), within room. */
 static int next_k(spec *sp, int room) {
     if (sp->wait > 0) return sp->wait--, 0;
+    if (sp->since_plain >= SPEC_PROBE) return 0;
     return sp->k < room ? sp->k : room;
 }
 
-/* Grows k while every draft is kept, shrinks it to what was kept, and pauses drafting for a
- * doubling number of steps while even one drafted token fails. */
-static void adapt(spec *sp, int k, int kept) {
+static void pause_drafting(spec *sp) {
+    sp->wait = sp->pause;
+    sp->pause = 2 * sp->pause < SPEC_PAUSE_MAX ? 2 * sp->pause : SPEC_PAUSE_MAX;
+}
+
+/* After a step that drafted k tokens, kept `kept` and made n tokens in dt seconds: grows k while
+ * every draft is kept, else shrinks it to what was kept; pauses drafting while even one drafted
+ * token fails, or while drafting steps make tokens slower than plain ones. */
+static void adapt(spec *sp, int k, int kept, int n, double dt) {
+    double *t = k ? &sp->t_spec : &sp->t_plain, per = n > 0 ? dt / n : dt;
+    *t = *t > 0 ? 0.5 * (*t + per) : per;
+    sp->since_plain = k ? sp->since_plain + 1 : 0;
     if (k == 0) return;
-    if (kept == k) {
-        sp->k = 2 * sp->k < sp->kmax ? 2 * sp->k : sp->kmax;
-    } else if (kept == 0 && sp->k == 1) {
-        sp->wait = sp->pause;
-        sp->pause = 2 * sp->pause < SPEC_PAUSE_MAX ? 2 * sp->pause : SPEC_PAUSE_MAX;
+    if (kept == 0 && sp->k == 1) {
+        pause_drafting(sp);
         return;
-    } else {
-        sp->k = kept + 1;
     }
-    sp->pause = 1;
+    sp->k = kept == k ? (2 * sp->k < sp->kmax ? 2 * sp->k : sp->kmax) : kept + 1;
+    if (sp->t_plain > 0 && sp->t_spec > sp->t_plain) pause_drafting(sp);
+    else sp->pause = 1;
 }
 
 static lb_status spec_init(spec *sp, lb_gen *g, lb_sampler *smp, lb_error *err) {
@@ -198,6 +210,7 @@ lb_status lb_spec_loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
     lb_status st = spec_init(&sp, g, smp, err);
     while (!st && !lb_gen_must_stop(g)) {
         int n0 = lb_session_n_past(s), got = 0;
+        double t0 = lb_clock_seconds(); /* drafting included: it is what a step costs */
         int room = s->n_ctx - n0 - 1, left = g->p->max_tokens - (int)g->r->n_ids - 1;
         s->ids[n0] = s->pending; /* the context to draft from: what s holds and its pending token */
         int k = next_k(&sp, room < left ? room : left);
@@ -205,9 +218,9 @@ lb_status lb_spec_loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
         else if (k) got = draft_lookup(&sp, s->ids, n0 + 1, k);
         if (st) break;
         g->r->n_drafted += (size_t)got;
-        size_t before = g->r->n_accepted;
+        size_t kept0 = g->r->n_accepted, n_ids0 = g->r->n_ids;
         if (verify(&sp, got, &st, err)) break;
-        adapt(&sp, got, (int)(g->r->n_accepted - before));
+        adapt(&sp, got, (int)(g->r->n_accepted - kept0), (int)(g->r->n_ids - n_ids0), lb_clock_seconds() - t0);
     }
     lb_sampler_free(sp.dsmp);
     free(sp.rows);
