@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ref_json.h"
 #include "lowbit.h"
 
 #define STORIES SHARED("models/stories260K-gguf/stories260K.gguf")
@@ -40,23 +41,6 @@ static int open_model(const char *path, model *o) {
 static void close_model(model *o) {
     lb_session_free(o->s);
     lb_model_free(o->m);
-}
-
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
-}
-
-static int ids_equal(cJSON *a, const int32_t *b, size_t n) {
-    if ((size_t)cJSON_GetArraySize(a) != n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (cJSON_GetArrayItem(a, (int)i)->valueint != b[i]) return 0;
-    return 1;
 }
 
 /* One speculative configuration: a draft session or lookup, and its limits. */
