@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ref_json.h"
 #include "lowbit.h"
 
 #define STORIES SHARED("models/stories260K-gguf/stories260K.gguf")
@@ -24,23 +25,6 @@ static int on_token(void *user, int32_t id, const char *text, size_t len) {
     if (s->len + len < sizeof s->buf) memcpy(s->buf + s->len, text, len), s->len += len;
     s->buf[s->len] = 0;
     return ++s->calls == s->stop_after;
-}
-
-static cJSON *load_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
-}
-
-static int ids_equal(cJSON *a, const int32_t *b, size_t n) {
-    if ((size_t)cJSON_GetArraySize(a) != n) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (cJSON_GetArrayItem(a, (int)i)->valueint != b[i]) return 0;
-    return 1;
 }
 
 /* Greedy generation equals the reference ids and text; the stream equals the text. */

@@ -48,6 +48,18 @@ typedef struct lb_generate_params {
     lb_token_fn on_token;      /* optional streaming */
     lb_notice_fn on_notice;    /* optional; NULL: notices go to the library's log (warning) */
     void *user;                /* passed to both callbacks */
+    /* Speculative decoding (src/engine/spec.c): drafted tokens are verified by the target in one
+     * batched call, so greedy output is identical to plain decoding and sampled output has the
+     * target's distribution (rejection sampling); only the speed changes. */
+    lb_session *draft;         /* optional: a session of a smaller model with the same vocabulary
+                                * (LB_ERR_ARG otherwise) that drafts tokens; lb_generate keeps it
+                                * in step with s (what it holds is reused when it agrees) */
+    int lookup;                /* > 0: draft by prompt lookup instead: the tokens that followed the
+                                * latest earlier match of the last `lookup` (down to 1) tokens of
+                                * the context */
+    int draft_max;             /* most tokens drafted per step (0: 16); fewer while drafts fail */
+    float draft_min_p;         /* stop drafting when the draft model gives its next token less
+                                * than this probability (0: off) */
 } lb_generate_params;
 LB_API lb_generate_params lb_generate_default_params(void);
 
@@ -59,6 +71,7 @@ typedef struct lb_generate_result {
     size_t text_len;
     lb_stop_reason stop;
     double prompt_seconds, gen_seconds; /* wall time of the prompt, of the generated tokens */
+    size_t n_drafted, n_accepted; /* speculative decoding: tokens drafted, drafted tokens accepted */
 } lb_generate_result;
 LB_API void lb_generate_result_free(lb_generate_result *r);
 
@@ -101,6 +114,9 @@ LB_API lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *
 /* A new sequence holding everything src holds (same fine-tune), sharing its KV blocks. */
 LB_API lb_status lb_engine_seq_fork(lb_engine *e, int src, int *seq, lb_error *err);
 LB_API lb_status lb_engine_seq_free(lb_engine *e, int seq, lb_error *err);
+/* Keeps the first n positions of seq (speculative decoding rolls rejected drafts back);
+ * blocks shared with forks or the prefix cache stay intact. */
+LB_API lb_status lb_engine_seq_truncate(lb_engine *e, int seq, int n, lb_error *err);
 /* Positions stored, or -1 for an unknown sequence. */
 LB_API int lb_engine_seq_len(const lb_engine *e, int seq);
 /* For an empty sequence: attaches the cached blocks that hold the longest run of whole blocks

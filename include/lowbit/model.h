@@ -118,6 +118,8 @@ LB_API lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_sess
 LB_API void lb_session_free(lb_session *s);
 LB_API void lb_session_reset(lb_session *s);
 LB_API int lb_session_n_past(const lb_session *s);
+/* Keeps the first n positions (n <= n_past); what was sampled but not run is dropped. */
+LB_API lb_status lb_session_truncate(lb_session *s, int n, lb_error *err);
 LB_API int lb_session_n_ctx(const lb_session *s);
 LB_API int lb_session_n_threads(const lb_session *s);
 LB_API lb_kv_type lb_session_kv_type(const lb_session *s);

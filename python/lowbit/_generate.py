@@ -16,13 +16,17 @@ def _quiet(user, msg):
     the C library would log them to stderr."""
 
 
-def run(session, prompt_ids, max_tokens, sp, on_token=None):
+def run(session, prompt_ids, max_tokens, sp, on_token=None, spec=None, stats=None):
     """Runs lb_generate over prompt_ids (a list of ints) from an empty session; returns (ids,
-    text bytes, stop reason). on_token: an optional _lib.TOKEN_FN."""
+    text bytes, stop reason). on_token: an optional _lib.TOKEN_FN. spec: optional speculative
+    options (draft session, lookup, draft_max, draft_min_p); stats: a dict that receives
+    n_drafted and n_accepted."""
     lib = _lib.lib()
     gp = lib.lb_generate_default_params()
     gp.sampling = sp
     gp.max_tokens = max_tokens
+    if spec is not None:
+        gp.draft, gp.lookup, gp.draft_max, gp.draft_min_p = spec
     ids = (ctypes.c_int32 * len(prompt_ids))(*prompt_ids)
     gp.prompt_ids, gp.n_prompt_ids = ids, len(prompt_ids)
     gp.on_notice = _quiet
@@ -34,6 +38,8 @@ def run(session, prompt_ids, max_tokens, sp, on_token=None):
         out = res.ids[:res.n_ids]
         text = ctypes.string_at(res.text, res.text_len) if res.text_len else b""
         reason = lib.lb_stop_reason_name(res.stop).decode()
+        if stats is not None:
+            stats.update(n_drafted=res.n_drafted, n_accepted=res.n_accepted)
     finally:
         lib.lb_generate_result_free(ctypes.byref(res))
     return out, text, _REASONS.get(reason, reason)
@@ -45,11 +51,11 @@ class Stream:
     the callback stop the run at its next token and waits for the thread, so the session is
     never used after the stream ends."""
 
-    def __init__(self, session, prompt_ids, max_tokens, sp):
+    def __init__(self, session, prompt_ids, max_tokens, sp, spec=None):
         self._q = queue.SimpleQueue()
         self._stop = threading.Event()
         self._fn = _lib.TOKEN_FN(self._on_token)  # kept alive as long as C may call it
-        self._t = threading.Thread(target=self._work, args=(session, prompt_ids, max_tokens, sp), daemon=True)
+        self._t = threading.Thread(target=self._work, args=(session, prompt_ids, max_tokens, sp, spec), daemon=True)
         self._t.start()
 
     def _on_token(self, user, tid, text, n):
@@ -57,9 +63,9 @@ class Stream:
             self._q.put(("token", tid, ctypes.string_at(text, n) if n else b""))
         return 1 if self._stop.is_set() else 0
 
-    def _work(self, session, prompt_ids, max_tokens, sp):
+    def _work(self, session, prompt_ids, max_tokens, sp, spec):
         try:
-            self._q.put(("stop", run(session, prompt_ids, max_tokens, sp, self._fn)[2], None))
+            self._q.put(("stop", run(session, prompt_ids, max_tokens, sp, self._fn, spec)[2], None))
         except BaseException as e:  # handed to the consumer's thread
             self._q.put(("error", e, None))
 

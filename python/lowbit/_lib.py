@@ -239,13 +239,14 @@ class GenerateParams(ctypes.Structure):
     _fields_ = [("sampling", SamplerParams), ("sampler", c_void_p), ("max_tokens", c_int), ("stop", P(c_char_p)),
                 ("n_stop", c_size_t), ("chat", c_int), ("system", c_char_p), ("keep", c_int),
                 ("prompt_ids", P(c_int32)), ("n_prompt_ids", c_size_t), ("guard", c_void_p),
-                ("on_token", TOKEN_FN), ("on_notice", NOTICE_FN), ("user", c_void_p)]
+                ("on_token", TOKEN_FN), ("on_notice", NOTICE_FN), ("user", c_void_p),
+                ("draft", c_void_p), ("lookup", c_int), ("draft_max", c_int), ("draft_min_p", c_float)]
 
 
 class GenerateResult(ctypes.Structure):
     _fields_ = [("prompt_ids", P(c_int32)), ("ids", P(c_int32)), ("n_prompt_ids", c_size_t), ("n_ids", c_size_t),
                 ("text", c_void_p), ("text_len", c_size_t), ("stop", c_int), ("prompt_seconds", c_double),
-                ("gen_seconds", c_double)]
+                ("gen_seconds", c_double), ("n_drafted", c_size_t), ("n_accepted", c_size_t)]
 
 
 LB_MEM_KV_COUNT = 4

@@ -106,11 +106,13 @@ class Tokenizer(_lib.Handle, _TokenizerOps):
 
 class Completion(str):
     """The generated text (a str, without the prompt) that also carries .ids (generated ids),
-    .prompt_ids and .stop_reason ("eos", "length" or "context")."""
+    .prompt_ids, .stop_reason ("eos", "length" or "context") and, for speculative decoding,
+    .n_drafted and .n_accepted (drafted tokens, of them accepted)."""
 
-    def __new__(cls, text, ids, prompt_ids, stop_reason):
+    def __new__(cls, text, ids, prompt_ids, stop_reason, n_drafted=0, n_accepted=0):
         s = super().__new__(cls, text)
         s.ids, s.prompt_ids, s.stop_reason = ids, prompt_ids, stop_reason
+        s.n_drafted, s.n_accepted = n_drafted, n_accepted
         return s
 
 
@@ -312,11 +314,16 @@ class Model(_lib.Handle, _TokenizerOps):
         return out
 
     def generate(self, prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=0, stream=False, top_k=0,
-                 min_p=0.0, repeat_penalty=1.0, repeat_last_n=64):
+                 min_p=0.0, repeat_penalty=1.0, repeat_last_n=64, draft=None, lookup=0, draft_max=0,
+                 draft_min_p=0.0):
         """Continues prompt (text, tokenized with special tokens like `lowbit run`; or a list of
         ids) by up to max_tokens tokens, stopping at an end-of-generation token. temperature 0 is
         greedy. Returns a Completion (the text without the prompt, with .ids), or with stream=True
-        a generator of text pieces as they are produced."""
+        a generator of text pieces as they are produced.
+        Speculative decoding (the same output, faster): draft, a Model of a smaller model with the
+        same vocabulary, drafts up to draft_max tokens (0: 16) that this model verifies in one pass
+        (draft_min_p: stop drafting below that probability); or lookup=N drafts from earlier
+        matches of the context's last N tokens (`lowbit run --draft / --lookup`)."""
         lib = _lib.lib()
         max_tokens = _nonneg_int(max_tokens, "max_tokens", allow_none=False)
         sp = lib.lb_sampler_default_params()
@@ -336,12 +343,27 @@ class Model(_lib.Handle, _TokenizerOps):
             prompt_ids = self._ids_in(prompt, self.n_vocab_model).tolist()
         if not prompt_ids:
             raise ValueError("prompt: encodes to no tokens")
+        spec = self._spec(draft, lookup, draft_max, draft_min_p)
         if stream:
-            return self._stream(self._steps(prompt_ids, max_tokens, sp))
-        with self._exclusive():
+            return self._stream(self._steps(prompt_ids, max_tokens, sp, spec, draft))
+        stats = {}
+        with self._exclusive(), (draft._exclusive() if draft is not None else contextlib.nullcontext()):
             max_tokens, capped = self._room(prompt_ids, max_tokens)
-            ids, text, reason = _generate.run(self._session(), prompt_ids, max_tokens, sp)
-        return Completion(text.decode("utf-8", "replace"), ids, prompt_ids, self._reason(reason, capped))
+            ids, text, reason = _generate.run(self._session(), prompt_ids, max_tokens, sp, spec=spec, stats=stats)
+        return Completion(text.decode("utf-8", "replace"), ids, prompt_ids, self._reason(reason, capped), **stats)
+
+    def _spec(self, draft, lookup, draft_max, draft_min_p):
+        """generate()'s speculative options as lb_generate takes them, or None when off."""
+        lookup = _nonneg_int(lookup, "lookup")
+        draft_max = _nonneg_int(draft_max, "draft_max")
+        draft_min_p = _real(draft_min_p, "draft_min_p", 0, 1)
+        if draft is not None and not isinstance(draft, Model):
+            raise TypeError("draft: expected a lowbit.Model, got %r" % (draft,))
+        if draft is self:
+            raise ValueError("draft: the draft must be another Model than the target")
+        if draft is None and not lookup:
+            return None
+        return (draft._session() if draft is not None else None, lookup, draft_max, draft_min_p)
 
     @staticmethod
     def _stream(it):
@@ -355,12 +377,12 @@ class Model(_lib.Handle, _TokenizerOps):
         if tail:
             yield tail
 
-    def _steps(self, prompt_ids, max_tokens, sp):
+    def _steps(self, prompt_ids, max_tokens, sp, spec=None, draft=None):
         """Yields ("token", id, bytes) per generated token, then ("stop", reason, None), from the
         C library's loop (the same as `lowbit run`)."""
-        with self._exclusive():
+        with self._exclusive(), (draft._exclusive() if draft is not None else contextlib.nullcontext()):
             max_tokens, capped = self._room(prompt_ids, max_tokens)
-            st = self._open_stream = _generate.Stream(self._session(), prompt_ids, max_tokens, sp)
+            st = self._open_stream = _generate.Stream(self._session(), prompt_ids, max_tokens, sp, spec)
             try:
                 for kind, v, b in st:
                     yield kind, self._reason(v, capped) if kind == "stop" else v, b

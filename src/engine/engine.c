@@ -115,6 +115,9 @@ static lb_engine_seq *seq_get(const lb_engine *e, int id) {
     return id >= 0 && id < e->n_seqs && e->seqs[id].used ? &e->seqs[id] : NULL;
 }
 
+/* The chain hash's start: cached blocks of one fine-tune only. */
+static uint64_t hash_seed(int ft) { return (uint64_t)ft * 0x9e3779b97f4a7c15ull + 1; }
+
 static lb_status seq_alloc(lb_engine *e, int ft, int *id, lb_error *err) {
     int i = 0;
     while (i < e->n_seqs && e->seqs[i].used) i++;
@@ -129,7 +132,7 @@ static lb_status seq_alloc(lb_engine *e, int ft, int *id, lb_error *err) {
     memset(&e->seqs[i], 0, sizeof e->seqs[i]);
     e->seqs[i].used = 1;
     e->seqs[i].ft = ft;
-    e->seqs[i].hash = (uint64_t)ft * 0x9e3779b97f4a7c15ull + 1; /* cached blocks of one fine-tune only */
+    e->seqs[i].hash = hash_seed(ft);
     *id = i;
     return LB_OK;
 }
@@ -248,6 +251,21 @@ lb_status lb_engine_seq_reuse_prefix(lb_engine *e, int id, const int32_t *ids, s
     }
     e->tokens_reused += *n_reused;
     return st;
+}
+
+lb_status lb_engine_seq_truncate(lb_engine *e, int id, int n, lb_error *err) {
+    lb_engine_seq *s = seq_get(e, id);
+    if (!s) return lb_fail(err, LB_ERR_ARG, "truncate: unknown sequence %d", id);
+    if (n < 0 || n > s->kv.n_tokens)
+        return lb_fail(err, LB_ERR_RANGE, "truncate: sequence %d holds %d positions; cannot keep %d", id, s->kv.n_tokens, n);
+    lb_kv_seq_truncate(e->kv, &s->kv, n);
+    int bt = e->p.block_tokens;
+    if (s->n_hashed * bt > n) { /* the chain hash covers dropped positions: rebuild it over what is kept */
+        s->n_hashed = 0;
+        s->hash = hash_seed(s->ft);
+        while ((s->n_hashed + 1) * bt <= n) s->hash = chain_hash(s->hash, s->tokens + (size_t)s->n_hashed++ * bt, bt);
+    }
+    return LB_OK;
 }
 
 /* ---- decode --------------------------------------------------------------------------------- */

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/threads.h"
-#include "engine/session.h"
+#include "engine/generate.h"
 #include "graph/chat.h"
 
 const char *lb_stop_reason_name(lb_stop_reason r) {
@@ -30,18 +30,8 @@ void lb_generate_result_free(lb_generate_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* The loop's state: output text with how much of it has been streamed. */
-typedef struct gen {
-    lb_session *s;
-    const lb_generate_params *p;
-    const lb_tokenizer *tok;
-    lb_generate_result *r;
-    size_t sent, text_cap, ids_cap;
-    float *logits;
-} gen;
-
-static void notice(const gen *g, const char *fmt, ...) LB_PRINTF(2, 3);
-static void notice(const gen *g, const char *fmt, ...) {
+static void notice(const lb_gen *g, const char *fmt, ...) LB_PRINTF(2, 3);
+static void notice(const lb_gen *g, const char *fmt, ...) {
     char msg[384];
     va_list ap;
     va_start(ap, fmt);
@@ -63,7 +53,7 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
 }
 
 /* Appends id and its piece to the output. */
-static lb_status add_token(gen *g, int32_t id, lb_error *err) {
+static lb_status add_token(lb_gen *g, int32_t id, lb_error *err) {
     lb_generate_result *r = g->r;
     size_t n = g->tok ? lb_token_piece(g->tok, id, NULL, 0) : 0;
     if (!grow((void **)&r->ids, &g->ids_cap, r->n_ids + 1, sizeof(int32_t)) ||
@@ -78,7 +68,7 @@ static lb_status add_token(gen *g, int32_t id, lb_error *err) {
 
 /* After a token: cuts the text at a stop string (1) or finds how many trailing bytes could
  * start one and must wait (*hold). */
-static int find_stop(const gen *g, size_t added, size_t *hold) {
+static int find_stop(const lb_gen *g, size_t added, size_t *hold) {
     lb_generate_result *r = g->r;
     size_t best = r->text_len, from0 = r->text_len - added;
     *hold = 0;
@@ -101,7 +91,7 @@ static int find_stop(const gen *g, size_t added, size_t *hold) {
 }
 
 /* Streams what is certain; returns the callback's answer. */
-static int emit(gen *g, int32_t id, size_t hold) {
+static int emit(lb_gen *g, int32_t id, size_t hold) {
     lb_generate_result *r = g->r;
     size_t upto = r->text_len - hold, from = g->sent;
     g->sent = upto;
@@ -110,7 +100,7 @@ static int emit(gen *g, int32_t id, size_t hold) {
 }
 
 /* The prompt as ids (text tokenized, chat formatted when asked) into r->prompt_ids. */
-static lb_status prompt_ids(gen *g, const char *prompt, int first, lb_error *err) {
+static lb_status prompt_ids(lb_gen *g, const char *prompt, int first, lb_error *err) {
     const lb_generate_params *p = g->p;
     lb_generate_result *r = g->r;
     if (!prompt) {
@@ -137,7 +127,7 @@ static lb_status prompt_ids(gen *g, const char *prompt, int first, lb_error *err
 }
 
 /* Feeds the pending token (keep) and the prompt; logits of the last id into g->logits. */
-static lb_status run_prompt(gen *g, lb_error *err) {
+static lb_status run_prompt(lb_gen *g, lb_error *err) {
     lb_session *s = g->s;
     size_t n = g->r->n_prompt_ids, extra = s->pending >= 0;
     int n_past = lb_session_n_past(s);
@@ -154,40 +144,53 @@ static lb_status run_prompt(gen *g, lb_error *err) {
     return lb_session_eval(s, g->r->prompt_ids, n, g->logits, 0, err);
 }
 
-/* Samples, streams and feeds tokens until a stop condition. */
-static lb_status loop(gen *g, lb_sampler *smp, lb_error *err) {
-    lb_session *s = g->s;
-    const lb_generate_params *p = g->p;
+int lb_gen_take(lb_gen *g, int32_t id, lb_status *st, lb_error *err) {
     lb_generate_result *r = g->r;
-    for (int i = 0; i < p->max_tokens; i++) {
-        int32_t id = lb_sampler_sample(smp, g->logits, s->ids, (size_t)lb_session_n_past(s));
-        s->pending = id; /* what the model has not seen yet, until it is fed below */
-        if (g->tok && lb_token_is_eog(g->tok, id)) return r->stop = LB_STOP_EOG, LB_OK;
-        size_t before = r->text_len, hold;
-        lb_status st = add_token(g, id, err);
-        if (st) return st;
-        int cut = find_stop(g, r->text_len - before, &hold);
-        int quit = emit(g, id, hold);
-        if (cut) return r->stop = LB_STOP_STRING, LB_OK;
-        if (quit) return r->stop = LB_STOP_CALLER, LB_OK;
-        if (i + 1 == p->max_tokens) break;
-        lb_mem_guard_action a = p->guard ? lb_mem_guard_step(p->guard) : LB_MEM_GUARD_CONTINUE;
-        if (a == LB_MEM_GUARD_WARN)
-            notice(g, "memory pressure high (%s); continuing, will stop if it becomes critical", lb_mem_guard_reason(p->guard));
-        if (a == LB_MEM_GUARD_STOP) {
-            notice(g, "memory pressure critical (%s); stopping generation early at %d tokens of context",
-                   lb_mem_guard_reason(p->guard), lb_session_n_past(s));
-            return r->stop = LB_STOP_MEMORY, LB_OK;
-        }
-        if (lb_session_n_past(s) >= s->n_ctx) {
-            notice(g, "context of %d tokens is full; stopping", s->n_ctx);
-            s->pending = -1; /* no room to feed it */
-            return r->stop = LB_STOP_CONTEXT, LB_OK;
-        }
+    g->s->pending = id; /* what the model has not seen yet, until it is fed */
+    if (g->tok && lb_token_is_eog(g->tok, id)) return r->stop = LB_STOP_EOG, 1;
+    size_t before = r->text_len, hold;
+    if ((*st = add_token(g, id, err))) return 1;
+    int cut = find_stop(g, r->text_len - before, &hold);
+    int quit = emit(g, id, hold);
+    if (cut) return r->stop = LB_STOP_STRING, 1;
+    if (quit) return r->stop = LB_STOP_CALLER, 1;
+    if (r->n_ids >= (size_t)g->p->max_tokens) return r->stop = LB_STOP_LENGTH, 1;
+    return 0;
+}
+
+int lb_gen_must_stop(lb_gen *g) {
+    lb_session *s = g->s;
+    lb_mem_guard *guard = g->p->guard;
+    lb_mem_guard_action a = guard ? lb_mem_guard_step(guard) : LB_MEM_GUARD_CONTINUE;
+    if (a == LB_MEM_GUARD_WARN)
+        notice(g, "memory pressure high (%s); continuing, will stop if it becomes critical", lb_mem_guard_reason(guard));
+    if (a == LB_MEM_GUARD_STOP) {
+        notice(g, "memory pressure critical (%s); stopping generation early at %d tokens of context",
+               lb_mem_guard_reason(guard), lb_session_n_past(s));
+        return g->r->stop = LB_STOP_MEMORY, 1;
+    }
+    if (lb_session_n_past(s) >= s->n_ctx) {
+        notice(g, "context of %d tokens is full; stopping", s->n_ctx);
+        s->pending = -1; /* no room to feed it */
+        return g->r->stop = LB_STOP_CONTEXT, 1;
+    }
+    return 0;
+}
+
+/* Samples, streams and feeds tokens until a stop condition. */
+static lb_status loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
+    lb_session *s = g->s;
+    lb_status st = LB_OK;
+    if (g->p->max_tokens == 0) return g->r->stop = LB_STOP_LENGTH, LB_OK;
+    int32_t id = lb_sampler_sample(smp, g->logits, s->ids, (size_t)lb_session_n_past(s));
+    if (lb_gen_take(g, id, &st, err)) return st;
+    if (g->p->draft || g->p->lookup) return lb_spec_loop(g, smp, err);
+    while (!lb_gen_must_stop(g)) {
         if ((st = lb_session_eval(s, &id, 1, g->logits, 0, err))) return st;
         s->pending = -1;
+        id = lb_sampler_sample(smp, g->logits, s->ids, (size_t)lb_session_n_past(s));
+        if (lb_gen_take(g, id, &st, err)) return st;
     }
-    r->stop = LB_STOP_LENGTH;
     return LB_OK;
 }
 
@@ -206,10 +209,11 @@ lb_status lb_generate(lb_session *s, const char *prompt, const lb_generate_param
     if (!p) p = &d;
     memset(out, 0, sizeof *out);
     lb_status st = check_params(p, err);
+    if (!st) st = lb_spec_check(s, p, err);
     if (st) return st;
     if (!p->keep) lb_session_reset(s);
     int first = lb_session_n_past(s) == 0 && s->pending < 0;
-    gen g = {.s = s, .p = p, .tok = lb_model_tokenizer(s->m), .r = out};
+    lb_gen g = {.s = s, .p = p, .tok = lb_model_tokenizer(s->m), .r = out};
     lb_sampler *own = NULL;
     if (!(g.logits = malloc((size_t)lb_model_n_vocab(s->m) * sizeof(float))))
         st = lb_fail(err, LB_ERR_NOMEM, "out of memory");

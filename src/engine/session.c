@@ -86,6 +86,11 @@ void lb_session_reset(lb_session *s) {
     s->pending = -1;
 }
 
+lb_status lb_session_truncate(lb_session *s, int n, lb_error *err) {
+    s->pending = -1;
+    return lb_engine_seq_truncate(s->e, s->seq, n, err);
+}
+
 int lb_session_n_past(const lb_session *s) { return lb_engine_seq_len(s->e, s->seq); }
 int lb_session_n_ctx(const lb_session *s) { return s->n_ctx; }
 int lb_session_n_threads(const lb_session *s) { return lb_engine_n_threads(s->e); }

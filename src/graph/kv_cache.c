@@ -167,6 +167,12 @@ lb_status lb_kv_seq_fork(lb_kv_cache *kv, const lb_kv_seq *src, lb_kv_seq *dst, 
     return LB_OK;
 }
 
+void lb_kv_seq_truncate(lb_kv_cache *kv, lb_kv_seq *seq, int n) {
+    int keep = (n + kv->block_tokens - 1) / kv->block_tokens;
+    while (seq->n_blocks > keep) lb_kv_block_unref(kv, seq->blocks[--seq->n_blocks]);
+    seq->n_tokens = n;
+}
+
 void lb_kv_seq_release(lb_kv_cache *kv, lb_kv_seq *seq) {
     for (int i = 0; i < seq->n_blocks; i++) lb_kv_block_unref(kv, seq->blocks[i]);
     free(seq->blocks);

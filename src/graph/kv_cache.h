@@ -65,6 +65,9 @@ lb_status lb_kv_seq_reserve(lb_kv_cache *kv, lb_kv_seq *seq, int n_new, lb_error
 lb_status lb_kv_seq_push(lb_kv_cache *kv, lb_kv_seq *seq, int32_t b, lb_error *err);
 /* dst (empty) shares every block of src. */
 lb_status lb_kv_seq_fork(lb_kv_cache *kv, const lb_kv_seq *src, lb_kv_seq *dst, lb_error *err);
+/* Keeps the first n positions (n <= n_tokens): blocks past them lose this reference; a kept
+ * shared block stays intact (the next write copies it). */
+void lb_kv_seq_truncate(lb_kv_cache *kv, lb_kv_seq *seq, int n);
 /* Drops every block of seq and its table. */
 void lb_kv_seq_release(lb_kv_cache *kv, lb_kv_seq *seq);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "graph/sample.h"
 
 typedef struct cand {
     float logit;
@@ -86,7 +87,9 @@ static int select_top(lb_sampler *s, const float *logits, int k) {
     return k;
 }
 
-int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+/* Applies the penalty and the filters: greedy returns the argmax id; otherwise the k
+ * candidates s->cand[0..k) with unnormalised weights s->prob (*sum their total), -1 returned. */
+static int32_t prepare(lb_sampler *s, float *logits, const int32_t *history, size_t n_history, int *kk, double *sum_out) {
     const lb_sampler_params *p = &s->p;
     if (p->repeat_penalty != 1.0f && history) {
         size_t from = n_history > (size_t)p->repeat_last_n ? n_history - (size_t)p->repeat_last_n : 0;
@@ -134,10 +137,52 @@ int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, 
         for (int i = 0; i < keep; i++) sum += s->prob[i];
         k = keep;
     }
+    *kk = k;
+    *sum_out = sum;
+    return -1;
+}
+
+int32_t lb_sampler_sample(lb_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    int k;
+    double sum;
+    int32_t best = prepare(s, logits, history, n_history, &k, &sum);
+    if (best >= 0) return best;
     double r = next_uniform(s) * sum, acc = 0;
     for (int i = 0; i < k; i++) {
         acc += s->prob[i];
         if (r < acc) return s->cand[i].id;
     }
     return s->cand[k - 1].id;
+}
+
+void lb_sampler_dist(lb_sampler *s, float *logits, const int32_t *history, size_t n_history, float *dist) {
+    int k;
+    double sum;
+    int32_t best = prepare(s, logits, history, n_history, &k, &sum);
+    memset(dist, 0, (size_t)s->n_vocab * sizeof *dist);
+    if (best >= 0) {
+        dist[best] = 1.0f;
+        return;
+    }
+    for (int i = 0; i < k; i++) dist[s->cand[i].id] = (float)(s->prob[i] / sum);
+}
+
+int lb_sampler_greedy(const lb_sampler *s) { return s->p.temperature <= 0.0f; }
+
+lb_sampler_params lb_sampler_get_params(const lb_sampler *s) { return s->p; }
+
+double lb_sampler_uniform(lb_sampler *s) { return next_uniform(s); }
+
+int32_t lb_sampler_pick(lb_sampler *s, const float *dist) {
+    double sum = 0, acc = 0;
+    int32_t last = 0;
+    for (int i = 0; i < s->n_vocab; i++) sum += dist[i];
+    double r = next_uniform(s) * sum;
+    for (int i = 0; i < s->n_vocab; i++) {
+        if (dist[i] <= 0) continue;
+        acc += dist[i];
+        last = i;
+        if (r < acc) return i;
+    }
+    return last;
 }

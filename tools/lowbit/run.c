@@ -31,6 +31,15 @@ static void usage(FILE *f) {
           "      --device cpu|cuda where the model runs (default cpu; cuda needs a CUDA build)\n"
           "      --tokenizer PATH  tokenizer file (llama2.c models, or to override)\n"
           "      --delta PATH      apply a delta (lowbit delta create) to the model while loading\n"
+          "      --draft MODEL     speculative decoding: MODEL (same vocabulary, smaller or quantized\n"
+          "                        harder) drafts tokens that the model verifies in one batched pass;\n"
+          "                        the output is the same as without it (greedy: token for token)\n"
+          "      --draft-max K     tokens drafted per step at most (default 16, up to 63; fewer while\n"
+          "                        drafts fail)\n"
+          "      --draft-min-p P   stop drafting at a token the draft gives probability below P (default 0)\n"
+          "      --lookup N        speculative decoding without a draft model: draft the tokens that\n"
+          "                        followed the last earlier match of the context's last N (down to 1)\n"
+          "                        tokens (prompt lookup; fast when the output copies the input)\n"
           "      --chat            format the prompt with the model's chat template\n"
           "      --system TEXT     system message for --chat\n"
           "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
@@ -58,6 +67,10 @@ static int parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--parallel")) { if (!cli_int(a, VAL(), 1, 4096, &o->parallel)) return CLI_USAGE; }
         else if (!strcmp(a, "--tokenizer")) { if (!(o->tokenizer = VAL())) goto missing; }
         else if (!strcmp(a, "--delta")) { if (!(o->delta = VAL())) goto missing; }
+        else if (!strcmp(a, "--draft")) { if (!(o->draft = VAL())) goto missing; }
+        else if (!strcmp(a, "--draft-max")) { if (!cli_int(a, VAL(), 1, 63, &o->draft_max)) return CLI_USAGE; }
+        else if (!strcmp(a, "--draft-min-p")) { if (!cli_float_in(a, VAL(), 0, 1, &o->draft_min_p)) return CLI_USAGE; }
+        else if (!strcmp(a, "--lookup")) { if (!cli_int(a, VAL(), 1, 64, &o->lookup)) return CLI_USAGE; }
         else if (!strcmp(a, "--system")) { if (!(o->system = VAL())) goto missing; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { if (!cli_int(a, VAL(), 0, 1 << 24, &o->n_predict)) return CLI_USAGE; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, VAL(), 1, 1 << 24, &o->n_ctx)) return CLI_USAGE; }
@@ -88,6 +101,9 @@ static int parse(int argc, char **argv, run_opts *o) {
     if (!o->model) return fprintf(stderr, "lowbit: run: -m MODEL is required (see lowbit run --help)\n"), CLI_USAGE;
     if (o->file && o->prompt) return fprintf(stderr, "lowbit: run: give -p or -f, not both\n"), CLI_USAGE;
     if (o->parallel && !o->file) return fprintf(stderr, "lowbit: run: --parallel needs -f PROMPTS (one prompt a line)\n"), CLI_USAGE;
+    if (o->draft && o->lookup) return fprintf(stderr, "lowbit: run: give --draft or --lookup, not both\n"), CLI_USAGE;
+    if (o->parallel && (o->draft || o->lookup))
+        return fprintf(stderr, "lowbit: run: --draft and --lookup work on one prompt, not with --parallel\n"), CLI_USAGE;
     if (o->file && !(o->prompt = cli_read_text(o->file))) return CLI_ERR;
     if (o->file && !o->parallel) { /* as llama.cpp's -f: the file's last newline ends the file, not the prompt */
         size_t n = strlen(o->prompt);
@@ -99,7 +115,7 @@ static int parse(int argc, char **argv, run_opts *o) {
 
 /* Totals over the turns of a run, and what --json prints of the last one. */
 typedef struct run_totals {
-    size_t n_prompt_tok, n_gen_tok;
+    size_t n_prompt_tok, n_gen_tok, n_drafted, n_accepted;
     double t_prompt, t_gen;
     lb_generate_result last;
 } run_totals;
@@ -128,6 +144,8 @@ static lb_status turn(lb_session *s, lb_generate_params *gp, const char *text, i
     t->n_gen_tok += t->last.n_ids;
     t->t_prompt += t->last.prompt_seconds;
     t->t_gen += t->last.gen_seconds;
+    t->n_drafted += t->last.n_drafted;
+    t->n_accepted += t->last.n_accepted;
     return LB_OK;
 }
 
@@ -145,6 +163,16 @@ static lb_status chat_stdin(lb_session *s, lb_generate_params *gp, const char *m
         fputs("\n> ", stderr);
     }
     return LB_OK;
+}
+
+/* --draft: the draft model and a session of it with the target's context and threads. */
+static lb_status open_draft(const run_opts *o, const lb_session_params *sp, lb_model **dm, lb_session **ds,
+                            lb_error *err) {
+    lb_model_params mp = lb_model_default_params();
+    mp.n_threads = (int)o->threads;
+    lb_status st = lb_model_load(o->draft, &mp, dm, err);
+    if (!st) st = lb_session_new(*dm, sp, ds, err);
+    return st;
 }
 
 /* One prompt (or an interactive chat) through one session. */
@@ -194,7 +222,15 @@ static int run_single(run_opts o) {
     gp.guard = cli_mem_guard_open();
     run_totals t = {0};
     /* one sampler for every turn of a chat, so its random state carries on */
+    gp.lookup = (int)o.lookup;
+    gp.draft_max = (int)o.draft_max;
+    gp.draft_min_p = (float)o.draft_min_p;
+    lb_model *dm = NULL;
     lb_status st = lb_session_new(m, &sp, &s, &err);
+    if (!st && o.draft) {
+        sp.n_ctx = lb_session_n_ctx(s);
+        st = open_draft(&o, &sp, &dm, &gp.draft, &err);
+    }
     if (!st) st = lb_sampler_new(&o.sp, lb_model_n_vocab(m), &gp.sampler, &err);
     if (!st && (!o.chat || o.prompt)) {
         st = turn(s, &gp, o.prompt, 0, !o.json, &t, &err);
@@ -221,11 +257,17 @@ static int run_single(run_opts o) {
                 t_load * 1e3, t.n_prompt_tok, t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, t.n_gen_tok,
                 t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
                 cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(s));
+        if (o.draft || o.lookup)
+            fprintf(stderr, "lowbit: speculative (%s): drafted %zu tok, accepted %zu (%.1f%%)\n",
+                    o.draft ? "draft model" : "lookup", t.n_drafted, t.n_accepted,
+                    t.n_drafted ? 100.0 * t.n_accepted / t.n_drafted : 0.0);
         if (o.mem_report) cli_mem_report(m, s);
     }
     lb_generate_result_free(&t.last);
     lb_mem_guard_close(gp.guard);
     lb_sampler_free(gp.sampler);
+    lb_session_free(gp.draft);
+    lb_model_free(dm);
     lb_session_free(s);
     lb_model_free(m);
     return st ? cli_error(&err) : CLI_OK;

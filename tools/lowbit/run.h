@@ -4,8 +4,9 @@
 #include "lowbit.h"
 
 typedef struct run_opts {
-    const char *model, *prompt, *tokenizer, *system, *delta, *file;
-    long long n_predict, n_ctx, threads, parallel;
+    const char *model, *prompt, *tokenizer, *system, *delta, *file, *draft;
+    long long n_predict, n_ctx, threads, parallel, draft_max, lookup;
+    double draft_min_p;
     lb_sampler_params sp;
     lb_kv_type kv;
     lb_device device;
