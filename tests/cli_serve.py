@@ -339,6 +339,13 @@ def determinism(srv, delta):
     # overlap depends on how fast the clients arrive, so only fewer passes than tokens is asked
     T.check(after["lowbit_engine_batch_max"] > 16 and 0 < steps < gen,
             f"continuous batching: {gen:.0f} tokens in {steps:.0f} forward passes, at most {after['lowbit_engine_batch_max']:.0f} ids in one")
+    # each handler is woken only for its own text or its end: with one broadcast per step, 32
+    # handlers would wake every step and nearly all find nothing (the 250 ms timeouts that poll
+    # for a dropped client are not wakeups); a spurious wakeup now and then is allowed
+    woke = after["lowbit_handler_wakeups_total"] - before["lowbit_handler_wakeups_total"]
+    idle = after["lowbit_handler_wakeups_idle_total"] - before["lowbit_handler_wakeups_idle_total"]
+    T.check(0 < woke <= gen + 32 and idle <= 3,
+            f"handlers wake only for their own text: {woke:.0f} wakeups ({idle:.0f} with nothing new) for {gen:.0f} tokens, {steps:.0f} steps")
 
 
 def deltas(srv, model, name, delta, delta_path):

@@ -74,6 +74,12 @@ typedef struct sv_request {
     size_t fed;            /* prompt ids evaluated so far */
     lb_sampler *sampler;
     double t_submit, t_first; /* seconds (monotonic): queued, first token */
+    /* The handler waits on its own condition variable for more than `wait_sent` safe bytes (or
+     * the finish): the scheduler signals only requests whose text moved past that, never every
+     * handler every step (a herd of 32-64 threads on one mutex between engine passes). */
+    pthread_cond_t cv;
+    int cv_ready, waiting;
+    size_t wait_sent;
 } sv_request;
 
 void sv_request_free(sv_request *r);
@@ -92,6 +98,7 @@ typedef struct sv_metrics {
     uint64_t steps_total, batch_tokens_total; /* engine calls and the ids they ran */
     int batch_max;                            /* the most ids one call ran */
     double engine_seconds;                    /* wall time inside those calls */
+    uint64_t handler_wakeups, handler_wakeups_idle; /* handlers woken; of them, with nothing new */
     double tokens_per_second; /* generated, over the last few seconds */
     int accepting;
 } sv_metrics;

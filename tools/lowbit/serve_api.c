@@ -608,6 +608,8 @@ char *sv_api_metrics_text(sv_server *sv) {
         {"engine_batch_tokens_total", "counter", "ids those passes ran", (double)m.batch_tokens_total},
         {"engine_batch_max", "gauge", "the most ids one pass ran", m.batch_max},
         {"engine_seconds_total", "counter", "wall seconds inside those passes", m.engine_seconds},
+        {"handler_wakeups_total", "counter", "waiting HTTP handlers woken by the scheduler", (double)m.handler_wakeups},
+        {"handler_wakeups_idle_total", "counter", "of them, woken with nothing new to send", (double)m.handler_wakeups_idle},
         {"prompt_tokens_cached_total", "counter", "prompt tokens taken from the prefix cache", (double)m.prompt_tokens_cached_total},
         {"tokens_per_second", "gauge", "generated tokens per second, last seconds", m.tokens_per_second},
         {"accepting", "gauge", "1 while admitting requests (0 during shutdown)", m.accepting},

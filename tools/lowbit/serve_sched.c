@@ -2,8 +2,9 @@
  * each step it admits queued requests into free slots (when their KV blocks fit), gives the
  * prefilling slots at most one chunk of prompt ids between them (so long prompts never stall
  * running streams) and advances every decoding slot by one token, all in one engine call. Requests
- * and their text are shared with the HTTP threads under one lock; a condition variable wakes
- * the waiting handlers after every step. */
+ * and their text are shared with the HTTP threads under one lock; each request has its own
+ * condition variable, signalled only when its handler has something new to send (more safe text,
+ * or the end), so a step wakes no handler that would find nothing and sleep again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ struct sv_sched {
     int q_head, q_len;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t work, progress; /* work: the thread waits for requests; progress: handlers wait */
+    pthread_cond_t work; /* the thread waits for requests */
     int quit, accepting, started;
     sv_metrics m;
     uint64_t rate_tokens[SV_RATE_WINDOW];
@@ -59,6 +60,7 @@ void sv_request_free(sv_request *r) {
     free(r->text);
     free(r->gen);
     lb_sampler_free(r->sampler);
+    if (r->cv_ready) pthread_cond_destroy(&r->cv);
     free(r);
 }
 
@@ -67,12 +69,18 @@ static void unref(sv_request *r) {
     if (--r->refs == 0) sv_request_free(r);
 }
 
+/* Wakes r's handler if it waits and now has something to take (lock held). */
+static void notify(sv_request *r) {
+    if (r->waiting && (r->finish || r->text_safe > r->wait_sent)) pthread_cond_signal(&r->cv);
+}
+
 static void finish(sv_sched *s, sv_request *r, sv_finish f) {
     if (r->finish) return;
     r->finish = f;
     r->text_safe = r->text_len; /* everything left is final now */
     if (f == SV_FIN_CANCELLED) s->m.requests_cancelled++;
     if (f == SV_FIN_ERROR) s->m.requests_failed++;
+    notify(r);
 }
 
 static void count_rate(sv_sched *s, uint64_t n) {
@@ -292,8 +300,8 @@ static void step(sv_sched *s, int *counts) {
             if (r->fed < r->n_prompt) continue;
         }
         if (!r->cancelled) sample_slot(s, it->slot, counts);
+        notify(r);
     }
-    pthread_cond_broadcast(&s->progress);
 }
 
 static int busy(const sv_sched *s) {
@@ -346,7 +354,6 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
         if (!(s->slots[i].logits = malloc((size_t)n_vocab * sizeof(float)))) goto nomem;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->progress, NULL);
     if (pthread_create(&s->thread, NULL, sched_main, s)) {
         if (err) *err = (lb_error){LB_ERR_NOMEM, "serve: cannot start the scheduler thread"};
         s->started = 0;
@@ -374,7 +381,6 @@ void sv_sched_free(sv_sched *s) {
         pthread_join(s->thread, NULL);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->work);
-        pthread_cond_destroy(&s->progress);
     }
     if (s->slots)
         for (int i = 0; i < s->n_slots; i++) free(s->slots[i].logits);
@@ -387,7 +393,9 @@ void sv_sched_free(sv_sched *s) {
 int sv_sched_submit(sv_sched *s, sv_request *r) {
     pthread_mutex_lock(&s->mu);
     int rc = 0;
-    if (!s->accepting) rc = 503;
+    if (!r->cv_ready && pthread_cond_init(&r->cv, NULL) == 0) r->cv_ready = 1;
+    if (!r->cv_ready) rc = 503;
+    else if (!s->accepting) rc = 503;
     else if (s->q_len >= s->queue_max) rc = 429;
     else {
         r->refs = 2;
@@ -406,7 +414,6 @@ void sv_sched_cancel(sv_sched *s, sv_request *r) {
     pthread_mutex_lock(&s->mu);
     r->cancelled = 1;
     if (r->slot < 0 && !r->finish) finish(s, r, SV_FIN_CANCELLED); /* still queued: done now */
-    pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -420,8 +427,14 @@ void sv_sched_wait(sv_sched *s, sv_request *r, size_t sent, int timeout_ms) {
         ts.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&s->mu);
-    while (!r->finish && r->text_safe <= sent)
-        if (pthread_cond_timedwait(&s->progress, &s->mu, &ts) == ETIMEDOUT) break;
+    r->waiting = 1;
+    r->wait_sent = sent;
+    while (!r->finish && r->text_safe <= sent) {
+        if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) == ETIMEDOUT) break;
+        s->m.handler_wakeups++;
+        if (!r->finish && r->text_safe <= sent) s->m.handler_wakeups_idle++;
+    }
+    r->waiting = 0;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -478,7 +491,6 @@ void sv_sched_cancel_all(sv_sched *s) {
         r->cancelled = 1;
         finish(s, r, SV_FIN_CANCELLED);
     }
-    pthread_cond_broadcast(&s->progress);
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
 }
