@@ -4,7 +4,8 @@
 # benchmarks synth llama-1b / llama-7b in F16, Q8_0 and Q4_0 with `lowbit bench --device cuda`
 # (LB_CUDA_PRESETS picks the presets; with LLAMA_BENCH=path, the peer's llama-bench runs on each file too;
 # with LB_CUDA_BASE=dir, another lowbit source tree (say main's) is built too and benched on the same
-# files, alternated with this one: before and after in one lease; LB_CUDA_TEST=0 skips test_cuda).
+# files, alternated with this one, LB_CUDA_ROUNDS=1|2 rounds: before and after in one lease;
+# LB_CUDA_TEST=0 skips test_cuda).
 # bench/cuda_mv.cu times the matrix-vector kernels alone on the models' shapes (mv.txt).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
 # packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
@@ -110,7 +111,7 @@ lb_bench() { # binary file label
 bench_one() { # file label: this tree's lowbit, alternated with the base tree's when there is one
   if [ -n "$BASE" ]; then
     lb_bench "$BASE/$B/lowbit" "$1" "base $2"; lb_bench "$LB" "$1" "new $2"
-    lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"
+    [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"; }
   else
     lb_bench "$LB" "$1" "$2"
   fi
@@ -128,6 +129,14 @@ for preset in ${LB_CUDA_PRESETS:-llama-1b llama-7b}; do
   timeout $(($(left) - 10)) "$LB" synth --preset "$preset" --dtype f16 -o "$M/$preset-f16.gguf" > /dev/null 2>> "$OUT/bench.log" || { log "synth $preset failed"; continue; }
   echo "== $preset f16" >> "$OUT/bench.log"
   bench_one "$M/$preset-f16.gguf" "$preset-f16"
+  if [ -n "${LB_CUDA_NSYS:-}" ]; then # where the decode step's GPU time goes (nsys.txt)
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+    if [ -n "$NSYS" ]; then
+      log "nsys $preset-f16"
+      timeout 120 "$NSYS" profile -t cuda -o "$M/prof" --force-overwrite true --stats=true \
+        "$LB" bench -m "$M/$preset-f16.gguf" --device cuda -p 0 -n 64 -r 1 > "$OUT/nsys.txt" 2>&1 || log "nsys rc=$?"
+    else log "no nsys"; fi
+  fi
   for q in q8_0 q4_0; do
     [ "$(left)" -gt 60 ] || { log "skip $preset $q: time"; continue; }
     log "quantize $preset $q"
