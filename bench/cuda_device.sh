@@ -2,7 +2,11 @@
 # Run ON the GPU machine from the repository root: builds with -DLOWBIT_CUDA=ON, runs the CUDA
 # test (every op and whole models against the CPU backend), probes the device's bandwidth and
 # benchmarks synth llama-1b / llama-7b in F16, Q8_0 and Q4_0 with `lowbit bench --device cuda`
-# (LB_CUDA_PRESETS picks the presets; with LLAMA_BENCH=path, the peer's llama-bench runs on each file too).
+# (LB_CUDA_PRESETS picks the presets; with LLAMA_BENCH=path, the peer's llama-bench runs on each file too;
+# with LB_CUDA_BASE=dir, another lowbit source tree (say main's) is built too and benched on the same
+# files, alternated with this one, LB_CUDA_ROUNDS=1|2 rounds: before and after in one lease;
+# LB_CUDA_TEST=0 skips test_cuda).
+# bench/cuda_mv.cu times the matrix-vector kernels alone on the models' shapes (mv.txt).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
 # packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
 # machine by bench/cuda_bundle_deps.sh) and leaves out the HTTP server. Budget: under 9 minutes.
@@ -21,7 +25,8 @@ left() { echo $((LIMIT - (SECONDS - T0))); }
 
 { nvidia-smi 2>&1; nvcc --version 2>&1; gcc --version 2>&1 | head -1; cmake --version 2>&1 | head -1; } > "$OUT/env.txt"
 deps="libcjson libpcre2-8 libzstd liblz4 libmicrohttpd"
-SHARED_DIR=$PWD/bench/cuda_deps # where test_cuda finds models/stories260K-gguf
+DEPS=$PWD/bench/cuda_deps
+SHARED_DIR=$DEPS # where test_cuda finds models/stories260K-gguf
 for d in ../shared shared; do
   [ -f "$d/models/stories260K-gguf/stories260K.gguf" ] && { SHARED_DIR=$(cd "$d" && pwd); break; }
 done
@@ -34,7 +39,7 @@ build_cmake() {
 
 # The same build as plain compile lines: library, CLI without the server, test, probe.
 build_plain() {
-  local D=$PWD/bench/cuda_deps inc lib
+  local D=$DEPS inc lib
   if [ -d "$D/include" ]; then inc="-I$D/include"; lib="$D/lib/libpcre2-8.a $D/lib/libzstd.a $D/lib/liblz4.a $D/lib/libxxhash.a -L$D/lib -lcjson -Wl,-rpath,$D/lib"
   else inc=""; lib="-lpcre2-8 -lzstd -llz4 -lxxhash -lcjson"; fi
   mkdir -p "$B/plain" && rm -f "$B"/plain/*.o
@@ -56,34 +61,60 @@ build_plain() {
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/cuda_bandwidth.cu -o "$B/cuda_bandwidth"
 }
 
+# cmake where it and the -dev packages are there, else the plain lines; in the current directory
+build_tree() {
+  if [ -z "${LB_CUDA_PLAIN:-}" ] && command -v cmake >/dev/null && pkg-config --exists $deps 2>/dev/null; then
+    build_cmake && return 0
+  else
+    echo "no cmake or no -dev packages ($deps): plain build"
+  fi
+  build_plain
+}
+
 log "build (cmake: $(command -v cmake || echo none))"
-ok=1
-if [ -z "${LB_CUDA_PLAIN:-}" ] && command -v cmake >/dev/null && pkg-config --exists $deps 2>/dev/null; then
-  build_cmake > "$OUT/build.log" 2>&1 || ok=0
-else
-  echo "no cmake or no -dev packages ($deps): plain build" > "$OUT/build.log"; ok=0
+BASE=${LB_CUDA_BASE:+$(cd "$LB_CUDA_BASE" && pwd)}
+[ -n "$BASE" ] && { (cd "$BASE" && build_tree) > "$OUT/build_base.log" 2>&1 & }
+build_tree > "$OUT/build.log" 2>&1 || { log "build FAILED (see build.log)"; tail -30 "$OUT/build.log"; exit 1; }
+nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -Isrc -Iinclude bench/cuda_mv.cu src/kernels/cuda/matmul.cu \
+  -o "$B/cuda_mv" >> "$OUT/build.log" 2>&1 || log "cuda_mv build failed"
+if [ -n "$BASE" ]; then
+  wait || true
+  cat "$OUT/build_base.log" >> "$OUT/build.log" && rm -f "$OUT/build_base.log"
+  [ -x "$BASE/$B/lowbit" ] || { log "base build FAILED"; BASE=; }
 fi
-if [ $ok = 0 ]; then log "plain nvcc/gcc build"; build_plain >> "$OUT/build.log" 2>&1 || { log "build FAILED (see build.log)"; tail -30 "$OUT/build.log"; exit 1; }; fi
 log "build done"
 
 log "device bandwidth probe"
 timeout 60 "$B/cuda_bandwidth" 2>&1 | tee -a "$OUT/summary.txt"
 
-log "test_cuda"
-timeout 180 "$B/test_cuda" > "$OUT/test_cuda.log" 2>&1
-log "test_cuda rc=$?: $(tail -1 "$OUT/test_cuda.log")"
-grep -E "^FAIL|greedy ids equal" "$OUT/test_cuda.log" | head -40 | tee -a "$OUT/summary.txt"
+log "matrix-vector kernels alone"
+timeout 90 "$B/cuda_mv" > "$OUT/mv.txt" 2>&1 || log "cuda_mv rc=$?"
+
+if [ "${LB_CUDA_TEST:-1}" != 0 ]; then
+  log "test_cuda"
+  timeout 180 "$B/test_cuda" > "$OUT/test_cuda.log" 2>&1
+  log "test_cuda rc=$?: $(tail -1 "$OUT/test_cuda.log")"
+  grep -E "^FAIL|greedy ids equal" "$OUT/test_cuda.log" | head -40 | tee -a "$OUT/summary.txt"
+fi
 
 LB="$B/lowbit"
 M=/tmp/lowbit-cuda-models
 mkdir -p "$M"
-bench_one() { # file label
+lb_bench() { # binary file label
   local s=$(left)
-  [ "$s" -gt 20 ] || { log "skip bench $2: time"; return; }
-  log "bench $2"
-  timeout $((s - 5)) "$LB" bench -m "$1" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $2 failed rc=$?"
+  [ "$s" -gt 20 ] || { log "skip bench $3: time"; return; }
+  log "bench $3"
+  timeout $((s - 5)) "$1" bench -m "$2" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $3 failed rc=$?"
   cat "$M/bench.txt" >> "$OUT/bench.log"
-  grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $2 |" | tee -a "$OUT/summary.txt"
+  grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $3 |" | tee -a "$OUT/summary.txt"
+}
+bench_one() { # file label: this tree's lowbit, alternated with the base tree's when there is one
+  if [ -n "$BASE" ]; then
+    lb_bench "$BASE/$B/lowbit" "$1" "base $2"; lb_bench "$LB" "$1" "new $2"
+    [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"; }
+  else
+    lb_bench "$LB" "$1" "$2"
+  fi
   [ -n "${LLAMA_BENCH:-}" ] || return 0
   # the peer on the same file right after (alternated per model), its own median-free mean of 3
   s=$(left); [ "$s" -gt 20 ] || { log "skip peer $2: time"; return; }
@@ -98,6 +129,14 @@ for preset in ${LB_CUDA_PRESETS:-llama-1b llama-7b}; do
   timeout $(($(left) - 10)) "$LB" synth --preset "$preset" --dtype f16 -o "$M/$preset-f16.gguf" > /dev/null 2>> "$OUT/bench.log" || { log "synth $preset failed"; continue; }
   echo "== $preset f16" >> "$OUT/bench.log"
   bench_one "$M/$preset-f16.gguf" "$preset-f16"
+  if [ -n "${LB_CUDA_NSYS:-}" ]; then # where the decode step's GPU time goes (nsys.txt)
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+    if [ -n "$NSYS" ]; then
+      log "nsys $preset-f16"
+      timeout 120 "$NSYS" profile -t cuda -o "$M/prof" --force-overwrite true --stats=true \
+        "$LB" bench -m "$M/$preset-f16.gguf" --device cuda -p 0 -n 64 -r 1 > "$OUT/nsys.txt" 2>&1 || log "nsys rc=$?"
+    else log "no nsys"; fi
+  fi
   for q in q8_0 q4_0; do
     [ "$(left)" -gt 60 ] || { log "skip $preset $q: time"; continue; }
     log "quantize $preset $q"

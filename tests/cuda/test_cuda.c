@@ -100,6 +100,38 @@ static void test_matmul(lb_dtype t, const char *name, int64_t rows, int64_t k) {
     free(wf), free(x), free(y0), free(y1), free(wq);
 }
 
+/* A token's row of the product is the same bits in a launch of 1 token and in launches of 2..8
+ * (ARCHITECTURE.md: batched == single on one backend): the register kernels split K by the
+ * shape alone. Shapes where 1, 2, 4 and 8 warps share a row, and rows left over in a block. */
+static void test_mv_bits(lb_dtype t, const char *name, int64_t rows, int64_t k) {
+    enum { NT = 8 };
+    float *wf = malloc((size_t)(rows * k) * 4), *x = malloc((size_t)(NT * k) * 4);
+    float *one = malloc((size_t)(NT * rows) * 4), *many = malloc((size_t)(NT * rows) * 4);
+    void *wq = malloc((size_t)(rows * k) * 4 + 4096);
+    fill(wf, (size_t)(rows * k), 1);
+    fill(x, (size_t)(NT * k), 1);
+    size_t nb = encode(t, wf, rows, k, wq);
+    lb_tensor w = {name, t, 2, {k, rows, 1, 1}, wq, nb};
+    float *dx = dev_of(x, (size_t)(NT * k) * 4), *dy = dev_of(NULL, (size_t)(NT * rows) * 4);
+    lb_error err = {0};
+    for (int i = 0; i < NT; i++) {
+        CHECK(g_gpu->matmul(NULL, &w, 0, dx + (size_t)i * k, 1, dy + (size_t)i * rows, &err) == LB_OK, "%s", err.msg);
+    }
+    to_host(one, dy, (size_t)(NT * rows) * 4);
+    for (int n = 2; n <= NT; n++) {
+        CHECK(g_gpu->matmul(NULL, &w, 0, dx, n, dy, &err) == LB_OK, "%s", err.msg);
+        to_host(many, dy, (size_t)(n * rows) * 4);
+        size_t diff = 0;
+        for (size_t i = 0; i < (size_t)(n * rows); i++) diff += memcmp(&one[i], &many[i], 4) != 0;
+        CHECK(diff == 0, "matmul %s %lldx%lld: %zu of %lld values of a %d-token launch differ from 1-token launches", name,
+              (long long)rows, (long long)k, diff, (long long)(n * rows), n);
+    }
+    g_gpu->forget();
+    dev_free(dx);
+    dev_free(dy);
+    free(wf), free(x), free(one), free(many), free(wq);
+}
+
 /* ---- element-wise and per-row ops ------------------------------------------------------ */
 
 static void test_rows(void) {
@@ -386,6 +418,14 @@ int main(void) {
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         test_matmul(types[i].t, types[i].name, 67, 512);
         if (types[i].t <= LB_F16 || types[i].t == LB_BF16) test_matmul(types[i].t, types[i].name, 33, 100);
+    }
+    for (size_t i = 0; i < 5; i++) { /* the types of their own kernels, shapes of every K split */
+        static const int64_t shapes[][2] = {{67, 512}, {45, 8224}, {1000, 1056}, {2051, 2048}, {300, 4096}};
+        for (size_t j = 0; j < sizeof shapes / sizeof *shapes; j++) {
+            if (j) test_matmul(types[i].t, types[i].name, shapes[j][0], shapes[j][1]);
+            test_mv_bits(types[i].t, types[i].name, shapes[j][0], shapes[j][1]);
+        }
+        if (types[i].t <= LB_F16 || types[i].t == LB_BF16) test_mv_bits(types[i].t, types[i].name, 33, 100);
     }
     test_rows();
     test_attention(LB_KV_F32);

@@ -21,9 +21,15 @@ enum { LB_CU_F32 = 0, LB_CU_F16 = 1, LB_CU_BF16 = 2, LB_CU_Q8_0 = 3, LB_CU_Q4_0 
 #define LB_CU_MV_TOK 8
 
 void lb_cu_quant_act(const float *x, int n_tok, int k, int8_t *xq, float *xd, cudaStream_t s);
-/* y[t][r] = W[r] . x[t] for n_tok <= LB_CU_MV_TOK rows; ldy: floats between rows of y */
+/* y[t][r] = W[r] . x[t] for n_tok <= LB_CU_MV_TOK rows (y: n_tok rows of `rows` floats) */
 void lb_cu_mv(int type, const void *wq, const uint16_t *wd, const float *x, const int8_t *xq, const float *xd,
               int rows, int k, int n_tok, float *y, cudaStream_t s);
+/* The same with the launch shape given (bench/cuda_mv.cu sweeps them): split = warps sharing a
+ * row's K range (1, 2, 4, 8), rows_per_warp = 1, or 2 / 4 for n_tok 1 (2 also for n_tok 2);
+ * lb_cu_mv takes lb_cu_mv_split's split, which depends on the shape alone. */
+void lb_cu_mv_cfg(int type, const void *wq, const uint16_t *wd, const float *x, const int8_t *xq, const float *xd,
+                  int rows, int k, int n_tok, float *y, int split, int rows_per_warp, cudaStream_t s);
+int lb_cu_mv_split(int type, const float *x, int rows, int k);
 /* prompts of quantized weights: Q8_0-quantized activations as F16 values, and a weight
  * matrix of n elements (a multiple of 32) dequantized to F16 */
 void lb_cu_quant_act_half(const float *x, int n_tok, int k, uint16_t *out, cudaStream_t s);

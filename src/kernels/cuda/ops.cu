@@ -141,11 +141,15 @@ static __device__ float load_kv(int type, const uint8_t *row, int i) {
     return ((const float *)row)[i];
 }
 
+#define ATT_POS 4 // positions a warp scores at once
+
 // One block per (head, token) of tokens t0.. (the launch's slice of the batch): one warp per
-// position for the scores (lanes split the head's elements, so a K row loads coalesced), softmax
+// position for the scores (lanes split the head's elements, so a K row loads coalesced; ATT_POS
+// positions at a time), softmax
 // as the CPU does it (maximum first, then the sum), then G = blockDim / hd groups of threads each
 // summing every G-th position of V into shared memory, added in group order. Shared memory: q,
 // then the groups' partial sums.
+
 static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_tok, int t0, int n_heads,
                                    int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos) {
     extern __shared__ float qs[];
@@ -160,14 +164,26 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     __syncthreads();
     float scale = rsqrtf((float)hd), mx = -INFINITY;
     size_t head = (size_t)kvh * kv.head_bytes;
-    for (int p = warp; p < n_pos; p += nw) {
-        const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.k_off + (size_t)(p % bt) * kv.row_bytes + head;
-        float s = 0;
-        for (int i = lane; i < hd; i += 32) s += qs[i] * load_kv(kv.kv_type, row, i);
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        s *= scale;
-        if (!lane) sc[p] = s;
-        mx = fmaxf(mx, s);
+    // ATT_POS positions a warp at once: their K rows load together before the reductions wait
+    for (int p0 = warp; p0 < n_pos; p0 += nw * ATT_POS) {
+        float s[ATT_POS];
+#pragma unroll
+        for (int j = 0; j < ATT_POS; j++) {
+            int p = p0 + j * nw;
+            s[j] = 0;
+            if (p >= n_pos) continue;
+            const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.k_off + (size_t)(p % bt) * kv.row_bytes + head;
+            for (int i = lane; i < hd; i += 32) s[j] += qs[i] * load_kv(kv.kv_type, row, i);
+        }
+#pragma unroll
+        for (int j = 0; j < ATT_POS; j++) {
+            for (int o = 16; o > 0; o >>= 1) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+            int p = p0 + j * nw;
+            if (p >= n_pos) continue;
+            s[j] *= scale;
+            if (!lane) sc[p] = s[j];
+            mx = fmaxf(mx, s[j]);
+        }
     }
     mx = block_reduce<float>(mx, true); // its barrier also makes sc visible to the whole block
     float sum = 0;
@@ -183,6 +199,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
         int i = i0 + (int)threadIdx.x % hd, g = (int)threadIdx.x / hd;
         float acc = 0;
         if (g < G && i < hd)
+#pragma unroll 4 // independent V loads in flight; the sum stays in position order
             for (int p = g; p < n_pos; p += G) {
                 const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.v_off + (size_t)(p % bt) * kv.row_bytes + head;
                 acc += sc[p] * inv * load_kv(kv.kv_type, row, i);
@@ -201,7 +218,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     }
 }
 
-#define ATT_THREADS 128
+#define ATT_THREADS 256 // decode has one block a head: 8 warps share its positions
 
 extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
                                 int n_heads, int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos,
