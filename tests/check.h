@@ -3,9 +3,22 @@
 #ifndef LB_TESTS_CHECK_H
 #define LB_TESTS_CHECK_H
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 
 static int g_pass, g_fail;
+
+/* Test data: xorshift64 on the caller's state (each test keeps its own seed, so its data does
+ * not change), and a float uniform in [-1, 1) from the top 24 bits. */
+static inline uint64_t check_xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+static inline float check_rnd_pm1(uint64_t *s) {
+    return (float)((check_xorshift(s) >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
 
 /* No format attribute: CHECK appends an empty string so a message is always present, which
  * keeps CHECK(cond) valid ISO C (no empty variadic list) without format warnings. */

@@ -15,10 +15,7 @@
 static const int k_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 static uint64_t g_rng = 0x853C49E6748FEA9BULL;
-static float rnd(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return (float)((g_rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
+static float rnd(void) { return check_rnd_pm1(&g_rng); } /* uniform in [-1, 1) */
 static float gauss(void) { /* sum of 4 uniforms: bell-shaped like trained weights */
     return (rnd() + rnd() + rnd() + rnd()) * 0.5f;
 }

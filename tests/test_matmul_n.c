@@ -17,12 +17,7 @@
 #include "lowbit.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
-static float rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((g_rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
+static float rnd(void) { return check_rnd_pm1(&g_rng); }
 
 /* rows x k weights of type t from wf (F16/BF16 rounded; wf gets the rounded values back). */
 static uint8_t *make_weights(lb_dtype t, float *wf, int64_t rows, int64_t k) {

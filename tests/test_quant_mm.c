@@ -13,12 +13,7 @@
 #include "quant/quant.h"
 
 static uint64_t g_rng = 0x2545F4914F6CDD1DULL;
-static float rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((g_rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
+static float rnd(void) { return check_rnd_pm1(&g_rng); }
 
 static void quantize_rows(lb_dtype type, const float *wf, uint8_t *w, int64_t rows, int64_t k) {
     size_t rb = lb_dtype_row_size(type, k);

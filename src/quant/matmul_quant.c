@@ -35,18 +35,19 @@ static inline void rows_generic(lb_vec_dot_fn dot, const lb_matmul_args *a, int6
 #define ROWS_BOTH(T) ROWS(T, scalar) ROWS(T, avx2)
 ROWS(q4_0, scalar) ROWS(q8_0, scalar) /* AVX2: matmul_quant_avx2.c */
 ROWS_BOTH(q4_1) ROWS_BOTH(q5_0) ROWS_BOTH(q5_1) ROWS_BOTH(q2_K) ROWS_BOTH(q3_K) ROWS(q4_K, scalar)
-ROWS_BOTH(q5_K) ROWS(q6_K, scalar) ROWS_BOTH(tq1_0) ROWS_BOTH(tq2_0)
+ROWS_BOTH(q5_K) ROWS(q6_K, scalar) ROWS_BOTH(tq1_0) ROWS_BOTH(tq2_0) ROWS_BOTH(iq4_nl) ROWS_BOTH(iq4_xs)
 #undef ROWS_BOTH
 #undef ROWS
 
 #define K32(T, L) {prep_q8_0, act_q8_0_##L, rows_##T##_##L, 4}
 #define K256(T, L) {prep_q8_K, act_q8_K_##L, rows_##T##_##L, 4}
-static const lb_dtype g_types[] = {LB_Q4_0, LB_Q4_1, LB_Q5_0, LB_Q5_1, LB_Q8_0, LB_Q2_K,
-                                   LB_Q3_K, LB_Q4_K, LB_Q5_K, LB_Q6_K, LB_TQ1_0, LB_TQ2_0};
+/* IQ4_NL pairs with Q8_0 activations, IQ4_XS with Q8_K */
+static const lb_dtype g_types[] = {LB_Q4_0, LB_Q4_1, LB_Q5_0, LB_Q5_1, LB_Q8_0,  LB_Q2_K,   LB_Q3_K,
+                                   LB_Q4_K, LB_Q5_K, LB_Q6_K, LB_TQ1_0, LB_TQ2_0, LB_IQ4_NL, LB_IQ4_XS};
 static const lb_matmul_kernel k_scalar[] = {
     K32(q4_0, scalar), K32(q4_1, scalar), K32(q5_0, scalar), K32(q5_1, scalar), K32(q8_0, scalar),
     K256(q2_K, scalar), K256(q3_K, scalar), K256(q4_K, scalar), K256(q5_K, scalar), K256(q6_K, scalar),
-    K256(tq1_0, scalar), K256(tq2_0, scalar),
+    K256(tq1_0, scalar), K256(tq2_0, scalar), K32(iq4_nl, scalar), K256(iq4_xs, scalar),
 };
 /* Q4_0, Q8_0, Q4_K and Q6_K at AVX2: prompt batches unpack each weight block once for several
  * tokens (matmul_quant_avx2.c, matmul_kquant_avx2.c). */
@@ -55,6 +56,7 @@ static const lb_matmul_kernel k_avx2[] = {
     K32(q5_1, avx2), {prep_q8_0, act_q8_0_avx2, lb_matmul_rows_q8_0_avx2, 4},
     K256(q2_K, avx2), K256(q3_K, avx2), {prep_q8_K, act_q8_K_avx2, lb_matmul_rows_q4_K_avx2, 4},
     K256(q5_K, avx2), {prep_q8_K, act_q8_K_avx2, lb_matmul_rows_q6_K_avx2, 4}, K256(tq1_0, avx2), K256(tq2_0, avx2),
+    K32(iq4_nl, avx2), K256(iq4_xs, avx2),
 };
 #undef K32
 #undef K256
@@ -71,7 +73,6 @@ static const lb_matmul_kernel k_q6_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matm
 
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
-    lb_iq4_register_matmul();
     for (size_t i = 0; i < sizeof g_types / sizeof *g_types; i++) {
         lb_matmul_register_level(g_types[i], LB_CPU_SCALAR, &k_scalar[i]);
         if (lb_cpu_has_avx2()) lb_matmul_register_level(g_types[i], LB_CPU_AVX2, &k_avx2[i]);

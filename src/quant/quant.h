@@ -119,13 +119,11 @@ const lb_quant_ops *lb_quant_get_ops(lb_dtype type);
 /* Bytes of n activations quantized for weight type t (0 when n does not fit). */
 size_t lb_quant_act_size(lb_dtype weight_type, int64_t n);
 
-/* Internal: d * dx * isum - dmin * dx * msum, shared by the scalar and AVX2 K-quant kernels
- * so both round identically. */
 /* The 16 int8 levels of IQ4_NL / IQ4_XS (GGUF's table). */
 extern const int8_t lb_iq4_values[16];
-/* Registers the IQ4_NL / IQ4_XS matmul kernels (matmul_iq4.c), from lb_quant_register_matmul. */
-void lb_iq4_register_matmul(void);
 
+/* Internal: d * dx * isum - dmin * dx * msum, shared by the scalar and AVX2 K-quant kernels
+ * so both round identically. */
 float lb_kq_block_sum(float d, float dmin, float dx, int isum, int msum);
 
 #endif
