@@ -37,12 +37,13 @@ r = sh(LOWBIT, "quantize", M("stories260K-gguf", "stories260K.gguf"), T("q8.gguf
 check(r.returncode == 0, "quantize a second GGUF for the repository: %s" % r.stderr.decode(errors="replace"))
 q8 = read(T("q8.gguf"))
 readme = b"# stories260K\nA tiny Llama for tests.\n"
+DEEP = "/".join(["d"] * 500) + ".txt"  # 499 folders: its link target is 1.5 KB of "../"
 hf_dir = M("stories260K-hf")
 hf_files = {n: read(os.path.join(hf_dir, n)) for n in os.listdir(hf_dir)}
 hf_files["README.md"] = readme
 repos = {
     "lowbit-test/stories260K": {"files": {"stories260K-F32.gguf": gguf, "stories260K-Q8_0.gguf": q8, "README.md": readme,
-                                          "docs/notes.txt": b"notes\n"}},
+                                          "docs/notes.txt": b"notes\n", DEEP: b"deep\n"}},
     "lowbit-test/stories-hf": {"files": hf_files},
     "lowbit-test/gated": {"files": {"m-Q8_0.gguf": q8}, "gated": True},
 }
@@ -104,6 +105,9 @@ try:
     rc, p, err = pull("lowbit-test/stories260K:docs/notes.txt")
     check(rc == 0 and read(p) == b"notes\n", "subfolder file pulled (%s)" % err)
     check(rc == 0 and os.readlink(p) == "../../../blobs/" + git_blob_sha1(b"notes\n"), "subfolder link has one more ../")
+
+    rc, p, err = pull("lowbit-test/stories260K:" + DEEP)
+    check(rc == 0 and read(p) == b"deep\n" and os.readlink(p).count("../") == 501, "a 499-folder path links back (%s)" % err[-200:])
 
     # ---- interrupted download, resumed with a Range request ----
     fault(drop=100000)

@@ -256,7 +256,8 @@ static lb_status fetch_blob(hub *h, const lb_hub_head *m, const char *url, const
 /* snapshots/<commit>/<file> -> ../../blobs/<etag> (one more ../ per folder of file), replaced atomically */
 static lb_status link_snapshot(hub *h, const char *commit, const char *file, const char *etag, lb_error *err) {
     char *path = fmt("%s/snapshots/%s/%s", h->repo_dir, commit, file), *dir = path ? strdup(path) : NULL;
-    char target[LB_HUB_PATH_MAX + 256] = "../../";
+    /* one "../" per '/' of file: a file of LB_HUB_PATH_MAX bytes has fewer than LB_HUB_PATH_MAX / 2 */
+    char target[3 * LB_HUB_PATH_MAX / 2 + 16 + sizeof ((lb_hub_head *)0)->etag] = "../../";
     for (const char *c = file; *c; c++)
         if (*c == '/') strcat(target, "../");
     strcat(target, "blobs/");
