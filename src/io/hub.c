@@ -253,16 +253,16 @@ static lb_status fetch_blob(hub *h, const lb_hub_head *m, const char *url, const
     return st;
 }
 
-/* snapshots/<commit>/<file> -> ../../blobs/<etag> (one more ../ per folder of file), replaced atomically */
-static lb_status link_snapshot(hub *h, const char *commit, const char *file, const char *etag, lb_error *err) {
-    char *path = fmt("%s/snapshots/%s/%s", h->repo_dir, commit, file), *dir = path ? strdup(path) : NULL;
+/* path = snapshots/<commit>/<file> -> ../../blobs/<etag> (one more ../ per folder of file), replaced atomically */
+static lb_status link_snapshot(const char *path, const char *file, const char *etag, lb_error *err) {
+    char *dir = strdup(path);
     /* one "../" per '/' of file: a file of LB_HUB_PATH_MAX bytes has fewer than LB_HUB_PATH_MAX / 2 */
     char target[3 * LB_HUB_PATH_MAX / 2 + 16 + sizeof ((lb_hub_head *)0)->etag] = "../../";
     for (const char *c = file; *c; c++)
         if (*c == '/') strcat(target, "../");
     strcat(target, "blobs/");
     strcat(target, etag);
-    lb_status st = path && dir ? LB_OK : lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    lb_status st = dir ? LB_OK : lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (!st) *strrchr(dir, '/') = 0;
     char *tmp = !st ? fmt("%s.lowbit-tmp.%d", path, (int)getpid()) : NULL;
     if (!st && (!tmp || mkdirs(dir))) st = lb_fail(err, LB_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
@@ -275,7 +275,6 @@ static lb_status link_snapshot(hub *h, const char *commit, const char *file, con
     }
     free(tmp);
     free(dir);
-    free(path);
     return st;
 }
 
@@ -304,7 +303,7 @@ static lb_status get_one(hub *h, const char *rev, const char *file, char *commit
         if (lfd >= 0) close(lfd); /* releases the lock */
         free(bd);
     }
-    if (!st && !is_file(snap)) st = link_snapshot(h, m.commit, file, m.etag, err);
+    if (!st && !is_file(snap)) st = link_snapshot(snap, file, m.etag, err);
     free(blob), free(lock), free(snap), free(url);
     return st;
 }
