@@ -10,8 +10,18 @@
 
 #include "core/error.h"
 #include "engine/engine.h"
+#include "quant/quant.h"
+#include "quant/repack.h"
 
 static lb_status to_float(const lb_tensor *t, float *dst, lb_error *err) {
+    if (t->type == LB_Q4_0_R8) { /* a base the CPU engine repacked (quant/repack.h): read it as plain Q4_0 */
+        void *plain = malloc(t->nbytes ? t->nbytes : 1);
+        if (!plain) return lb_fail(err, LB_ERR_NOMEM, "fine-tune: out of memory for tensor %s", t->name);
+        lb_unpack_q4_0_x8(t->data, plain, t->ne[1], t->ne[0]);
+        lb_dequantize_row_q4_0(plain, dst, lb_tensor_nelements(t));
+        free(plain);
+        return LB_OK;
+    }
     const lb_dtype_traits *tr = lb_dtype_get(t->type);
     if (!tr || !tr->to_float)
         return lb_fail(err, LB_ERR_UNSUPPORTED, "fine-tune: tensor %s has type %s, which cannot be read as floats", t->name,
