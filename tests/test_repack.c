@@ -5,7 +5,8 @@
  *   the repacked scalar twin, on random odd block counts, row groups and token counts;
  * - a batch gives each token what it gets alone, bit for bit;
  * - lb_repack_model repacks exactly the matrices it may (not the embedding, not 12 rows, not F32),
- *   leaves a heap original and a file mapping readable, and does nothing the second time. */
+ *   leaves a heap original and a file mapping readable, and does nothing the second time;
+ * - the memory planner leaves room for the repack's transient copy or says plain. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +133,8 @@ static void check_model(void) {
     add(m, "blk.0.small.weight", LB_Q4_0, k, 12, small);
     add(m, "blk.0.f32.weight", LB_F32, 32, 8, f32);
     m->tok_embd = add(m, "token_embd.weight", LB_Q4_0, k, 16, emb);
-    CHECK(lb_repack_model_bytes(m) == 2 * n, "two matrices to repack");
+    size_t peak = 0;
+    CHECK(lb_repack_model_bytes(m, &peak) == 2 * n && peak == n, "two matrices to repack");
     float *x = acts(1, k), want[24], got[24];
     /* the truth: the plain layout's scalar kernel */
     CHECK(lb_matmul_with(NULL, lb_matmul_kernel_at(LB_Q4_0, LB_CPU_SCALAR), LB_Q4_0, heap, rows, k, x, 1, want, 1,
@@ -156,6 +158,21 @@ static void check_model(void) {
     free(heap), free(copy), free(small), free(emb), free(x);
 }
 
+/* the planner repacks only when the budget also holds the largest matrix twice */
+static void check_plan(void) {
+    lb_mem_plan_in in = {0};
+    in.weight_bytes = 1000, in.kv_bytes_per_token[LB_MEM_KV_F16] = 10, in.n_ctx_requested = 100, in.n_ctx_train = 100;
+    in.kv_forced = -1, in.repack_bytes = 600, in.repack_peak_bytes = 50;
+    lb_mem_plan p;
+    lb_error err;
+    in.budget = 2050;
+    CHECK(lb_mem_plan_make(&in, &p, &err) == LB_OK && p.repack == 1, "room for the copy: repack (%s)", p.summary);
+    in.budget = 2049;
+    CHECK(lb_mem_plan_make(&in, &p, &err) == LB_OK && p.repack == 0, "no room: plain layout (%s)", p.summary);
+    in.repack_bytes = in.repack_peak_bytes = 0, in.budget = 1 << 20;
+    CHECK(lb_mem_plan_make(&in, &p, &err) == LB_OK && p.repack == 0, "nothing to repack");
+}
+
 int main(void) {
     static const int64_t ks[] = {32, 96, 160, 224, 4096 + 96}; /* 1, 3, 5, 7, 131 blocks */
     static const int64_t nts[] = {1, 2, 3, 4, 5, 9, 67};
@@ -168,6 +185,7 @@ int main(void) {
     for (int ni = 1; ni < 7; ni++) check_batch(pool, 40, 224, nts[ni]);
     check_bad_rows();
     check_model();
+    check_plan();
     lb_pool_free(pool);
     return test_summary();
 }

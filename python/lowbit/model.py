@@ -196,6 +196,13 @@ class Model(_lib.Handle, _TokenizerOps):
         self.n_vocab_model = lib.lb_model_n_vocab(h)
         self._busy = threading.Lock()
 
+    def set_repack(self, on):
+        """False: CPU sessions keep Q4_0 matrices in the file's layout instead of repacking them
+        into 8-row groups (the default where it pays; LOWBIT_REPACK=0/1 overrides)."""
+        lib = _lib.lib()
+        if hasattr(lib, "lb_model_set_repack"):
+            lib.lb_model_set_repack(self._m, 1 if on else 0)
+
     # ---- memory budget ------------------------------------------------------------------
     def _plan(self, budget, n_ctx, kv, threads):
         """n_ctx and KV type from the C budget planner (when the library has it)."""
@@ -216,6 +223,9 @@ class Model(_lib.Handle, _TokenizerOps):
         # kv None: the planner's order, f16 (the default) first, as lowbit run
         _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
+        if pin.repack_bytes and not plan.repack:  # no room for the repack's transient copy
+            self.set_repack(False)
+            self.plan += "; Q4_0 kept in the plain layout (no room to repack)"
         if kv is None and plan.kv_dtype != _KV_TYPES["f16"]:  # never silently
             names = {v: k for k, v in _KV_TYPES.items()}
             warnings.warn("mem_budget changes the KV cache from f16 to %s (pass kv_type= to choose): %s"

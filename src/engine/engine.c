@@ -27,7 +27,7 @@ static lb_status prepare_weights(lb_model *m, lb_device device, lb_error *err) {
         return lb_repack_model_has(m) ? lb_fail(err, LB_ERR_UNSUPPORTED, "%s: its Q4_0 weights were repacked for a CPU "
                                                 "engine; load the model again for CUDA (or set LOWBIT_REPACK=0)", m->path)
                                       : LB_OK;
-    if (!lb_repack_enabled()) return LB_OK;
+    if (!lb_repack_enabled() || m->no_repack) return LB_OK;
     int n;
     size_t bytes;
     lb_status st = lb_repack_model(m, &n, &bytes, err);

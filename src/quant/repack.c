@@ -106,10 +106,14 @@ static int repackable(const lb_model *m, const lb_tensor *t) {
            t != m->tok_embd && t->nbytes == lb_dtype_row_size(LB_Q4_0, t->ne[0]) * (size_t)t->ne[1];
 }
 
-size_t lb_repack_model_bytes(const lb_model *m) {
-    size_t n = 0;
+size_t lb_repack_model_bytes(const lb_model *m, size_t *peak) {
+    size_t n = 0, big = 0;
     for (size_t i = 0; i < m->n_tensors; i++)
-        if (repackable(m, &m->tensors[i])) n += m->tensors[i].nbytes;
+        if (repackable(m, &m->tensors[i])) {
+            n += m->tensors[i].nbytes;
+            if (m->tensors[i].nbytes > big) big = m->tensors[i].nbytes;
+        }
+    if (peak) *peak = big;
     return n;
 }
 

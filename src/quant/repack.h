@@ -58,8 +58,9 @@ int lb_repack_enabled(void);
  * kernel (MADV_DONTNEED), so the weights are resident once. *n and *bytes (may be NULL): how many
  * tensors and bytes were repacked. Idempotent: a second call finds nothing left to do. */
 lb_status lb_repack_model(lb_model *m, int *n, size_t *bytes, lb_error *err);
-/* Bytes lb_repack_model would move from the mapping to the heap. */
-size_t lb_repack_model_bytes(const lb_model *m);
+/* Bytes lb_repack_model would move from the mapping to the heap; *peak (may be NULL): the
+ * largest of those matrices, which exists twice while it is copied. */
+size_t lb_repack_model_bytes(const lb_model *m, size_t *peak);
 /* 1 when some tensor of m is in the repacked layout (the CUDA backend reads only the plain one). */
 int lb_repack_model_has(const lb_model *m);
 
