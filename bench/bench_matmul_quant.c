@@ -1,4 +1,4 @@
-/* Q4_0 / Q8_0 (and F16, for comparison) matmul kernels of every CPU level, one thread: prompt
+/* Q4_0 (plain and repacked into 8-row groups) / Q8_0 (and F16, for comparison) matmul kernels of every CPU level, one thread: prompt
  * batches (64 tokens, GOP/s of multiply-adds x 2) and one token (GB/s of weight bytes; the
  * weights fit in L2/L3, so this is the kernel's compute rate, not the memory's). Medians of
  * several runs; with "cpu", the fastest of up to 300 runs (2 s) in thread CPU time, which a loaded
@@ -13,6 +13,7 @@
 #include "bench_util.h"
 #include "core/dtype.h"
 #include "kernels/cpu/matmul.h"
+#include "quant/repack.h"
 #include "quant/quant.h"
 
 #define RUNS 7
@@ -57,20 +58,31 @@ int main(int argc, char **argv) {
     uint32_t s = 1;
     for (int64_t i = 0; i < rows * k; i++) wf[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
     for (int64_t i = 0; i < n_tok * k; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
-    static const lb_dtype types[] = {LB_Q4_0, LB_Q8_0, LB_F16};
-    for (int ti = 0; ti < 3; ti++) {
+    /* Q4_0_R8: the Q4_0 weights repacked into 8-row groups (quant/repack.h), rows % 8 == 0 */
+    static const lb_dtype types[] = {LB_Q4_0, LB_Q4_0_R8, LB_Q8_0, LB_F16};
+    for (int ti = 0; ti < 4; ti++) {
         lb_dtype t = types[ti];
         size_t rb = lb_dtype_row_size(t, k);
         uint8_t *w = malloc(rb * (size_t)rows);
         if (!w) return 1;
         for (int64_t r = 0; r < rows; r++)
-            if (t == LB_Q4_0) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
+            if (t == LB_Q4_0 || t == LB_Q4_0_R8) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
             else if (t == LB_Q8_0) lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
             else
                 for (int64_t i = 0; i < k; i++) {
                     uint16_t h = lb_f32_to_fp16(wf[r * k + i]);
                     memcpy(w + r * rb + 2 * i, &h, 2);
                 }
+        if (t == LB_Q4_0_R8) {
+            if (rows % 8) {
+                free(w);
+                continue;
+            }
+            uint8_t *plain = w;
+            if (!(w = malloc(rb * (size_t)rows))) return 1;
+            lb_repack_q4_0_x8(plain, w, rows, k);
+            free(plain);
+        }
         for (int level = 0; level < LB_CPU_LEVEL_COUNT; level++) {
             const lb_matmul_kernel *kern = lb_matmul_kernel_at(t, level);
             if (!kern || (level > 0 && kern == lb_matmul_kernel_at(t, level - 1))) continue;

@@ -8,7 +8,8 @@ Usage:
 For every model and every round, lowbit and the peer run one after the other (the order swaps each
 round, so neither always runs on a warmer or cooler machine); the table gives medians over the rounds.
 Each `--levels` entry is a lowbit column: `native` lets lowbit pick its kernels, `avx2` / `scalar`
-set LOWBIT_CPU to force that level. The read bandwidth is measured in the same run (bench_bandwidth,
+set LOWBIT_CPU to force that level, `plain` is native with LOWBIT_REPACK=0 (Q4_0 kept in the file's
+layout instead of repacked into 8-row groups). The read bandwidth is measured in the same run (bench_bandwidth,
 2 threads, before and after the models) and the generation floor is that bandwidth divided by the bytes
 of weights read per token (every tensor but the token embedding). The peer is built outside this
 repository; its binary comes from LLAMA_BENCH (LLAMA_VERSION, if set, names its version in the table).
@@ -49,7 +50,9 @@ def read_bytes(build, model):
 
 def lowbit_once(build, model, threads, pp, tg, level):
     env = dict(os.environ)
-    if level != "native":
+    if level == "plain":
+        env["LOWBIT_REPACK"] = "0"
+    elif level != "native":
         env["LOWBIT_CPU"] = level
     res = {}
     exe = os.path.join(build, "lowbit")

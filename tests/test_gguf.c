@@ -578,6 +578,7 @@ static void test_malicious(void) {
     s = good(); s.ne[0] = 1ull << 20; CHECK(try(&s, LB_ERR_FORMAT, "tensor a: data"), "");
     s = good(); s.type = 99; CHECK(try(&s, LB_ERR_FORMAT, "tensor a: unknown tensor type id 99"), "");
     s = good(); s.type = 4; CHECK(try(&s, LB_ERR_FORMAT, "type id 4"), "a removed GGML type");
+    s = good(); s.type = LB_Q4_0_R8; CHECK(try(&s, LB_ERR_FORMAT, "unknown tensor type id 40"), "lowbit's in-memory layout");
     s = good(); s.type = LB_Q8_0; s.ne[0] = 33; CHECK(try(&s, LB_ERR_FORMAT, "block size"), "");
     s = good(); s.off1 = 36; CHECK(try(&s, LB_ERR_FORMAT, "tensor b: data offset 36 is not a multiple of the alignment 32"), "");
     s = good(); s.off1 = 64; CHECK(try(&s, LB_ERR_FORMAT, "tensor b: data [64, +32) runs past end of file"), "");

@@ -162,6 +162,9 @@ typedef struct lb_mem_plan_in {
     int ctx_strict;                              /* 1: never shrink (the user asked for --ctx) */
     int kv_forced;                               /* -1: choose; else an lb_mem_kv_dtype to use */
     uint64_t memlock_limit;                      /* RLIMIT_MEMLOCK; 0: never lock the weights */
+    /* Q4_0 matrices a CPU engine repacks into 8-row groups: they move from the mapped file to the
+     * heap (same size, pages of the file released); peak: the largest, held twice while copied */
+    uint64_t repack_bytes, repack_peak_bytes;
 } lb_mem_plan_in;
 
 typedef struct lb_mem_plan {
@@ -172,6 +175,9 @@ typedef struct lb_mem_plan {
     int kv_fallback;  /* Q8_0 (or F32) chosen instead of F16 */
     int lock_weights; /* the weights fit RLIMIT_MEMLOCK and the plan fits: mlock them */
     char summary[512]; /* the plan, or why nothing fits, as one line */
+    /* 1: the budget also holds the repack's transient copy, so repack (lb_model_set_repack);
+     * 0: keep the plain layout (nothing to repack, or no room) */
+    int repack;
 } lb_mem_plan;
 
 /* Order: F16 at the requested context, then Q8_0 at it, then (unless ctx_strict) the largest
@@ -228,6 +234,8 @@ typedef struct lb_mem_report {
     /* a .lbz restored at load: its buffer (in owned_bytes, not mapped_bytes) and the tensors in
      * it (in owned_weight_bytes, never mapped_weight_bytes) */
     uint64_t restored_bytes, restored_weight_bytes;
+    /* Q4_0 tensors repacked into 8-row groups by a CPU engine (heap, in owned_weight_bytes) */
+    uint64_t repacked_weight_bytes;
 } lb_mem_report;
 
 /* s may be NULL (then only the model's part is filled). */

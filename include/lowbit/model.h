@@ -24,6 +24,10 @@ LB_API lb_status lb_model_load(const char *path, const lb_model_params *params, 
  * from the mapping. Budgeted callers compare it with the budget before lb_model_load. */
 LB_API lb_status lb_model_load_bytes(const char *path, uint64_t *bytes, lb_error *err);
 LB_API void lb_model_free(lb_model *m);
+/* on = 0: CPU engines keep Q4_0 matrices in the file's layout; 1 (the default): they repack them
+ * into 8-row groups where it pays (LOWBIT_REPACK=0/1 overrides; see README "Q4_0 repacking").
+ * Takes effect at the next lb_engine_new / lb_session_new that has not repacked yet. */
+LB_API void lb_model_set_repack(lb_model *m, int on);
 
 LB_API int lb_model_n_vocab(const lb_model *m);
 LB_API int lb_model_n_ctx_train(const lb_model *m);

@@ -256,13 +256,15 @@ class MemPlanIn(ctypes.Structure):
     _fields_ = [("budget", c_uint64), ("weight_bytes", c_uint64), ("kv_bytes_per_token", c_uint64 * LB_MEM_KV_COUNT),
                 ("scratch_bytes", c_uint64), ("scratch_bytes_per_token", c_uint64), ("overhead_bytes", c_uint64),
                 ("n_ctx_requested", ctypes.c_uint32), ("n_ctx_train", ctypes.c_uint32), ("n_ctx_min", ctypes.c_uint32),
-                ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64)]
+                ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64),
+                ("repack_bytes", c_uint64), ("repack_peak_bytes", c_uint64)]
 
 
 class MemPlan(ctypes.Structure):
     _fields_ = [("n_ctx", ctypes.c_uint32), ("kv_dtype", c_int)] + \
         [(n, c_uint64) for n in ("weight_bytes", "kv_bytes", "scratch_bytes", "overhead_bytes", "total_bytes", "budget")] + \
-        [("shrunk", c_int), ("kv_fallback", c_int), ("lock_weights", c_int), ("summary", ctypes.c_char * 512)]
+        [("shrunk", c_int), ("kv_fallback", c_int), ("lock_weights", c_int), ("summary", ctypes.c_char * 512),
+                                                        ("repack", c_int)]
 
 
 # name: (restype, argtypes). Declared only when the library exports the name.
@@ -273,6 +275,7 @@ _PROTOTYPES = {
     "lb_model_default_params": (ModelParams, []),
     "lb_model_load": (c_int, [c_char_p, P(ModelParams), P(c_void_p), PErr]),
     "lb_model_free": (None, [c_void_p]),
+    "lb_model_set_repack": (None, [c_void_p, c_int]),
     "lb_model_n_vocab": (c_int, [c_void_p]),
     "lb_model_n_ctx_train": (c_int, [c_void_p]),
     "lb_model_get_info": (None, [c_void_p, P(ModelInfo)]),

@@ -145,10 +145,13 @@ class Model(_lib.Handle, _TokenizerOps):
     kv_type: "f32", "f16", "q8_0" or "q4_0" (the last two: head_dim a multiple of 32); None: f16, as llama.cpp (a
     mem_budget may lower it to q8_0, with a warning). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
+    repack: False keeps Q4_0 matrices in the file's layout (by default the CPU repacks them into
+    8-row groups where AVX2 is the kernel level, as `lowbit run`; LOWBIT_REPACK=0/1 overrides).
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
     a streaming generate() before the next call."""
 
-    def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None, delta=None):
+    def __init__(self, path, threads=None, mem_budget=None, n_ctx=None, kv_type=None, tokenizer=None, delta=None,
+                 repack=True):
         lib = _lib.lib()
         threads = _nonneg_int(threads, "threads")
         n_ctx = _nonneg_int(n_ctx, "n_ctx")
@@ -178,6 +181,8 @@ class Model(_lib.Handle, _TokenizerOps):
         lib.lb_model_get_info(h, ctypes.byref(info))
         self._info = info
         kv = _KV_TYPES[kv_type] if kv_type is not None else None
+        if not repack:
+            self._no_repack()
         if budget is not None:
             n_ctx, kv = self._plan(budget, n_ctx, kv, threads)
         sp = lib.lb_session_default_params()
@@ -195,6 +200,11 @@ class Model(_lib.Handle, _TokenizerOps):
             raise
         self.n_vocab_model = lib.lb_model_n_vocab(h)
         self._busy = threading.Lock()
+
+    def _no_repack(self):
+        lib = _lib.lib()
+        if hasattr(lib, "lb_model_set_repack"):
+            lib.lb_model_set_repack(self._m, 0)
 
     # ---- memory budget ------------------------------------------------------------------
     def _plan(self, budget, n_ctx, kv, threads):
@@ -216,6 +226,9 @@ class Model(_lib.Handle, _TokenizerOps):
         # kv None: the planner's order, f16 (the default) first, as lowbit run
         _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
+        if pin.repack_bytes and not plan.repack:  # no room for the repack's transient copy
+            self._no_repack()
+            self.plan += "; Q4_0 kept in the plain layout (no room to repack)"
         if kv is None and plan.kv_dtype != _KV_TYPES["f16"]:  # never silently
             names = {v: k for k, v in _KV_TYPES.items()}
             warnings.warn("mem_budget changes the KV cache from f16 to %s (pass kv_type= to choose): %s"

@@ -270,3 +270,18 @@ def test_delta_applied_while_loading(shared, cli, tmp_path):
             assert out.ids == case["greedy_ids"]
     with pytest.raises(TypeError):
         lowbit.Model(shared("models/stories260K-hf"), delta=5)
+
+
+@pytest.mark.parametrize("repack", [True, False])
+def test_q4_0_repack_equals_cli_run(shared, cli, tmp_path, repack):
+    """Q4_0 repacked into 8-row groups (the default on AVX2) or kept plain (repack=False): the
+    same greedy ids as `lowbit run` with and without --no-repack."""
+    need("lb_model_set_repack")
+    q4 = str(tmp_path / "q4.gguf")
+    run_cli(cli, "quantize", shared("models", "tinystories-512d"), q4, "--type", "q4_0")
+    prompt = "Once upon a time"
+    o = json.loads(run_cli(cli, "run", "-m", q4, "-p", prompt, "-n", "24", "--json", "-t", "2",
+                           *(() if repack else ("--no-repack",))))
+    with lowbit.Model(q4, threads=2, repack=repack) as m:
+        out = m.generate(prompt, max_tokens=24)
+        assert out.ids == o["ids"] and out == o["text"]

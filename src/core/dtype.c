@@ -55,6 +55,8 @@ static lb_dtype_traits g_traits[LB_DTYPE_COUNT] = {
     [LB_BF16] = {"BF16", 1, 2, 1, bf16_to_float},
     [LB_TQ1_0] = {"TQ1_0", 256, 54, 0, lb_dequantize_row_tq1_0},
     [LB_TQ2_0] = {"TQ2_0", 256, 66, 0, lb_dequantize_row_tq2_0},
+    /* rows are interleaved by 8, so no single row converts on its own: no to_float */
+    [LB_Q4_0_R8] = {"Q4_0_R8", 32, 18, 0, NULL},
 };
 
 const lb_dtype_traits *lb_dtype_get(uint32_t type) {

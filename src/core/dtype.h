@@ -12,7 +12,10 @@ typedef enum lb_dtype {
     LB_Q8_1 = 9, LB_Q2_K = 10, LB_Q3_K = 11, LB_Q4_K = 12, LB_Q5_K = 13, LB_Q6_K = 14,
     LB_Q8_K = 15, LB_I8 = 24, LB_I16 = 25, LB_I32 = 26, LB_I64 = 27, LB_F64 = 28, LB_BF16 = 30,
     LB_IQ4_NL = 20, LB_IQ4_XS = 23, LB_TQ1_0 = 34, LB_TQ2_0 = 35,
-    LB_DTYPE_COUNT = 40
+    /* lowbit's own in-memory layout, never read from or written to a file: Q4_0 blocks of 8
+     * rows interleaved at load (quant/repack.h). Past GGML's ids so no file type can be it. */
+    LB_Q4_0_R8 = 40,
+    LB_DTYPE_COUNT = 41
 } lb_dtype;
 
 /* Converts n elements of one row to float. NULL when not yet implemented for a dtype. */

@@ -42,6 +42,10 @@ lb_status lb_model_add_map(lb_model *m, const char *path, const lb_mapfile **out
     return LB_OK;
 }
 
+void lb_model_set_repack(lb_model *m, int on) {
+    if (m) m->no_repack = !on;
+}
+
 void *lb_model_alloc(lb_model *m, size_t size, const char *why) {
     lb_model_buffer *b = realloc(m->bufs, (m->n_bufs + 1) * sizeof *b);
     if (!b) return NULL;

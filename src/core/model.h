@@ -76,6 +76,7 @@ struct lb_model {
     size_t n_bufs;
     char **strings;        /* owned strings (tensor names) */
     size_t n_strings;
+    bool no_repack;        /* lb_model_set_repack(m, 0): CPU engines keep Q4_0 plain */
 };
 
 /* Resource helpers used by loaders; all return NULL/error on allocation failure. */

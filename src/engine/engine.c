@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "mem/arena.h"
+#include "quant/repack.h"
 
 lb_engine_params lb_engine_default_params(void) {
     lb_engine_params p = {0, LB_KV_F16, 0, 0, 0, 0, 1, LB_DEVICE_CPU}; /* F16 KV: as lb_session_default_params */
@@ -17,6 +18,21 @@ lb_engine_params lb_engine_default_params(void) {
 static int default_ctx(const lb_model *m) {
     int t = m->cfg.ctx_train;
     return t > 0 && t < 4096 ? t : 4096;
+}
+
+/* The CPU reads Q4_0 faster in 8-row groups (quant/repack.h), repacked once per model; the
+ * CUDA backend uploads the plain layout, so a model an earlier CPU engine repacked cannot go. */
+static lb_status prepare_weights(lb_model *m, lb_device device, lb_error *err) {
+    if (device == LB_DEVICE_CUDA)
+        return lb_repack_model_has(m) ? lb_fail(err, LB_ERR_UNSUPPORTED, "%s: its Q4_0 weights were repacked for a CPU "
+                                                "engine; load the model again for CUDA (or set LOWBIT_REPACK=0)", m->path)
+                                      : LB_OK;
+    if (!lb_repack_enabled() || m->no_repack) return LB_OK;
+    int n;
+    size_t bytes;
+    lb_status st = lb_repack_model(m, &n, &bytes, err);
+    if (!st && n) lb_info("repacked %d Q4_0 matrices (%.1f MiB) into 8-row groups", n, (double)bytes / 1048576.0);
+    return st;
 }
 
 lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out, lb_error *err) {
@@ -47,6 +63,8 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     } else if (p.device != LB_DEVICE_CPU) {
         return lb_fail(err, LB_ERR_ARG, "unknown device %d", (int)p.device);
     }
+    lb_status rst = prepare_weights(m, p.device, err);
+    if (rst) return rst;
     lb_engine *e = calloc(1, sizeof *e);
     if (!e) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     e->be = be;

@@ -10,8 +10,18 @@
 
 #include "core/error.h"
 #include "engine/engine.h"
+#include "quant/quant.h"
+#include "quant/repack.h"
 
 static lb_status to_float(const lb_tensor *t, float *dst, lb_error *err) {
+    if (t->type == LB_Q4_0_R8) { /* a base the CPU engine repacked (quant/repack.h): read it as plain Q4_0 */
+        void *plain = malloc(t->nbytes ? t->nbytes : 1);
+        if (!plain) return lb_fail(err, LB_ERR_NOMEM, "fine-tune: out of memory for tensor %s", t->name);
+        lb_unpack_q4_0_x8(t->data, plain, t->ne[1], t->ne[0]);
+        lb_dequantize_row_q4_0(plain, dst, lb_tensor_nelements(t));
+        free(plain);
+        return LB_OK;
+    }
     const lb_dtype_traits *tr = lb_dtype_get(t->type);
     if (!tr || !tr->to_float)
         return lb_fail(err, LB_ERR_UNSUPPORTED, "fine-tune: tensor %s has type %s, which cannot be read as floats", t->name,
@@ -20,12 +30,26 @@ static lb_status to_float(const lb_tensor *t, float *dst, lb_error *err) {
     return LB_OK;
 }
 
+/* The fine-tune leaves this tensor as it is; a base the CPU engine repacked is compared in the
+ * file's layout, so unchanged Q4_0 matrices cost no correction. */
+static int unchanged(const lb_tensor *b, const lb_tensor *f) {
+    if (f->nbytes != b->nbytes) return 0;
+    if (f->type == b->type) return !memcmp(f->data, b->data, b->nbytes);
+    if (b->type != LB_Q4_0_R8 || f->type != LB_Q4_0) return 0;
+    void *plain = malloc(b->nbytes ? b->nbytes : 1);
+    if (!plain) return 0; /* then a (zero) correction, still right */
+    lb_unpack_q4_0_x8(b->data, plain, b->ne[1], b->ne[0]);
+    int same = !memcmp(plain, f->data, b->nbytes);
+    free(plain);
+    return same;
+}
+
 static lb_status one_tensor(const lb_tensor *b, const lb_tensor *f, float **fix, lb_error *err) {
     *fix = NULL;
     int64_t n = lb_tensor_nelements(b);
     if (!f || f->n_dims != b->n_dims || lb_tensor_nelements(f) != n || f->ne[0] != b->ne[0])
         return lb_fail(err, LB_ERR_MISMATCH, "fine-tune: tensor %s differs in shape from the base", b->name);
-    if (f->type == b->type && f->nbytes == b->nbytes && !memcmp(f->data, b->data, b->nbytes)) return LB_OK;
+    if (unchanged(b, f)) return LB_OK;
     float *out = malloc((size_t)n * sizeof *out), *base = NULL;
     if (!out) return lb_fail(err, LB_ERR_NOMEM, "fine-tune: out of memory for tensor %s", b->name);
     lb_status st = to_float(f, out, err);

@@ -381,7 +381,7 @@ static lb_status parse_tensor_info(cur *c, size_t i) {
     for (int d = (int)nd; d < LB_MAX_DIMS; d++) t->ne[d] = 1;
     at = c->pos;
     if ((s = rd_u32(c, &type, "tensor type"))) return s;
-    if (!lb_dtype_get(type)) return BAD(c, at, "unknown tensor type id %u", type);
+    if (!lb_dtype_get(type) || type == LB_Q4_0_R8) return BAD(c, at, "unknown tensor type id %u", type);
     t->type = (lb_dtype)type;
     char what[256];
     snprintf(what, sizeof what, "%s: offset %zu: tensor %.100s", g->name, at, name);

@@ -137,6 +137,9 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
 
     if (found) {
         out->lock_weights = in->memlock_limit && in->memlock_limit >= in->weight_bytes;
+        /* the repacked copy takes the bytes its mapped pages give back, but each matrix is
+         * held twice while it is copied */
+        out->repack = in->repack_bytes && out->total_bytes + in->repack_peak_bytes <= in->budget;
         int n = snprintf(out->summary, sizeof out->summary, "plan: %u tokens, %s KV: ", out->n_ctx,
                          lb_mem_kv_dtype_name(out->kv_dtype));
         breakdown(out->summary + n, sizeof out->summary - (size_t)n, in, out->n_ctx, out->kv_dtype, "<=");

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/model.h"
 #include "engine/session.h"
+#include "quant/repack.h"
 #include "tokenizer/tokenizer.h"
 
 /* Resident bytes of a range (a file mapping or a heap buffer), counted a window of pages at a time so that a 13 GB model
@@ -146,6 +147,7 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
         else r->owned_weight_bytes += t->nbytes;
         if (k == 2) r->restored_weight_bytes += t->nbytes;
         add_dtype(r, lb_dtype_name(t->type), t->nbytes);
+        if (t->type == LB_Q4_0_R8) r->repacked_weight_bytes += t->nbytes;
     }
     qsort(r->by_dtype, (size_t)r->n_dtypes, sizeof *r->by_dtype, by_bytes_desc);
     r->mapped_resident_known = 1;
@@ -206,6 +208,11 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     in->overhead_bytes = tokenizer_estimate(m->tok) + LB_MEM_RUNTIME_ALLOWANCE;
     in->n_ctx_train = m->cfg.ctx_train > 0 ? (uint32_t)m->cfg.ctx_train : 0;
     in->kv_forced = -1;
+    if (lb_repack_enabled() && !m->no_repack) {
+        size_t peak;
+        in->repack_bytes = lb_repack_model_bytes(m, &peak);
+        in->repack_peak_bytes = peak;
+    }
 }
 
 lb_status lb_model_lock_weights(lb_model *m, lb_error *err) {

@@ -10,6 +10,7 @@
 #include "quant/matmul_quant_avx2.h"
 #include "quant/matmul_quant_avx512.h"
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 static size_t prep_q8_0(int64_t k) { return lb_quant_act_size(LB_Q8_0, k); }
 static size_t prep_q8_K(int64_t k) { return lb_quant_act_size(LB_Q4_K, k); }
@@ -71,12 +72,19 @@ static const lb_matmul_kernel k_q4_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matm
 static const lb_matmul_kernel k_q6_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matmul_prep_q6_K_vnni,
                                              lb_matmul_rows_q6_K_vnni, 16};
 
+/* The 8-row interleaved Q4_0 layout (repack.h): AVX-512 machines run its AVX2 kernel. */
+static const lb_matmul_kernel k_q4_0x8[] = {
+    {lb_repack_prep_size, lb_repack_prep_scalar, lb_matmul_rows_q4_0x8_scalar, LB_R8},
+    {lb_repack_prep_size, lb_repack_prep_avx2, lb_matmul_rows_q4_0x8_avx2, LB_R8}};
+
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
     for (size_t i = 0; i < sizeof g_types / sizeof *g_types; i++) {
         lb_matmul_register_level(g_types[i], LB_CPU_SCALAR, &k_scalar[i]);
         if (lb_cpu_has_avx2()) lb_matmul_register_level(g_types[i], LB_CPU_AVX2, &k_avx2[i]);
     }
+    lb_matmul_register_level(LB_Q4_0_R8, LB_CPU_SCALAR, &k_q4_0x8[0]);
+    if (lb_cpu_has_avx2()) lb_matmul_register_level(LB_Q4_0_R8, LB_CPU_AVX2, &k_q4_0x8[1]);
     if (lb_cpu_has_avx512_vnni()) {
         lb_matmul_register_level(LB_Q4_0, LB_CPU_AVX512, &k_q4_0_vnni);
         lb_matmul_register_level(LB_Q8_0, LB_CPU_AVX512, &k_q8_0_vnni);

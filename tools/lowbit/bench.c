@@ -38,19 +38,21 @@ int cmd_bench(int argc, char **argv) {
     int json = 0, kv_given = 0;
     lb_kv_type kv = LB_KV_F32;
     lb_device device = LB_DEVICE_CPU;
+    int no_repack = 0;
     bench_par par = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit bench -m MODEL [-t THREADS] [-p 128] [-n 64] [-r 5] [--kv-type f32|f16|q8_0|q4_0] [-c CTX]\n"
-                 "                   [--mem-budget SIZE] [--device cpu|cuda] [--json]\n\n"
+                 "                   [--mem-budget SIZE] [--device cpu|cuda] [--no-repack] [--json]\n\n"
                  "Measures prompt processing (-p tokens in one batch; -p 0 skips it) and generation (-n tokens,\n"
                  "one at a time, from an empty context after BOS), reporting the median tokens/s of -r\n"
                  "repetitions, the peak RSS and the CPU kernel level (LOWBIT_CPU=scalar|avx2 forces a lower one).\n"
                  "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"tg_gb_s\", \"peak_rss_bytes\", \"threads\", \"kernels\", \"device\"};\n"
                  "tg_gb_s is the model's weight bytes one token reads (all but the embedding table) x tg_tok_s.\n"
                  "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
-                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.\n\n"
+                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.\n"
+                 "--no-repack keeps Q4_0 matrices in the file's layout instead of 8-row groups (LOWBIT_REPACK=0).\n\n"
                  "--parallel 1,4,8,16,32: for each count N, N sequences through the batched engine, as\n"
                  "llama-batched-bench: N different -p token prompts processed side by side, then -n decode steps\n"
                  "of one token per sequence. Prints a table of aggregate prompt and generation tok/s and the\n"
@@ -59,6 +61,7 @@ int cmd_bench(int argc, char **argv) {
             return CLI_OK;
         }
         if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--no-repack")) { no_repack = 1; continue; }
         if (!v) return fprintf(stderr, "lowbit: %s needs a value\n", a), CLI_USAGE;
         i++;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
@@ -82,6 +85,7 @@ int cmd_bench(int argc, char **argv) {
     mp.n_threads = (int)threads;
     lb_model *m;
     if (budget && cli_mem_precheck(model, budget)) return CLI_ERR;
+    if (no_repack) setenv("LOWBIT_REPACK", "0", 1); /* --parallel loads the model again */
     if (lb_model_load(model, &mp, &m, &err)) return cli_error(&err);
     int nv = lb_model_n_vocab(m);
     const lb_tokenizer *tok = lb_model_tokenizer(m);

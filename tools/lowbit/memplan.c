@@ -59,6 +59,13 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
         if (lb_model_lock_weights(m, &err)) fprintf(stderr, "lowbit: warning: %s; continuing unlocked\n", err.msg);
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
     }
+    if (in.repack_bytes) {
+        char b[32];
+        lb_size_format(in.repack_bytes, b, sizeof b);
+        if (!plan.repack) lb_model_set_repack(m, 0);
+        fprintf(stderr, plan.repack ? "lowbit: memory: %s of Q4_0 weights repacked into 8-row groups (heap; their file pages released)\n"
+                                    : "lowbit: note: no room in --mem-budget to repack %s of Q4_0 weights; the plain layout is used\n", b);
+    }
     *n_ctx = plan.n_ctx;
     lb_kv_type planned = plan.kv_dtype == LB_MEM_KV_Q4_0   ? LB_KV_Q4_0
                          : plan.kv_dtype == LB_MEM_KV_Q8_0 ? LB_KV_Q8_0
@@ -92,6 +99,9 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     else
         fprintf(stderr, "\n              %s used in place from the mapped file, %s converted at load (%u buffers, %s)\n",
                 H(r.mapped_weight_bytes, a), H(r.owned_weight_bytes, b), r.n_owned, H(r.owned_bytes, c));
+    if (r.repacked_weight_bytes)
+        fprintf(stderr, "              %s of them Q4_0 repacked into 8-row groups on the heap (Q4_0_R8), their file pages released\n",
+                H(r.repacked_weight_bytes, a));
     if (!r.mapped_bytes && r.restored_bytes)
         fprintf(stderr, "  mapped      none (the model was restored into memory)\n");
     else if (r.mapped_resident_known)

@@ -47,6 +47,8 @@ static void usage(FILE *f) {
           "                        refuse (exit 1) when the model cannot fit. Without --ctx the context\n"
           "                        may shrink; generation stops early if memory pressure turns critical\n"
           "      --mem-report      print the memory report (weights, KV cache, scratch) at the end\n"
+          "      --no-repack       keep Q4_0 matrices in the file's layout (by default the CPU repacks\n"
+          "                        them into 8-row groups where AVX2 is the level; LOWBIT_REPACK=0|1)\n"
           "  -h, --help            this help\n", f);
 }
 
@@ -88,6 +90,7 @@ static int parse(int argc, char **argv, run_opts *o) {
         }
         else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, VAL(), &o->mem_budget)) return CLI_USAGE; }
         else if (!strcmp(a, "--mem-report")) o->mem_report = 1;
+        else if (!strcmp(a, "--no-repack")) o->no_repack = 1;
         else if (!strcmp(a, "--device")) { if (!cli_device(a, VAL(), &o->device)) return CLI_USAGE; }
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--chat")) o->chat = 1;
@@ -186,6 +189,7 @@ static int run_single(run_opts o) {
     lb_model *m;
     if (o.mem_budget && cli_mem_precheck(o.model, o.mem_budget)) return CLI_ERR;
     if (lb_model_load(o.model, &mp, &m, &err)) return cli_error(&err);
+    if (o.no_repack) lb_model_set_repack(m, 0);
     double t_load = cli_now() - t0;
     if (!lb_model_tokenizer(m)) {
         lb_model_free(m);

@@ -10,7 +10,7 @@ typedef struct run_opts {
     lb_sampler_params sp;
     lb_kv_type kv;
     lb_device device;
-    int json, chat, kv_given, mem_report;
+    int json, chat, kv_given, mem_report, no_repack;
     uint64_t mem_budget;
 } run_opts;
 

@@ -316,6 +316,7 @@ int cli_run_parallel(const run_opts *o) {
     lb_model *m = NULL;
     par_seq *ps = calloc((size_t)n, sizeof *ps);
     lb_status st = ps ? lb_model_load(o->model, &mp, &m, &err) : lb_fail(&err, LB_ERR_NOMEM, "out of memory");
+    if (!st && o->no_repack) lb_model_set_repack(m, 0);
     if (!st && !lb_model_tokenizer(m)) st = lb_fail(&err, LB_ERR_ARG, "%s: the model has no tokenizer; give one with --tokenizer", o->model);
     if (!st) st = run_engine(o, m, lines, ps, n, &err);
     for (int i = 0; ps && i < n; i++) {

@@ -181,6 +181,10 @@ static int plan_slots(lb_model *m, serve_opts *o) {
         return 0;
     }
     fprintf(stderr, "lowbit: memory plan for %lld slots: %s\n", o->parallel, p.summary);
+    if (in.repack_bytes && !p.repack) { /* no room for the repack's transient copy */
+        lb_model_set_repack(m, 0);
+        fprintf(stderr, "lowbit: note: no room in --mem-budget to repack the Q4_0 weights; the plain layout is used\n");
+    }
     o->ctx = p.n_ctx;
     if ((lb_kv_type)p.kv_dtype != o->kv) /* the budget may change the default KV type, but never silently */
         fprintf(stderr, "lowbit: note: --mem-budget changes the KV cache from %s to %s (pass --kv-type to choose)\n",

@@ -187,6 +187,9 @@ lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype t
     if (!row_bytes || !w || !x || !y)
         return lb_fail(err, LB_ERR_ARG, "matmul: %s row of %lld elements is not whole blocks, or a NULL buffer",
                        lb_dtype_name(type), (long long)k);
+    if (type == LB_Q4_0_R8 && rows % 8) /* whole 8-row groups only (quant/repack.h) */
+        return lb_fail(err, LB_ERR_ARG, "matmul: %lld rows of %s are not whole groups of 8", (long long)rows,
+                       lb_dtype_name(type));
     int nth = n_threads > 0 ? n_threads : choose_threads(pool, rows, k, n_tok, kern->row_align);
     mm_task t = {kern, {w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y}, x, NULL,
                  mm_chunk_rows(rows, kern->row_align, nth), 0};
