@@ -406,6 +406,9 @@ static void test_synth(const char *preset) {
 
 int main(void) {
     lb_error err = {0};
+    /* CPU and CUDA sessions share one loaded model here; a CPU engine would repack its Q4_0
+     * matrices (quant/repack.h), which the CUDA backend does not read */
+    setenv("LOWBIT_REPACK", "0", 1);
     g_cpu = lb_backend_cpu();
     g_pool = lb_pool_new(1);
     if (lb_backend_cuda(&g_gpu, &err)) {
