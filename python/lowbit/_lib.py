@@ -197,7 +197,7 @@ class HubParams(ctypes.Structure):
 
 
 class SessionParams(ctypes.Structure):
-    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int)]
+    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int), ("stream_window", c_int)]
 
 
 class SamplerParams(ctypes.Structure):
@@ -256,13 +256,16 @@ class MemPlanIn(ctypes.Structure):
     _fields_ = [("budget", c_uint64), ("weight_bytes", c_uint64), ("kv_bytes_per_token", c_uint64 * LB_MEM_KV_COUNT),
                 ("scratch_bytes", c_uint64), ("scratch_bytes_per_token", c_uint64), ("overhead_bytes", c_uint64),
                 ("n_ctx_requested", ctypes.c_uint32), ("n_ctx_train", ctypes.c_uint32), ("n_ctx_min", ctypes.c_uint32),
-                ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64)]
+                ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64),
+                ("stream_unit_bytes", c_uint64), ("stream_fixed_bytes", c_uint64), ("stream_units", ctypes.c_uint32),
+                ("stream_refusal", ctypes.c_char * 256)]
 
 
 class MemPlan(ctypes.Structure):
     _fields_ = [("n_ctx", ctypes.c_uint32), ("kv_dtype", c_int)] + \
         [(n, c_uint64) for n in ("weight_bytes", "kv_bytes", "scratch_bytes", "overhead_bytes", "total_bytes", "budget")] + \
-        [("shrunk", c_int), ("kv_fallback", c_int), ("lock_weights", c_int), ("summary", ctypes.c_char * 512)]
+        [("shrunk", c_int), ("kv_fallback", c_int), ("lock_weights", c_int), ("summary", ctypes.c_char * 512),
+         ("streaming", c_int), ("stream_window", ctypes.c_uint32), ("stream_window_bytes", c_uint64)]
 
 
 # name: (restype, argtypes). Declared only when the library exports the name.

@@ -117,7 +117,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("context of %lld tokens %s (%lld needed, %d trained)", n_ctx, why, need, tr);
     }
     /* the context is fixed by -p/-n or -c: the plan may choose the KV type, never shrink it */
-    if (budget && cli_mem_plan(m, budget, (int)threads, &n_ctx, 1, &kv, kv_given)) {
+    if (budget && cli_mem_plan(m, budget, (int)threads, &n_ctx, 1, &kv, kv_given, &sp.stream_window)) {
         lb_model_free(m);
         return CLI_ERR;
     }

@@ -31,7 +31,7 @@ int cli_mem_precheck(const char *model, uint64_t budget) {
 }
 
 int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
-                 int kv_forced) {
+                 int kv_forced, int *stream_window) {
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, n_threads, &in);
     in.budget = budget;
@@ -55,6 +55,10 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
     }
     fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16%s)\n", plan.summary,
             in.kv_bytes_per_token[LB_MEM_KV_Q8_0] ? ", q8_0" : "; q8_0 needs head_dim % 32 == 0");
+    if (plan.streaming) /* the mode change is the plan's, so it says so */
+        fprintf(stderr, "lowbit: note: the weights do not fit --mem-budget with every layer resident: streaming them "
+                        "from the file, %u layers at a time (speed follows the disk)\n", plan.stream_window);
+    *stream_window = plan.streaming ? (int)plan.stream_window : 0;
     if (plan.lock_weights) { /* within RLIMIT_MEMLOCK: keep the weights resident under pressure */
         if (lb_model_lock_weights(m, &err)) fprintf(stderr, "lowbit: warning: %s; continuing unlocked\n", err.msg);
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
@@ -110,6 +114,9 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
         fprintf(stderr, "  tracked     %s live, %s peak in %llu allocations\n", H(r.runtime.live_bytes, a),
                 H(r.runtime.peak_bytes, b), (unsigned long long)r.runtime.n_allocs);
     }
+    if (r.stream_window)
+        fprintf(stderr, "  streaming   window %d layers, %.1f MiB (weights read from the file layer by layer)\n",
+                r.stream_window, (double)r.stream_window_bytes / (1 << 20));
     fprintf(stderr, "  total       %s (weights + tokenizer%s)\n", H(r.total_bytes, a),
             r.has_session ? " + KV cache + scratch" : "");
     fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),

@@ -45,7 +45,8 @@ static void usage(FILE *f) {
           "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
           "      --mem-budget SIZE plan context and KV type to fit SIZE (6G = 6 GiB) before allocating;\n"
           "                        refuse (exit 1) when the model cannot fit. Without --ctx the context\n"
-          "                        may shrink; generation stops early if memory pressure turns critical\n"
+          "                        may shrink; weights larger than SIZE stream from the file layer by\n"
+          "                        layer (GGUF, CPU); generation stops early if memory pressure turns critical\n"
           "      --mem-report      print the memory report (weights, KV cache, scratch) at the end\n"
           "  -h, --help            this help\n", f);
 }
@@ -202,8 +203,8 @@ static int run_single(run_opts o) {
         lb_model_free(m);
         return cli_fail("--ctx %lld is larger than the model's trained context of %d tokens", o.n_ctx, tr);
     }
-    int ctx_strict = o.n_ctx > 0;
-    if (o.mem_budget && cli_mem_plan(m, o.mem_budget, (int)o.threads, &o.n_ctx, ctx_strict, &o.kv, o.kv_given)) {
+    int ctx_strict = o.n_ctx > 0, stream_window = 0;
+    if (o.mem_budget && cli_mem_plan(m, o.mem_budget, (int)o.threads, &o.n_ctx, ctx_strict, &o.kv, o.kv_given, &stream_window)) {
         lb_model_free(m);
         return CLI_ERR;
     }
@@ -213,6 +214,7 @@ static int run_single(run_opts o) {
     sp.n_threads = (int)o.threads;
     sp.kv_type = o.kv;
     sp.device = o.device;
+    sp.stream_window = stream_window;
     lb_session *s = NULL;
     lb_generate_params gp = lb_generate_default_params();
     gp.max_tokens = (int)o.n_predict;
@@ -229,6 +231,7 @@ static int run_single(run_opts o) {
     lb_status st = lb_session_new(m, &sp, &s, &err);
     if (!st && o.draft) {
         sp.n_ctx = lb_session_n_ctx(s);
+        sp.stream_window = 0; /* the window was planned for the target */
         st = open_draft(&o, &sp, &dm, &gp.draft, &err);
     }
     if (!st) st = lb_sampler_new(&o.sp, lb_model_n_vocab(m), &gp.sampler, &err);
