@@ -163,9 +163,11 @@ typedef struct lb_mem_plan_in {
     int kv_forced;                               /* -1: choose; else an lb_mem_kv_dtype to use */
     uint64_t memlock_limit;                      /* RLIMIT_MEMLOCK; 0: never lock the weights */
     /* Streaming (weights read layer by layer from the file when they do not fit): the largest
-     * unit (a layer, or the output head), the part that stays resident, the number of units
-     * (0: streaming not considered); stream_refusal non-empty: why this model cannot stream. */
-    uint64_t stream_unit_bytes, stream_fixed_bytes;
+     * layer, the output head, the part that stays resident (norms, tensors converted at load),
+     * the number of units (layers + head; 0: streaming not considered); stream_refusal
+     * non-empty: why this model cannot stream. A window of w units holds at most
+     * (w - 1) layers + the larger of a layer and the head. */
+    uint64_t stream_unit_bytes, stream_head_bytes, stream_fixed_bytes;
     uint32_t stream_units;
     char stream_refusal[256];
 } lb_mem_plan_in;

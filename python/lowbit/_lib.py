@@ -257,7 +257,7 @@ class MemPlanIn(ctypes.Structure):
                 ("scratch_bytes", c_uint64), ("scratch_bytes_per_token", c_uint64), ("overhead_bytes", c_uint64),
                 ("n_ctx_requested", ctypes.c_uint32), ("n_ctx_train", ctypes.c_uint32), ("n_ctx_min", ctypes.c_uint32),
                 ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64),
-                ("stream_unit_bytes", c_uint64), ("stream_fixed_bytes", c_uint64), ("stream_units", ctypes.c_uint32),
+                ("stream_unit_bytes", c_uint64), ("stream_head_bytes", c_uint64), ("stream_fixed_bytes", c_uint64), ("stream_units", ctypes.c_uint32),
                 ("stream_refusal", ctypes.c_char * 256)]
 
 

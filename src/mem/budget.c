@@ -98,11 +98,17 @@ static uint64_t stream_base(const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_
     return lb_mem_plan_total(&rest, n_ctx, kv, NULL, NULL);
 }
 
+/* Resident bytes of a window of w units: the head is one of them at worst. */
+static uint64_t window_bytes(const lb_mem_plan_in *in, uint32_t w) {
+    uint64_t big = in->stream_head_bytes > in->stream_unit_bytes ? in->stream_head_bytes : in->stream_unit_bytes;
+    return w ? (uint64_t)(w - 1) * in->stream_unit_bytes + big : 0;
+}
+
 /* Units that fit beside the base (capped at all of them); 0 when not even one does. */
 static uint32_t stream_fit(const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_dtype kv) {
-    uint64_t base = stream_base(in, n_ctx, kv);
-    if (base >= in->budget || !in->stream_unit_bytes) return 0;
-    uint64_t w = (in->budget - base) / in->stream_unit_bytes;
+    uint64_t base = stream_base(in, n_ctx, kv), one = window_bytes(in, 1);
+    if (base >= in->budget || !in->stream_unit_bytes || in->budget - base < one) return 0;
+    uint64_t w = 1 + (in->budget - base - one) / in->stream_unit_bytes;
     return w > in->stream_units ? in->stream_units : (uint32_t)w;
 }
 
@@ -117,16 +123,18 @@ static int plan_stream(const lb_mem_plan_in *in, const lb_mem_kv_dtype *cand, in
     if (pick < 0) return 0;
     uint32_t w = stream_fit(in, req, cand[pick]);
     lb_mem_plan_in win = *in;
-    win.weight_bytes = in->stream_fixed_bytes + (uint64_t)w * in->stream_unit_bytes;
+    win.weight_bytes = in->stream_fixed_bytes + window_bytes(in, w);
     fill(out, &win, req, cand[pick]);
     out->kv_fallback = pick > 0;
     out->streaming = 1;
     out->stream_window = w;
-    out->stream_window_bytes = (uint64_t)w * in->stream_unit_bytes;
-    char a[32], b[32], c[32];
-    int n = snprintf(out->summary, sizeof out->summary, "plan: streaming: window %u layers, %s (of %s weights, %u units of up to %s); %u tokens, %s KV: ",
-                     w, lb_size_format(out->stream_window_bytes, a, sizeof a), lb_size_format(in->weight_bytes, b, sizeof b),
-                     in->stream_units, lb_size_format(in->stream_unit_bytes, c, sizeof c), req, lb_mem_kv_dtype_name(cand[pick]));
+    out->stream_window_bytes = window_bytes(in, w);
+    char a[32], b[32], c[32], d[32];
+    int n = snprintf(out->summary, sizeof out->summary,
+                     "plan: streaming: window %u layers, %s (of %s weights: %u layers of up to %s, head %s); %u tokens, %s KV: ", w,
+                     lb_size_format(out->stream_window_bytes, a, sizeof a), lb_size_format(in->weight_bytes, b, sizeof b),
+                     in->stream_units - 1, lb_size_format(in->stream_unit_bytes, c, sizeof c),
+                     lb_size_format(in->stream_head_bytes, d, sizeof d), req, lb_mem_kv_dtype_name(cand[pick]));
     breakdown(out->summary + n, sizeof out->summary - (size_t)n, &win, req, cand[pick], "<=");
     return 1;
 }
@@ -139,8 +147,8 @@ static void stream_refusal(char *buf, size_t cap, const lb_mem_plan_in *in, uint
         append(buf, cap, "; cannot stream: %s", in->stream_refusal);
         return;
     }
-    append(buf, cap, "; streaming needs one layer %s + the rest (KV, scratch, runtime, fixed weights) %s, over the budget",
-           lb_size_format(in->stream_unit_bytes, a, sizeof a), lb_size_format(stream_base(in, req, kv), b, sizeof b));
+    append(buf, cap, "; streaming needs one unit %s (a layer or the head) + the rest (KV, scratch, runtime, fixed weights) %s, over the budget",
+           lb_size_format(window_bytes(in, 1), a, sizeof a), lb_size_format(stream_base(in, req, kv), b, sizeof b));
 }
 
 lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err) {

@@ -211,8 +211,8 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     in->overhead_bytes = tokenizer_estimate(m->tok) + LB_MEM_RUNTIME_ALLOWANCE;
     in->n_ctx_train = m->cfg.ctx_train > 0 ? (uint32_t)m->cfg.ctx_train : 0;
     in->kv_forced = -1;
-    lb_stream_sizes(m, LB_MAX_BATCH, &in->stream_unit_bytes, &in->stream_fixed_bytes, &in->stream_units, in->stream_refusal,
-                    sizeof in->stream_refusal);
+    lb_stream_sizes(m, LB_MAX_BATCH, &in->stream_unit_bytes, &in->stream_head_bytes, &in->stream_fixed_bytes, &in->stream_units,
+                    in->stream_refusal, sizeof in->stream_refusal);
 }
 
 lb_status lb_model_lock_weights(lb_model *m, lb_error *err) {

@@ -38,7 +38,7 @@ struct lb_stream {
     unit *units;
     int *fds; /* per map; -1 for none */
     size_t page;
-    uint64_t unit_max;
+    uint64_t window_bytes;
     pthread_t th;
     int started;
     pthread_mutex_t mu;
@@ -68,21 +68,6 @@ static int map_index(const lb_model *m, const void *p) {
     return -1;
 }
 
-/* The file map holding t, or -1 with why[] filled. */
-static int map_of(const lb_model *m, const lb_tensor *t, char *why, size_t cap) {
-    int i = map_index(m, t->data);
-    if (i >= 0) {
-        const lb_mapfile *f = &m->maps[i];
-        if (!f->heap) return i;
-        snprintf(why, cap, "%s was restored into memory (a compressed .lbz): streaming needs weights read in place from the file",
-                 f->path);
-        return -1;
-    }
-    snprintf(why, cap, "tensor %s was converted at load into memory (%s): streaming needs weights read in place from the file",
-             t->name ? t->name : "?", lb_dtype_name(t->type));
-    return -1;
-}
-
 static int by_start(const void *x, const void *y) {
     const range *a = x, *b = y;
     return (a->a > b->a) - (a->a < b->a);
@@ -106,17 +91,20 @@ static unit *units_build(const lb_model *m, size_t page, int max_batch, uint64_t
     *fixed = 0;
     for (size_t i = 0; i < m->n_tensors; i++) {
         const lb_tensor *t = &m->tensors[i];
-        int k = unit_of_tensor(m, t);
+        int k = unit_of_tensor(m, t), map = map_index(m, t->data);
         uint64_t rounded = (t->nbytes + page - 1) / page * page;
-        if (k == -1) *fixed += rounded;
-        if (k == -2) { /* a batch of row lookups before they are dropped */
+        if (map >= 0 && m->maps[map].heap) {
+            snprintf(why, cap, "%s was restored into memory (a compressed .lbz): streaming needs weights read in place from the file",
+                     m->maps[map].path);
+            return units_free(u, n), NULL;
+        }
+        if (k == -2 && map >= 0) { /* a batch of row lookups before they are dropped */
             uint64_t rows = (uint64_t)max_batch * ((t->nbytes / (uint64_t)m->cfg.n_vocab + page - 1) / page + 1) * page;
             *fixed += rows < rounded ? rows : rounded;
+        } else if (k < 0 || map < 0) { /* resident whatever the window: small, or converted at load */
+            *fixed += rounded;
         }
-        if (k < 0 && k != -2) continue;
-        int map = map_of(m, t, why, cap);
-        if (map < 0) return units_free(u, n), NULL;
-        if (k < 0) continue;
+        if (k < 0 || map < 0) continue;
         range *r = realloc(u[k].r, (size_t)(u[k].n + 1) * sizeof *r);
         if (!r) return snprintf(why, cap, "out of memory"), units_free(u, n), NULL;
         uintptr_t a = (uintptr_t)t->data;
@@ -139,17 +127,18 @@ static unit *units_build(const lb_model *m, size_t page, int max_batch, uint64_t
     return u;
 }
 
-int lb_stream_sizes(const lb_model *m, int max_batch, uint64_t *unit_max, uint64_t *fixed, uint32_t *n_units, char *why,
-                    size_t cap) {
-    *unit_max = *fixed = 0;
+int lb_stream_sizes(const lb_model *m, int max_batch, uint64_t *unit_max, uint64_t *head, uint64_t *fixed, uint32_t *n_units,
+                    char *why, size_t cap) {
+    *unit_max = *head = *fixed = 0;
     *n_units = 0;
     uint64_t fx = 0;
     int n = m->cfg.n_layers + 1;
     *n_units = n > 1 ? (uint32_t)n : 0; /* considered, so that a refusal can say why */
     unit *u = units_build(m, (size_t)sysconf(_SC_PAGESIZE), max_batch, &fx, why, cap);
     if (!u) return 1;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k + 1 < n; k++)
         if (u[k].bytes > *unit_max) *unit_max = u[k].bytes;
+    *head = u[n - 1].bytes;
     units_free(u, n);
     *fixed = fx;
     if (why && cap) why[0] = 0;
@@ -295,8 +284,11 @@ lb_status lb_stream_new(const lb_model *m, int window, lb_stream **out, lb_error
         lb_status st = m->maps[i].heap ? LB_OK : lb_open_regular(m->maps[i].path, &s->fds[i], NULL, err);
         if (st) return lb_stream_free(s), st;
     }
-    for (int k = 0; k < s->n_units; k++)
-        if (s->units[k].bytes > s->unit_max) s->unit_max = s->units[k].bytes;
+    for (int k = 0; k < s->n_units; k++) { /* the most any window of consecutive units holds */
+        uint64_t sum = 0;
+        for (int i = 0; i < s->window; i++) sum += s->units[(k + i) % s->n_units].bytes;
+        if (sum > s->window_bytes) s->window_bytes = sum;
+    }
     /* what the load or an earlier session left resident goes first: the window is the budget */
     for (int k = 0; k < s->n_units; k++) drop_unit(s, k);
     if (pthread_create(&s->th, NULL, prefetch_main, s)) {
@@ -327,4 +319,4 @@ void lb_stream_free(lb_stream *s) {
 }
 
 int lb_stream_window(const lb_stream *s) { return s->window; }
-uint64_t lb_stream_window_bytes(const lb_stream *s) { return (uint64_t)s->window * s->unit_max; }
+uint64_t lb_stream_window_bytes(const lb_stream *s) { return s->window_bytes; }

@@ -14,17 +14,18 @@
 
 typedef struct lb_stream lb_stream;
 
-/* The sizes the planner needs (page-rounded): the largest unit, the fixed part (with the rows
- * of max_batch token lookups), the number of units. Returns 0 when the model can stream; else 1 with why[] saying what prevents it (a
- * tensor converted at load, a restored .lbz, no layers). */
-int lb_stream_sizes(const lb_model *m, int max_batch, uint64_t *unit_max, uint64_t *fixed, uint32_t *n_units, char *why, size_t cap);
+/* The sizes the planner needs (page-rounded): the largest layer, the head, the fixed part
+ * (tensors converted at load, the rows of max_batch token lookups), the number of units.
+ * Returns 0 when the model can stream; else 1 with why[] saying what prevents it (a restored
+ * .lbz, no layers). */
+int lb_stream_sizes(const lb_model *m, int max_batch, uint64_t *unit_max, uint64_t *head, uint64_t *fixed, uint32_t *n_units, char *why, size_t cap);
 
 /* window: units resident at once (>= 1; 1 leaves no room to read ahead). Opens the mapped files
  * again (for posix_fadvise) and starts the prefetch thread. */
 lb_status lb_stream_new(const lb_model *m, int window, lb_stream **out, lb_error *err);
 void lb_stream_free(lb_stream *s);
 int lb_stream_window(const lb_stream *s);
-uint64_t lb_stream_window_bytes(const lb_stream *s); /* window x the largest unit */
+uint64_t lb_stream_window_bytes(const lb_stream *s); /* the most window consecutive units hold */
 /* Waits until unit u is resident (its prefetch finished) and lets the prefetcher read ahead.
  * Units are expected in order 0, 1, ..., n_units - 1, 0, ...; another unit (a pass that stopped
  * on an error) restarts the window there. An error of the prefetcher is returned here. */
