@@ -188,8 +188,8 @@ typedef struct lb_mem_plan {
 } lb_mem_plan;
 
 /* Order: F16 at the requested context, then Q8_0 at it, then (unless ctx_strict) the largest
- * context with Q8_0 (or the forced type). When the weights alone leave no room and stream_units
- * is set: streaming at the requested context, F16 then Q8_0 KV with a window of at least two
+ * context with Q8_0 (or the forced type). When the weights leave room for fewer than n_ctx_min
+ * tokens and stream_units is set: streaming at the requested context, F16 then Q8_0 KV with a window of at least two
  * units (one computing, one being read), else the first type that leaves room for one; refused
  * (naming one unit + KV + scratch) when not even one unit fits. LB_OK with out filled when something fits;
  * LB_ERR_BUDGET with out->summary and err naming every part ("weights 3.56 GiB + KV cache (4096

@@ -143,7 +143,8 @@ class Model(_lib.Handle, _TokenizerOps):
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
     kv_type: "f32", "f16", "q8_0" or "q4_0" (the last two: head_dim a multiple of 32); None: f16, as llama.cpp (a
-    mem_budget may lower it to q8_0, with a warning). tokenizer: a tokenizer file to use instead of the model's own.
+    mem_budget may lower it to q8_0, with a warning; weights larger than the budget stream from the file
+    layer by layer, stream_window layers at a time). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     One session (KV cache) per Model: use a Model from one thread at a time, and finish (or drop)
     a streaming generate() before the next call."""
@@ -178,9 +179,11 @@ class Model(_lib.Handle, _TokenizerOps):
         lib.lb_model_get_info(h, ctypes.byref(info))
         self._info = info
         kv = _KV_TYPES[kv_type] if kv_type is not None else None
+        self.stream_window = 0  # layers streamed from the file at once; 0: every weight resident
         if budget is not None:
             n_ctx, kv = self._plan(budget, n_ctx, kv, threads)
         sp = lib.lb_session_default_params()
+        sp.stream_window = self.stream_window
         sp.n_ctx = n_ctx
         sp.n_threads = threads
         sp.kv_type = kv if kv is not None else sp.kv_type
@@ -188,7 +191,7 @@ class Model(_lib.Handle, _TokenizerOps):
             s = ctypes.c_void_p()
             _lib.call(lib.lb_session_new, h, ctypes.byref(sp), ctypes.byref(s))
             self._s = s
-            if budget is not None:
+            if budget is not None and not self.stream_window:  # streaming: the plan is the check
                 self._check_budget(budget)
         except BaseException:
             self.close()
@@ -216,6 +219,8 @@ class Model(_lib.Handle, _TokenizerOps):
         # kv None: the planner's order, f16 (the default) first, as lowbit run
         _lib.call(lib.lb_mem_plan_make, ctypes.byref(pin), ctypes.byref(plan))
         self.plan = plan.summary.decode("utf-8", "replace")
+        # weights over the budget stream from the file, a window of layers at a time (the plan says so)
+        self.stream_window = plan.stream_window if plan.streaming else 0
         if kv is None and plan.kv_dtype != _KV_TYPES["f16"]:  # never silently
             names = {v: k for k, v in _KV_TYPES.items()}
             warnings.warn("mem_budget changes the KV cache from f16 to %s (pass kv_type= to choose): %s"

@@ -194,8 +194,9 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
         out->shrunk = 1;
         out->kv_fallback = small != cand[0];
     }
-    /* what does not fit with every weight resident may fit streaming them */
-    if (!found && in->stream_units && !in->stream_refusal[0] && plan_stream(in, cand, nc, req, out)) return LB_OK;
+    /* weights that leave no room for the smallest useful context stream from the file; a
+     * context that does not fit beside resident weights is the user's trade, not ours */
+    if (!found && fit < min_ctx && in->stream_units && !in->stream_refusal[0] && plan_stream(in, cand, nc, req, out)) return LB_OK;
 
     if (found) {
         out->lock_weights = in->memlock_limit && in->memlock_limit >= in->weight_bytes;
@@ -221,7 +222,7 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
         append(out->summary, sizeof out->summary, "; weights, scratch and runtime alone leave no room for a KV cache");
     else
         append(out->summary, sizeof out->summary, "; only %u tokens fit, fewer than the minimum %u", fit, min_ctx);
-    stream_refusal(out->summary, sizeof out->summary, in, req, small);
+    if (fit < min_ctx) stream_refusal(out->summary, sizeof out->summary, in, req, small);
     out->budget = in->budget;
     return lb_fail(err, LB_ERR_BUDGET, "%s", out->summary);
 }
