@@ -1,4 +1,4 @@
-"""lowbit run under a --mem-budget below the weights: the plan says it streams (and the window),
+"""lowbit run (and lowbit memplan) under a --mem-budget below the weights: the plan says it streams (and the window),
 --mem-report names the window, the greedy ids equal the run with every weight resident, and the
 process's peak RSS (VmHWM, which counts the mapped file pages) stays under the budget while the
 resident run's peak is above it; a budget below one layer + KV is refused naming both.
@@ -50,6 +50,16 @@ try:
     # --kv-type and --ctx are kept while streaming
     rc, ids2, err = run(model, "--mem-budget", "%dK" % (budget // 1024), "--kv-type", "f32")
     check(rc == 0 and "f32 KV" in err and "streaming" in err, "f32 KV streamed: %s" % err[-400:])
+    # lowbit memplan: the same plan without running
+    r = lowbit("memplan", "-m", model, "--mem-budget", "%dK" % (budget // 1024), "--ctx", "64", ok=False)
+    out, err = r.stdout.decode(), r.stderr.decode(errors="replace")
+    check(r.returncode == 0 and re.match(r"streaming: window \d+ layers; context 64 tokens, f16 KV", out), "memplan: %s %s" % (out, err))
+    check(err.split(" (KV types")[0] in err1, "memplan's plan is run's: %s" % err)
+    r = lowbit("memplan", "-m", model, "--mem-budget", "1G", ok=False)
+    check(r.returncode == 0 and r.stdout.decode().startswith("resident: "), "memplan resident: %s" % r.stdout)
+    r = lowbit("memplan", "-m", model, "--mem-budget", "24M", ok=False)
+    check(r.returncode == 1 and b"streaming needs one unit" in r.stderr, "memplan refusal: %s" % r.stderr[-300:])
+    check(lowbit("memplan", "--help").returncode == 0, "memplan --help")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -132,3 +132,43 @@ lb_mem_guard *cli_mem_guard_open(void) {
         fprintf(stderr, "lowbit: memory guard off: %s\n", err.msg);
     return g;
 }
+
+/* lowbit memplan: the plan `lowbit run --mem-budget` would make, without running anything. */
+int cmd_memplan(int argc, char **argv) {
+    const char *model = NULL;
+    uint64_t budget = 0;
+    long long n_ctx = 0, threads = 0;
+    lb_kv_type kv = LB_KV_F16;
+    int kv_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: lowbit memplan -m MODEL --mem-budget SIZE [--ctx N] [--kv-type f32|f16|q8_0|q4_0] [-t N]\n\n"
+                 "Prints the memory plan lowbit run would make under SIZE (6G = 6 GiB): context, KV cache type,\n"
+                 "and whether the weights stay resident or stream from the file layer by layer (and through how\n"
+                 "many layers at once), or why nothing fits (exit 1). Loads nothing but the model's mapping.");
+            return CLI_OK;
+        }
+        if (!v) return fprintf(stderr, "lowbit: memplan: %s needs a value\n", a), CLI_USAGE;
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 1, 1 << 24, &n_ctx)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "--kv-type")) {
+            if (!cli_kv_type(a, v, &kv)) return CLI_USAGE;
+            kv_given = 1;
+        } else return fprintf(stderr, "lowbit: memplan: unknown option '%s'\n", a), CLI_USAGE;
+    }
+    if (!model || !budget) return fprintf(stderr, "usage: lowbit memplan -m MODEL --mem-budget SIZE (see --help)\n"), CLI_USAGE;
+    if (cli_mem_precheck(model, budget)) return CLI_ERR;
+    lb_error err = {0};
+    lb_model *m;
+    if (lb_model_load(model, NULL, &m, &err)) return cli_error(&err);
+    int window = 0, rc = cli_mem_plan(m, budget, (int)threads, &n_ctx, n_ctx > 0, &kv, kv_given, &window);
+    if (!rc && window) printf("streaming: window %d layers; context %lld tokens, %s KV\n", window, n_ctx,
+                             lb_mem_kv_dtype_name((lb_mem_kv_dtype)kv));
+    else if (!rc) printf("resident: context %lld tokens, %s KV\n", n_ctx, lb_mem_kv_dtype_name((lb_mem_kv_dtype)kv));
+    lb_model_free(m);
+    return rc;
+}
