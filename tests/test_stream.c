@@ -29,6 +29,7 @@ static lb_mem_plan_in plan_input(const lb_model *m, uint32_t n_ctx, uint64_t *ba
     in.n_ctx_requested = n_ctx;
     in.ctx_strict = 1;
     in.kv_forced = LB_MEM_KV_F32;
+    in.stream_allowed = 1;
     *base = in.stream_fixed_bytes + in.kv_bytes_per_token[LB_MEM_KV_F32] * n_ctx + in.scratch_bytes +
             in.scratch_bytes_per_token * n_ctx + in.overhead_bytes;
     return in;
@@ -64,6 +65,10 @@ static void test_plan(const char *path) {
     in.budget = base + big_unit(&in) + in.stream_unit_bytes;
     snprintf(in.stream_refusal, sizeof in.stream_refusal, "test refusal");
     CHECK(lb_mem_plan_make(&in, &p, &err) == LB_ERR_BUDGET && strstr(err.msg, "cannot stream: test refusal"), "%s", err.msg);
+    /* a caller that cannot stream (the server today) never gets such a plan */
+    in.stream_refusal[0] = 0;
+    in.stream_allowed = 0;
+    CHECK(lb_mem_plan_make(&in, &p, &err) == LB_ERR_BUDGET && !strstr(err.msg, "stream"), "%s", err.msg);
     lb_model_free(m);
 }
 

@@ -170,6 +170,7 @@ typedef struct lb_mem_plan_in {
     uint64_t stream_unit_bytes, stream_head_bytes, stream_fixed_bytes;
     uint32_t stream_units;
     char stream_refusal[256];
+    int stream_allowed; /* 1: the caller streams when the plan says so (lb_session_params.stream_window); 0: never planned */
 } lb_mem_plan_in;
 
 typedef struct lb_mem_plan {
@@ -189,7 +190,7 @@ typedef struct lb_mem_plan {
 
 /* Order: F16 at the requested context, then Q8_0 at it, then (unless ctx_strict) the largest
  * context with Q8_0 (or the forced type). When the weights leave room for fewer than n_ctx_min
- * tokens and stream_units is set: streaming at the requested context, F16 then Q8_0 KV with a window of at least two
+ * tokens and stream_allowed is set: streaming at the requested context, F16 then Q8_0 KV with a window of at least two
  * units (one computing, one being read), else the first type that leaves room for one; refused
  * (naming one unit + KV + scratch) when not even one unit fits. LB_OK with out filled when something fits;
  * LB_ERR_BUDGET with out->summary and err naming every part ("weights 3.56 GiB + KV cache (4096

@@ -258,7 +258,7 @@ class MemPlanIn(ctypes.Structure):
                 ("n_ctx_requested", ctypes.c_uint32), ("n_ctx_train", ctypes.c_uint32), ("n_ctx_min", ctypes.c_uint32),
                 ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64),
                 ("stream_unit_bytes", c_uint64), ("stream_head_bytes", c_uint64), ("stream_fixed_bytes", c_uint64), ("stream_units", ctypes.c_uint32),
-                ("stream_refusal", ctypes.c_char * 256)]
+                ("stream_refusal", ctypes.c_char * 256), ("stream_allowed", c_int)]
 
 
 class MemPlan(ctypes.Structure):

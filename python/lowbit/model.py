@@ -210,6 +210,7 @@ class Model(_lib.Handle, _TokenizerOps):
         pin = _lib.MemPlanIn()
         lib.lb_model_mem_plan_input(self._m, threads or 0, ctypes.byref(pin))
         pin.budget = budget
+        pin.stream_allowed = 1  # the session below takes the plan's window
         train = self._info.ctx_train
         # without n_ctx, what the session would allocate by default; the plan may shrink it
         pin.n_ctx_requested = n_ctx or (train if 0 < train < 4096 else 4096)

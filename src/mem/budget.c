@@ -142,7 +142,7 @@ static int plan_stream(const lb_mem_plan_in *in, const lb_mem_kv_dtype *cand, in
 /* Why streaming did not help, appended to a refusal. */
 static void stream_refusal(char *buf, size_t cap, const lb_mem_plan_in *in, uint32_t req, lb_mem_kv_dtype kv) {
     char a[32], b[32];
-    if (!in->stream_units) return;
+    if (!in->stream_units || !in->stream_allowed) return;
     if (in->stream_refusal[0]) {
         append(buf, cap, "; cannot stream: %s", in->stream_refusal);
         return;
@@ -196,7 +196,7 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
     }
     /* weights that leave no room for the smallest useful context stream from the file; a
      * context that does not fit beside resident weights is the user's trade, not ours */
-    if (!found && fit < min_ctx && in->stream_units && !in->stream_refusal[0] && plan_stream(in, cand, nc, req, out)) return LB_OK;
+    if (!found && fit < min_ctx && in->stream_allowed && in->stream_units && !in->stream_refusal[0] && plan_stream(in, cand, nc, req, out)) return LB_OK;
 
     if (found) {
         out->lock_weights = in->memlock_limit && in->memlock_limit >= in->weight_bytes;

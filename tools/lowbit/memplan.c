@@ -35,6 +35,7 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, n_threads, &in);
     in.budget = budget;
+    in.stream_allowed = 1; /* run, bench and memplan pass the window on to the session */
     int train = lb_model_n_ctx_train(m);
     /* without --ctx, ask for what the session would allocate by default and let the plan shrink */
     in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
