@@ -176,6 +176,9 @@ static lb_status open_draft(const run_opts *o, const lb_session_params *sp, lb_m
     return st;
 }
 
+/* Decimals of a tok/s figure: a streamed 7B model makes 0.1 tok/s, where one decimal says nothing. */
+static int rate_digits(double tok_s) { return tok_s < 10 ? 3 : 1; }
+
 /* One prompt (or an interactive chat) through one session. */
 static int run_single(run_opts o) {
     lb_error err = {0};
@@ -254,11 +257,11 @@ static int run_single(run_opts o) {
     }
     if (!st) {
         char b1[32], b2[32];
+        double pp = t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, tg = t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0;
         fprintf(stderr,
-                "lowbit: load %.1f ms | prompt %zu tok, %.1f tok/s | generated %zu tok, %.1f tok/s | "
+                "lowbit: load %.1f ms | prompt %zu tok, %.*f tok/s | generated %zu tok, %.*f tok/s | "
                 "KV cache %s | peak RSS %s | %d threads\n",
-                t_load * 1e3, t.n_prompt_tok, t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, t.n_gen_tok,
-                t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
+                t_load * 1e3, t.n_prompt_tok, rate_digits(pp), pp, t.n_gen_tok, rate_digits(tg), tg, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
                 cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(s));
         if (o.draft || o.lookup)
             fprintf(stderr, "lowbit: speculative (%s): drafted %zu tok, accepted %zu (%.1f%%)\n",
