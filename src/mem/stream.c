@@ -276,9 +276,9 @@ lb_status lb_stream_new(const lb_model *m, int window, lb_stream **out, lb_error
     s->fds = malloc((m->n_maps ? m->n_maps : 1) * sizeof *s->fds);
     for (size_t i = 0; s->fds && i < m->n_maps; i++) s->fds[i] = -1;
     if (!s->units || !s->fds) {
+        int nomem = s->units != NULL;
         lb_stream_free(s);
-        return lb_fail(err, s->units ? LB_ERR_NOMEM : LB_ERR_UNSUPPORTED, "cannot stream the weights: %s",
-                       s->units ? "out of memory" : why);
+        return lb_fail(err, nomem ? LB_ERR_NOMEM : LB_ERR_UNSUPPORTED, "cannot stream the weights: %s", nomem ? "out of memory" : why);
     }
     for (size_t i = 0; i < m->n_maps; i++) {
         lb_status st = m->maps[i].heap ? LB_OK : lb_open_regular(m->maps[i].path, &s->fds[i], NULL, err);
