@@ -102,6 +102,7 @@ typedef struct lb_engine_params {
     int block_tokens;   /* positions per KV block; 0: 16 */
     int prefix_cache;   /* remember full blocks by their token chain for reuse (1 by default) */
     lb_device device;   /* LB_DEVICE_CPU by default */
+    int stream_window;  /* 0: off; N: weights streamed through N layers (lb_session_params) */
 } lb_engine_params;
 LB_API lb_engine_params lb_engine_default_params(void);
 LB_API lb_status lb_engine_new(lb_model *m, const lb_engine_params *p, lb_engine **out, lb_error *err);

@@ -165,6 +165,15 @@ typedef struct lb_mem_plan_in {
     /* Q4_0 matrices a CPU engine repacks into 8-row groups: they move from the mapped file to the
      * heap (same size, pages of the file released); peak: the largest, held twice while copied */
     uint64_t repack_bytes, repack_peak_bytes;
+    /* Streaming (weights read layer by layer from the file when they do not fit): the largest
+     * layer, the output head, the part that stays resident (norms, tensors converted at load),
+     * the number of units (layers + head; 0: streaming not considered); stream_refusal
+     * non-empty: why this model cannot stream. A window of w units holds at most
+     * (w - 1) layers + the larger of a layer and the head. */
+    uint64_t stream_unit_bytes, stream_head_bytes, stream_fixed_bytes;
+    uint32_t stream_units;
+    char stream_refusal[256];
+    int stream_allowed; /* 1: the caller streams when the plan says so (lb_session_params.stream_window); 0: never planned */
 } lb_mem_plan_in;
 
 typedef struct lb_mem_plan {
@@ -178,10 +187,18 @@ typedef struct lb_mem_plan {
     /* 1: the budget also holds the repack's transient copy, so repack (lb_model_set_repack);
      * 0: keep the plain layout (nothing to repack, or no room) */
     int repack;
+    /* the weights do not fit, so they stream through a window of stream_window units
+     * (stream_window_bytes resident; weight_bytes is then that window plus the fixed part) */
+    int streaming;
+    uint32_t stream_window;
+    uint64_t stream_window_bytes;
 } lb_mem_plan;
 
 /* Order: F16 at the requested context, then Q8_0 at it, then (unless ctx_strict) the largest
- * context with Q8_0 (or the forced type). LB_OK with out filled when something fits;
+ * context with Q8_0 (or the forced type). When the weights leave room for fewer than n_ctx_min
+ * tokens and stream_allowed is set: streaming at the requested context, F16 then Q8_0 KV with a window of at least two
+ * units (one computing, one being read), else the first type that leaves room for one; refused
+ * (naming one unit + KV + scratch) when not even one unit fits. LB_OK with out filled when something fits;
  * LB_ERR_BUDGET with out->summary and err naming every part ("weights 3.56 GiB + KV cache (4096
  * tokens, f16) 2.00 GiB + scratch 0.10 GiB = 5.66 GiB > budget 4.00 GiB"); LB_ERR_RANGE when
  * the requested context exceeds the trained one; LB_ERR_ARG for a zero budget or no KV type. */
@@ -236,12 +253,15 @@ typedef struct lb_mem_report {
     uint64_t restored_bytes, restored_weight_bytes;
     /* Q4_0 tensors repacked into 8-row groups by a CPU engine (heap, in owned_weight_bytes) */
     uint64_t repacked_weight_bytes;
+    /* the session streams its weights: units resident at once and their bytes (0: it does not) */
+    int stream_window;
+    uint64_t stream_window_bytes;
 } lb_mem_report;
 
 /* s may be NULL (then only the model's part is filled). */
 LB_API lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err);
 
-/* Fills the model's part of a plan request: weight_bytes (all tensors), kv_bytes_per_token for
+/* Fills the model's part of a plan request: weight_bytes (all tensors), the streaming sizes, kv_bytes_per_token for
  * the KV cache types the engine has (F32, F16, Q8_0; Q8_0 stays 0 when head_dim % 32 != 0),
  * scratch fixed and per token for n_threads (0: all online CPUs), overhead (tokenizer estimate
  * + LB_MEM_RUNTIME_ALLOWANCE for code, libc, thread stacks) and n_ctx_train; kv_forced = -1.

@@ -113,6 +113,9 @@ typedef struct lb_session_params {
     int n_threads;      /* 0: all cores */
     lb_kv_type kv_type; /* LB_KV_F16 by default (as llama.cpp); LB_KV_F32 for bit-exact references */
     lb_device device;   /* LB_DEVICE_CPU by default */
+    /* 0: weights used from the mapping as they are; N > 0: streamed from the file through a
+     * window of N layers (what lb_mem_plan's stream_window asks for; CPU only) */
+    int stream_window;
 } lb_session_params;
 
 LB_API lb_session_params lb_session_default_params(void);

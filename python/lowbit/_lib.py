@@ -197,7 +197,7 @@ class HubParams(ctypes.Structure):
 
 
 class SessionParams(ctypes.Structure):
-    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int)]
+    _fields_ = [("n_ctx", c_int), ("n_threads", c_int), ("kv_type", c_int), ("device", c_int), ("stream_window", c_int)]
 
 
 class SamplerParams(ctypes.Structure):
@@ -257,14 +257,17 @@ class MemPlanIn(ctypes.Structure):
                 ("scratch_bytes", c_uint64), ("scratch_bytes_per_token", c_uint64), ("overhead_bytes", c_uint64),
                 ("n_ctx_requested", ctypes.c_uint32), ("n_ctx_train", ctypes.c_uint32), ("n_ctx_min", ctypes.c_uint32),
                 ("n_ctx_align", ctypes.c_uint32), ("ctx_strict", c_int), ("kv_forced", c_int), ("memlock_limit", c_uint64),
-                ("repack_bytes", c_uint64), ("repack_peak_bytes", c_uint64)]
+                ("repack_bytes", c_uint64), ("repack_peak_bytes", c_uint64),
+                ("stream_unit_bytes", c_uint64), ("stream_head_bytes", c_uint64), ("stream_fixed_bytes", c_uint64), ("stream_units", ctypes.c_uint32),
+                ("stream_refusal", ctypes.c_char * 256), ("stream_allowed", c_int)]
 
 
 class MemPlan(ctypes.Structure):
     _fields_ = [("n_ctx", ctypes.c_uint32), ("kv_dtype", c_int)] + \
         [(n, c_uint64) for n in ("weight_bytes", "kv_bytes", "scratch_bytes", "overhead_bytes", "total_bytes", "budget")] + \
         [("shrunk", c_int), ("kv_fallback", c_int), ("lock_weights", c_int), ("summary", ctypes.c_char * 512),
-                                                        ("repack", c_int)]
+         ("repack", c_int),
+         ("streaming", c_int), ("stream_window", ctypes.c_uint32), ("stream_window_bytes", c_uint64)]
 
 
 # name: (restype, argtypes). Declared only when the library exports the name.

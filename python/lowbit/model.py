@@ -143,7 +143,8 @@ class Model(_lib.Handle, _TokenizerOps):
     weights, KV cache and buffers do not fit raises LowbitError (status LB_ERR_BUDGET).
     n_ctx: context length (None: the model's, at most 4096, or what the budget allows).
     kv_type: "f32", "f16", "q8_0" or "q4_0" (the last two: head_dim a multiple of 32); None: f16, as llama.cpp (a
-    mem_budget may lower it to q8_0, with a warning). tokenizer: a tokenizer file to use instead of the model's own.
+    mem_budget may lower it to q8_0, with a warning; weights larger than the budget stream from the file
+    layer by layer, stream_window layers at a time). tokenizer: a tokenizer file to use instead of the model's own.
     delta: a delta file (`lowbit delta create`) applied to the weights while loading.
     repack: False keeps Q4_0 matrices in the file's layout (by default the CPU repacks them into
     8-row groups where AVX2 is the kernel level, as `lowbit run`; LOWBIT_REPACK=0/1 overrides).
@@ -183,9 +184,11 @@ class Model(_lib.Handle, _TokenizerOps):
         kv = _KV_TYPES[kv_type] if kv_type is not None else None
         if not repack:
             self._no_repack()
+        self.stream_window = 0  # layers streamed from the file at once; 0: every weight resident
         if budget is not None:
             n_ctx, kv = self._plan(budget, n_ctx, kv, threads)
         sp = lib.lb_session_default_params()
+        sp.stream_window = self.stream_window
         sp.n_ctx = n_ctx
         sp.n_threads = threads
         sp.kv_type = kv if kv is not None else sp.kv_type
@@ -193,7 +196,7 @@ class Model(_lib.Handle, _TokenizerOps):
             s = ctypes.c_void_p()
             _lib.call(lib.lb_session_new, h, ctypes.byref(sp), ctypes.byref(s))
             self._s = s
-            if budget is not None:
+            if budget is not None and not self.stream_window:  # streaming: the plan is the check
                 self._check_budget(budget)
         except BaseException:
             self.close()
@@ -217,6 +220,7 @@ class Model(_lib.Handle, _TokenizerOps):
         pin = _lib.MemPlanIn()
         lib.lb_model_mem_plan_input(self._m, threads or 0, ctypes.byref(pin))
         pin.budget = budget
+        pin.stream_allowed = 1  # the session below takes the plan's window
         train = self._info.ctx_train
         # without n_ctx, what the session would allocate by default; the plan may shrink it
         pin.n_ctx_requested = n_ctx or (train if 0 < train < 4096 else 4096)
@@ -229,6 +233,8 @@ class Model(_lib.Handle, _TokenizerOps):
         if pin.repack_bytes and not plan.repack:  # no room for the repack's transient copy
             self._no_repack()
             self.plan += "; Q4_0 kept in the plain layout (no room to repack)"
+        # weights over the budget stream from the file, a window of layers at a time (the plan says so)
+        self.stream_window = plan.stream_window if plan.streaming else 0
         if kv is None and plan.kv_dtype != _KV_TYPES["f16"]:  # never silently
             names = {v: k for k, v in _KV_TYPES.items()}
             warnings.warn("mem_budget changes the KV cache from f16 to %s (pass kv_type= to choose): %s"

@@ -163,6 +163,21 @@ def test_budget_lowering_kv_warns(shared):
     m.close()
 
 
+def test_mem_budget_streams(shared):
+    """Issue 14: weights over the budget stream from the file, a window of layers at a time, with
+    the greedy ids of every weight resident; the plan says so."""
+    need("lb_mem_plan_make")
+    t512 = shared("models", "tinystories-512d")
+    with lowbit.Model(t512, threads=1, n_ctx=256) as full:
+        want = full.generate("Once upon a time", max_tokens=12).ids
+        assert full.stream_window == 0
+    with lowbit.Model(t512, threads=1, n_ctx=256, mem_budget="40M") as m:  # weights 36.5 MiB + 24 MiB runtime
+        assert m.stream_window == 2 and "streaming: window 2 layers" in m.plan, m.plan
+        assert m.generate("Once upon a time", max_tokens=12).ids == want
+    with pytest.raises(lowbit.LowbitError, match="streaming needs one unit"):
+        lowbit.Model(t512, threads=1, n_ctx=256, mem_budget="24M")
+
+
 def test_plan_equals_cli(shared, cli):
     """Issue 11: the Python planner left out the runtime term (and measured scratch itself); it
     now fills its request with the C lb_model_mem_plan_input, so its plan is the CLI's."""

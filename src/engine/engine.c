@@ -11,7 +11,7 @@
 #include "quant/repack.h"
 
 lb_engine_params lb_engine_default_params(void) {
-    lb_engine_params p = {0, LB_KV_F16, 0, 0, 0, 0, 1, LB_DEVICE_CPU}; /* F16 KV: as lb_session_default_params */
+    lb_engine_params p = {0, LB_KV_F16, 0, 0, 0, 0, 1, LB_DEVICE_CPU, 0}; /* F16 KV: as lb_session_default_params */
     return p;
 }
 
@@ -51,6 +51,10 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     if (!lb_kv_head_bytes(m->cfg.head_dim, p.kv_type))
         return lb_fail(err, LB_ERR_UNSUPPORTED, "a %s KV cache needs head_dim a multiple of 32; this model's head_dim is %d",
                        p.kv_type == LB_KV_Q4_0 ? "Q4_0" : "Q8_0", m->cfg.head_dim);
+    if (p.device == LB_DEVICE_CUDA && p.stream_window > 0)
+        return lb_fail(err, LB_ERR_UNSUPPORTED,
+                       "streaming the weights from the file works on the CPU only, not with --device cuda: give a larger "
+                       "--mem-budget or use the CPU");
     if (p.device == LB_DEVICE_CUDA && p.kv_type == LB_KV_Q4_0)
         return lb_fail(err, LB_ERR_UNSUPPORTED, "the CUDA backend has no Q4_0 KV cache yet (use f16 or q8_0)");
     const lb_backend *be = lb_backend_cpu();
@@ -80,6 +84,7 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     int max_seq = p.n_ctx < (int)(n_blocks * p.block_tokens) ? p.n_ctx : (int)(n_blocks * p.block_tokens);
     lb_status st = lb_kv_cache_new(be, e->mem, &m->cfg, p.kv_type, p.block_tokens, n_blocks, &e->kv, err);
     if (!st) st = lb_fwd_init(&e->fwd, m, be, e->mem, e->pool, e->kv, p.max_batch, max_seq, err);
+    if (!st && p.stream_window > 0) st = lb_stream_new(m, p.stream_window, &e->fwd.stream, err);
     if (!st && !(e->toks = calloc((size_t)p.max_batch, sizeof *e->toks)))
         st = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     if (st) {
@@ -106,6 +111,7 @@ void lb_engine_free(lb_engine *e) {
     free(e->seqs);
     free(e->cache);
     free(e->toks);
+    lb_stream_free(e->fwd.stream);
     lb_fwd_free(&e->fwd);
     lb_kv_cache_free(e->kv);
     if (e->be && e->be->forget) e->be->forget(); /* the model's weights may be freed next */

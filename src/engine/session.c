@@ -11,7 +11,7 @@
 lb_session_params lb_session_default_params(void) {
     /* F16 KV as llama.cpp: half the memory of F32, logits within ~1e-3, the same greedy ids on
      * the reference models; reference comparisons ask for LB_KV_F32 */
-    lb_session_params p = {0, 0, LB_KV_F16, LB_DEVICE_CPU};
+    lb_session_params p = {0, 0, LB_KV_F16, LB_DEVICE_CPU, 0};
     return p;
 }
 
@@ -53,6 +53,7 @@ lb_status lb_session_new(lb_model *m, const lb_session_params *p, lb_session **o
     ep.block_tokens = block_for(n_ctx);
     ep.prefix_cache = 0;
     ep.device = p->device;
+    ep.stream_window = p->stream_window;
     lb_session *s = calloc(1, sizeof *s);
     if (!s) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     s->m = m;

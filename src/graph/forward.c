@@ -216,6 +216,12 @@ static lb_status layer_forward(lb_fwd *f, int l, int n_tok, lb_error *err) {
     return project_add(f, f->hb.data, f->hb2.data, w->ffn_sub_norm, hid, w->w_down, w->w_down_s, n_tok, err);
 }
 
+/* Unit u of the weights (a layer, or n_layers: the head) around its use when streaming. */
+static lb_status acquire(lb_fwd *f, int u, lb_error *err) { return f->stream ? lb_stream_acquire(f->stream, u, err) : LB_OK; }
+static void release(lb_fwd *f, int u) {
+    if (f->stream) lb_stream_release(f->stream, u);
+}
+
 static lb_status embed(lb_fwd *f, const lb_fwd_tok *toks, int n, lb_error *err) {
     lb_model *m = f->m;
     const lb_config *c = &m->cfg;
@@ -245,7 +251,14 @@ lb_status lb_fwd_run(lb_fwd *f, const lb_fwd_tok *toks, int n, float *logits, lb
         lb_rope_table(f->inv_freq.data, c->head_dim / 2, toks[t].pos, (float *)f->rope_cs.data + (size_t)t * c->head_dim);
     }
     lb_status st = embed(f, toks, n, err);
-    for (int l = 0; l < c->n_layers && !st; l++) st = layer_forward(f, l, n, err);
+    /* the looked-up rows of an untied embedding: the head's release drops a tied one */
+    if (f->stream && f->m->tok_embd != f->m->output) lb_stream_drop_tensor(f->stream, f->m->tok_embd);
+    for (int l = 0; l < c->n_layers && !st; l++) {
+        st = acquire(f, l, err);
+        if (!st) st = layer_forward(f, l, n, err);
+        release(f, l);
+    }
+    if (!st) st = acquire(f, c->n_layers, err); /* even without logits: the window moves in order */
     if (st) return st;
     /* rows that want logits, gathered to the front (their fine-tunes with them) */
     int nw = 0;
@@ -255,7 +268,8 @@ lb_status lb_fwd_run(lb_fwd *f, const lb_fwd_tok *toks, int n, float *logits, lb
         if (nw != t) f->be->copy(x + (size_t)nw * c->dim, x + (size_t)t * c->dim, (size_t)c->dim * sizeof(float));
         f->ft[nw++] = toks[t].ft;
     }
-    if (!nw) return LB_OK;
-    norm(f, xb, x, f->m->output_norm, nw, c->dim);
-    return linear(f, f->m->output, NULL, NULL, xb, nw, logits, err);
+    if (nw) norm(f, xb, x, f->m->output_norm, nw, c->dim);
+    if (nw) st = linear(f, f->m->output, NULL, NULL, xb, nw, logits, err);
+    release(f, c->n_layers);
+    return st;
 }

@@ -7,6 +7,7 @@
 #include "core/threads.h"
 #include "graph/kv_cache.h"
 #include "kernels/backend.h"
+#include "mem/stream.h"
 
 /* A fine-tune as corrections of the base: fix[i] for model tensor i is NULL (unchanged) or, for
  * a matrix, the dense F32 dW = W_ft - W_base of the same shape; for a 1-D tensor (norms,
@@ -41,6 +42,7 @@ typedef struct lb_fwd {
     const int32_t **blocks;
     const lb_finetune **ft;
     float *att_tmp;
+    lb_stream *stream; /* non-NULL: each layer's weights are acquired before it runs, released after */
 } lb_fwd;
 
 /* Bytes lb_fwd_init allocates: fixed + per_seq_token x max_seq (n_threads >= 1). */

@@ -91,6 +91,66 @@ static void fill(lb_mem_plan *out, const lb_mem_plan_in *in, uint32_t n_ctx, lb_
     out->total_bytes = lb_mem_plan_total(in, n_ctx, kv, &out->kv_bytes, &out->scratch_bytes);
 }
 
+/* Bytes beside the streamed window at n_ctx with KV type kv: fixed weights, KV, scratch, runtime. */
+static uint64_t stream_base(const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_dtype kv) {
+    lb_mem_plan_in rest = *in;
+    rest.weight_bytes = in->stream_fixed_bytes;
+    return lb_mem_plan_total(&rest, n_ctx, kv, NULL, NULL);
+}
+
+/* Resident bytes of a window of w units: the head is one of them at worst. */
+static uint64_t window_bytes(const lb_mem_plan_in *in, uint32_t w) {
+    uint64_t big = in->stream_head_bytes > in->stream_unit_bytes ? in->stream_head_bytes : in->stream_unit_bytes;
+    return w ? (uint64_t)(w - 1) * in->stream_unit_bytes + big : 0;
+}
+
+/* Units that fit beside the base (capped at all of them); 0 when not even one does. */
+static uint32_t stream_fit(const lb_mem_plan_in *in, uint32_t n_ctx, lb_mem_kv_dtype kv) {
+    uint64_t base = stream_base(in, n_ctx, kv), one = window_bytes(in, 1);
+    if (base >= in->budget || !in->stream_unit_bytes || in->budget - base < one) return 0;
+    uint64_t w = 1 + (in->budget - base - one) / in->stream_unit_bytes;
+    return w > in->stream_units ? in->stream_units : (uint32_t)w;
+}
+
+/* Streaming when the weights do not fit: the first KV candidate with a window of two units
+ * (reading one while computing another), else the first with one. 1: out filled. */
+static int plan_stream(const lb_mem_plan_in *in, const lb_mem_kv_dtype *cand, int nc, uint32_t req, lb_mem_plan *out) {
+    int pick = -1;
+    for (int i = 0; i < nc && pick < 0; i++)
+        if (stream_fit(in, req, cand[i]) >= 2) pick = i;
+    for (int i = 0; i < nc && pick < 0; i++)
+        if (stream_fit(in, req, cand[i]) >= 1) pick = i;
+    if (pick < 0) return 0;
+    uint32_t w = stream_fit(in, req, cand[pick]);
+    lb_mem_plan_in win = *in;
+    win.weight_bytes = in->stream_fixed_bytes + window_bytes(in, w);
+    fill(out, &win, req, cand[pick]);
+    out->kv_fallback = pick > 0;
+    out->streaming = 1;
+    out->stream_window = w;
+    out->stream_window_bytes = window_bytes(in, w);
+    char a[32], b[32], c[32], d[32];
+    int n = snprintf(out->summary, sizeof out->summary,
+                     "plan: streaming: window %u layers, %s (of %s weights: %u layers of up to %s, head %s); %u tokens, %s KV: ", w,
+                     lb_size_format(out->stream_window_bytes, a, sizeof a), lb_size_format(in->weight_bytes, b, sizeof b),
+                     in->stream_units - 1, lb_size_format(in->stream_unit_bytes, c, sizeof c),
+                     lb_size_format(in->stream_head_bytes, d, sizeof d), req, lb_mem_kv_dtype_name(cand[pick]));
+    breakdown(out->summary + n, sizeof out->summary - (size_t)n, &win, req, cand[pick], "<=");
+    return 1;
+}
+
+/* Why streaming did not help, appended to a refusal. */
+static void stream_refusal(char *buf, size_t cap, const lb_mem_plan_in *in, uint32_t req, lb_mem_kv_dtype kv) {
+    char a[32], b[32];
+    if (!in->stream_units || !in->stream_allowed) return;
+    if (in->stream_refusal[0]) {
+        append(buf, cap, "; cannot stream: %s", in->stream_refusal);
+        return;
+    }
+    append(buf, cap, "; streaming needs one unit %s (a layer or the head) + the rest (KV, scratch, runtime, fixed weights) %s, over the budget",
+           lb_size_format(window_bytes(in, 1), a, sizeof a), lb_size_format(stream_base(in, req, kv), b, sizeof b));
+}
+
 lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err) {
     if (!in || !out) return lb_fail(err, LB_ERR_ARG, "lb_mem_plan_make: NULL argument");
     memset(out, 0, sizeof *out);
@@ -134,6 +194,9 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
         out->shrunk = 1;
         out->kv_fallback = small != cand[0];
     }
+    /* weights that leave no room for the smallest useful context stream from the file; a
+     * context that does not fit beside resident weights is the user's trade, not ours */
+    if (!found && fit < min_ctx && in->stream_allowed && in->stream_units && !in->stream_refusal[0] && plan_stream(in, cand, nc, req, out)) return LB_OK;
 
     if (found) {
         out->lock_weights = in->memlock_limit && in->memlock_limit >= in->weight_bytes;
@@ -162,6 +225,7 @@ lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error 
         append(out->summary, sizeof out->summary, "; weights, scratch and runtime alone leave no room for a KV cache");
     else
         append(out->summary, sizeof out->summary, "; only %u tokens fit, fewer than the minimum %u", fit, min_ctx);
+    if (fit < min_ctx) stream_refusal(out->summary, sizeof out->summary, in, req, small);
     out->budget = in->budget;
     return lb_fail(err, LB_ERR_BUDGET, "%s", out->summary);
 }

@@ -11,6 +11,7 @@
 #include "core/model.h"
 #include "engine/session.h"
 #include "quant/repack.h"
+#include "mem/stream.h"
 #include "tokenizer/tokenizer.h"
 
 /* Resident bytes of a range (a file mapping or a heap buffer), counted a window of pages at a time so that a 13 GB model
@@ -130,6 +131,10 @@ static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
     }
     r->kv_used_bytes = r->kv_bytes_per_token * (uint64_t)r->n_past;
     resident_bytes(lb_session_kv_base(s), lb_session_kv_bytes(s), page, &r->kv_resident_bytes);
+    if (s->e->fwd.stream) {
+        r->stream_window = lb_stream_window(s->e->fwd.stream);
+        r->stream_window_bytes = lb_stream_window_bytes(s->e->fwd.stream);
+    }
 }
 
 lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_report *out, lb_error *err) {
@@ -213,6 +218,8 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
         in->repack_bytes = lb_repack_model_bytes(m, &peak);
         in->repack_peak_bytes = peak;
     }
+    lb_stream_sizes(m, LB_MAX_BATCH, &in->stream_unit_bytes, &in->stream_head_bytes, &in->stream_fixed_bytes, &in->stream_units,
+                    in->stream_refusal, sizeof in->stream_refusal);
 }
 
 lb_status lb_model_lock_weights(lb_model *m, lb_error *err) {

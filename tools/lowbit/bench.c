@@ -51,7 +51,8 @@ int cmd_bench(int argc, char **argv) {
                  "--json prints {\"pp_tok_s\", \"tg_tok_s\", \"tg_gb_s\", \"peak_rss_bytes\", \"threads\", \"kernels\", \"device\"};\n"
                  "tg_gb_s is the model's weight bytes one token reads (all but the embedding table) x tg_tok_s.\n"
                  "-c allocates a context of CTX tokens (default: what -p and -n need; at most the trained\n"
-                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB) and refuses when it cannot fit.\n"
+                 "context). --mem-budget plans the KV type within SIZE (6G = 6 GiB), streams weights larger than SIZE\n"
+                 "from the file layer by layer, and refuses when not even one layer fits.\n"
                  "--no-repack keeps Q4_0 matrices in the file's layout instead of 8-row groups (LOWBIT_REPACK=0).\n\n"
                  "--parallel 1,4,8,16,32: for each count N, N sequences through the batched engine, as\n"
                  "llama-batched-bench: N different -p token prompts processed side by side, then -n decode steps\n"
@@ -121,7 +122,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("context of %lld tokens %s (%lld needed, %d trained)", n_ctx, why, need, tr);
     }
     /* the context is fixed by -p/-n or -c: the plan may choose the KV type, never shrink it */
-    if (budget && cli_mem_plan(m, budget, (int)threads, &n_ctx, 1, &kv, kv_given)) {
+    if (budget && cli_mem_plan(m, budget, (int)threads, &n_ctx, 1, &kv, kv_given, &sp.stream_window)) {
         lb_model_free(m);
         return CLI_ERR;
     }

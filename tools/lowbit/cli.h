@@ -60,13 +60,14 @@ int cli_device(const char *opt, const char *val, lb_device *out);
 int cli_mem_budget(const char *opt, const char *val, uint64_t *out);
 /* Plans the context and KV type within budget and prints the plan on stderr. *n_ctx: the
  * requested context (0: the default) in, the planned one out; ctx_strict when the user gave
- * --ctx; kv_forced when the user gave --kv-type (*kv). CLI_OK, or CLI_ERR after printing why the
+ * --ctx; kv_forced when the user gave --kv-type (*kv); *stream_window: the layers to stream
+ * through when the weights do not fit (0: they do). CLI_OK, or CLI_ERR after printing why the
  * model does not fit. */
 /* Before loading under --mem-budget: a .lbz restore larger than the budget is refused without
  * allocating it (CLI_ERR with a message), CLI_OK otherwise. */
 int cli_mem_precheck(const char *model, uint64_t budget);
 int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
-                 int kv_forced);
+                 int kv_forced, int *stream_window);
 /* The memory report of m (and s, may be NULL) on stderr. */
 void cli_mem_report(const lb_model *m, const lb_session *s);
 /* Pressure guard for generation (NULL, with a note, when the monitor cannot open). */

@@ -8,7 +8,7 @@
 /* Weak so that a build without one subcommand's file still links and says so. */
 #define CMD(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
 CMD(run) CMD(tokenize) CMD(logits) CMD(inspect) CMD(synth) CMD(bench) CMD(quantize) CMD(convert)
-CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem) CMD(serve) CMD(pull)
+CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem) CMD(memplan) CMD(serve) CMD(pull)
 #undef CMD
 
 static const struct {
@@ -28,6 +28,7 @@ static const struct {
     {"decompress", "restore a compressed model file"},
     {"delta", "create, apply and inspect fine-tune deltas"},
     {"mem", "show system and process memory"},
+    {"memplan", "show the memory plan for a budget (resident or streamed weights)"},
     {"serve", "serve a model over HTTP (OpenAI API, chat page)"},
     {"pull", "download a model from the Hugging Face Hub"},
 };
@@ -35,7 +36,7 @@ static const struct {
 static lb_cmd_fn lookup(const char *name) {
 #define M(n) if (strcmp(name, #n) == 0) return cmd_##n;
     M(run) M(tokenize) M(logits) M(inspect) M(synth) M(bench) M(quantize) M(convert)
-    M(perplexity) M(compress) M(decompress) M(delta) M(mem) M(serve) M(pull)
+    M(perplexity) M(compress) M(decompress) M(delta) M(mem) M(memplan) M(serve) M(pull)
 #undef M
     return NULL;
 }

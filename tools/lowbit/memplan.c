@@ -31,10 +31,11 @@ int cli_mem_precheck(const char *model, uint64_t budget) {
 }
 
 int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, int ctx_strict, lb_kv_type *kv,
-                 int kv_forced) {
+                 int kv_forced, int *stream_window) {
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, n_threads, &in);
     in.budget = budget;
+    in.stream_allowed = 1; /* run, bench and memplan pass the window on to the session */
     int train = lb_model_n_ctx_train(m);
     /* without --ctx, ask for what the session would allocate by default and let the plan shrink */
     in.n_ctx_requested = (uint32_t)(*n_ctx ? *n_ctx : train > 0 && train < 4096 ? train : 4096);
@@ -55,6 +56,10 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
     }
     fprintf(stderr, "lowbit: memory %s (KV types available: f32, f16%s)\n", plan.summary,
             in.kv_bytes_per_token[LB_MEM_KV_Q8_0] ? ", q8_0" : "; q8_0 needs head_dim % 32 == 0");
+    if (plan.streaming) /* the mode change is the plan's, so it says so */
+        fprintf(stderr, "lowbit: note: the weights do not fit --mem-budget with every layer resident: streaming them "
+                        "from the file, %u layers at a time (speed follows the disk)\n", plan.stream_window);
+    *stream_window = plan.streaming ? (int)plan.stream_window : 0;
     if (plan.lock_weights) { /* within RLIMIT_MEMLOCK: keep the weights resident under pressure */
         if (lb_model_lock_weights(m, &err)) fprintf(stderr, "lowbit: warning: %s; continuing unlocked\n", err.msg);
         else fprintf(stderr, "lowbit: weights locked in memory (RLIMIT_MEMLOCK allows it)\n");
@@ -120,6 +125,9 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
         fprintf(stderr, "  tracked     %s live, %s peak in %llu allocations\n", H(r.runtime.live_bytes, a),
                 H(r.runtime.peak_bytes, b), (unsigned long long)r.runtime.n_allocs);
     }
+    if (r.stream_window)
+        fprintf(stderr, "  streaming   window %d layers, %.1f MiB (weights read from the file layer by layer)\n",
+                r.stream_window, (double)r.stream_window_bytes / (1 << 20));
     fprintf(stderr, "  total       %s (weights + tokenizer%s)\n", H(r.total_bytes, a),
             r.has_session ? " + KV cache + scratch" : "");
     fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),
@@ -134,4 +142,44 @@ lb_mem_guard *cli_mem_guard_open(void) {
     if (lb_mem_guard_open(getenv("LOWBIT_MEMMON_ROOT"), 8, &g, &err))
         fprintf(stderr, "lowbit: memory guard off: %s\n", err.msg);
     return g;
+}
+
+/* lowbit memplan: the plan `lowbit run --mem-budget` would make, without running anything. */
+int cmd_memplan(int argc, char **argv) {
+    const char *model = NULL;
+    uint64_t budget = 0;
+    long long n_ctx = 0, threads = 0;
+    lb_kv_type kv = LB_KV_F16;
+    int kv_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            puts("usage: lowbit memplan -m MODEL --mem-budget SIZE [--ctx N] [--kv-type f32|f16|q8_0|q4_0] [-t N]\n\n"
+                 "Prints the memory plan lowbit run would make under SIZE (6G = 6 GiB): context, KV cache type,\n"
+                 "and whether the weights stay resident or stream from the file layer by layer (and through how\n"
+                 "many layers at once), or why nothing fits (exit 1). Loads nothing but the model's mapping.");
+            return CLI_OK;
+        }
+        if (!v) return fprintf(stderr, "lowbit: memplan: %s needs a value\n", a), CLI_USAGE;
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--mem-budget")) { if (!cli_mem_budget(a, v, &budget)) return CLI_USAGE; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { if (!cli_int(a, v, 1, 1 << 24, &n_ctx)) return CLI_USAGE; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 512, &threads)) return CLI_USAGE; }
+        else if (!strcmp(a, "--kv-type")) {
+            if (!cli_kv_type(a, v, &kv)) return CLI_USAGE;
+            kv_given = 1;
+        } else return fprintf(stderr, "lowbit: memplan: unknown option '%s'\n", a), CLI_USAGE;
+    }
+    if (!model || !budget) return fprintf(stderr, "usage: lowbit memplan -m MODEL --mem-budget SIZE (see --help)\n"), CLI_USAGE;
+    if (cli_mem_precheck(model, budget)) return CLI_ERR;
+    lb_error err = {0};
+    lb_model *m;
+    if (lb_model_load(model, NULL, &m, &err)) return cli_error(&err);
+    int window = 0, rc = cli_mem_plan(m, budget, (int)threads, &n_ctx, n_ctx > 0, &kv, kv_given, &window);
+    if (!rc && window) printf("streaming: window %d layers; context %lld tokens, %s KV\n", window, n_ctx,
+                             lb_mem_kv_dtype_name((lb_mem_kv_dtype)kv));
+    else if (!rc) printf("resident: context %lld tokens, %s KV\n", n_ctx, lb_mem_kv_dtype_name((lb_mem_kv_dtype)kv));
+    lb_model_free(m);
+    return rc;
 }

@@ -45,7 +45,8 @@ static void usage(FILE *f) {
           "      --json            print only {\"prompt_ids\", \"ids\", \"text\"} to stdout at the end\n"
           "      --mem-budget SIZE plan context and KV type to fit SIZE (6G = 6 GiB) before allocating;\n"
           "                        refuse (exit 1) when the model cannot fit. Without --ctx the context\n"
-          "                        may shrink; generation stops early if memory pressure turns critical\n"
+          "                        may shrink; weights larger than SIZE stream from the file layer by\n"
+          "                        layer (GGUF, CPU); generation stops early if memory pressure turns critical\n"
           "      --mem-report      print the memory report (weights, KV cache, scratch) at the end\n"
           "      --no-repack       keep Q4_0 matrices in the file's layout (by default the CPU repacks\n"
           "                        them into 8-row groups where AVX2 is the level; LOWBIT_REPACK=0|1)\n"
@@ -178,6 +179,9 @@ static lb_status open_draft(const run_opts *o, const lb_session_params *sp, lb_m
     return st;
 }
 
+/* Decimals of a tok/s figure: a streamed 7B model makes 0.1 tok/s, where one decimal says nothing. */
+static int rate_digits(double tok_s) { return tok_s < 10 ? 3 : 1; }
+
 /* One prompt (or an interactive chat) through one session. */
 static int run_single(run_opts o) {
     lb_error err = {0};
@@ -206,8 +210,8 @@ static int run_single(run_opts o) {
         lb_model_free(m);
         return cli_fail("--ctx %lld is larger than the model's trained context of %d tokens", o.n_ctx, tr);
     }
-    int ctx_strict = o.n_ctx > 0;
-    if (o.mem_budget && cli_mem_plan(m, o.mem_budget, (int)o.threads, &o.n_ctx, ctx_strict, &o.kv, o.kv_given)) {
+    int ctx_strict = o.n_ctx > 0, stream_window = 0;
+    if (o.mem_budget && cli_mem_plan(m, o.mem_budget, (int)o.threads, &o.n_ctx, ctx_strict, &o.kv, o.kv_given, &stream_window)) {
         lb_model_free(m);
         return CLI_ERR;
     }
@@ -217,6 +221,7 @@ static int run_single(run_opts o) {
     sp.n_threads = (int)o.threads;
     sp.kv_type = o.kv;
     sp.device = o.device;
+    sp.stream_window = stream_window;
     lb_session *s = NULL;
     lb_generate_params gp = lb_generate_default_params();
     gp.max_tokens = (int)o.n_predict;
@@ -233,6 +238,7 @@ static int run_single(run_opts o) {
     lb_status st = lb_session_new(m, &sp, &s, &err);
     if (!st && o.draft) {
         sp.n_ctx = lb_session_n_ctx(s);
+        sp.stream_window = 0; /* the window was planned for the target */
         st = open_draft(&o, &sp, &dm, &gp.draft, &err);
     }
     if (!st) st = lb_sampler_new(&o.sp, lb_model_n_vocab(m), &gp.sampler, &err);
@@ -255,11 +261,11 @@ static int run_single(run_opts o) {
     }
     if (!st) {
         char b1[32], b2[32];
+        double pp = t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, tg = t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0;
         fprintf(stderr,
-                "lowbit: load %.1f ms | prompt %zu tok, %.1f tok/s | generated %zu tok, %.1f tok/s | "
+                "lowbit: load %.1f ms | prompt %zu tok, %.*f tok/s | generated %zu tok, %.*f tok/s | "
                 "KV cache %s | peak RSS %s | %d threads\n",
-                t_load * 1e3, t.n_prompt_tok, t.t_prompt > 0 ? t.n_prompt_tok / t.t_prompt : 0, t.n_gen_tok,
-                t.t_gen > 0 ? t.n_gen_tok / t.t_gen : 0, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
+                t_load * 1e3, t.n_prompt_tok, rate_digits(pp), pp, t.n_gen_tok, rate_digits(tg), tg, cli_human_bytes(lb_session_kv_bytes(s), b1, sizeof b1),
                 cli_human_bytes(cli_peak_rss(), b2, sizeof b2), lb_session_n_threads(s));
         if (o.draft || o.lookup)
             fprintf(stderr, "lowbit: speculative (%s): drafted %zu tok, accepted %zu (%.1f%%)\n",
