@@ -109,6 +109,19 @@ LB_AI void tile(int dt, int RT, int TT, const uint8_t *w, size_t wrb, const floa
 #define FMA3(b, r)                                                                                  \
     c##r##0 = _mm256_fmadd_ps(b, x0v, c##r##0), c##r##1 = _mm256_fmadd_ps(b, x1v, c##r##1),      \
     c##r##2 = _mm256_fmadd_ps(b, x2v, c##r##2)
+#define STEP43(i)                                                                                   \
+    do {                                                                                            \
+        size_t o = (size_t)(i) * esz;                                                               \
+        __m256 x0v = _mm256_loadu_ps(x0 + (i)), x1v = _mm256_loadu_ps(x1 + (i)), x2v = _mm256_loadu_ps(x2 + (i)); \
+        __m256 b = load8(dt, w0 + o);                                                               \
+        FMA3(b, 0);                                                                                 \
+        b = load8(dt, w1 + o);                                                                      \
+        FMA3(b, 1);                                                                                 \
+        b = load8(dt, w2 + o);                                                                      \
+        FMA3(b, 2);                                                                                 \
+        b = load8(dt, w3 + o);                                                                      \
+        FMA3(b, 3);                                                                                 \
+    } while (0)
 LB_AI void tile43(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t xs, int64_t k0, int64_t k1, float *y,
                   int64_t ldy, int add, const uint8_t *pf, int npf) {
     const size_t esz = dt == DT_F32 ? 4 : 2;
@@ -117,24 +130,24 @@ LB_AI void tile43(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t 
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     int64_t i = k0;
-    for (; i + 8 <= k1; i += 8) {
-        size_t o = (size_t)i * esz;
-        for (int q = 0; q < npf; q++) _mm_prefetch((const char *)pf + q * wrb + (size_t)(i - k0) * esz, _MM_HINT_T0);
-        __m256 x0v = _mm256_loadu_ps(x0 + i), x1v = _mm256_loadu_ps(x1 + i), x2v = _mm256_loadu_ps(x2 + i), b;
-        b = load8(dt, w0 + o);
-        FMA3(b, 0);
-        b = load8(dt, w1 + o);
-        FMA3(b, 1);
-        b = load8(dt, w2 + o);
-        FMA3(b, 2);
-        b = load8(dt, w3 + o);
-        FMA3(b, 3);
+    /* four steps a trip, so the prefetch runs once per 64 bytes of F16 (per step it cost more
+     * than it saved when the weights were in cache) */
+    for (; i + 32 <= k1; i += 32) {
+        for (int q = 0; q < npf; q++)
+            for (size_t b = 0; b < 32 * esz; b += 64)
+                _mm_prefetch((const char *)pf + q * wrb + (size_t)(i - k0) * esz + b, _MM_HINT_T0);
+        STEP43(i);
+        STEP43(i + 8);
+        STEP43(i + 16);
+        STEP43(i + 24);
     }
+    for (; i + 8 <= k1; i += 8) STEP43(i);
     __m256 a0[4] = {c00, c10, c20, c30}, a1[4] = {c01, c11, c21, c31}, a2[4] = {c02, c12, c22, c32};
     finish(dt, 4, a0, w, wrb, x0, i, k1, y, add);
     finish(dt, 4, a1, w, wrb, x1, i, k1, y + ldy, add);
     finish(dt, 4, a2, w, wrb, x2, i, k1, y + 2 * ldy, add);
 }
+#undef STEP43
 #undef FMA3
 
 /* One token, four rows over [k0, k1) in the tile's order: one accumulator per row, 8 elements a
