@@ -1,4 +1,4 @@
-/* Q4_0 (plain and repacked into 8-row groups) / Q8_0 (and F16, for comparison) matmul kernels of every CPU level, one thread: prompt
+/* Q4_0 (plain and repacked into 8-row groups) / Q8_0, Q4_K / Q6_K (k a multiple of 256) and F16, for comparison, matmul kernels of every CPU level, one thread: prompt
  * batches (64 tokens, GOP/s of multiply-adds x 2) and one token (GB/s of weight bytes; the
  * weights fit in L2/L3, so this is the kernel's compute rate, not the memory's). Medians of
  * several runs; with "cpu", the fastest of up to 300 runs (2 s) in thread CPU time, which a loaded
@@ -59,15 +59,18 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < rows * k; i++) wf[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
     for (int64_t i = 0; i < n_tok * k; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
     /* Q4_0_R8: the Q4_0 weights repacked into 8-row groups (quant/repack.h), rows % 8 == 0 */
-    static const lb_dtype types[] = {LB_Q4_0, LB_Q4_0_R8, LB_Q8_0, LB_F16};
-    for (int ti = 0; ti < 4; ti++) {
+    static const lb_dtype types[] = {LB_Q4_0, LB_Q4_0_R8, LB_Q8_0, LB_Q4_K, LB_Q6_K, LB_F16};
+    for (int ti = 0; ti < 6; ti++) {
         lb_dtype t = types[ti];
+        if ((t == LB_Q4_K || t == LB_Q6_K) && k % 256) continue;
         size_t rb = lb_dtype_row_size(t, k);
         uint8_t *w = malloc(rb * (size_t)rows);
         if (!w) return 1;
         for (int64_t r = 0; r < rows; r++)
             if (t == LB_Q4_0 || t == LB_Q4_0_R8) lb_quantize_row_q4_0_ref(wf + r * k, w + r * rb, k, NULL);
             else if (t == LB_Q8_0) lb_quantize_row_q8_0_ref(wf + r * k, w + r * rb, k, NULL);
+            else if (t == LB_Q4_K) lb_quantize_row_q4_K_ref(wf + r * k, w + r * rb, k, NULL);
+            else if (t == LB_Q6_K) lb_quantize_row_q6_K_ref(wf + r * k, w + r * rb, k, NULL);
             else
                 for (int64_t i = 0; i < k; i++) {
                     uint16_t h = lb_f32_to_fp16(wf[r * k + i]);

@@ -152,15 +152,16 @@ static void test_f16_model(void) {
 
 int main(void) {
     static const lb_dtype types[] = {LB_F32, LB_F16, LB_BF16};
-    /* tails only, one chunk with a tail, 2 chunks + tail, 3 chunks exactly + odd tail */
+    /* tails only, then several k chunks (1024 at AVX2, 2048 at AVX-512) with odd tails; 67 tokens
+     * are more than one token block (64) */
     static const int64_t ks[] = {5, 37, 2048 + 13, 4096 + 9, 6144 + 31};
     static const int64_t rows[] = {37, 13, 67};
-    static const int64_t ns[] = {2, 3, 4, 5, 7, 16};
+    static const int64_t ns[] = {2, 3, 4, 5, 7, 16, 67};
     lb_pool *pool = lb_pool_new(2);
     for (int ti = 0; ti < 3; ti++)
         for (int level = LB_CPU_SCALAR; level < LB_CPU_LEVEL_COUNT; level++)
             for (int ki = 0; ki < 5; ki++)
-                for (int ni = 0; ni < 6; ni++) check_case(pool, types[ti], level, rows[(ki + ni) % 3], ks[ki], ns[ni]);
+                for (int ni = 0; ni < 7; ni++) check_case(pool, types[ti], level, rows[(ki + ni) % 3], ks[ki], ns[ni]);
     lb_pool_free(pool);
     test_f16_model();
     return test_summary();
