@@ -75,6 +75,10 @@ LB_API int lb_lookup_draft(const int32_t *ctx, size_t n, int min_match, int k, i
  * probability accept (given the ones before it were) and verifying one more token costs `cost`
  * plain steps: the k with the most expected tokens per unit of time. */
 LB_API int lb_spec_best_k(double accept, double cost, int k_max);
+/* LB_ERR_ARG, naming the first difference, unless draft shares target's vocabulary (the same
+ * size, and the same bytes for all but 1% of the tokens: converters write special tokens such as
+ * <unk> differently). lb_generate checks its draft session so; lowbit serve its --draft. */
+LB_API lb_status lb_draft_check_vocab(const lb_model *target, const lb_model *draft, lb_error *err);
 
 typedef struct lb_generate_result {
     int32_t *prompt_ids, *ids;   /* the prompt as run, the generated ids (with the tokens of a stop

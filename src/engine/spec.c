@@ -258,7 +258,7 @@ lb_status lb_spec_loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
 
 /* The same bytes for (nearly) every token: a draft that tokenizes differently would be verified
  * in vain. Converters write special tokens (such as <unk>) differently, so 1% may differ. */
-static lb_status same_vocab(const lb_model *t, const lb_model *d, lb_error *err) {
+lb_status lb_draft_check_vocab(const lb_model *t, const lb_model *d, lb_error *err) {
     int nv = lb_model_n_vocab(t);
     if (lb_model_n_vocab(d) != nv)
         return lb_fail(err, LB_ERR_ARG, "the draft model's vocabulary has %d tokens, the target's %d: a draft must "
@@ -291,5 +291,5 @@ lb_status lb_spec_check(const lb_session *s, const lb_generate_params *p, lb_err
     if (!p->draft) return LB_OK;
     if (p->lookup) return lb_fail(err, LB_ERR_ARG, "give a draft session or lookup, not both");
     if (p->draft == s) return lb_fail(err, LB_ERR_ARG, "the draft session is the target session itself");
-    return same_vocab(s->m, p->draft->m, err);
+    return lb_draft_check_vocab(s->m, p->draft->m, err);
 }

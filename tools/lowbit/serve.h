@@ -45,6 +45,30 @@ void sv_engine_stats(const sv_engine *e, lb_engine_stats *out);
  * naming it, and each item's own status. */
 lb_status sv_engine_eval(sv_engine *e, sv_eval *items, int n_items, lb_error *err);
 
+/* ---- the draft model (serve_draft.c) ----------------------------------------------------------
+ * --draft: a smaller model of the target's vocabulary in an engine of its own, one sequence per
+ * slot, that drafts the speculative slots' tokens, all slots batched in each call. */
+typedef struct sv_draft sv_draft;
+
+typedef struct sv_dreq {
+    int slot;
+    const int32_t *ctx; /* the slot's context: prompt, then generated ids, the one fed next included */
+    size_t n;
+    int k;              /* drafts wanted (>= 1) */
+    float p_min;        /* stop at a draft token of lower probability */
+    int32_t *out;       /* k ids */
+    int got;            /* out: drafts written */
+    size_t left;        /* scratch: context ids still to feed */
+} sv_dreq;
+
+/* target: the target's engine parameters (the draft's engine takes its context and threads). */
+lb_status sv_draft_new(lb_model *dm, int n_slots, const lb_engine_params *target, sv_draft **out, lb_error *err);
+void sv_draft_free(sv_draft *d);
+void sv_draft_end(sv_draft *d, int slot); /* the slot's request is gone: so is its draft sequence */
+/* Drafts for every request in one batched call per round. On failure no request has drafts (and
+ * their draft sequences start again next time), so the step runs plain. */
+lb_status sv_draft_run(sv_draft *d, sv_dreq *q, int n_q, lb_error *err);
+
 /* ---- requests --------------------------------------------------------------------------------- */
 #define SV_MAX_STOP 4
 
@@ -61,6 +85,8 @@ typedef struct sv_request {
     int max_tokens;  /* >= 1 */
     int lookup;      /* speculative decoding by prompt lookup: the shortest match that drafts; 0: off */
     int draft_max;   /* most tokens drafted per step */
+    int draft;       /* speculative decoding with the server's --draft model (when not lookup) */
+    float p_min;     /* the draft model's drafts stop at a token it gives less probability */
     lb_sampler_params sp;
     float presence_penalty, frequency_penalty;
     char *stop[SV_MAX_STOP];
@@ -119,7 +145,7 @@ typedef struct sv_metrics {
  * (1 + spec_kmax) plus that); spec_kmax: the most drafts a request may verify per step (0: none). A request is admitted only when the blocks for its prompt and max_tokens fit in the
  * pool beside those already reserved, so a decode never runs out of KV blocks. */
 lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
-                       int prefill_chunk, int spec_kmax, sv_sched **out, lb_error *err);
+                       int prefill_chunk, int spec_kmax, sv_draft *draft, sv_sched **out, lb_error *err);
 /* Stops the thread (cancelling whatever still runs) and frees the scheduler. */
 void sv_sched_free(sv_sched *s);
 /* 0: queued; 429: the queue is full; 503: not accepting (shutting down, memory pressure). */
@@ -152,6 +178,8 @@ typedef struct sv_server {
     const char *api_key;     /* NULL: no key */
     int n_ctx;
     int lookup, draft_max;   /* --lookup / --draft-max: the requests' defaults */
+    int draft;               /* 1 with --draft: requests draft with it unless they ask for lookup */
+    float p_min;             /* --draft-min-p */
     int spec_kmax;           /* the most drafts per step a request may ask for (0: no speculation) */
     size_t max_body;         /* bytes */
     int request_timeout;     /* seconds to read one request (headers and body) */

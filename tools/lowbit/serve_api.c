@@ -223,32 +223,39 @@ static int parse_sampling(const cJSON *o, sv_request *r, perr *pe) {
     return parse_stop(o, r, pe);
 }
 
-/* Speculative decoding per request: "speculative": {"lookup": N, "n_max": K} (true: the server's
- * settings, lookup 1 if it has none; false: off) or llama-server's flat "speculative.n_max" /
- * "speculative.n_min" / "speculative.p_min" (p_min and n_min are accepted for its clients; lookup
- * drafts have no probability, and the number of drafts adapts). n_max 0 turns it off. The
- * server's --lookup / --draft-max are the defaults, and its batch has room for --draft-max. */
+/* Speculative decoding per request: "speculative": {"lookup": N, "n_max": K, "p_min": P} (true:
+ * the server's settings, lookup 1 if it has none; false: off; lookup N > 0 on a --draft server:
+ * lookup instead of the draft model) or llama-server's flat "speculative.n_max" /
+ * "speculative.n_min" / "speculative.p_min" (n_min is accepted for its clients: the number of
+ * drafts adapts; p_min applies to a draft model's drafts). n_max 0 turns it off. The server's
+ * --lookup / --draft / --draft-max / --draft-min-p are the defaults; its batch has room for
+ * --draft-max. */
 static int parse_speculative(const sv_server *sv, const cJSON *o, sv_request *r, perr *pe) {
     r->lookup = sv->lookup;
+    r->draft = sv->draft;
     r->draft_max = sv->draft_max;
+    r->p_min = sv->p_min;
     const cJSON *v = field(o, "speculative"), *in = v && cJSON_IsObject(v) ? v : NULL;
     if (v && !in && !cJSON_IsBool(v))
         return bad(pe, "speculative", "invalid_type", "%s", "'speculative' must be an object or a boolean");
-    if (v && cJSON_IsFalse(v)) return r->lookup = 0, 0;
+    if (v && cJSON_IsFalse(v)) return r->lookup = r->draft = 0, 0;
     if (v && !sv->spec_kmax)
         return bad(pe, "speculative", "unsupported_value", "%s",
                    "this server runs without speculative decoding (start it with --lookup N or --draft-max K)");
-    if (v && !r->lookup) r->lookup = 1;
+    if (v && !r->lookup && !r->draft) r->lookup = 1;
     double look = r->lookup, nmax = r->draft_max, nmin = 0;
-    float pmin = 0;
+    float pmin = r->p_min;
     int rc;
     if ((in && ((rc = integer(in, "lookup", 0, 64, &look, pe)) || (rc = integer(in, "n_max", 0, sv->spec_kmax, &nmax, pe)) ||
                 (rc = integer(in, "n_min", 0, sv->spec_kmax, &nmin, pe)) || (rc = num(in, "p_min", 0, 1, &pmin, pe)))) ||
         (rc = integer(o, "speculative.n_max", 0, sv->spec_kmax ? sv->spec_kmax : 64, &nmax, pe)) ||
         (rc = integer(o, "speculative.n_min", 0, 64, &nmin, pe)) || (rc = num(o, "speculative.p_min", 0, 1, &pmin, pe)))
         return rc;
-    r->lookup = nmax > 0 && sv->spec_kmax ? (int)look : 0;
+    int on = nmax > 0 && sv->spec_kmax;
+    r->lookup = on ? (int)look : 0;
+    r->draft = on && !r->lookup && sv->draft;
     r->draft_max = (int)nmax;
+    r->p_min = pmin;
     return 0;
 }
 
@@ -435,7 +442,7 @@ static void add_usage(cJSON *o, const sv_request *r) {
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)r->n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(r->n_prompt + r->n_gen));
-    if (!r->lookup) return;
+    if (!r->lookup && !r->draft) return;
     cJSON *sp = cJSON_AddObjectToObject(o, "speculative"); /* lowbit's own: what the drafts did */
     cJSON_AddNumberToObject(sp, "drafted", (double)r->n_drafted);
     cJSON_AddNumberToObject(sp, "accepted", (double)r->n_accepted);

@@ -27,6 +27,8 @@ typedef struct slot {
 
 struct sv_sched {
     sv_engine *eng;
+    sv_draft *draft;    /* --draft, or NULL */
+    sv_dreq *dreqs;     /* n_slots: this step's draft model requests */
     const lb_tokenizer *tok;
     int n_vocab, n_slots, queue_max, chunk, n_ctx, spec_kmax;
     size_t block_tokens, blocks_total, blocks_reserved;
@@ -165,8 +167,8 @@ static size_t blocks_for(const sv_sched *s, const sv_request *r) {
     return (n + s->block_tokens - 1) / s->block_tokens;
 }
 
-/* A lookup request drafts from its prompt and what it generates, kept in one array. */
-static int start_lookup(sv_request *r) {
+/* A speculative request drafts from its prompt and what it generates, kept in one array. */
+static int start_spec(sv_request *r) {
     if (!(r->ctx = malloc((r->n_prompt + (size_t)r->max_tokens) * sizeof *r->ctx))) return 0;
     memcpy(r->ctx, r->prompt, r->n_prompt * sizeof *r->ctx);
     r->tried = 2, r->kept = 1; /* no evidence yet: even odds */
@@ -203,7 +205,7 @@ static void admit(sv_sched *s) {
         }
         r->fed = reused;
         s->m.prompt_tokens_cached_total += reused;
-        if (r->lookup && !r->finish && !start_lookup(r)) {
+        if ((r->lookup || r->draft) && !r->finish && !start_spec(r)) {
             snprintf(r->error, sizeof r->error, "out of memory");
             finish(s, r, SV_FIN_ERROR);
         }
@@ -216,13 +218,15 @@ static void release_slot(sv_sched *s, int i) {
     s->blocks_reserved -= s->slots[i].blocks;
     s->slots[i].blocks = 0;
     sv_engine_end(s->eng, i);
+    sv_draft_end(s->draft, i);
     r->slot = -1;
     unref(r);
 }
 
-/* Prompt lookup drafts to verify after a decoding slot's sampled token: as many as pay at the
- * acceptance the request has seen (lb_spec_best_k at SV_SPEC_COST), within max_tokens and the
- * context; 0 for a plain step. */
+/* Drafts to verify after a decoding slot's sampled token: as many as pay at the acceptance the
+ * request has seen (lb_spec_best_k at SV_SPEC_COST), within max_tokens and the context; 0 for a
+ * plain step. Lookup drafts are written now; a draft model's are asked for (k) and written by
+ * draft_all once the lock is released. */
 static int draft_slot(sv_sched *s, int i) {
     sv_request *r = s->slots[i].r;
     if (!r->ctx) return 0;
@@ -234,6 +238,7 @@ static int draft_slot(sv_sched *s, int i) {
     int k = lb_spec_best_k(r->kept / r->tried, SV_SPEC_COST, cap);
     if (!k && ++r->idle < SV_SPEC_PROBE) return 0;
     r->idle = 0;
+    if (!r->lookup) return k ? k : 1;
     return lb_lookup_draft(r->ctx, n, r->lookup, k ? k : 1, s->slots[i].ids + 1);
 }
 
@@ -334,11 +339,34 @@ static void accept_slot(sv_sched *s, const sv_eval *it, int *counts) {
     }
 }
 
+/* The draft model's drafts for this step's drafting items (lock released: only this thread
+ * touches the slots, and the requests' ids); an item the draft gives fewer runs fewer. */
+static void draft_all(sv_sched *s, int n_items) {
+    int n = 0;
+    for (int k = 0; k < n_items; k++) {
+        sv_eval *it = &s->items[k];
+        sv_request *r = s->slots[it->slot].r;
+        if (!it->all_rows || r->lookup) continue;
+        s->dreqs[n++] = (sv_dreq){it->slot, r->ctx, r->n_prompt + r->n_gen, (int)it->n_ids - 1, r->p_min,
+                                  s->slots[it->slot].ids + 1, 0, 0};
+    }
+    lb_error err = {0};
+    if (n && sv_draft_run(s->draft, s->dreqs, n, &err)) fprintf(stderr, "lowbit: serve: draft model: %s\n", err.msg);
+    for (int k = 0, j = 0; k < n_items && j < n; k++) {
+        sv_eval *it = &s->items[k];
+        if (it->all_rows && !s->slots[it->slot].r->lookup) {
+            it->n_ids = 1 + (size_t)s->dreqs[j++].got;
+            it->all_rows = it->n_ids > 1;
+        }
+    }
+}
+
 static void step(sv_sched *s, int *counts) {
     int n = build_items(s);
     if (!n) return;
     pthread_mutex_unlock(&s->mu);
     lb_error err = {0};
+    if (s->draft) draft_all(s, n);
     double t0 = cli_now();
     sv_engine_eval(s->eng, s->items, n, &err);
     double t1 = cli_now();
@@ -396,7 +424,7 @@ static void *sched_main(void *arg) {
 /* ---- the handlers' side ------------------------------------------------------------------------ */
 
 lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
-                       int prefill_chunk, int spec_kmax, sv_sched **out, lb_error *err) {
+                       int prefill_chunk, int spec_kmax, sv_draft *draft, sv_sched **out, lb_error *err) {
     *out = NULL;
     sv_sched *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
@@ -407,6 +435,7 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
     s->queue_max = queue_max;
     s->chunk = prefill_chunk;
     s->spec_kmax = spec_kmax;
+    s->draft = draft;
     s->n_ctx = sv_engine_n_ctx(e);
     sv_engine_stats(e, &s->es);
     s->block_tokens = (size_t)s->es.block_tokens;
@@ -415,7 +444,8 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
     s->slots = calloc((size_t)n_slots, sizeof *s->slots);
     s->items = calloc((size_t)n_slots, sizeof *s->items);
     s->queue = calloc((size_t)queue_max, sizeof *s->queue);
-    if (!s->slots || !s->items || !s->queue) goto nomem;
+    s->dreqs = calloc((size_t)n_slots, sizeof *s->dreqs);
+    if (!s->slots || !s->items || !s->queue || !s->dreqs) goto nomem;
     for (int i = 0; i < n_slots; i++)
         if (!(s->slots[i].logits = malloc((size_t)(1 + spec_kmax) * (size_t)n_vocab * sizeof(float))) ||
             !(s->slots[i].ids = malloc((size_t)(1 + spec_kmax) * sizeof(int32_t))))
@@ -455,6 +485,7 @@ void sv_sched_free(sv_sched *s) {
     free(s->slots);
     free(s->items);
     free(s->queue);
+    free(s->dreqs);
     free(s);
 }
 
