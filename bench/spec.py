@@ -14,9 +14,9 @@ workload lookup is for) and an input-copying prompt (a passage twice, then its s
 model does not copy its input, so these drafts mostly fail), and the ft-dogs fine-tune of
 stories260K as a draft that fails often (the adaptive-K floor).
 The verify table times one batched pass of K + 1 tokens (`lowbit bench -p K+1`) against a plain
-step (-n), which is what a speculative step costs. The serve table runs `lowbit serve --lookup 1`
-against the same server without it on the long story, with 1 and 4 clients at once (the client's
-completion tokens over wall time), the text checked identical. Every round runs plain and speculative one after the other, swapping the order each
+step (-n), which is what a speculative step costs. The serve table runs `lowbit serve --lookup 1` and
+`--draft stories260K` against the same server without them on the long story, with 1 and 4
+clients at once (the clients' completion tokens over wall time), the texts checked identical. Every round runs plain and speculative one after the other, swapping the order each
 round; the table gives medians over the rounds of tok/s of the generated tokens, the acceptance rate
 (accepted / drafted) and the speedup of the medians. Greedy output is checked identical to plain in
 every run. The read bandwidth (bench_bandwidth, 2 threads) is measured in the same run.
@@ -136,26 +136,30 @@ def serve_once(url, clients):
 
 
 def serve_rows(a, m):
+    """Plain serving, --lookup 1 and --draft stories260K, alternating, on the long story."""
     out = []
+    modes = (("plain", []), ("lookup", ["--lookup", "1"]), ("draft", ["--draft", m["stories260K"]]))
     for tgt in ("f32", "f16"):
-        servers = {False: Server(a.build, m[tgt], a.threads, []), True: Server(a.build, m[tgt], a.threads, ["--lookup", "1"])}
+        servers = {name: Server(a.build, m[tgt], a.threads, extra) for name, extra in modes}
         try:
             for clients in (1, 4):
-                tps = {False: [], True: []}
-                acc = []
-                texts = {}
+                tps = {name: [] for name, _ in modes}
+                acc = {name: [] for name, _ in modes}
                 for rnd in range(a.rounds):
-                    for sp in ([False, True] if rnd % 2 == 0 else [True, False]):
-                        t, txt, nd, na = serve_once(servers[sp].url, clients)
-                        tps[sp].append(t)
-                        texts[sp] = txt
-                        if sp:
-                            acc.append(na / nd if nd else 0.0)
-                    if texts[False] != texts[True]:
-                        sys.exit("spec: serve %s: --lookup text differs from plain" % tgt)
-                p, s = statistics.median(tps[False]), statistics.median(tps[True])
-                out.append((tgt.upper(), clients, 100 * statistics.median(acc), p, s, s / p))
-                print("serve %s %d clients: acceptance %.0f%%  plain %.1f  lookup %.1f tok/s  %.2fx" % out[-1],
+                    texts = {}
+                    for name, _ in (modes if rnd % 2 == 0 else modes[::-1]):
+                        t, texts[name], nd, na = serve_once(servers[name].url, clients)
+                        tps[name].append(t)
+                        acc[name].append(na / nd if nd else 0.0)
+                    if len(set(json.dumps(t) for t in texts.values())) != 1:
+                        sys.exit("spec: serve %s: speculative text differs from plain" % tgt)
+                p = statistics.median(tps["plain"])
+                row = [tgt.upper(), clients, p]
+                for name in ("lookup", "draft"):
+                    s = statistics.median(tps[name])
+                    row += [100 * statistics.median(acc[name]), s, s / p]
+                out.append(tuple(row))
+                print("serve %s %d clients: plain %.1f | lookup %.0f%% %.1f tok/s %.2fx | draft %.0f%% %.1f tok/s %.2fx" % out[-1],
                       flush=True)
         finally:
             for srv in servers.values():
@@ -226,9 +230,11 @@ def main():
         lines += ["| tinystories-512d %s | %d | %.2f | %.2f | %.2f |" % r for r in verify]
         lines.append("")
     if served:
-        lines += ["lowbit serve --lookup 1 against plain serving (long story, -n %d, -np 4):" % LONG, "",
-                  "| target | clients | acceptance | plain tok/s | --lookup 1 tok/s | speedup |", "|---|---:|---:|---:|---:|---:|"]
-        lines += ["| tinystories-512d %s | %d | %.0f%% | %.1f | %.1f | %.2fx |" % r for r in served]
+        lines += ["lowbit serve --lookup 1 and --draft stories260K against plain serving (the long story, -n %d, -np 4; "
+                  "N clients send it at once; tok/s: all clients' completion tokens over wall time):" % LONG, "",
+                  "| target | clients | plain tok/s | lookup acceptance | --lookup 1 tok/s | speedup | draft acceptance "
+                  "| --draft tok/s | speedup |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| tinystories-512d %s | %d | %.1f | %.0f%% | %.1f | %.2fx | %.0f%% | %.1f | %.2fx |" % r for r in served]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
