@@ -201,8 +201,10 @@ static void adapt(spec *sp, int k, int kept, double dt) {
     }
     sp->since_plain++;
     sp->idle = 0;
+    /* one more token in a batched pass never costs a whole plain step: a slower sample is the
+     * machine's noise (another process took the cores), not the cost */
     double c = (dt / sp->t_plain - 1) / k;
-    sp->cost = average(sp->cost, c < 0.01 ? 0.01 : c > 2 ? 2 : c);
+    sp->cost = average(sp->cost, c < 0.01 ? 0.01 : c > 1 ? 1 : c);
     sp->tried = SPEC_DECAY * sp->tried + kept + (kept < k);
     sp->kept = SPEC_DECAY * sp->kept + kept;
 }
