@@ -28,6 +28,7 @@
                          * a 1-token draft after this many plain ones keeps the acceptance current */
 #define SPEC_DECAY 0.9  /* weight of the acceptance counts at each drafting step: a window of ~10 */
 #define LOOKUP_SPAN 64  /* prompt lookup compares matches up to this many tokens back */
+#define SPEC_COST 0.15  /* a verified token's cost in plain steps until measured (bench/results_spec.md) */
 
 typedef struct spec {
     lb_gen *g;
@@ -202,9 +203,10 @@ static void adapt(spec *sp, int k, int kept, double dt) {
     sp->since_plain++;
     sp->idle = 0;
     /* one more token in a batched pass never costs a whole plain step: a slower sample is the
-     * machine's noise (another process took the cores), not the cost */
+     * machine's noise (another process took the cores), not the cost. Sampling keeps the fixed
+     * cost: there k decides which random draws the rejection rule takes, and a seed must repeat. */
     double c = (dt / sp->t_plain - 1) / k;
-    sp->cost = average(sp->cost, c < 0.01 ? 0.01 : c > 1 ? 1 : c);
+    if (sp->greedy) sp->cost = average(sp->cost, c < 0.01 ? 0.01 : c > 1 ? 1 : c);
     sp->tried = SPEC_DECAY * sp->tried + kept + (kept < k);
     sp->kept = SPEC_DECAY * sp->kept + kept;
 }
@@ -219,7 +221,7 @@ static lb_status spec_init(spec *sp, lb_gen *g, lb_sampler *smp, lb_error *err) 
     sp->greedy = lb_sampler_greedy(smp);
     sp->kmax = p->draft_max ? p->draft_max : SPEC_K_DEFAULT;
     sp->tried = 2, sp->kept = 1; /* no evidence yet: even odds */
-    sp->cost = 0.1;               /* replaced by the measured cost after the first drafting step */
+    sp->cost = SPEC_COST;         /* greedy: replaced by the measured cost after the first drafting step */
     size_t nv = (size_t)sp->nv;
     sp->rows = malloc((size_t)(sp->kmax + 1) * nv * sizeof(float));
     sp->p = malloc(nv * sizeof(float));
