@@ -21,7 +21,7 @@ LOWBIT, SHARED = CS.LOWBIT, CS.SHARED
 
 
 def complete(srv, q, chat=False):
-    st, j, _ = CS.post(srv, "/v1/chat/completions" if chat else "/v1/completions", q)
+    st, j, _ = CS.post(srv, "/v1/chat/completions" if chat else "/v1/completions", q, timeout=300)  # ASan on a loaded machine
     if st != 200:
         return st, None, None
     c = j["choices"][0]
@@ -39,11 +39,11 @@ def same_as_plain(srv, what, q, chat=False, spec=True):
 
 
 def equality(srv, model):
-    story = {"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}
-    want = CS.run_greedy(model, "Once upon a time", 200)
+    story = {"prompt": "Once upon a time", "max_tokens": 160, "temperature": 0}
+    want = CS.run_greedy(model, "Once upon a time", 160)
     st, text, j = complete(srv, story)
     sp = j.get("speculative", {}) if j else {}
-    T.check(st == 200 and text == want and sp.get("accepted", 0) > 20 and sp["drafted"] >= sp["accepted"],
+    T.check(st == 200 and text == want and sp.get("accepted", 0) > 10 and sp["drafted"] >= sp["accepted"],
             f"greedy with --lookup 1 = lowbit run, drafts kept: {sp} {text!r} vs {want!r}")
     same_as_plain(srv, "request lookup 3, n_max 4", story, spec={"lookup": 3, "n_max": 4})
     j = same_as_plain(srv, "llama-server's speculative.n_max 2", dict(story, **{"speculative.n_max": 2, "speculative.p_min": 0.5}))
@@ -67,16 +67,16 @@ def equality(srv, model):
 
 def batched(srv):
     """Speculative and plain requests at once share each step's batch; each gives its text alone."""
-    mine = [{"prompt": "Once upon a time", "max_tokens": 150, "temperature": 0},
-            {"prompt": "Tom had a red ball", "max_tokens": 120, "temperature": 0.8, "seed": 9},
-            {"prompt": "The little dog", "max_tokens": 100, "temperature": 0, "speculative": False},
-            {"prompt": "Lily liked to sing", "max_tokens": 130, "temperature": 0, "speculative": {"n_max": 3}}]
+    mine = [{"prompt": "Once upon a time", "max_tokens": 120, "temperature": 0},
+            {"prompt": "Tom had a red ball", "max_tokens": 90, "temperature": 0.8, "seed": 9},
+            {"prompt": "The little dog", "max_tokens": 60, "temperature": 0, "speculative": False},
+            {"prompt": "Lily liked to sing", "max_tokens": 100, "temperature": 0, "speculative": {"n_max": 3}}]
     alone = [complete(srv, q)[1] for q in mine]
     before = CS.metrics(srv)
     got = {}
 
     def one(k):
-        got[k] = complete(srv, mine[k % 4] if k < 4 else dict(mine[k % 4], max_tokens=60 + k))[1]
+        got[k] = complete(srv, mine[k % 4] if k < 4 else dict(mine[k % 4], max_tokens=30 + k))[1]
     ts = [threading.Thread(target=one, args=(k,)) for k in range(8)]
     [t.start() for t in ts]
     [t.join() for t in ts]
