@@ -2,7 +2,9 @@
  * truths: greedy output equals the reference ids of every stories260K and tinystories-512d
  * prompt (../shared/reference) and plain decoding token for token, whatever the draft; sampled
  * output has plain sampling's distribution (two-sample chi-square over fixed seeds, with a
- * check that the same bound does tell the draft's own distribution apart); bad options fail. */
+ * check that the same bound does tell the draft's own distribution apart); bad options fail.
+ * The lookup drafter and the choice of k against known answers; a long greedy story, which
+ * tinystories-512d fills with its own repeated sentences, keeps lookup drafts and plain's ids. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -238,7 +240,73 @@ static void test_bad(void) {
     close_model(&s), close_model(&g);
 }
 
+/* lb_lookup_draft on contexts whose answer is worked out by hand. */
+static void test_lookup_draft(void) {
+    static const int32_t a[] = {5, 1, 2, 3, 9, 1, 2, 3};              /* "1 2 3" matched, 3 long */
+    static const int32_t b[] = {7, 8, 3, 4, 1, 8, 3, 5, 9, 7, 8, 3};  /* "7 8 3" beats the later "8 3" */
+    static const int32_t c[] = {1, 2, 1, 2, 1, 2};                    /* a loop: the draft goes on */
+    static const int32_t d[] = {4, 9, 5, 9, 6, 9};                    /* a tie of 1: the latest */
+    static const int32_t e[] = {1, 2, 3};                             /* no match */
+    struct {
+        const int32_t *ctx;
+        size_t n;
+        int min_match, k, want_n;
+        int32_t want[4];
+    } cases[] = {
+        {a, 8, 1, 16, 3, {9, 1, 2}}, {a, 8, 3, 2, 2, {9, 1}}, {a, 8, 4, 16, 0, {0}},
+        {b, 12, 1, 16, 3, {4, 1, 8}}, {c, 6, 2, 16, 4, {1, 2, 1, 2}}, {d, 6, 1, 16, 1, {6}},
+        {e, 3, 1, 16, 0, {0}}, {a, 1, 1, 16, 0, {0}}, {NULL, 0, 1, 16, 0, {0}}, {a, 8, 1, 0, 0, {0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t out[16] = {0};
+        int got = lb_lookup_draft(cases[i].ctx, cases[i].n, cases[i].min_match, cases[i].k, out);
+        CHECK(got == cases[i].want_n && !memcmp(out, cases[i].want, (size_t)got * sizeof *out),
+              "lookup case %zu: %d drafts (%d %d %d %d), want %d", i, got, out[0], out[1], out[2], out[3], cases[i].want_n);
+    }
+}
+
+/* lb_spec_best_k against the expected tokens per unit of time written out for every k. */
+static void test_best_k(void) {
+    static const double accept[] = {0, 0.2, 0.5, 0.8, 0.95, 1}, cost[] = {0.02, 0.1, 0.3, 1};
+    for (size_t i = 0; i < sizeof accept / sizeof *accept; i++)
+        for (size_t j = 0; j < sizeof cost / sizeof *cost; j++) {
+            int want = 0;
+            double best = 1.02;
+            for (int k = 1; k <= 16; k++) {
+                double tokens = 0;
+                for (int t = 0; t <= k; t++) tokens += pow(accept[i], t);
+                if (tokens / (1 + cost[j] * k) > best) best = tokens / (1 + cost[j] * k), want = k;
+            }
+            int got = lb_spec_best_k(accept[i], cost[j], 16);
+            CHECK(got == want, "best k at acceptance %g, cost %g: %d, want %d", accept[i], cost[j], got, want);
+        }
+    CHECK(lb_spec_best_k(0.5, 0.1, 16) == 2 && lb_spec_best_k(0, 0.01, 16) == 0 && lb_spec_best_k(1, 0.1, 16) == 16 &&
+          lb_spec_best_k(1, 0.1, 0) == 0, "best k: worked examples");
+}
+
+/* 300 greedy tokens of a story: the model repeats its own sentences, so lookup drafts are kept,
+ * and the ids are plain decoding's. How many are drafted depends on the timed cost of drafting
+ * (a loaded machine drafts fewer), so only that some are kept is asked. */
+static void test_long_story(void) {
+    model t;
+    if (!open_model(TINY, &t)) return;
+    lb_generate_params p = params_for(&(mode){"plain", NULL, 0, 0, 0}, 300), q = params_for(&(mode){"lookup 1", NULL, 1, 0, 0}, 300);
+    lb_generate_result a, b;
+    lb_error err = {0};
+    if (lb_generate(t.s, "Once upon a time", &p, &a, &err) || lb_generate(t.s, "Once upon a time", &q, &b, &err)) {
+        CHECK(0, "long story: %s", err.msg);
+    } else {
+        CHECK(a.n_ids == b.n_ids && !memcmp(a.ids, b.ids, a.n_ids * sizeof *a.ids), "long story: lookup ids = plain ids");
+        CHECK(b.n_accepted > 0 && b.n_drafted >= b.n_accepted, "long story: %zu of %zu drafts kept", b.n_accepted, b.n_drafted);
+        lb_generate_result_free(&a), lb_generate_result_free(&b);
+    }
+    close_model(&t);
+}
+
 int main(void) {
+    test_lookup_draft();
+    test_best_k();
+    test_long_story();
     test_greedy();
     test_distribution();
     test_bad();

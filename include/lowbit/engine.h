@@ -54,14 +54,31 @@ typedef struct lb_generate_params {
     lb_session *draft;         /* optional: a session of a smaller model with the same vocabulary
                                 * (LB_ERR_ARG otherwise) that drafts tokens; lb_generate keeps it
                                 * in step with s (what it holds is reused when it agrees) */
-    int lookup;                /* > 0: draft by prompt lookup instead: the tokens that followed the
-                                * latest earlier match of the last `lookup` (down to 1) tokens of
-                                * the context */
+    int lookup;                /* > 0: draft by prompt lookup instead (lb_lookup_draft): the tokens
+                                * that followed the longest earlier match of the context's end, a
+                                * match of at least `lookup` tokens (1 to 64) */
     int draft_max;             /* most tokens drafted per step (0: 16); fewer while drafts fail */
     float draft_min_p;         /* stop drafting when the draft model gives its next token less
                                 * than this probability (0: off) */
 } lb_generate_params;
 LB_API lb_generate_params lb_generate_default_params(void);
+
+/* Prompt lookup drafting, as lb_generate's lookup mode does it (for callers that verify drafts
+ * themselves, such as lowbit serve): finds the earlier occurrence of the end of ctx[0..n) that
+ * matches it longest (compared up to 64 tokens back; the latest one on ties), and writes to out
+ * the tokens that followed it: at most k, and no more than the match is long (past the end of
+ * ctx a match repeats itself, so a loop goes on). Returns how many (0: no match of at least
+ * min_match tokens). The context holds the generated tokens too, so output that repeats itself
+ * drafts from itself. */
+LB_API int lb_lookup_draft(const int32_t *ctx, size_t n, int min_match, int k, int32_t *out);
+/* How many tokens to draft (0 to k_max; 0: a plain step pays more) when each draft is kept with
+ * probability accept (given the ones before it were) and verifying one more token costs `cost`
+ * plain steps: the k with the most expected tokens per unit of time. */
+LB_API int lb_spec_best_k(double accept, double cost, int k_max);
+/* LB_ERR_ARG, naming the first difference, unless draft shares target's vocabulary (the same
+ * size, and the same bytes for all but 1% of the tokens: converters write special tokens such as
+ * <unk> differently). lb_generate checks its draft session so; lowbit serve its --draft. */
+LB_API lb_status lb_draft_check_vocab(const lb_model *target, const lb_model *draft, lb_error *err);
 
 typedef struct lb_generate_result {
     int32_t *prompt_ids, *ids;   /* the prompt as run, the generated ids (with the tokens of a stop

@@ -341,8 +341,9 @@ class Model(_lib.Handle, _TokenizerOps):
         a generator of text pieces as they are produced.
         Speculative decoding (the same output, faster): draft, a Model of a smaller model with the
         same vocabulary, drafts up to draft_max tokens (0: 16) that this model verifies in one pass
-        (draft_min_p: stop drafting below that probability); or lookup=N drafts from earlier
-        matches of the context's last N tokens (`lowbit run --draft / --lookup`)."""
+        (draft_min_p: stop drafting below that probability); or lookup=N drafts what followed
+        the longest earlier match (at least N tokens) of the context's end (`lowbit run --draft /
+        --lookup`)."""
         lib = _lib.lib()
         max_tokens = _nonneg_int(max_tokens, "max_tokens", allow_none=False)
         sp = lib.lb_sampler_default_params()

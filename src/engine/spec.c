@@ -6,9 +6,13 @@
  * and the engine's logits do not depend on how many tokens a call runs, so the output is
  * identical. Sampling: the standard rejection rule (keep a draft d with probability
  * min(1, p(d)/q(d)), else draw from norm(max(0, p - q))) leaves the output distributed exactly
- * as the target's; for lookup q is one-hot. Adaptive k: a failing draft shrinks k, and while
- * drafting makes tokens slower than plain steps do (both timed as they run), drafting pauses
- * for a doubling number of tokens, so a draft that fails costs little over plain decoding. */
+ * as the target's; for lookup q is one-hot.
+ * Adaptive k: verifying k + 1 tokens is not free (on a small model at 2 threads a 17-token pass
+ * costs ~3 plain steps: bench/results_spec.md), so k is chosen each step to maximise the
+ * expected tokens per unit of time, (1 - a^(k+1)) / (1 - a) / (1 + c k), from the drafts'
+ * running acceptance rate a and the measured cost c of one more verified token (both timed as
+ * the steps run); when no k beats a plain step, the step is plain, with a rare probe so that a
+ * draft that starts to pay is noticed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +23,12 @@
 #include "graph/sample.h"
 
 #define SPEC_K_DEFAULT 16
-#define SPEC_K_MAX 63 /* k + 1 verified positions fit one chunk of a CPU session (LB_MAX_BATCH) */
-#define SPEC_PAUSE_MAX 128
-#define SPEC_PROBE 32 /* a plain step after this many drafting ones keeps its timing current */
+#define SPEC_K_MAX 63   /* k + 1 verified positions fit one chunk of a CPU session (LB_MAX_BATCH) */
+#define SPEC_PROBE 32   /* a plain step after this many drafting ones keeps its timing current, and
+                         * a 1-token draft after this many plain ones keeps the acceptance current */
+#define SPEC_DECAY 0.9  /* weight of the acceptance counts at each drafting step: a window of ~10 */
+#define LOOKUP_SPAN 64  /* prompt lookup compares matches up to this many tokens back */
+#define SPEC_COST 0.15  /* a verified token's cost in plain steps until measured (bench/results_spec.md) */
 
 typedef struct spec {
     lb_gen *g;
@@ -29,10 +36,12 @@ typedef struct spec {
     lb_sampler *smp;    /* the target's sampler (the caller's random stream) */
     lb_sampler *dsmp;   /* the draft model's, a stream of its own */
     int nv, greedy;
-    int k, kmax;        /* tokens to draft next, at most */
-    int wait, pause;    /* plain steps left before drafting again; the next pause */
+    int kmax;           /* tokens to draft at most */
     int since_plain;    /* drafting steps since the last plain one */
-    double t_plain, t_spec; /* seconds per token of plain / drafting steps (moving averages; 0: none yet) */
+    int idle;           /* plain steps since the last drafting one */
+    double t_plain;     /* seconds of a plain step (moving average; 0: none yet) */
+    double cost;        /* a drafting step's extra time per drafted token, in plain steps */
+    double tried, kept; /* drafts verified (the first rejected one included) and kept, decaying */
     int32_t drafts[SPEC_K_MAX];
     float *rows;        /* [(kmax + 1) x nv] the target's logits of one verification */
     float *q;           /* [kmax x nv] the draft's distributions (sampled mode with a draft model) */
@@ -84,20 +93,37 @@ static lb_status draft_model(spec *sp, const int32_t *ctx, int n, int k, int *go
     return st;
 }
 
-/* Prompt lookup: the tokens that followed the latest earlier occurrence of the context's last
- * m tokens, m from g->p->lookup down to 1; returns how many (at most k). */
-static int draft_lookup(spec *sp, const int32_t *ctx, int n, int k) {
-    int m = sp->g->p->lookup < n - 1 ? sp->g->p->lookup : n - 1;
-    for (; m >= 1; m--) {
-        const int32_t *tail = ctx + n - m;
-        for (int j = n - m - 1; j >= 0; j--) {
-            if (memcmp(ctx + j, tail, (size_t)m * sizeof *ctx)) continue;
-            int got = 0;
-            while (got < k && j + m + got < n) sp->drafts[got] = ctx[j + m + got], got++;
-            return got;
-        }
+/* The longest match of the context's end wins: a long match is what predicts a copy (a repeated
+ * passage, a loop in the output), and the draft is never longer than the match that backs it,
+ * so a chance 1-token match risks one token, not k. */
+int lb_lookup_draft(const int32_t *ctx, size_t n, int min_match, int k, int32_t *out) {
+    size_t best = 0;
+    int len = 0;
+    for (size_t j = n > 1 ? n - 1 : 0; j-- > 0;) { /* latest first: it wins ties */
+        if (ctx[j] != ctx[n - 1]) continue;
+        int l = 1;
+        while (l < LOOKUP_SPAN && (size_t)l <= j && ctx[j - l] == ctx[n - 1 - l]) l++;
+        if (l > len) len = l, best = j;
     }
-    return 0;
+    if (len < (min_match > 1 ? min_match : 1)) return 0;
+    if (k > len) k = len;
+    for (int i = 0; i < k; i++) { /* past the end the match repeats itself: a loop goes on looping */
+        size_t from = best + 1 + (size_t)i;
+        out[i] = from < n ? ctx[from] : out[from - n];
+    }
+    return k > 0 ? k : 0;
+}
+
+int lb_spec_best_k(double accept, double cost, int k_max) {
+    int best = 0;
+    double best_v = 1.02, tokens = 1, ak = 1; /* a plain step makes 1 token per unit; a margin for noise */
+    for (int k = 1; k <= k_max; k++) {
+        ak *= accept;
+        tokens += ak; /* expected tokens of a step drafting k: 1 + a + ... + a^k */
+        double v = tokens / (1 + cost * k);
+        if (v > best_v) best_v = v, best = k;
+    }
+    return best;
 }
 
 /* Sampled mode at verified position i of k: the target's token there; *keep when it is the
@@ -155,31 +181,34 @@ static int verify(spec *sp, int k, lb_status *st, lb_error *err) {
 
 /* Tokens to draft in this step (0: a plain step), within room. */
 static int next_k(spec *sp, int room) {
-    if (sp->wait > 0) return sp->wait--, 0;
-    if (sp->since_plain >= SPEC_PROBE) return 0;
-    return sp->k < room ? sp->k : room;
+    if (sp->t_plain == 0 || sp->since_plain >= SPEC_PROBE) return 0;
+    int cap = sp->kmax < room ? sp->kmax : room;
+    int k = lb_spec_best_k(sp->kept / sp->tried, sp->cost, cap);
+    if (k == 0 && cap > 0 && sp->idle >= SPEC_PROBE) k = 1; /* a probe: does drafting pay again? */
+    return k;
 }
 
-static void pause_drafting(spec *sp) {
-    sp->wait = sp->pause;
-    sp->pause = 2 * sp->pause < SPEC_PAUSE_MAX ? 2 * sp->pause : SPEC_PAUSE_MAX;
-}
+static double average(double old, double x) { return old > 0 ? 0.75 * old + 0.25 * x : x; }
 
-/* After a step that drafted k tokens, kept `kept` and made n tokens in dt seconds: grows k while
- * every draft is kept, else shrinks it to what was kept; pauses drafting while even one drafted
- * token fails, or while drafting steps make tokens slower than plain ones. */
-static void adapt(spec *sp, int k, int kept, int n, double dt) {
-    double *t = k ? &sp->t_spec : &sp->t_plain, per = n > 0 ? dt / n : dt;
-    *t = *t > 0 ? 0.5 * (*t + per) : per;
-    sp->since_plain = k ? sp->since_plain + 1 : 0;
-    if (k == 0) return;
-    if (kept == 0 && sp->k == 1) {
-        pause_drafting(sp);
+/* After a step that drafted k tokens and kept `kept` of them in dt seconds (drafting included):
+ * a plain step updates the time of a plain step, a drafting one the cost of a drafted token in
+ * plain steps and the acceptance counts. */
+static void adapt(spec *sp, int k, int kept, double dt) {
+    if (k == 0) {
+        sp->t_plain = average(sp->t_plain, dt);
+        sp->since_plain = 0;
+        sp->idle++;
         return;
     }
-    sp->k = kept == k ? (2 * sp->k < sp->kmax ? 2 * sp->k : sp->kmax) : kept + 1;
-    if (sp->t_plain > 0 && sp->t_spec > sp->t_plain) pause_drafting(sp);
-    else sp->pause = 1;
+    sp->since_plain++;
+    sp->idle = 0;
+    /* one more token in a batched pass never costs a whole plain step: a slower sample is the
+     * machine's noise (another process took the cores), not the cost. Sampling keeps the fixed
+     * cost: there k decides which random draws the rejection rule takes, and a seed must repeat. */
+    double c = (dt / sp->t_plain - 1) / k;
+    if (sp->greedy) sp->cost = average(sp->cost, c < 0.01 ? 0.01 : c > 1 ? 1 : c);
+    sp->tried = SPEC_DECAY * sp->tried + kept + (kept < k);
+    sp->kept = SPEC_DECAY * sp->kept + kept;
 }
 
 static lb_status spec_init(spec *sp, lb_gen *g, lb_sampler *smp, lb_error *err) {
@@ -190,8 +219,9 @@ static lb_status spec_init(spec *sp, lb_gen *g, lb_sampler *smp, lb_error *err) 
     sp->smp = smp;
     sp->nv = lb_model_n_vocab(g->s->m);
     sp->greedy = lb_sampler_greedy(smp);
-    sp->k = sp->kmax = p->draft_max ? p->draft_max : SPEC_K_DEFAULT;
-    sp->pause = 1;
+    sp->kmax = p->draft_max ? p->draft_max : SPEC_K_DEFAULT;
+    sp->tried = 2, sp->kept = 1; /* no evidence yet: even odds */
+    sp->cost = SPEC_COST;         /* greedy: replaced by the measured cost after the first drafting step */
     size_t nv = (size_t)sp->nv;
     sp->rows = malloc((size_t)(sp->kmax + 1) * nv * sizeof(float));
     sp->p = malloc(nv * sizeof(float));
@@ -215,12 +245,12 @@ lb_status lb_spec_loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
         s->ids[n0] = s->pending; /* the context to draft from: what s holds and its pending token */
         int k = next_k(&sp, room < left ? room : left);
         if (k && sp.d) st = draft_model(&sp, s->ids, n0 + 1, k, &got, err);
-        else if (k) got = draft_lookup(&sp, s->ids, n0 + 1, k);
+        else if (k) got = lb_lookup_draft(s->ids, (size_t)n0 + 1, g->p->lookup, k, sp.drafts);
         if (st) break;
         g->r->n_drafted += (size_t)got;
-        size_t kept0 = g->r->n_accepted, n_ids0 = g->r->n_ids;
+        size_t kept0 = g->r->n_accepted;
         if (verify(&sp, got, &st, err)) break;
-        adapt(&sp, got, (int)(g->r->n_accepted - kept0), (int)(g->r->n_ids - n_ids0), lb_clock_seconds() - t0);
+        adapt(&sp, got, (int)(g->r->n_accepted - kept0), lb_clock_seconds() - t0);
     }
     lb_sampler_free(sp.dsmp);
     free(sp.rows);
@@ -232,7 +262,7 @@ lb_status lb_spec_loop(lb_gen *g, lb_sampler *smp, lb_error *err) {
 
 /* The same bytes for (nearly) every token: a draft that tokenizes differently would be verified
  * in vain. Converters write special tokens (such as <unk>) differently, so 1% may differ. */
-static lb_status same_vocab(const lb_model *t, const lb_model *d, lb_error *err) {
+lb_status lb_draft_check_vocab(const lb_model *t, const lb_model *d, lb_error *err) {
     int nv = lb_model_n_vocab(t);
     if (lb_model_n_vocab(d) != nv)
         return lb_fail(err, LB_ERR_ARG, "the draft model's vocabulary has %d tokens, the target's %d: a draft must "
@@ -255,7 +285,8 @@ static lb_status same_vocab(const lb_model *t, const lb_model *d, lb_error *err)
 }
 
 lb_status lb_spec_check(const lb_session *s, const lb_generate_params *p, lb_error *err) {
-    if (p->lookup < 0) return lb_fail(err, LB_ERR_ARG, "lookup is %d; it must be >= 0", p->lookup);
+    if (p->lookup < 0 || p->lookup > LOOKUP_SPAN)
+        return lb_fail(err, LB_ERR_ARG, "lookup is %d; it must be 0 (off) to %d", p->lookup, LOOKUP_SPAN);
     if (p->draft_max < 0 || p->draft_max > SPEC_K_MAX)
         return lb_fail(err, LB_ERR_ARG, "draft_max is %d; it must be 0 (default %d) to %d", p->draft_max, SPEC_K_DEFAULT,
                        SPEC_K_MAX);
@@ -264,5 +295,5 @@ lb_status lb_spec_check(const lb_session *s, const lb_generate_params *p, lb_err
     if (!p->draft) return LB_OK;
     if (p->lookup) return lb_fail(err, LB_ERR_ARG, "give a draft session or lookup, not both");
     if (p->draft == s) return lb_fail(err, LB_ERR_ARG, "the draft session is the target session itself");
-    return same_vocab(s->m, p->draft->m, err);
+    return lb_draft_check_vocab(s->m, p->draft->m, err);
 }

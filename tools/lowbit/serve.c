@@ -45,6 +45,19 @@ static void usage(FILE *f) {
           "      --shutdown-timeout S  seconds in-flight requests may finish after SIGTERM (default 10)\n"
           "      --delta NAME=PATH   also serve the fine-tune in delta file PATH (lowbit delta create) as\n"
           "                          model NAME; repeatable (up to 16); the request's \"model\" picks it\n"
+          "      --lookup N          speculative decoding by prompt lookup for every request: the tokens\n"
+          "                          that followed the longest earlier match (at least N tokens) of the\n"
+          "                          context's end, prompt and output, are drafted and verified in the\n"
+          "                          same batched pass; output identical to plain decoding (greedy and\n"
+          "                          seeded), faster when it copies. A request may set \"speculative\":\n"
+          "                          {\"lookup\": N, \"n_max\": K} or false (llama-server's\n"
+          "                          \"speculative.n_max\" too); /metrics counts drafted / accepted tokens\n"
+          "      --draft MODEL       speculative decoding with a draft model instead: MODEL (the same\n"
+          "                          vocabulary, smaller or quantized harder) drafts every request's\n"
+          "                          tokens, all requests batched, in an engine of its own\n"
+          "      --draft-min-p P     stop drafting at a token the draft gives probability below P (default 0)\n"
+          "      --draft-max K       tokens drafted per step at most (default 16, up to 63; fewer while\n"
+          "                          drafts fail); alone, it lets requests turn lookup on themselves\n"
           "  -h, --help              this help\n", f);
 }
 
@@ -54,7 +67,9 @@ typedef struct serve_opts {
     const char *delta_name[SV_MAX_DELTAS], *delta_path[SV_MAX_DELTAS];
     char delta_buf[SV_MAX_DELTAS][128];
     int n_delta;
-    const char *model, *alias, *host, *tokenizer, *api_key;
+    const char *model, *alias, *host, *tokenizer, *api_key, *draft;
+    double draft_min_p;
+    long long lookup, draft_max;
     long long port, parallel, ctx, kv_tokens, threads, queue, chunk, timeout, idle, max_conn, shutdown;
     uint64_t mem_budget, max_body;
     lb_kv_type kv;
@@ -121,6 +136,10 @@ static int parse(int argc, char **argv, serve_opts *o) {
         else if (IS("--idle-timeout")) INT(o->idle, 1, 86400);
         else if (IS("--max-connections")) INT(o->max_conn, 4, 1 << 16);
         else if (IS("--shutdown-timeout")) INT(o->shutdown, 0, 86400);
+        else if (IS("--lookup")) INT(o->lookup, 1, 64);
+        else if (IS("--draft-max")) INT(o->draft_max, 1, 63);
+        else if (IS("--draft")) STR(o->draft);
+        else if (IS("--draft-min-p")) { if (!cli_float_in(a, v, 0, 1, &o->draft_min_p)) return 2; i++; }
         else if (IS("--mem-budget")) { if (!opt_size(a, v, &o->mem_budget)) return 2; i++; }
         else if (IS("--max-body")) { if (!opt_size(a, v, &o->max_body) || o->max_body > (1u << 30)) return 2; i++; }
         else if (IS("--kv-type")) {
@@ -143,6 +162,7 @@ static int parse(int argc, char **argv, serve_opts *o) {
     }
     if (!o->model) return fprintf(stderr, "lowbit: serve: -m MODEL is required (see lowbit serve --help)\n"), 2;
     if (o->api_key && !*o->api_key) o->api_key = NULL;
+    if (o->draft && o->lookup) return fprintf(stderr, "lowbit: serve: give --draft or --lookup, not both\n"), 2;
     if (o->kv_tokens && o->mem_budget)
         return fprintf(stderr, "lowbit: serve: give --kv-tokens or --mem-budget, not both (the plan sizes the pool)\n"), 2;
     return 0;
@@ -194,28 +214,57 @@ static int plan_slots(lb_model *m, serve_opts *o) {
     return 1;
 }
 
+/* --draft: the draft model, checked against the target's vocabulary, in an engine of its own. */
+static int open_draft(lb_model *m, const serve_opts *o, const lb_engine_params *ep, lb_model **dm, sv_draft **d) {
+    lb_error err = {0};
+    lb_model_params mp = lb_model_default_params();
+    mp.n_threads = (int)o->threads;
+    if (lb_model_load(o->draft, &mp, dm, &err) || lb_draft_check_vocab(m, *dm, &err) ||
+        sv_draft_new(*dm, (int)o->parallel, ep, d, &err)) {
+        fprintf(stderr, "lowbit: --draft %s: %s\n", o->draft, err.msg);
+        lb_model_free(*dm);
+        *dm = NULL;
+        return 0;
+    }
+    return 1;
+}
+
 static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset_t *sigs) {
     lb_error err = {0};
     lb_engine_params ep = lb_engine_default_params();
     int tr = lb_model_n_ctx_train(m);
     ep.n_ctx = o->ctx ? (int)o->ctx : tr > 0 && tr < 4096 ? tr : 4096;
     ep.n_kv_tokens = o->kv_tokens ? (int)o->kv_tokens : ep.n_ctx * (int)o->parallel; /* what the plan sized */
-    ep.max_batch = (int)o->parallel + (int)o->chunk; /* every decoding slot plus one prompt chunk */
+    /* the most drafts a request verifies per step: --draft-max, 16 with --lookup alone, else none */
+    int spec_kmax = o->draft_max ? (int)o->draft_max : o->lookup || o->draft ? 16 : 0;
+    /* every decoding slot with its drafts, plus one prompt chunk */
+    ep.max_batch = (int)o->parallel * (1 + spec_kmax) + (int)o->chunk;
     ep.n_threads = (int)o->threads;
     ep.kv_type = o->kv;
     sv_engine *eng = NULL;
     int ft_ids[SV_MAX_DELTAS];
     sv_server sv = {.model = m, .tok = lb_model_tokenizer(m), .model_name = name, .api_key = o->api_key,
+                    .lookup = (int)o->lookup, .draft_max = spec_kmax, .spec_kmax = spec_kmax,
+                    .draft = o->draft != NULL, .p_min = (float)o->draft_min_p,
                     .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = cli_now()};
     const char *style = lb_chat_template_style(lb_model_chat_template(m));
     sv.chat_style = style ? style : "chatml"; /* what other servers fall back to */
-    if (sv_engine_new(m, (int)o->parallel, &ep, &eng, &err)) return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    lb_model *dm = NULL;
+    sv_draft *draft = NULL;
+    if (o->draft && !open_draft(m, o, &ep, &dm, &draft)) return 1;
+    if (sv_engine_new(m, (int)o->parallel, 1 + spec_kmax, &ep, &eng, &err)) {
+        sv_draft_free(draft);
+        lb_model_free(dm);
+        return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
+    }
     for (int k = 0; k < o->n_delta; k++) {
         if (!strcmp(o->delta_name[k], name) || sv_engine_add_delta(eng, o->delta_path[k], &ft_ids[k], &err)) {
             if (!strcmp(o->delta_name[k], name))
                 fprintf(stderr, "lowbit: --delta name '%s' is the base model's name; choose another\n", name);
             else fprintf(stderr, "lowbit: --delta %s=%s: %s\n", o->delta_name[k], o->delta_path[k], err.msg);
             sv_engine_free(eng);
+            sv_draft_free(draft);
+            lb_model_free(dm);
             return 1;
         }
         fprintf(stderr, "lowbit: serving delta %s as model '%s'\n", o->delta_path[k], o->delta_name[k]);
@@ -224,8 +273,11 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     sv.ft_ids = ft_ids;
     sv.n_ft = o->n_delta;
     sv.n_ctx = sv_engine_n_ctx(eng);
-    if (sv_sched_new(eng, sv.tok, lb_model_n_vocab(m), (int)o->parallel, (int)o->queue, (int)o->chunk, &sv.sched, &err)) {
+    if (sv_sched_new(eng, sv.tok, lb_model_n_vocab(m), (int)o->parallel, (int)o->queue, (int)o->chunk, spec_kmax, draft,
+                     &sv.sched, &err)) {
         sv_engine_free(eng);
+        sv_draft_free(draft);
+        lb_model_free(dm);
         return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
     }
     sv_http_opts ho = {.host = o->host, .port = (int)o->port, .max_connections = (int)o->max_conn, .idle_timeout = (int)o->idle};
@@ -233,11 +285,17 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     if (sv_http_start(&sv, &ho, &http, &err)) {
         sv_sched_free(sv.sched);
         sv_engine_free(eng);
+        sv_draft_free(draft);
+        lb_model_free(dm);
         return fprintf(stderr, "lowbit: %s\n", err.msg), 1;
     }
-    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots batched, %d tokens each, a KV pool of %d, %s chat template%s)\n",
+    char spec[96] = "";
+    if (spec_kmax)
+        snprintf(spec, sizeof spec, ", speculative: %s%.0lld, up to %d drafts",
+                 o->draft ? "draft model" : o->lookup ? "lookup " : "on request", o->lookup, spec_kmax);
+    fprintf(stderr, "lowbit: serving %s on http://%s:%d (%lld slots batched, %d tokens each, a KV pool of %d, %s chat template%s%s)\n",
             name, o->host, sv_http_port(http), o->parallel, sv.n_ctx, ep.n_kv_tokens, sv.chat_style,
-            o->api_key ? ", API key required" : "");
+            o->api_key ? ", API key required" : "", spec);
     int sig = 0;
     sigwait(sigs, &sig);
     fprintf(stderr, "lowbit: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "interrupt" : "terminated",
@@ -251,6 +309,8 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
     sv_http_stop(http);
     sv_sched_free(sv.sched);
     sv_engine_free(eng);
+    sv_draft_free(draft);
+    lb_model_free(dm);
     fprintf(stderr, "lowbit: stopped\n");
     return 0;
 }

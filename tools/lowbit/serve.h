@@ -21,10 +21,13 @@ typedef struct sv_eval {
     size_t n_ids;
     float *logits;      /* NULL, or n_vocab floats: the logits after the last id */
     lb_status status;   /* out: this item's result */
+    int all_rows;       /* logits holds one row per id (speculative verification), not one */
 } sv_eval;
 
-/* ep->max_batch must hold every step's ids (the scheduler keeps to it). */
-lb_status sv_engine_new(lb_model *m, int n_slots, const lb_engine_params *ep, sv_engine **out, lb_error *err);
+/* ep->max_batch must hold every step's ids (the scheduler keeps to it); rows_per_slot: the
+ * most logits rows one slot asks for in a step (1 + the most drafts it verifies). */
+lb_status sv_engine_new(lb_model *m, int n_slots, int rows_per_slot, const lb_engine_params *ep, sv_engine **out,
+                        lb_error *err);
 void sv_engine_free(sv_engine *e);
 /* Loads a delta as fine-tune *ft (1, 2, ...; 0 is the base). */
 lb_status sv_engine_add_delta(sv_engine *e, const char *path, int *ft, lb_error *err);
@@ -35,10 +38,36 @@ lb_status sv_engine_begin(sv_engine *e, int slot, int ft, const int32_t *prompt,
 void sv_engine_end(sv_engine *e, int slot); /* frees the slot's sequence (its full blocks stay cached) */
 int sv_engine_n_ctx(const sv_engine *e);
 int sv_engine_n_past(const sv_engine *e, int slot);
+/* Keeps the first n positions of the slot's sequence (drafts the verification rejected go). */
+lb_status sv_engine_truncate(sv_engine *e, int slot, int n, lb_error *err);
 void sv_engine_stats(const sv_engine *e, lb_engine_stats *out);
 /* Runs every item (a failing item does not stop the others); returns the first failure, err
  * naming it, and each item's own status. */
 lb_status sv_engine_eval(sv_engine *e, sv_eval *items, int n_items, lb_error *err);
+
+/* ---- the draft model (serve_draft.c) ----------------------------------------------------------
+ * --draft: a smaller model of the target's vocabulary in an engine of its own, one sequence per
+ * slot, that drafts the speculative slots' tokens, all slots batched in each call. */
+typedef struct sv_draft sv_draft;
+
+typedef struct sv_dreq {
+    int slot;
+    const int32_t *ctx; /* the slot's context: prompt, then generated ids, the one fed next included */
+    size_t n;
+    int k;              /* drafts wanted (>= 1) */
+    float p_min;        /* stop at a draft token of lower probability */
+    int32_t *out;       /* k ids */
+    int got;            /* out: drafts written */
+    size_t left;        /* scratch: context ids still to feed */
+} sv_dreq;
+
+/* target: the target's engine parameters (the draft's engine takes its context and threads). */
+lb_status sv_draft_new(lb_model *dm, int n_slots, const lb_engine_params *target, sv_draft **out, lb_error *err);
+void sv_draft_free(sv_draft *d);
+void sv_draft_end(sv_draft *d, int slot); /* the slot's request is gone: so is its draft sequence */
+/* Drafts for every request in one batched call per round. On failure no request has drafts (and
+ * their draft sequences start again next time), so the step runs plain. */
+lb_status sv_draft_run(sv_draft *d, sv_dreq *q, int n_q, lb_error *err);
 
 /* ---- requests --------------------------------------------------------------------------------- */
 #define SV_MAX_STOP 4
@@ -54,6 +83,10 @@ typedef struct sv_request {
     int32_t *prompt; /* malloc'ed */
     size_t n_prompt;
     int max_tokens;  /* >= 1 */
+    int lookup;      /* speculative decoding by prompt lookup: the shortest match that drafts; 0: off */
+    int draft_max;   /* most tokens drafted per step */
+    int draft;       /* speculative decoding with the server's --draft model (when not lookup) */
+    float p_min;     /* the draft model's drafts stop at a token it gives less probability */
     lb_sampler_params sp;
     float presence_penalty, frequency_penalty;
     char *stop[SV_MAX_STOP];
@@ -73,6 +106,10 @@ typedef struct sv_request {
     int slot;              /* -1 while queued */
     size_t fed;            /* prompt ids evaluated so far */
     lb_sampler *sampler;
+    int32_t *ctx;          /* with lookup: the prompt then the generated ids, what drafts come from */
+    size_t n_drafted, n_accepted;
+    double tried, kept;    /* drafts verified (the first rejected one included) and kept, decaying */
+    int idle;              /* plain steps since the last drafting one */
     double t_submit, t_first; /* seconds (monotonic): queued, first token */
     /* The handler waits on its own condition variable for more than `wait_sent` safe bytes (or
      * the finish): the scheduler signals only requests whose text moved past that, never every
@@ -99,15 +136,16 @@ typedef struct sv_metrics {
     int batch_max;                            /* the most ids one call ran */
     double engine_seconds;                    /* wall time inside those calls */
     uint64_t handler_wakeups, handler_wakeups_idle; /* handlers woken; of them, with nothing new */
+    uint64_t drafted_tokens_total, accepted_tokens_total; /* speculative decoding */
     double tokens_per_second; /* generated, over the last few seconds */
     int accepting;
 } sv_metrics;
 
-/* prefill_chunk: prompt ids per step, all slots together (the engine's max_batch is n_slots plus
- * that). A request is admitted only when the blocks for its prompt and max_tokens fit in the
+/* prefill_chunk: prompt ids per step, all slots together (the engine's max_batch is n_slots x
+ * (1 + spec_kmax) plus that); spec_kmax: the most drafts a request may verify per step (0: none). A request is admitted only when the blocks for its prompt and max_tokens fit in the
  * pool beside those already reserved, so a decode never runs out of KV blocks. */
 lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
-                       int prefill_chunk, sv_sched **out, lb_error *err);
+                       int prefill_chunk, int spec_kmax, sv_draft *draft, sv_sched **out, lb_error *err);
 /* Stops the thread (cancelling whatever still runs) and frees the scheduler. */
 void sv_sched_free(sv_sched *s);
 /* 0: queued; 429: the queue is full; 503: not accepting (shutting down, memory pressure). */
@@ -139,6 +177,10 @@ typedef struct sv_server {
     const char *chat_style;  /* lb_chat_template_style of the model, "chatml" when unknown */
     const char *api_key;     /* NULL: no key */
     int n_ctx;
+    int lookup, draft_max;   /* --lookup / --draft-max: the requests' defaults */
+    int draft;               /* 1 with --draft: requests draft with it unless they ask for lookup */
+    float p_min;             /* --draft-min-p */
+    int spec_kmax;           /* the most drafts per step a request may ask for (0: no speculation) */
     size_t max_body;         /* bytes */
     int request_timeout;     /* seconds to read one request (headers and body) */
     _Atomic unsigned long long http_requests, http_errors_4xx, http_errors_5xx;

@@ -223,6 +223,42 @@ static int parse_sampling(const cJSON *o, sv_request *r, perr *pe) {
     return parse_stop(o, r, pe);
 }
 
+/* Speculative decoding per request: "speculative": {"lookup": N, "n_max": K, "p_min": P} (true:
+ * the server's settings, lookup 1 if it has none; false: off; lookup N > 0 on a --draft server:
+ * lookup instead of the draft model) or llama-server's flat "speculative.n_max" /
+ * "speculative.n_min" / "speculative.p_min" (n_min is accepted for its clients: the number of
+ * drafts adapts; p_min applies to a draft model's drafts). n_max 0 turns it off. The server's
+ * --lookup / --draft / --draft-max / --draft-min-p are the defaults; its batch has room for
+ * --draft-max. */
+static int parse_speculative(const sv_server *sv, const cJSON *o, sv_request *r, perr *pe) {
+    r->lookup = sv->lookup;
+    r->draft = sv->draft;
+    r->draft_max = sv->draft_max;
+    r->p_min = sv->p_min;
+    const cJSON *v = field(o, "speculative"), *in = v && cJSON_IsObject(v) ? v : NULL;
+    if (v && !in && !cJSON_IsBool(v))
+        return bad(pe, "speculative", "invalid_type", "%s", "'speculative' must be an object or a boolean");
+    if (v && cJSON_IsFalse(v)) return r->lookup = r->draft = 0, 0;
+    if (v && !sv->spec_kmax)
+        return bad(pe, "speculative", "unsupported_value", "%s",
+                   "this server runs without speculative decoding (start it with --lookup N or --draft-max K)");
+    if (v && !r->lookup && !r->draft) r->lookup = 1;
+    double look = r->lookup, nmax = r->draft_max, nmin = 0;
+    float pmin = r->p_min;
+    int rc;
+    if ((in && ((rc = integer(in, "lookup", 0, 64, &look, pe)) || (rc = integer(in, "n_max", 0, sv->spec_kmax, &nmax, pe)) ||
+                (rc = integer(in, "n_min", 0, sv->spec_kmax, &nmin, pe)) || (rc = num(in, "p_min", 0, 1, &pmin, pe)))) ||
+        (rc = integer(o, "speculative.n_max", 0, sv->spec_kmax ? sv->spec_kmax : 64, &nmax, pe)) ||
+        (rc = integer(o, "speculative.n_min", 0, 64, &nmin, pe)) || (rc = num(o, "speculative.p_min", 0, 1, &pmin, pe)))
+        return rc;
+    int on = nmax > 0 && sv->spec_kmax;
+    r->lookup = on ? (int)look : 0;
+    r->draft = on && !r->lookup && sv->draft;
+    r->draft_max = (int)nmax;
+    r->p_min = pmin;
+    return 0;
+}
+
 static int parse_stream(const cJSON *o, sv_request *r, perr *pe) {
     const cJSON *v = field(o, "stream");
     if (v && !cJSON_IsBool(v)) return bad(pe, "stream", "invalid_type", "%s", "'stream' must be a boolean");
@@ -342,7 +378,7 @@ static int parse_fields(sv_server *sv, const cJSON *o, int chat, sv_request *r, 
         r->ft = sv->ft_ids[k];
     }
     snprintf(r->model, sizeof r->model, "%s", name);
-    if ((rc = parse_stream(o, r, pe)) || (rc = parse_sampling(o, r, pe))) return rc;
+    if ((rc = parse_stream(o, r, pe)) || (rc = parse_sampling(o, r, pe)) || (rc = parse_speculative(sv, o, r, pe))) return rc;
     double mt = -1;
     if ((rc = integer(o, "max_tokens", 1, 1 << 24, &mt, pe)) || (rc = integer(o, "max_completion_tokens", 1, 1 << 24, &mt, pe)))
         return rc;
@@ -406,6 +442,10 @@ static void add_usage(cJSON *o, const sv_request *r) {
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)r->n_gen);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(r->n_prompt + r->n_gen));
+    if (!r->lookup && !r->draft) return;
+    cJSON *sp = cJSON_AddObjectToObject(o, "speculative"); /* lowbit's own: what the drafts did */
+    cJSON_AddNumberToObject(sp, "drafted", (double)r->n_drafted);
+    cJSON_AddNumberToObject(sp, "accepted", (double)r->n_accepted);
 }
 
 static void add_finish(cJSON *c, sv_finish fin) {
@@ -611,6 +651,8 @@ char *sv_api_metrics_text(sv_server *sv) {
         {"handler_wakeups_total", "counter", "waiting HTTP handlers woken by the scheduler", (double)m.handler_wakeups},
         {"handler_wakeups_idle_total", "counter", "of them, woken with nothing new to send", (double)m.handler_wakeups_idle},
         {"prompt_tokens_cached_total", "counter", "prompt tokens taken from the prefix cache", (double)m.prompt_tokens_cached_total},
+        {"speculative_drafted_tokens_total", "counter", "tokens drafted for speculative verification", (double)m.drafted_tokens_total},
+        {"speculative_accepted_tokens_total", "counter", "drafted tokens the model kept", (double)m.accepted_tokens_total},
         {"tokens_per_second", "gauge", "generated tokens per second, last seconds", m.tokens_per_second},
         {"accepting", "gauge", "1 while admitting requests (0 during shutdown)", m.accepting},
         {"uptime_seconds", "gauge", "seconds since start", cli_now() - sv->t_start},

@@ -14,7 +14,7 @@ struct sv_engine {
     int n_slots, n_vocab, max_batch;
     int *seq;              /* per slot: its engine sequence, -1 when none */
     lb_batch_entry *batch; /* max_batch entries */
-    float *logits;         /* n_slots rows: at most one row per slot per step */
+    float *logits;         /* n_slots x rows_per_slot rows: the rows a step asks for */
 };
 
 static lb_status nomem(lb_error *err) {
@@ -22,7 +22,8 @@ static lb_status nomem(lb_error *err) {
     return LB_ERR_NOMEM;
 }
 
-lb_status sv_engine_new(lb_model *m, int n_slots, const lb_engine_params *ep, sv_engine **out, lb_error *err) {
+lb_status sv_engine_new(lb_model *m, int n_slots, int rows_per_slot, const lb_engine_params *ep, sv_engine **out,
+                        lb_error *err) {
     *out = NULL;
     sv_engine *e = calloc(1, sizeof *e);
     if (!e) return nomem(err);
@@ -31,7 +32,7 @@ lb_status sv_engine_new(lb_model *m, int n_slots, const lb_engine_params *ep, sv
     e->max_batch = ep->max_batch;
     e->seq = malloc((size_t)n_slots * sizeof *e->seq);
     e->batch = malloc((size_t)ep->max_batch * sizeof *e->batch);
-    e->logits = malloc((size_t)n_slots * (size_t)e->n_vocab * sizeof *e->logits);
+    e->logits = malloc((size_t)n_slots * (size_t)rows_per_slot * (size_t)e->n_vocab * sizeof *e->logits);
     if (!e->seq || !e->batch || !e->logits) {
         sv_engine_free(e);
         return nomem(err);
@@ -92,6 +93,10 @@ int sv_engine_n_ctx(const sv_engine *e) {
     return st.n_ctx;
 }
 
+lb_status sv_engine_truncate(sv_engine *e, int slot, int n, lb_error *err) {
+    return lb_engine_seq_truncate(e->eng, e->seq[slot], n, err);
+}
+
 int sv_engine_n_past(const sv_engine *e, int slot) {
     return e->seq[slot] < 0 ? 0 : lb_engine_seq_len(e->eng, e->seq[slot]);
 }
@@ -109,15 +114,16 @@ lb_status sv_engine_eval(sv_engine *e, sv_eval *items, int n_items, lb_error *er
         int pos = sv_engine_n_past(e, it->slot);
         for (size_t k = 0; k < it->n_ids && n < (size_t)e->max_batch; k++)
             e->batch[n++] = (lb_batch_entry){e->seq[it->slot], pos + (int32_t)k, it->ids[k],
-                                             it->logits && k + 1 == it->n_ids};
+                                             it->logits && (it->all_rows || k + 1 == it->n_ids)};
     }
     lb_status st = n ? lb_engine_decode(e->eng, e->batch, n, e->logits, err) : LB_OK;
     const float *row = e->logits;
     for (int i = 0; i < n_items; i++) {
         items[i].status = st;
         if (!st && items[i].logits) {
-            memcpy(items[i].logits, row, (size_t)e->n_vocab * sizeof *row);
-            row += e->n_vocab;
+            size_t rows = items[i].all_rows ? items[i].n_ids : 1;
+            memcpy(items[i].logits, row, rows * (size_t)e->n_vocab * sizeof *row);
+            row += rows * (size_t)e->n_vocab;
         }
     }
     return st;

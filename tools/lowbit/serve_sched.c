@@ -15,17 +15,22 @@
 
 #define SV_RATE_WINDOW 8 /* seconds over which tok/s is averaged */
 
+#define SV_SPEC_COST 0.15 /* a verified draft's cost in plain steps (a 17-token pass costs ~3: bench/results_spec.md) */
+#define SV_SPEC_PROBE 32  /* a 1-token draft after this many plain steps: does drafting pay again? */
+
 typedef struct slot {
     sv_request *r; /* NULL when free */
-    float *logits;
-    int32_t next;  /* the sampled token to feed next step */
+    float *logits; /* 1 + spec_kmax rows: the next token's, or one per verified position */
+    int32_t *ids;  /* 1 + spec_kmax: the sampled token to feed next step, then its drafts */
     size_t blocks; /* KV blocks reserved for the request: its prompt and max_tokens */
 } slot;
 
 struct sv_sched {
     sv_engine *eng;
+    sv_draft *draft;    /* --draft, or NULL */
+    sv_dreq *dreqs;     /* n_slots: this step's draft model requests */
     const lb_tokenizer *tok;
-    int n_vocab, n_slots, queue_max, chunk, n_ctx;
+    int n_vocab, n_slots, queue_max, chunk, n_ctx, spec_kmax;
     size_t block_tokens, blocks_total, blocks_reserved;
     int prefill_from;   /* the slot that prefills first next step (round robin) */
     lb_engine_stats es; /* copied after every step: the handlers never touch the engine */
@@ -59,6 +64,7 @@ void sv_request_free(sv_request *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->text);
     free(r->gen);
+    free(r->ctx);
     lb_sampler_free(r->sampler);
     if (r->cv_ready) pthread_cond_destroy(&r->cv);
     free(r);
@@ -161,6 +167,14 @@ static size_t blocks_for(const sv_sched *s, const sv_request *r) {
     return (n + s->block_tokens - 1) / s->block_tokens;
 }
 
+/* A speculative request drafts from its prompt and what it generates, kept in one array. */
+static int start_spec(sv_request *r) {
+    if (!(r->ctx = malloc((r->n_prompt + (size_t)r->max_tokens) * sizeof *r->ctx))) return 0;
+    memcpy(r->ctx, r->prompt, r->n_prompt * sizeof *r->ctx);
+    r->tried = 2, r->kept = 1; /* no evidence yet: even odds */
+    return 1;
+}
+
 /* First come, first served: the queue's head waits until a slot is free and its blocks fit
  * beside the reservations of those running (shared prefix blocks are counted in each, so the
  * pool can only be fuller on paper than in fact). */
@@ -191,6 +205,10 @@ static void admit(sv_sched *s) {
         }
         r->fed = reused;
         s->m.prompt_tokens_cached_total += reused;
+        if ((r->lookup || r->draft) && !r->finish && !start_spec(r)) {
+            snprintf(r->error, sizeof r->error, "out of memory");
+            finish(s, r, SV_FIN_ERROR);
+        }
     }
 }
 
@@ -200,8 +218,28 @@ static void release_slot(sv_sched *s, int i) {
     s->blocks_reserved -= s->slots[i].blocks;
     s->slots[i].blocks = 0;
     sv_engine_end(s->eng, i);
+    sv_draft_end(s->draft, i);
     r->slot = -1;
     unref(r);
+}
+
+/* Drafts to verify after a decoding slot's sampled token: as many as pay at the acceptance the
+ * request has seen (lb_spec_best_k at SV_SPEC_COST), within max_tokens and the context; 0 for a
+ * plain step. Lookup drafts are written now; a draft model's are asked for (k) and written by
+ * draft_all once the lock is released. */
+static int draft_slot(sv_sched *s, int i) {
+    sv_request *r = s->slots[i].r;
+    if (!r->ctx) return 0;
+    size_t n = r->n_prompt + r->n_gen; /* the context, the token fed this step included */
+    long room = (long)r->max_tokens - (long)r->n_gen - 1, end = (long)s->n_ctx - (long)n;
+    int cap = (int)(room < end ? room : end);
+    if (cap > r->draft_max) cap = r->draft_max;
+    if (cap <= 0) return 0;
+    int k = lb_spec_best_k(r->kept / r->tried, SV_SPEC_COST, cap);
+    if (!k && ++r->idle < SV_SPEC_PROBE) return 0;
+    r->idle = 0;
+    if (!r->lookup) return k ? k : 1;
+    return lb_lookup_draft(r->ctx, n, r->lookup, k ? k : 1, s->slots[i].ids + 1);
 }
 
 /* Builds this step's items (lock held): the last sampled token of every decoding slot, then
@@ -218,7 +256,8 @@ static int build_items(sv_sched *s) {
             continue;
         }
         if (r->fed < r->n_prompt) continue;
-        s->items[n++] = (sv_eval){i, &s->slots[i].next, 1, s->slots[i].logits, LB_OK};
+        int k = draft_slot(s, i);
+        s->items[n++] = (sv_eval){i, s->slots[i].ids, 1 + (size_t)k, s->slots[i].logits, LB_OK, k > 0};
     }
     size_t budget = (size_t)s->chunk;
     for (int k = 0; k < s->n_slots && budget; k++) {
@@ -227,33 +266,35 @@ static int build_items(sv_sched *s) {
         if (!r || r->fed >= r->n_prompt) continue;
         size_t left = r->n_prompt - r->fed, take = left < budget ? left : budget;
         budget -= take;
-        s->items[n++] = (sv_eval){i, r->prompt + r->fed, take, take == left ? s->slots[i].logits : NULL, LB_OK};
+        s->items[n++] = (sv_eval){i, r->prompt + r->fed, take, take == left ? s->slots[i].logits : NULL, LB_OK, 0};
         if (take < left) s->prefill_from = i; /* it goes on first next step */
     }
     return n;
 }
 
-/* Samples a slot's next token after its logits came back (lock held). */
-static void sample_slot(sv_sched *s, int i, int *counts) {
+/* Samples a slot's next token from one row of logits (lock held); returns it, or -1 when the
+ * request ended without one (end of generation, out of memory). */
+static int32_t sample_slot(sv_sched *s, int i, float *logits, int *counts) {
     slot *sl = &s->slots[i];
     sv_request *r = sl->r;
-    apply_penalties(r, sl->logits, s->n_vocab, counts);
+    apply_penalties(r, logits, s->n_vocab, counts);
     const int32_t *hist = r->n_gen ? r->gen : r->prompt;
     size_t n_hist = r->n_gen ? r->n_gen : r->n_prompt;
-    int32_t id = lb_sampler_sample(r->sampler, sl->logits, hist, n_hist);
+    int32_t id = lb_sampler_sample(r->sampler, logits, hist, n_hist);
     if (lb_token_is_eog(s->tok, id)) {
         finish(s, r, SV_FIN_STOP);
-        return;
+        return -1;
     }
     int32_t *g = realloc(r->gen, (r->n_gen + 1) * sizeof *g);
     if (!g) {
         snprintf(r->error, sizeof r->error, "out of memory");
         finish(s, r, SV_FIN_ERROR);
-        return;
+        return -1;
     }
     r->gen = g;
     r->gen[r->n_gen++] = id;
-    sl->next = id;
+    if (r->ctx) r->ctx[r->n_prompt + r->n_gen - 1] = id;
+    sl->ids[0] = id;
     s->m.generated_tokens_total++;
     count_rate(s, 1);
     if (r->n_gen == 1) r->t_first = cli_now();
@@ -265,8 +306,58 @@ static void sample_slot(sv_sched *s, int i, int *counts) {
         finish(s, r, SV_FIN_ERROR);
     } else if (hit) {
         finish(s, r, SV_FIN_STOP);
-    } else if ((int)r->n_gen >= r->max_tokens || sv_engine_n_past(s->eng, i) >= s->n_ctx) {
-        finish(s, r, SV_FIN_LENGTH);
+    } else if ((int)r->n_gen >= r->max_tokens || r->n_prompt + r->n_gen - 1 >= (size_t)s->n_ctx) {
+        finish(s, r, SV_FIN_LENGTH); /* positions held once this token is fed: n_prompt + n_gen - 1 */
+    }
+    return id;
+}
+
+/* A speculative slot's verified rows: each row is sampled in turn as plain decoding would (the
+ * same sampler stream, history and penalties, so greedy and seeded output are plain decoding's,
+ * and the output keeps the target's distribution), a draft stays while it is the token sampled,
+ * and the KV positions of the drafts after the first mismatch are dropped. */
+static void accept_slot(sv_sched *s, const sv_eval *it, int *counts) {
+    slot *sl = &s->slots[it->slot];
+    sv_request *r = sl->r;
+    int k = (int)it->n_ids - 1, kept = 0;
+    for (int j = 0; j <= k; j++) {
+        int32_t id = sample_slot(s, it->slot, sl->logits + (size_t)j * (size_t)s->n_vocab, counts);
+        if (id < 0 || r->finish || j == k || id != sl->ids[1 + j]) break;
+        kept++;
+    }
+    r->n_drafted += (size_t)k;
+    r->n_accepted += (size_t)kept;
+    s->m.drafted_tokens_total += (uint64_t)k;
+    s->m.accepted_tokens_total += (uint64_t)kept;
+    r->tried = 0.9 * r->tried + kept + (kept < k);
+    r->kept = 0.9 * r->kept + kept;
+    lb_error err = {0};
+    int n = sv_engine_n_past(s->eng, it->slot) - (k - kept);
+    if (!r->finish && sv_engine_truncate(s->eng, it->slot, n, &err)) {
+        snprintf(r->error, sizeof r->error, "%s", err.msg);
+        finish(s, r, SV_FIN_ERROR);
+    }
+}
+
+/* The draft model's drafts for this step's drafting items (lock released: only this thread
+ * touches the slots, and the requests' ids); an item the draft gives fewer runs fewer. */
+static void draft_all(sv_sched *s, int n_items) {
+    int n = 0;
+    for (int k = 0; k < n_items; k++) {
+        sv_eval *it = &s->items[k];
+        sv_request *r = s->slots[it->slot].r;
+        if (!it->all_rows || r->lookup) continue;
+        s->dreqs[n++] = (sv_dreq){it->slot, r->ctx, r->n_prompt + r->n_gen, (int)it->n_ids - 1, r->p_min,
+                                  s->slots[it->slot].ids + 1, 0, 0};
+    }
+    lb_error err = {0};
+    if (n && sv_draft_run(s->draft, s->dreqs, n, &err)) fprintf(stderr, "lowbit: serve: draft model: %s\n", err.msg);
+    for (int k = 0, j = 0; k < n_items && j < n; k++) {
+        sv_eval *it = &s->items[k];
+        if (it->all_rows && !s->slots[it->slot].r->lookup) {
+            it->n_ids = 1 + (size_t)s->dreqs[j++].got;
+            it->all_rows = it->n_ids > 1;
+        }
     }
 }
 
@@ -275,6 +366,7 @@ static void step(sv_sched *s, int *counts) {
     if (!n) return;
     pthread_mutex_unlock(&s->mu);
     lb_error err = {0};
+    if (s->draft) draft_all(s, n);
     double t0 = cli_now();
     sv_engine_eval(s->eng, s->items, n, &err);
     double t1 = cli_now();
@@ -299,7 +391,8 @@ static void step(sv_sched *s, int *counts) {
             s->m.prompt_tokens_total += it->n_ids;
             if (r->fed < r->n_prompt) continue;
         }
-        if (!r->cancelled) sample_slot(s, it->slot, counts);
+        if (!r->cancelled && it->all_rows) accept_slot(s, it, counts);
+        else if (!r->cancelled) sample_slot(s, it->slot, s->slots[it->slot].logits, counts);
         notify(r);
     }
 }
@@ -331,7 +424,7 @@ static void *sched_main(void *arg) {
 /* ---- the handlers' side ------------------------------------------------------------------------ */
 
 lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n_slots, int queue_max,
-                       int prefill_chunk, sv_sched **out, lb_error *err) {
+                       int prefill_chunk, int spec_kmax, sv_draft *draft, sv_sched **out, lb_error *err) {
     *out = NULL;
     sv_sched *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
@@ -341,6 +434,8 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
     s->n_slots = n_slots;
     s->queue_max = queue_max;
     s->chunk = prefill_chunk;
+    s->spec_kmax = spec_kmax;
+    s->draft = draft;
     s->n_ctx = sv_engine_n_ctx(e);
     sv_engine_stats(e, &s->es);
     s->block_tokens = (size_t)s->es.block_tokens;
@@ -349,9 +444,12 @@ lb_status sv_sched_new(sv_engine *e, const lb_tokenizer *tok, int n_vocab, int n
     s->slots = calloc((size_t)n_slots, sizeof *s->slots);
     s->items = calloc((size_t)n_slots, sizeof *s->items);
     s->queue = calloc((size_t)queue_max, sizeof *s->queue);
-    if (!s->slots || !s->items || !s->queue) goto nomem;
+    s->dreqs = calloc((size_t)n_slots, sizeof *s->dreqs);
+    if (!s->slots || !s->items || !s->queue || !s->dreqs) goto nomem;
     for (int i = 0; i < n_slots; i++)
-        if (!(s->slots[i].logits = malloc((size_t)n_vocab * sizeof(float)))) goto nomem;
+        if (!(s->slots[i].logits = malloc((size_t)(1 + spec_kmax) * (size_t)n_vocab * sizeof(float))) ||
+            !(s->slots[i].ids = malloc((size_t)(1 + spec_kmax) * sizeof(int32_t))))
+            goto nomem;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     if (pthread_create(&s->thread, NULL, sched_main, s)) {
@@ -383,10 +481,11 @@ void sv_sched_free(sv_sched *s) {
         pthread_cond_destroy(&s->work);
     }
     if (s->slots)
-        for (int i = 0; i < s->n_slots; i++) free(s->slots[i].logits);
+        for (int i = 0; i < s->n_slots; i++) free(s->slots[i].logits), free(s->slots[i].ids);
     free(s->slots);
     free(s->items);
     free(s->queue);
+    free(s->dreqs);
     free(s);
 }
 
