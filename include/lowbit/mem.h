@@ -241,7 +241,7 @@ typedef struct lb_mem_report {
     uint64_t attention_bytes;       /* attention scores, n_threads x n_ctx (tag "attention") */
     lb_mem_stats runtime;           /* the session's tracker: live and peak per tag */
     /* weights + tokenizer + KV + scratch + logits + attention: the model's cost with every
-     * page resident */
+     * page resident (streaming: the fixed part and the window instead of every weight) */
     uint64_t total_bytes;
     /* this process now, for comparison (statm, getrusage) */
     uint64_t proc_rss, proc_peak_rss;
@@ -256,6 +256,10 @@ typedef struct lb_mem_report {
     /* the session streams its weights: units resident at once and their bytes (0: it does not) */
     int stream_window;
     uint64_t stream_window_bytes;
+    /* ... and the part of the weights outside the streamed units (norms, tensors converted at
+     * load, the token rows one batch looks up); total_bytes then counts this plus the window,
+     * not weight_bytes */
+    uint64_t stream_fixed_bytes;
 } lb_mem_report;
 
 /* s may be NULL (then only the model's part is filled). */

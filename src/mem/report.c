@@ -171,7 +171,18 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
     r->n_owned = (uint32_t)m->n_bufs;
     r->tokenizer_bytes = tokenizer_estimate(m->tok);
     if (s) session_part(s, page, r);
-    r->total_bytes = r->weight_bytes + (r->restored_bytes - r->restored_weight_bytes) + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
+    /* a streaming session holds the fixed part and at most its window of layers resident, and
+     * that, not every weight, is what its RSS can show */
+    uint64_t counted = r->weight_bytes;
+    if (r->stream_window) {
+        uint64_t unit_max, head, fixed;
+        uint32_t n_units;
+        if (!lb_stream_sizes(m, LB_MAX_BATCH, &unit_max, &head, &fixed, &n_units, NULL, 0)) {
+            r->stream_fixed_bytes = fixed;
+            counted = fixed + r->stream_window_bytes;
+        }
+    }
+    r->total_bytes = counted + (r->restored_bytes - r->restored_weight_bytes) + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
                      r->attention_bytes;
     uint64_t file_rss;
     statm_rss(page, &r->proc_rss, &file_rss);

@@ -68,8 +68,9 @@ int cli_mem_plan(lb_model *m, uint64_t budget, int n_threads, long long *n_ctx, 
         char b[32];
         lb_size_format(in.repack_bytes, b, sizeof b);
         if (!plan.repack) lb_model_set_repack(m, 0);
-        fprintf(stderr, plan.repack ? "lowbit: memory: %s of Q4_0 weights repacked into 8-row groups (heap; their file pages released)\n"
-                                    : "lowbit: note: no room in --mem-budget to repack %s of Q4_0 weights; the plain layout is used\n", b);
+        fprintf(stderr, plan.repack      ? "lowbit: memory: %s of Q4_0 weights repacked into 8-row groups (heap; their file pages released)\n"
+                        : plan.streaming ? "lowbit: note: the weights stream from the file, so %s of Q4_0 weights keep the plain layout\n"
+                                         : "lowbit: note: no room in --mem-budget to repack %s of Q4_0 weights; the plain layout is used\n", b);
     }
     *n_ctx = plan.n_ctx;
     lb_kv_type planned = plan.kv_dtype == LB_MEM_KV_Q4_0   ? LB_KV_Q4_0
@@ -126,10 +127,10 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
                 H(r.runtime.peak_bytes, b), (unsigned long long)r.runtime.n_allocs);
     }
     if (r.stream_window)
-        fprintf(stderr, "  streaming   window %d layers, %.1f MiB (weights read from the file layer by layer)\n",
-                r.stream_window, (double)r.stream_window_bytes / (1 << 20));
-    fprintf(stderr, "  total       %s (weights + tokenizer%s)\n", H(r.total_bytes, a),
-            r.has_session ? " + KV cache + scratch" : "");
+        fprintf(stderr, "  streaming   window %d layers, %s + %s fixed resident at most (weights read from the file layer by layer)\n",
+                r.stream_window, H(r.stream_window_bytes, a), H(r.stream_fixed_bytes, b));
+    fprintf(stderr, "  total       %s (%s + tokenizer%s)\n", H(r.total_bytes, a),
+            r.stream_window ? "streamed window and fixed weights" : "weights", r.has_session ? " + KV cache + scratch" : "");
     fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),
             H(r.proc_peak_rss, b), H(r.overhead_bytes, c));
 #undef H
