@@ -79,8 +79,9 @@ static void test_real_monitor(void) {
         long long vmrss = proc_kb("/proc/self/status", "VmRSS");
         long long grow = (long long)after.proc_rss - (long long)before.proc_rss;
         long long grow_anon = (long long)after.proc_anon - (long long)before.proc_anon;
-        CHECK(grow > (long long)(60 * MiB) && grow < (long long)(72 * MiB), "rss grew by %lld", grow);
-        CHECK(grow_anon > (long long)(60 * MiB) && grow_anon < (long long)(72 * MiB), "anon grew by %lld", grow_anon);
+        /* up to 64 + 8 MiB: under ASan the stores also touch the 1/8-size shadow of the buffer */
+        CHECK(grow > (long long)(60 * MiB) && grow <= (long long)(76 * MiB), "rss grew by %lld", grow);
+        CHECK(grow_anon > (long long)(60 * MiB) && grow_anon <= (long long)(76 * MiB), "anon grew by %lld", grow_anon);
         CHECK(llabs_diff(after.proc_rss, (uint64_t)vmrss) < (long long)(4 * MiB), "rss %llu vs VmRSS %lld",
               (unsigned long long)after.proc_rss, vmrss);
         CHECK(after.proc_peak_rss >= after.proc_rss);
