@@ -113,7 +113,7 @@ static unit *units_build(const lb_model *m, size_t page, int max_batch, uint64_t
     }
     for (int k = 0; k < n; k++) {
         int w = 0;
-        qsort(u[k].r, (size_t)u[k].n, sizeof *u[k].r, by_start);
+        if (u[k].n > 1) qsort(u[k].r, (size_t)u[k].n, sizeof *u[k].r, by_start); /* a unit may be empty (no ranges: NULL) */
         for (int i = 0; i < u[k].n; i++) {
             if (w && u[k].r[w - 1].map == u[k].r[i].map && u[k].r[i].a <= u[k].r[w - 1].b) {
                 if (u[k].r[i].b > u[k].r[w - 1].b) u[k].r[w - 1].b = u[k].r[i].b;
