@@ -140,6 +140,10 @@ int lb_stream_sizes(const lb_model *m, int max_batch, uint64_t *unit_max, uint64
         if (u[k].bytes > *unit_max) *unit_max = u[k].bytes;
     *head = u[n - 1].bytes;
     units_free(u, n);
+    if (!*unit_max) { /* every layer converted at load (a llama2.c file, say): nothing stays in the file */
+        snprintf(why, cap, "the layers were converted at load into memory: streaming needs weights read in place from the file");
+        return 1;
+    }
     *fixed = fx;
     if (why && cap) why[0] = 0;
     return 0;
