@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import lbtest as T  # noqa: E402
