@@ -272,15 +272,18 @@ def budgets(T):
                 continue
             n_checked += 1
             lim = int(budget[:-1]) * 1024
-            check(0 < rss <= lim, "2: %s under %s: peak RSS %d KiB within the budget" % (what, budget, rss))
+            # ASan's shadow, quarantine and exit-time leak scan add memory the plan cannot know of,
+            # after the report is printed: RSS is compared with the budget and the report only in
+            # the plain build (the sanitized run still checks the plan admits or refuses cleanly)
+            check(SANITIZED or 0 < rss <= lim, "2: %s under %s: peak RSS %d KiB within the budget" % (what, budget, rss))
             mib = lambda m: float(m.group(1)) * {"B": 1 / 1024, "KiB": 1, "MiB": 1024, "GiB": 1 << 20}[m.group(2)] if m else -1
             total = mib(re.search(r"total\s+([\d.]+) (B|KiB|MiB|GiB)", err))
             peak = mib(re.search(r"process .* peak ([\d.]+) (B|KiB|MiB|GiB)", err))
-            check(abs(peak - rss) <= 0.10 * rss, "2: %s under %s: --mem-report peak %.0f KiB agrees with the measured %d KiB"
+            check(SANITIZED or abs(peak - rss) <= 0.10 * rss, "2: %s under %s: --mem-report peak %.0f KiB agrees with the measured %d KiB"
                   % (what, budget, peak, rss))
             # what the report accounts for is resident; where the model dominates the process
             # (weights >= 8 MiB) it explains the peak within 10% beside the empty process's cost
-            check(0 < total <= rss, "2: %s under %s: --mem-report total %.0f KiB <= peak RSS %d KiB" % (what, budget, total, rss))
+            check(0 < total <= rss or SANITIZED, "2: %s under %s: --mem-report total %.0f KiB <= peak RSS %d KiB" % (what, budget, total, rss))
             win = re.search(r"streaming\s+window (\d+) layers", err)
             n_streamed += bool(win)
             if win and not SANITIZED:
