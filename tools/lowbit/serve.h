@@ -64,6 +64,10 @@ typedef struct sv_dreq {
 /* target: the target's engine parameters (the draft's engine takes its context and threads). */
 lb_status sv_draft_new(lb_model *dm, int n_slots, const lb_engine_params *target, sv_draft **out, lb_error *err);
 void sv_draft_free(sv_draft *d);
+/* Adds what sv_draft_new(dm, n_slots, target) will hold to a memory plan of the target's costs
+ * (per context token, all slots together): the draft's weights, its KV for every slot (a KV type
+ * the draft cannot hold is then no choice), its engine's scratch and logits. */
+void sv_draft_plan(lb_model *dm, int n_slots, const lb_engine_params *target, lb_mem_plan_in *in);
 void sv_draft_end(sv_draft *d, int slot); /* the slot's request is gone: so is its draft sequence */
 /* Drafts for every request in one batched call per round. On failure no request has drafts (and
  * their draft sequences start again next time), so the step runs plain. */
