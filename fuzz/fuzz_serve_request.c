@@ -15,21 +15,13 @@
 #include <cjson/cJSON.h>
 
 #include "serve.h"
+#include "shared_path.h"
 
 static lb_model *g_model;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char path[1024];
-    const char *shared = getenv("LB_SHARED_DIR");
-    if (shared) snprintf(path, sizeof path, "%s/models/stories260K-gguf/stories260K.gguf", shared);
-    else {
-        snprintf(path, sizeof path, "%s", __FILE__); /* .../fuzz/fuzz_serve_request.c */
-        char *s = strrchr(path, '/');
-        if (s) *s = 0;
-        s = strrchr(path, '/');
-        if (s) *s = 0;
-        strncat(path, "/../shared/models/stories260K-gguf/stories260K.gguf", sizeof path - strlen(path) - 1);
-    }
+    fuzz_shared_path(path, sizeof path, "models/stories260K-gguf/stories260K.gguf");
     lb_error err = {0};
     lb_model_params mp = lb_model_default_params();
     mp.n_threads = 1;
