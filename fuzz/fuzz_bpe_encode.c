@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
+#include "shared_path.h"
 
 __attribute__((weak)) lb_status lb_spm_load_model(const char *p, lb_tokenizer **o, lb_error *e) {
     return lb_fail(e, LB_ERR_UNSUPPORTED, "%s: no SentencePiece in this build", p);
@@ -20,16 +21,7 @@ static lb_tokenizer *g_tok; /* loaded once: the harness is one process */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char path[1024];
-    const char *shared = getenv("LB_SHARED_DIR");
-    if (shared) snprintf(path, sizeof path, "%s/tokenizers/gpt2/tokenizer.json", shared);
-    else {
-        snprintf(path, sizeof path, "%s", __FILE__); /* .../fuzz/fuzz_bpe_encode.c */
-        char *s = strrchr(path, '/');
-        if (s) *s = 0;
-        s = strrchr(path, '/');
-        if (s) *s = 0;
-        strncat(path, "/../shared/tokenizers/gpt2/tokenizer.json", sizeof path - strlen(path) - 1);
-    }
+    fuzz_shared_path(path, sizeof path, "tokenizers/gpt2/tokenizer.json");
     lb_error err;
     if (lb_bpe_load_json(path, &g_tok, &err)) {
         fprintf(stderr, "fuzz_bpe_encode: %s (set LB_SHARED_DIR)\n", err.msg);

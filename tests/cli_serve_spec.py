@@ -6,9 +6,13 @@ object and llama-server's flat "speculative.n_max" are honoured and checked; /me
 response count drafted / accepted tokens; a server started without it refuses a request that asks
 for it. tinystories-512d repeats itself in long greedy stories, so its drafts are really kept.
 With --draft (stories260K drafting for tinystories-512d, batched in an engine of its own) the same
-equalities hold, and a draft of another vocabulary is refused at start."""
+equalities hold, and a draft of another vocabulary is refused at start. --mem-budget counts what
+speculation adds (every slot's drafted rows of scratch and logits; the draft model's weights and
+KV): a budget that fits plain serving but not speculation is refused, or the context shrinks,
+with a message naming it."""
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -116,8 +120,66 @@ def draft_model(model):
     T.check(rc == 0, f"--draft server: clean exit ({rc}): {''.join(srv.lines[-20:])}")
 
 
+def serve_start(model, *extra):
+    """(exit code, or None once it listened; stderr up to then) of lowbit serve, then SIGTERM."""
+    p = subprocess.Popen([LOWBIT, "serve", "-m", model, "--port", "0", "-np", "4", "-t", "1", *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in p.stderr:
+        lines.append(line)
+        if "http://" in line:
+            break
+    listening = bool(lines) and "http://" in lines[-1]
+    p.terminate()
+    try:
+        rc = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    return (None if listening else rc), "".join(lines)
+
+
+def plan_total(text):
+    """The plan's total in bytes, from '... = 68.19 MiB <= budget'."""
+    m = re.search(r"= ([\d.]+) (KiB|MiB|GiB) <= budget", text)
+    return float(m.group(1)) * 2 ** {"KiB": 10, "MiB": 20, "GiB": 30}[m.group(2)] if m else None
+
+
+def budget(model):
+    """A budget between the plain plan and the speculative one: plain starts, speculation is
+    refused at a fixed context and KV type, and shrinks the context when it may."""
+    small = T.S("models", "stories260K-gguf", "stories260K.gguf")
+    fixed = ("-c", "256", "--kv-type", "f16")
+    runs = {name: serve_start(model, *fixed, "--mem-budget", "100M", *extra)
+            for name, extra in (("plain", ()), ("spec", ("--draft-max", "16")), ("draft", ("--draft", small)))}
+    tot = {name: plan_total(err) for name, (rc, err) in runs.items()}
+    T.check(all(rc is None for rc, _ in runs.values()) and None not in tot.values() and tot["plain"] < tot["spec"] < tot["draft"],
+            f"the plan grows with --draft-max and again with --draft: {tot} {runs}")
+    T.check("speculative decoding (--draft-max 16: 68 logits rows" in runs["spec"][1] and "--draft weights" in runs["draft"][1],
+            f"the plan line names what speculation adds: {runs['spec'][1]} {runs['draft'][1]}")
+    if None in tot.values():
+        return
+    between = str(int((tot["plain"] + tot["spec"]) / 2))
+    rc, err = serve_start(model, *fixed, "--mem-budget", between)
+    T.check(rc is None, f"plain serving fits {between} bytes: {err}")
+    rc, err = serve_start(model, *fixed, "--mem-budget", between, "--draft-max", "16")
+    T.check(rc == 1 and "4 slots with speculative decoding (--draft-max 16" in err and "do not fit --mem-budget" in err,
+            f"--draft-max 16 under that budget is refused, naming it: {rc} {err}")
+    rc, err = serve_start(model, "--kv-type", "f16", "--mem-budget", between, "--draft-max", "16")
+    ctx = re.search(r"(\d+) tokens each", err)
+    T.check(rc is None and "context shrunk from 512" in err and ctx and int(ctx.group(1)) < 256,
+            f"without --ctx the context shrinks instead, saying so: {err}")
+    between = str(int((tot["spec"] + tot["draft"]) / 2))
+    rc, err = serve_start(model, *fixed, "--mem-budget", between, "--draft-max", "16")
+    T.check(rc is None, f"lookup speculation fits {between} bytes: {err}")
+    rc, err = serve_start(model, *fixed, "--mem-budget", between, "--draft", small)
+    T.check(rc == 1 and "--draft weights" in err and "do not fit --mem-budget" in err,
+            f"the draft model's weights and KV do not fit that budget, named: {rc} {err}")
+
+
 def main():
     model = T.S("models", "tinystories-512d")
+    budget(model)
     for bad, why in ((["--lookup", "0"], "--lookup"), (["--draft-max", "64"], "--draft-max"), (["--lookup"], "--lookup"),
                      (["--lookup", "1", "--draft", model], "not both"), (["--draft-min-p", "2"], "--draft-min-p"),
                      (["--draft", T.S("models", "synth-llama3-gqa")], "vocabulary")):

@@ -158,6 +158,10 @@ typedef struct lb_engine_stats {
     uint64_t tokens_computed, tokens_reused;       /* positions run through the model / taken from the cache */
 } lb_engine_stats;
 LB_API void lb_engine_get_stats(const lb_engine *e, lb_engine_stats *out);
+/* For memory planning: the bytes an engine made with p for m holds besides its KV pool and the
+ * weights: *fixed for the forward pass's scratch of p->max_batch entries, *per_ctx_token for the
+ * attention rows, times the longest sequence (p->n_ctx). A loaded fine-tune adds its own. */
+LB_API void lb_engine_scratch_plan(const lb_model *m, const lb_engine_params *p, size_t *fixed, size_t *per_ctx_token);
 LB_API int lb_engine_n_threads(const lb_engine *e);
 
 /* ---- synthetic models (src/io/synth.c) --------------------------------------------------- */

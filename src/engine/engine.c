@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "core/error.h"
@@ -389,6 +390,18 @@ lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *b, size_t n, floa
     for (size_t i = 0; i < n; i++) cache_add_full(e, &e->seqs[b[i].seq]);
     e->tokens_computed += n;
     return LB_OK;
+}
+
+void lb_engine_scratch_plan(const lb_model *m, const lb_engine_params *p, size_t *fixed, size_t *per_ctx_token) {
+    /* the defaults lb_engine_new and lb_pool_new apply */
+    int B = p->max_batch > 0 ? p->max_batch : 64, nth = p->n_threads;
+    if (nth <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nth = c > 0 ? (int)c : 1;
+    }
+    if (nth > 512) nth = 512; /* the pool's cap, LB_POOL_MAX_THREADS in core/threads.c */
+    lb_fwd_scratch_plan(m, nth, B, fixed, per_ctx_token);
+    *fixed += (size_t)B * sizeof(lb_fwd_tok); /* the batch as the forward pass takes it */
 }
 
 void lb_engine_get_stats(const lb_engine *e, lb_engine_stats *o) {

@@ -181,26 +181,61 @@ static void model_name(const char *path, char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)len, b);
 }
 
-/* Every slot's KV cache and scratch within the budget: the planner sees n_slots times the
- * per-slot costs, so the context it picks is per slot. */
-static int plan_slots(lb_model *m, serve_opts *o) {
+/* The most drafts a request verifies per step: --draft-max, 16 with --lookup or --draft alone,
+ * else none (then no request may speculate). */
+static int spec_kmax_of(const serve_opts *o) { return o->draft_max ? (int)o->draft_max : o->lookup || o->draft ? 16 : 0; }
+
+/* The target engine's shape: every decoding slot with its drafts, plus one prompt chunk. */
+static lb_engine_params target_params(lb_model *m, const serve_opts *o) {
+    lb_engine_params ep = lb_engine_default_params();
+    int tr = lb_model_n_ctx_train(m);
+    ep.n_ctx = o->ctx ? (int)o->ctx : tr > 0 && tr < 4096 ? tr : 4096;
+    ep.n_kv_tokens = o->kv_tokens ? (int)o->kv_tokens : ep.n_ctx * (int)o->parallel; /* what the plan sized */
+    ep.max_batch = (int)o->parallel * (1 + spec_kmax_of(o)) + (int)o->chunk;
+    ep.n_threads = (int)o->threads;
+    ep.kv_type = o->kv;
+    return ep;
+}
+
+/* Everything the server allocates, within the budget. The planner sees the costs of all slots
+ * together per context token, so the context it picks is per slot: every slot's KV, the
+ * engine's scratch for its whole batch (every slot's token with its drafts, plus a prompt
+ * chunk), the logits rows of every slot (1 + drafts each, held twice: the engine's and the
+ * scheduler's), each request's ids, and with --draft the draft model's weights, KV and scratch
+ * (sv_draft_plan). */
+static int plan_slots(lb_model *m, lb_model *dm, serve_opts *o) {
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, (int)o->threads, &in);
-    for (int t = 0; t < LB_MEM_KV_COUNT; t++) in.kv_bytes_per_token[t] *= (uint64_t)o->parallel;
-    in.scratch_bytes *= (uint64_t)o->parallel;
-    in.scratch_bytes_per_token *= (uint64_t)o->parallel;
+    uint64_t np = (uint64_t)o->parallel, rows = np * (uint64_t)(1 + spec_kmax_of(o));
+    uint64_t vocab_bytes = (uint64_t)lb_model_n_vocab(m) * sizeof(float);
+    for (int t = 0; t < LB_MEM_KV_COUNT; t++) in.kv_bytes_per_token[t] *= np;
+    lb_engine_params ep = target_params(m, o);
+    size_t fixed, per_token;
+    lb_engine_scratch_plan(m, &ep, &fixed, &per_token);
+    in.scratch_bytes = fixed + 2 * rows * vocab_bytes + vocab_bytes; /* + the penalties' counts */
+    /* prompt, generated ids and (speculating) their copy as drafting context, per slot */
+    in.scratch_bytes_per_token = per_token + np * 3 * sizeof(int32_t);
+    uint64_t target_total = in.weight_bytes;
+    if (dm) sv_draft_plan(dm, (int)o->parallel, &ep, &in);
     in.budget = o->mem_budget;
     in.n_ctx_requested = (uint32_t)o->ctx;
     in.ctx_strict = o->ctx > 0;
     in.kv_forced = o->kv_given ? (int)o->kv : -1;
     if (!in.n_ctx_requested && in.n_ctx_train > 4096) in.n_ctx_requested = 4096;
+    /* what speculation adds, named: a budget that fits plain serving may not fit it */
+    char what[192] = "", dw[64] = "";
+    if (dm) snprintf(dw, sizeof dw, ", --draft weights %.2f MiB + its KV", (double)(in.weight_bytes - target_total) / (1 << 20));
+    if (spec_kmax_of(o))
+        snprintf(what, sizeof what, " with speculative decoding (--draft-max %d: %llu logits rows%s)", spec_kmax_of(o),
+                 (unsigned long long)rows, dw);
     lb_mem_plan p;
     lb_error err = {0};
     if (lb_mem_plan_make(&in, &p, &err)) {
-        fprintf(stderr, "lowbit: serve: %lld slots do not fit --mem-budget: %s\n", o->parallel, err.msg[0] ? err.msg : p.summary);
+        fprintf(stderr, "lowbit: serve: %lld slots%s do not fit --mem-budget: %s\n", o->parallel, what,
+                err.msg[0] ? err.msg : p.summary);
         return 0;
     }
-    fprintf(stderr, "lowbit: memory plan for %lld slots: %s\n", o->parallel, p.summary);
+    fprintf(stderr, "lowbit: memory plan for %lld slots%s: %s\n", o->parallel, what, p.summary);
     if (in.repack_bytes && !p.repack) { /* no room for the repack's transient copy */
         lb_model_set_repack(m, 0);
         fprintf(stderr, "lowbit: note: no room in --mem-budget to repack the Q4_0 weights; the plain layout is used\n");
@@ -214,13 +249,13 @@ static int plan_slots(lb_model *m, serve_opts *o) {
     return 1;
 }
 
-/* --draft: the draft model, checked against the target's vocabulary, in an engine of its own. */
-static int open_draft(lb_model *m, const serve_opts *o, const lb_engine_params *ep, lb_model **dm, sv_draft **d) {
+/* --draft: the draft model, checked against the target's vocabulary (its engine comes later,
+ * once the plan has sized the context). */
+static int load_draft(lb_model *m, const serve_opts *o, lb_model **dm) {
     lb_error err = {0};
     lb_model_params mp = lb_model_default_params();
     mp.n_threads = (int)o->threads;
-    if (lb_model_load(o->draft, &mp, dm, &err) || lb_draft_check_vocab(m, *dm, &err) ||
-        sv_draft_new(*dm, (int)o->parallel, ep, d, &err)) {
+    if (lb_model_load(o->draft, &mp, dm, &err) || lb_draft_check_vocab(m, *dm, &err)) {
         fprintf(stderr, "lowbit: --draft %s: %s\n", o->draft, err.msg);
         lb_model_free(*dm);
         *dm = NULL;
@@ -229,18 +264,11 @@ static int open_draft(lb_model *m, const serve_opts *o, const lb_engine_params *
     return 1;
 }
 
-static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset_t *sigs) {
+/* dm: the --draft model or NULL, freed here. */
+static int run_server(lb_model *m, lb_model *dm, serve_opts *o, const char *name, const sigset_t *sigs) {
     lb_error err = {0};
-    lb_engine_params ep = lb_engine_default_params();
-    int tr = lb_model_n_ctx_train(m);
-    ep.n_ctx = o->ctx ? (int)o->ctx : tr > 0 && tr < 4096 ? tr : 4096;
-    ep.n_kv_tokens = o->kv_tokens ? (int)o->kv_tokens : ep.n_ctx * (int)o->parallel; /* what the plan sized */
-    /* the most drafts a request verifies per step: --draft-max, 16 with --lookup alone, else none */
-    int spec_kmax = o->draft_max ? (int)o->draft_max : o->lookup || o->draft ? 16 : 0;
-    /* every decoding slot with its drafts, plus one prompt chunk */
-    ep.max_batch = (int)o->parallel * (1 + spec_kmax) + (int)o->chunk;
-    ep.n_threads = (int)o->threads;
-    ep.kv_type = o->kv;
+    lb_engine_params ep = target_params(m, o);
+    int spec_kmax = spec_kmax_of(o);
     sv_engine *eng = NULL;
     int ft_ids[SV_MAX_DELTAS];
     sv_server sv = {.model = m, .tok = lb_model_tokenizer(m), .model_name = name, .api_key = o->api_key,
@@ -249,9 +277,12 @@ static int run_server(lb_model *m, serve_opts *o, const char *name, const sigset
                     .max_body = (size_t)o->max_body, .request_timeout = (int)o->timeout, .t_start = cli_now()};
     const char *style = lb_chat_template_style(lb_model_chat_template(m));
     sv.chat_style = style ? style : "chatml"; /* what other servers fall back to */
-    lb_model *dm = NULL;
     sv_draft *draft = NULL;
-    if (o->draft && !open_draft(m, o, &ep, &dm, &draft)) return 1;
+    if (dm && sv_draft_new(dm, (int)o->parallel, &ep, &draft, &err)) {
+        fprintf(stderr, "lowbit: --draft %s: %s\n", o->draft, err.msg);
+        lb_model_free(dm);
+        return 1;
+    }
     if (sv_engine_new(m, (int)o->parallel, 1 + spec_kmax, &ep, &eng, &err)) {
         sv_draft_free(draft);
         lb_model_free(dm);
@@ -343,14 +374,16 @@ int cmd_serve(int argc, char **argv) {
         lb_model_free(m);
         return fprintf(stderr, "lowbit: --ctx %lld is larger than the model's trained context of %d tokens\n", o.ctx, tr), 1;
     }
-    if (o.mem_budget && !plan_slots(m, &o)) {
+    lb_model *dm = NULL;
+    if ((o.draft && !load_draft(m, &o, &dm)) || (o.mem_budget && !plan_slots(m, dm, &o))) {
+        lb_model_free(dm);
         lb_model_free(m);
         return 1;
     }
     char name[128];
     if (o.alias) snprintf(name, sizeof name, "%s", o.alias);
     else model_name(o.model, name, sizeof name);
-    rc = run_server(m, &o, name, &sigs);
+    rc = run_server(m, dm, &o, name, &sigs);
     lb_model_free(m);
     return rc;
 }

@@ -64,6 +64,10 @@ typedef struct sv_dreq {
 /* target: the target's engine parameters (the draft's engine takes its context and threads). */
 lb_status sv_draft_new(lb_model *dm, int n_slots, const lb_engine_params *target, sv_draft **out, lb_error *err);
 void sv_draft_free(sv_draft *d);
+/* Adds what sv_draft_new(dm, n_slots, target) will hold to a memory plan of the target's costs
+ * (per context token, all slots together): the draft's weights, its KV for every slot (a KV type
+ * the draft cannot hold is then no choice), its engine's scratch and logits. */
+void sv_draft_plan(lb_model *dm, int n_slots, const lb_engine_params *target, lb_mem_plan_in *in);
 void sv_draft_end(sv_draft *d, int slot); /* the slot's request is gone: so is its draft sequence */
 /* Drafts for every request in one batched call per round. On failure no request has drafts (and
  * their draft sequences start again next time), so the step runs plain. */
@@ -188,7 +192,7 @@ typedef struct sv_server {
     double t_start;
 } sv_server;
 
-/* ---- OpenAI JSON (serve_api.c) ---------------------------------------------------------------- */
+/* ---- request parsing (serve_parse.c) and OpenAI JSON out (serve_api.c) ---------------------- */
 /* Parses a /v1/completions (chat = 0) or /v1/chat/completions body into r. On failure returns
  * the HTTP status (400, 404) with msg, param and code (OpenAI's error fields) filled. */
 int sv_api_parse(sv_server *sv, const char *body, size_t len, int chat, sv_request *r, char *msg, size_t cap,
@@ -207,12 +211,33 @@ int sv_api_tokenize(sv_server *sv, const char *body, size_t len, char **out, cha
 int sv_api_detokenize(sv_server *sv, const char *body, size_t len, char **out, char *msg, size_t cap);
 /* Prometheus text. */
 char *sv_api_metrics_text(sv_server *sv);
+
+/* ---- network bytes (serve_text.c) -------------------------------------------------------------- */
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int sv_utf8_valid(const char *s, size_t n);
 /* Length of the longest prefix of s[0..n) that ends on a whole UTF-8 character. */
 size_t sv_utf8_whole(const char *s, size_t n);
 /* Deepest nesting of JSON arrays/objects in s (strings skipped). */
 int sv_json_depth(const char *s, size_t n);
+/* A copy of s[0..n) with every invalid sequence (and NUL) replaced by U+FFFD (malloc'ed). */
+char *sv_utf8_clean(const char *s, size_t n);
+/* Appends a token's bytes to r->text and moves r->text_safe; returns 1 when a stop string ended
+ * the text (it is cut before the stop string that ends first), 0 when not, -1 out of memory.
+ * Bytes once below text_safe are never taken back. */
+int sv_text_append(sv_request *r, const char *p, size_t n);
+/* 1 when no key is required or the Authorization header (NULL: absent) is "Bearer KEY" with this
+ * key (the scheme in any case). */
+int sv_auth_ok(const char *api_key, const char *authorization);
+
+/* A request body assembled from the pieces the HTTP library hands over (chunked or not). */
+typedef struct sv_body {
+    char *data; /* NUL-terminated; NULL while empty */
+    size_t len, cap;
+} sv_body;
+/* 0 appended; -1 the body would pass max bytes (nothing appended); -2 out of memory. */
+int sv_body_append(sv_body *b, const char *data, size_t n, size_t max);
+/* 1 when a Content-Length header declares more than max bytes (before any is read). */
+int sv_body_too_large(const char *content_length, size_t max);
 
 /* ---- HTTP (serve_http.c) ---------------------------------------------------------------------- */
 typedef struct sv_http sv_http;

@@ -66,6 +66,22 @@ lb_status sv_draft_new(lb_model *dm, int n_slots, const lb_engine_params *target
     return LB_OK;
 }
 
+void sv_draft_plan(lb_model *dm, int n_slots, const lb_engine_params *target, lb_mem_plan_in *in) {
+    lb_mem_plan_in din;
+    lb_model_mem_plan_input(dm, target->n_threads, &din);
+    uint64_t ns = (uint64_t)n_slots, vocab_bytes = (uint64_t)lb_model_n_vocab(dm) * sizeof(float);
+    in->weight_bytes += din.weight_bytes;
+    in->overhead_bytes += din.overhead_bytes - LB_MEM_RUNTIME_ALLOWANCE; /* its tokenizer; the runtime is counted */
+    for (int t = 0; t < LB_MEM_KV_COUNT; t++) /* one sequence per slot, of the target's context and type */
+        in->kv_bytes_per_token[t] = din.kv_bytes_per_token[t] ? in->kv_bytes_per_token[t] + ns * din.kv_bytes_per_token[t] : 0;
+    lb_engine_params ep = *target; /* as sv_draft_new shapes it */
+    ep.max_batch = n_slots * SV_DRAFT_CHUNK;
+    size_t fixed, per_token;
+    lb_engine_scratch_plan(dm, &ep, &fixed, &per_token);
+    in->scratch_bytes += fixed + 2 * ns * vocab_bytes; /* the engine's logits rows and each slot's copy */
+    in->scratch_bytes_per_token += per_token + ns * sizeof(int32_t); /* + the ids each sequence holds */
+}
+
 void sv_draft_free(sv_draft *d) {
     if (!d) return;
     sv_engine_free(d->eng);

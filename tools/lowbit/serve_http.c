@@ -35,8 +35,7 @@ struct sv_http {
 
 typedef struct req {
     int started;
-    char *body;
-    size_t len, cap;
+    sv_body body;
 } req;
 
 /* ---- replies --------------------------------------------------------------------------------- */
@@ -169,7 +168,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     sv_http *h = cls;
     req *q = *con_cls;
     if (q) {
-        free(q->body);
+        free(q->body.data);
         free(q);
         *con_cls = NULL;
     }
@@ -305,7 +304,7 @@ static enum MHD_Result generate(sv_http *h, struct MHD_Connection *c, req *q, in
     r->created = (long long)time(NULL);
     char msg[512];
     const char *param, *code;
-    int st = sv_api_parse(sv, q->body ? q->body : "", q->len, chat, r, msg, sizeof msg, &param, &code);
+    int st = sv_api_parse(sv, q->body.data ? q->body.data : "", q->body.len, chat, r, msg, sizeof msg, &param, &code);
     if (st) {
         sv_request_free(r);
         return reply_error(h, c, st, msg, param, code);
@@ -320,17 +319,6 @@ static enum MHD_Result generate(sv_http *h, struct MHD_Connection *c, req *q, in
 }
 
 /* ---- routing ---------------------------------------------------------------------------------------- */
-
-static int auth_ok(const sv_server *sv, struct MHD_Connection *c) {
-    if (!sv->api_key) return 1;
-    const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!a || strncmp(a, "Bearer ", 7)) return 0;
-    a += 7;
-    size_t n = strlen(a), k = strlen(sv->api_key);
-    unsigned diff = (unsigned)(n ^ k);
-    for (size_t i = 0; i < n && i < k; i++) diff |= (unsigned char)(a[i] ^ sv->api_key[i]); /* constant time */
-    return diff == 0;
-}
 
 typedef enum route { R_NONE, R_PAGE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPLETIONS, R_TOKENIZE, R_DETOKENIZE } route;
 
@@ -375,8 +363,8 @@ static enum MHD_Result dispatch(sv_http *h, struct MHD_Connection *c, route rt, 
     case R_COMPLETIONS: return generate(h, c, q, 0);
     case R_TOKENIZE:
     case R_DETOKENIZE:
-        st = rt == R_TOKENIZE ? sv_api_tokenize(sv, q->body ? q->body : "", q->len, &out, msg, sizeof msg)
-                              : sv_api_detokenize(sv, q->body ? q->body : "", q->len, &out, msg, sizeof msg);
+        st = rt == R_TOKENIZE ? sv_api_tokenize(sv, q->body.data ? q->body.data : "", q->body.len, &out, msg, sizeof msg)
+                              : sv_api_detokenize(sv, q->body.data ? q->body.data : "", q->body.len, &out, msg, sizeof msg);
         return st == 200 ? reply(h, c, 200, "application/json", out) : reply_error(h, c, st, msg, NULL, NULL);
     case R_NONE: break;
     }
@@ -390,10 +378,11 @@ static enum MHD_Result on_first(sv_http *h, struct MHD_Connection *c, const char
     if (rt == R_NONE) return reply_error(h, c, 404, "no such endpoint", NULL, "not_found");
     if (strcmp(method, post ? "POST" : "GET") && !(!post && !strcmp(method, "HEAD")))
         return reply_error(h, c, 405, post ? "use POST" : "use GET", NULL, "method_not_allowed");
-    if (rt != R_HEALTH && rt != R_PAGE && !auth_ok(h->sv, c))
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (rt != R_HEALTH && rt != R_PAGE && !sv_auth_ok(h->sv->api_key, auth))
         return reply_error(h, c, 401, "invalid or missing API key (Authorization: Bearer KEY)", NULL, "invalid_api_key");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > h->sv->max_body) {
+    if (sv_body_too_large(cl, h->sv->max_body)) {
         char m[128];
         snprintf(m, sizeof m, "the request body is larger than the limit of %zu bytes", h->sv->max_body);
         return reply_error(h, c, 413, m, NULL, "body_too_large");
@@ -411,18 +400,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return on_first(h, c, url, method);
     }
     if (*upload_size) {
-        size_t n = *upload_size;
-        if (q->len + n > h->sv->max_body) return MHD_NO; /* a chunked body past the limit: close */
-        if (q->len + n + 1 > q->cap) {
-            size_t cap = (q->len + n + 1) * 2 < h->sv->max_body + 1 ? (q->len + n + 1) * 2 : h->sv->max_body + 1;
-            char *b = realloc(q->body, cap);
-            if (!b) return MHD_NO;
-            q->body = b;
-            q->cap = cap;
-        }
-        memcpy(q->body + q->len, upload, n);
-        q->len += n;
-        q->body[q->len] = 0;
+        /* past the limit (a chunked body declares no length) or out of memory: close */
+        if (sv_body_append(&q->body, upload, *upload_size, h->sv->max_body)) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }

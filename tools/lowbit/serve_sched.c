@@ -58,18 +58,6 @@ const char *sv_finish_name(sv_finish f) {
     return NULL;
 }
 
-void sv_request_free(sv_request *r) {
-    if (!r) return;
-    free(r->prompt);
-    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
-    free(r->text);
-    free(r->gen);
-    free(r->ctx);
-    lb_sampler_free(r->sampler);
-    if (r->cv_ready) pthread_cond_destroy(&r->cv);
-    free(r);
-}
-
 /* Drops one reference (lock held); frees the request with the last one. */
 static void unref(sv_request *r) {
     if (--r->refs == 0) sv_request_free(r);
@@ -97,51 +85,6 @@ static void count_rate(sv_sched *s, uint64_t n) {
         s->rate_tokens[i] = 0;
     }
     s->rate_tokens[i] += n;
-}
-
-/* ---- text: stop strings and whole characters --------------------------------------------- */
-
-/* Length of the longest suffix of text that is a proper prefix of a stop string: held back
- * while streaming, since the next token may complete the stop string. */
-static size_t stop_holdback(const sv_request *r) {
-    size_t hold = 0;
-    for (int i = 0; i < r->n_stop; i++) {
-        size_t ls = strlen(r->stop[i]);
-        for (size_t k = ls - 1; k > hold; k--)
-            if (k <= r->text_len && !memcmp(r->text + r->text_len - k, r->stop[i], k)) {
-                hold = k;
-                break;
-            }
-    }
-    return hold;
-}
-
-/* Appends a token's bytes; returns 1 when a stop string ended the text. */
-static int append_piece(sv_request *r, const char *p, size_t n) {
-    if (r->text_len + n + 1 > r->text_cap) {
-        size_t cap = (r->text_len + n + 1) * 2;
-        char *t = realloc(r->text, cap);
-        if (!t) return -1;
-        r->text = t;
-        r->text_cap = cap;
-    }
-    size_t old = r->text_len;
-    memcpy(r->text + r->text_len, p, n);
-    r->text_len += n;
-    r->text[r->text_len] = 0;
-    for (int i = 0; i < r->n_stop; i++) {
-        size_t ls = strlen(r->stop[i]);
-        size_t from = old >= ls ? old - ls + 1 : 0; /* a match must end in the new bytes */
-        char *hit = strstr(r->text + from, r->stop[i]);
-        if (hit) {
-            r->text_len = (size_t)(hit - r->text);
-            r->text[r->text_len] = 0;
-            return 1;
-        }
-    }
-    size_t safe = r->text_len - stop_holdback(r);
-    r->text_safe = sv_utf8_whole(r->text, safe);
-    return 0;
 }
 
 /* OpenAI's penalties: each id's logit drops by frequency x its count in the completion plus
@@ -300,7 +243,7 @@ static int32_t sample_slot(sv_sched *s, int i, float *logits, int *counts) {
     if (r->n_gen == 1) r->t_first = cli_now();
     char buf[512];
     size_t len = lb_token_piece(s->tok, id, buf, sizeof buf); /* longer pieces are dropped */
-    int hit = append_piece(r, buf, len < sizeof buf ? len : 0);
+    int hit = sv_text_append(r, buf, len < sizeof buf ? len : 0);
     if (hit < 0) {
         snprintf(r->error, sizeof r->error, "out of memory");
         finish(s, r, SV_FIN_ERROR);
