@@ -203,7 +203,10 @@ static lb_status product(const lb_tensor *w, const float *x, int n_tok, float *y
     float *dy = host_y ? lb_cu_scratch(LB_CU_SCRATCH_Y, yb) : y;
     if (!dy) return lb_cu_status(err);
     st = run(u, dx, n_tok, dy, err);
-    if (host_y) lb_cu_step_end(); /* the step's graph, or its ops, before the result is read */
+    if (host_y) { /* the step's graph, or its ops, before the result is read */
+        lb_cu_step_end();
+        if (st) lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream)); /* the next step refills the arena */
+    }
     if (!st && host_y) {
         lb_cu_check(cudaMemcpyAsync(y, dy, yb, cudaMemcpyDeviceToHost, lb_cu_g.stream));
         lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream));
