@@ -5,7 +5,8 @@
 # (LB_CUDA_PRESETS picks the presets; with LLAMA_BENCH=path, the peer's llama-bench runs on each file too;
 # with LB_CUDA_BASE=dir, another lowbit source tree (say main's) is built too and benched on the same
 # files, alternated with this one, LB_CUDA_ROUNDS=1|2 rounds: before and after in one lease;
-# LB_CUDA_TEST=0 skips test_cuda).
+# LB_CUDA_TEST=0 skips test_cuda, LB_CUDA_MV=0 the kernel sweep below; LB_CUDA_GRAPH_AB=1 benches
+# this tree with LOWBIT_CUDA_GRAPH=0 and =1 alternated, the step's CUDA graphs off and on).
 # bench/cuda_mv.cu times the matrix-vector kernels alone on the models' shapes (mv.txt).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
 # packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
@@ -91,8 +92,10 @@ log "build done"
 log "device bandwidth probe"
 timeout 60 "$B/cuda_bandwidth" 2>&1 | tee -a "$OUT/summary.txt"
 
-log "matrix-vector kernels alone"
-timeout 90 "$B/cuda_mv" > "$OUT/mv.txt" 2>&1 || log "cuda_mv rc=$?"
+if [ "${LB_CUDA_MV:-1}" != 0 ]; then
+  log "matrix-vector kernels alone"
+  timeout 90 "$B/cuda_mv" > "$OUT/mv.txt" 2>&1 || log "cuda_mv rc=$?"
+fi
 
 if [ "${LB_CUDA_TEST:-1}" != 0 ]; then
   log "test_cuda"
@@ -104,16 +107,19 @@ fi
 LB="$B/lowbit"
 M=/tmp/lowbit-cuda-models
 mkdir -p "$M"
-lb_bench() { # binary file label
+lb_bench() { # binary file label [VAR=value for its environment]
   local s=$(left)
   [ "$s" -gt 20 ] || { log "skip bench $3: time"; return; }
   log "bench $3"
-  timeout $((s - 5)) "$1" bench -m "$2" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $3 failed rc=$?"
+  timeout $((s - 5)) env ${4:-LB_CUDA_NONE=1} "$1" bench -m "$2" --device cuda -p 512 -n 128 -r 3 > "$M/bench.txt" 2>&1 || log "bench $3 failed rc=$?"
   cat "$M/bench.txt" >> "$OUT/bench.log"
   grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $3 |" | tee -a "$OUT/summary.txt"
 }
 bench_one() { # file label: this tree's lowbit, alternated with the base tree's when there is one
-  if [ -n "$BASE" ]; then
+  if [ -n "${LB_CUDA_GRAPH_AB:-}" ]; then
+    lb_bench "$LB" "$1" "graph-off $2" LOWBIT_CUDA_GRAPH=0; lb_bench "$LB" "$1" "graph-on $2" LOWBIT_CUDA_GRAPH=1
+    [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "graph-on $2" LOWBIT_CUDA_GRAPH=1; lb_bench "$LB" "$1" "graph-off $2" LOWBIT_CUDA_GRAPH=0; }
+  elif [ -n "$BASE" ]; then
     lb_bench "$BASE/$B/lowbit" "$1" "base $2"; lb_bench "$LB" "$1" "new $2"
     [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"; }
   else

@@ -1,7 +1,8 @@
 /* The CUDA backend against the CPU backend (the independent truth): every op on random data,
  * then whole models (stories260K, synth models in F16 / Q8_0 / Q4_0): logits within 1e-3
  * relative (quantized models: no further from the F32-dequantized truth than the CPU's, see
- * errs_ok), 64 greedy ids equal, a batch of sequences equal to each run alone on the GPU.
+ * errs_ok), 64 greedy ids equal, a batch of sequences equal to each run alone on the GPU, the
+ * decode step's CUDA graph (with its fused launches) bitwise equal to the op-by-op path.
  * Built only with -DLOWBIT_CUDA=ON and run only where a GPU is (CTest label cuda). */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include "core/dtype.h"
 #include "core/threads.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_dev.h"
 #include "lowbit.h"
 #include "quant/quant.h"
 
@@ -241,15 +243,16 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-static lb_session *open_session(lb_model *m, lb_device d) {
+static lb_session *open_session_ctx(lb_model *m, lb_device d, int n_ctx) {
     lb_session_params sp = lb_session_default_params();
-    sp.n_ctx = 128;
+    sp.n_ctx = n_ctx;
     sp.device = d;
     lb_session *s = NULL;
     lb_error err = {0};
     CHECK(lb_session_new(m, &sp, &s, &err) == LB_OK, "%s", err.msg);
     return s;
 }
+static lb_session *open_session(lb_model *m, lb_device d) { return open_session_ctx(m, d, 128); }
 
 /* Errors of the CPU and the GPU against the truth (NULL: the CPU is the truth). */
 typedef struct errs { double cpu, gpu; } errs;
@@ -361,6 +364,50 @@ static void test_batched(lb_model *m, const char *name) {
     lb_engine_free(e);
 }
 
+/* n tokens with or without the step's CUDA graphs (LOWBIT_CUDA_GRAPH, read at each step; main
+ * turns them on for the whole test): the last one's logits */
+static lb_status eval_graph(lb_session *s, int graph, const int32_t *ids, int n, float *logits, lb_error *err) {
+    setenv("LOWBIT_CUDA_GRAPH", graph ? "1" : "0", 1);
+    lb_status st = lb_session_eval(s, ids, (size_t)n, logits, 0, err);
+    setenv("LOWBIT_CUDA_GRAPH", "1", 1);
+    return st;
+}
+
+/* The graph replays the same launches, fused ones included, so its logits are the op-by-op
+ * path's bit for bit: a prompt ending just short of the attention's first score capacity (256
+ * positions), then greedy decode across it (a new graph is captured there); the graph must
+ * carry nearly every step. */
+static void test_graph(lb_model *m, const char *name) {
+    int nv = lb_model_n_vocab(m);
+    enum { NP = 240, NG = 32 };
+    lb_session *e = open_session_ctx(m, LB_DEVICE_CUDA, 320), *g = open_session_ctx(m, LB_DEVICE_CUDA, 320);
+    float *l0 = malloc((size_t)nv * 4), *l1 = malloc((size_t)nv * 4);
+    if (!e || !g || !l0 || !l1) {
+        lb_session_free(e), lb_session_free(g), free(l0), free(l1);
+        return;
+    }
+    int32_t ids[NP];
+    for (int i = 0; i < NP; i++) ids[i] = 1 + (i * 131 + 7) % (nv - 1);
+    lb_error err = {0};
+    CHECK(eval_graph(e, 0, ids, NP, l0, &err) == LB_OK, "%s", err.msg);
+    CHECK(eval_graph(g, 1, ids, NP, l1, &err) == LB_OK, "%s", err.msg);
+    int same = !memcmp(l0, l1, (size_t)nv * 4), steps = 0;
+    lb_cu_graph_stats s0 = lb_cu_graph_get_stats();
+    for (int i = 0; i < NG && same; i++, steps++) {
+        int32_t id = argmax(l0, nv);
+        CHECK(eval_graph(e, 0, &id, 1, l0, &err) == LB_OK, "%s", err.msg);
+        CHECK(eval_graph(g, 1, &id, 1, l1, &err) == LB_OK, "%s", err.msg);
+        same = !memcmp(l0, l1, (size_t)nv * 4);
+    }
+    lb_cu_graph_stats s1 = lb_cu_graph_get_stats();
+    int replays = (int)(s1.replays - s0.replays), captures = (int)(s1.captures - s0.captures);
+    CHECK(same, "%s: graph logits differ from the op-by-op path after %d decode steps", name, steps);
+    CHECK(replays >= NG - 4 && captures >= 1, "%s: the graph ran %d of %d decode steps (%d captures)", name, replays, NG, captures);
+    printf("%s: graph == op by op for %d decode steps (%d graph launches, %d captures)\n", name, steps, replays, captures);
+    free(l0), free(l1);
+    lb_session_free(e), lb_session_free(g);
+}
+
 static void test_model_file(const char *path, const char *truth_path, const char *name) {
     lb_model *m = NULL, *t = NULL;
     lb_error err = {0};
@@ -371,6 +418,7 @@ static void test_model_file(const char *path, const char *truth_path, const char
     }
     test_model_vs_cpu(m, t, name);
     test_batched(m, name);
+    test_graph(m, name);
     lb_model_free(t);
     lb_model_free(m);
 }
@@ -409,6 +457,9 @@ int main(void) {
     /* CPU and CUDA sessions share one loaded model here; a CPU engine would repack its Q4_0
      * matrices (quant/repack.h), which the CUDA backend does not read */
     setenv("LOWBIT_REPACK", "0", 1);
+    /* every whole-model test through the step's CUDA graphs (off by default: cuda_graph.c);
+     * test_graph compares them with the op-by-op path */
+    setenv("LOWBIT_CUDA_GRAPH", "1", 1);
     g_cpu = lb_backend_cpu();
     g_pool = lb_pool_new(1);
     if (lb_backend_cuda(&g_gpu, &err)) {

@@ -55,25 +55,46 @@ static lb_status cu_alloc(void *ctx, size_t bytes, const char *tag, lb_buf *out,
 
 static void cu_free(void *ctx, lb_buf *b) {
     if (!b->data) return;
+    lb_cu_flush(); /* recorded ops may still name the buffer */
     lb_cu_reg_del(b->data);
     lb_cu_check(cudaFree(b->data));
     b->data = NULL;
     b->bytes = 0;
 }
 
-/* ---- ops ------------------------------------------------------------------------------- */
+/* ---- ops: each fills a record (cuda_graph.c) that is launched now or with the step ------- */
 
+static lb_cu_rec rec_of(int op) {
+    lb_cu_rec r;
+    memset(&r, 0, sizeof r);
+    r.op = op;
+    return r;
+}
+
+/* While recording, x += add right before the norm of x is one launch (the residual add and
+ * the next block's norm). */
 static void cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps) {
     const float *dw = w ? lb_cu_const(w, (size_t)n * sizeof(float)) : NULL;
     if (w && !dw) return;
     lb_cu_g.epoch++;
-    lb_cu_rmsnorm(out, x, dw, n_tok, n, eps, lb_cu_g.stream);
+    lb_cu_rec r = rec_of(LB_CU_OP_NORM);
+    r.p[0] = out, r.p[1] = x, r.p[3] = dw, r.i[0] = n_tok, r.i[1] = n, r.f = eps;
+    const lb_cu_rec *last = lb_cu_last_rec();
+    if (last && last->op == LB_CU_OP_ADD && last->p[0] == x && last->z == (size_t)n_tok * n) {
+        r.p[2] = last->p[1];
+        lb_cu_replace_last(&r);
+        return;
+    }
+    lb_cu_submit(&r);
 }
 
 static void cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int layout) {
     const float *dcs = lb_cu_stage(cs, (size_t)n_tok * hd * sizeof(float));
     lb_cu_g.epoch++;
-    if (dcs) lb_cu_rope(x, n_tok, n_heads, hd, row_stride, dcs, layout, lb_cu_g.stream);
+    if (!dcs) return;
+    lb_cu_rec r = rec_of(LB_CU_OP_ROPE);
+    r.p[0] = x, r.p[1] = dcs, r.i[0] = n_tok, r.i[1] = n_heads, r.i[2] = hd, r.i[3] = layout, r.z = row_stride;
+    lb_cu_submit(&r);
 }
 
 static lb_cu_kv kv_of(const lb_kv_view *v) {
@@ -87,61 +108,74 @@ static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, in
     if (!slot) return;
     for (int t = 0; t < n_tok; t++) slot[2 * t] = blk[t], slot[2 * t + 1] = off[t];
     const int32_t *ds = lb_cu_stage(slot, (size_t)n_tok * 2 * sizeof(int32_t));
-    lb_cu_kv d = kv_of(kv);
     lb_cu_g.epoch++;
-    if (ds) lb_cu_kv_store(&d, k, v, n_tok, kv_dim, ds, lb_cu_g.stream);
+    if (!ds) return;
+    lb_cu_rec r = rec_of(LB_CU_OP_KV_STORE);
+    r.kv = kv_of(kv), r.p[0] = k, r.p[1] = v, r.p[2] = ds, r.i[0] = n_tok, r.i[1] = kv_dim;
+    lb_cu_submit(&r);
 }
 
 #define SCORES_MAX ((size_t)64 << 20) /* bytes of attention scores one launch may use */
+/* positions the scores' capacity grows by: the launch's arguments (score rows, table lengths)
+ * stay the same for this many decode steps, so one graph serves them */
+#define SCORES_STEP 256
 
-/* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's
- * table up to the block of its position. */
+/* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's table,
+ * every one cap_blocks long (the blocks of the capacity, the unused tail zero). */
 static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     int n = a->n_tok, bt = a->kv.block_tokens, max_pos = 1;
-    size_t words = 2 * (size_t)n;
-    for (int t = 0; t < n; t++) {
-        words += (size_t)(a->pos[t] / bt + 1);
+    for (int t = 0; t < n; t++)
         if (a->pos[t] + 1 > max_pos) max_pos = a->pos[t] + 1;
-    }
+    int cap = (max_pos + SCORES_STEP - 1) / SCORES_STEP * SCORES_STEP, cap_blocks = (cap - 1) / bt + 1;
+    size_t words = 2 * (size_t)n + (size_t)n * cap_blocks;
     /* a long prompt chunk over a long context runs in slices of tokens, so the scores stay bounded */
-    size_t per_tok = (size_t)a->n_heads * max_pos * sizeof(float);
+    size_t per_tok = (size_t)a->n_heads * cap * sizeof(float);
     int slice = per_tok * n <= SCORES_MAX ? n : (int)(SCORES_MAX / per_tok > 0 ? SCORES_MAX / per_tok : 1);
     int32_t *idx = lb_cu_host_tmp(words * sizeof(int32_t));
     float *scores = lb_cu_scratch(LB_CU_SCRATCH_SCORES, (size_t)slice * per_tok);
     if (!idx || !scores) return;
-    size_t w = 2 * (size_t)n;
+    memset(idx, 0, words * sizeof(int32_t));
     for (int t = 0; t < n; t++) {
-        int nb = a->pos[t] / bt + 1;
         idx[t] = a->pos[t];
-        idx[n + t] = (int32_t)(w - 2 * (size_t)n);
-        memcpy(idx + w, a->blocks[t], (size_t)nb * sizeof(int32_t));
-        w += (size_t)nb;
+        idx[n + t] = t * cap_blocks;
+        memcpy(idx + 2 * (size_t)n + (size_t)t * cap_blocks, a->blocks[t], (size_t)(a->pos[t] / bt + 1) * sizeof(int32_t));
     }
     const int32_t *didx = lb_cu_stage(idx, words * sizeof(int32_t));
-    lb_cu_kv d = kv_of(&a->kv);
     lb_cu_g.epoch++;
-    for (int t0 = 0; didx && t0 < n; t0 += slice)
-        lb_cu_attention(&d, a->q, a->out, n, t0, n - t0 < slice ? n - t0 : slice, a->n_heads, a->n_kv_heads,
-                        a->head_dim, didx, scores, max_pos, lb_cu_g.stream);
+    for (int t0 = 0; didx && t0 < n; t0 += slice) {
+        lb_cu_rec r = rec_of(LB_CU_OP_ATTN);
+        r.kv = kv_of(&a->kv), r.p[0] = a->q, r.p[1] = a->out, r.p[2] = didx, r.p[3] = scores;
+        int run[7] = {n, t0, n - t0 < slice ? n - t0 : slice, a->n_heads, a->n_kv_heads, a->head_dim, cap};
+        memcpy(r.i, run, sizeof run);
+        lb_cu_submit(&r);
+    }
 }
 
 static void cu_glu(float *gate, const float *up, size_t n, int act) {
     lb_cu_g.epoch++;
-    lb_cu_glu(gate, up, n, act, lb_cu_g.stream);
+    lb_cu_rec r = rec_of(LB_CU_OP_GLU);
+    r.p[0] = gate, r.p[1] = up, r.z = n, r.i[0] = act;
+    if (n) lb_cu_submit(&r);
 }
 
 static void cu_add(float *y, const float *x, size_t n) {
     const float *dx = lb_cu_const(x, n * sizeof(float));
     lb_cu_g.epoch++;
-    if (dx) lb_cu_add(y, dx, n, lb_cu_g.stream);
+    lb_cu_rec r = rec_of(LB_CU_OP_ADD);
+    r.p[0] = y, r.p[1] = dx, r.z = n;
+    if (dx && n) lb_cu_submit(&r);
 }
 
 static void cu_scale(float *y, float a, size_t n) {
     lb_cu_g.epoch++;
-    lb_cu_scale(y, a, n, lb_cu_g.stream);
+    lb_cu_rec r = rec_of(LB_CU_OP_SCALE);
+    r.p[0] = y, r.f = a, r.z = n;
+    if (n) lb_cu_submit(&r);
 }
 
+/* the forward pass's first op: a step starts here (cuda_graph.c) */
 static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *err) {
+    lb_cu_step_begin();
     size_t bytes = (size_t)t->ne[0] * sizeof(float);
     float *row = lb_cu_host_tmp(bytes);
     if (!row) return lb_cu_status(err);
@@ -154,7 +188,9 @@ static lb_status cu_embed(const lb_tensor *t, int64_t r, float *out, lb_error *e
 
 static void cu_copy(void *dst, const void *src, size_t n) {
     lb_cu_g.epoch++;
-    lb_cu_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, lb_cu_g.stream));
+    lb_cu_rec r = rec_of(LB_CU_OP_COPY);
+    r.p[0] = dst, r.p[1] = src, r.z = n;
+    if (n) lb_cu_submit(&r);
 }
 
 static const lb_backend g_cuda = {"cuda",     LB_BUF_DEVICE, cu_alloc,    cu_free, lb_cu_matmul, lb_cu_matmul_raw,

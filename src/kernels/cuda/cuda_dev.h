@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_kernels.h"
 
 enum { LB_CU_SCRATCH_SCORES, LB_CU_SCRATCH_ACT, LB_CU_SCRATCH_Y, LB_CU_SCRATCH_HALF, LB_CU_SCRATCH_WHALF, LB_CU_SCRATCH_N };
 
@@ -72,6 +73,44 @@ void *lb_cu_scratch(int which, size_t bytes);
 void *lb_cu_scratch_try(int which, size_t bytes);
 void *lb_cu_host_tmp(size_t bytes);
 void lb_cu_forget(void);
+
+/* ---- the step's graph (cuda_graph.c) ----------------------------------------------------- */
+
+/* One launch as the step records it: everything it reads. Filled from a zeroed record (memset:
+ * lists are compared and hashed byte for byte, padding included). */
+enum { LB_CU_OP_NORM, LB_CU_OP_ROPE, LB_CU_OP_KV_STORE, LB_CU_OP_ATTN, LB_CU_OP_GLU, LB_CU_OP_ADD, LB_CU_OP_SCALE,
+       LB_CU_OP_COPY, LB_CU_OP_QUANT_ACT, LB_CU_OP_MV };
+typedef struct lb_cu_rec {
+    int op;
+    int i[7];        /* sizes and flags, per op as lb_cu_launch reads them */
+    float f;         /* eps, scale factor */
+    int pad;
+    size_t z;        /* element or byte count, row stride */
+    const void *p[6]; /* device pointers */
+    lb_cu_kv kv;
+} lb_cu_rec;
+
+typedef struct lb_cu_graph_stats {
+    uint64_t captures, replays, eager, flushes; /* graphs made, graph launches, steps op by op, flushes */
+} lb_cu_graph_stats;
+
+/* the record launched now, or appended to the step being recorded */
+void lb_cu_submit(const lb_cu_rec *r);
+void lb_cu_launch(const lb_cu_rec *r);
+/* the forward pass's first op: starts recording when no step is open (and graphs are on) */
+void lb_cu_step_begin(void);
+/* before the output reaches host memory: launches the step (graph or op by op) */
+void lb_cu_step_end(void);
+/* launches what was recorded; the rest of the step runs op by op */
+void lb_cu_flush(void);
+int lb_cu_recording(void);
+/* the last record of the step (NULL: none, or not recording), and a change to it (fusions) */
+const lb_cu_rec *lb_cu_last_rec(void);
+void lb_cu_replace_last(const lb_cu_rec *r);
+/* host's bytes into the step's parameter arena: the device address, NULL when not recording or full */
+const void *lb_cu_arena_put(const void *host, size_t bytes);
+void lb_cu_graph_forget(void);
+lb_cu_graph_stats lb_cu_graph_get_stats(void);
 
 lb_status lb_cu_matmul(lb_pool *pool, const lb_tensor *w, int per_token_act, const float *x, int n_tok, float *y,
                        lb_error *err);

@@ -36,7 +36,11 @@ void lb_cu_quant_act_half(const float *x, int n_tok, int k, uint16_t *out, cudaS
 void lb_cu_dequant_half(int type, const void *wq, const uint16_t *wd, size_t n, uint16_t *out, cudaStream_t s);
 void lb_cu_to_half(const float *x, uint16_t *out, size_t n, int bf16, cudaStream_t s);
 
-void lb_cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps, cudaStream_t s);
+/* x += add (add NULL: no add), then out = rmsnorm(x) * w (w NULL: no weight); xq non-NULL: out
+ * also quantized to Q8_0 as lb_cu_quant_act does (n a multiple of 32). One launch where the
+ * forward pass makes three; the same bits as lb_cu_add, plain RMSNorm and lb_cu_quant_act. */
+void lb_cu_add_rmsnorm(float *out, float *x, const float *add, const float *w, int n_tok, int n, float eps, int8_t *xq,
+                       float *xd, cudaStream_t s);
 void lb_cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int neox, cudaStream_t s);
 void lb_cu_glu(float *gate, const float *up, size_t n, int act, cudaStream_t s);
 void lb_cu_add(float *y, const float *x, size_t n, cudaStream_t s);

@@ -128,12 +128,34 @@ static int gemm_quant(const lb_cu_up *u, const float *x, int n_tok, float *y, lb
     return 0;
 }
 
+/* The activations' Q8_0 copy. While recording, the RMSNorm just recorded that wrote x makes it
+ * in the same launch (lb_cu_add_rmsnorm). */
+static void quant_act(const float *x, int n_tok, int k, int8_t *xq, float *xd) {
+    const lb_cu_rec *last = lb_cu_last_rec();
+    lb_cu_rec r;
+    if (last && last->op == LB_CU_OP_NORM && last->p[0] == x && !last->p[4] && last->i[0] == n_tok && last->i[1] == k &&
+        k % 32 == 0) {
+        memcpy(&r, last, sizeof r);
+        r.p[4] = xq, r.p[5] = xd;
+        lb_cu_replace_last(&r);
+        return;
+    }
+    memset(&r, 0, sizeof r);
+    r.op = LB_CU_OP_QUANT_ACT, r.p[0] = x, r.p[1] = xq, r.p[2] = xd, r.i[0] = n_tok, r.i[1] = k;
+    lb_cu_submit(&r);
+}
+
 static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_error *err) {
     int quant = u->type == LB_CU_Q8_0 || u->type == LB_CU_Q4_0;
     size_t k = (size_t)u->k, nb = k / 32;
     /* F16 only: activations rounded to BF16 would cost about 1e-3 of relative accuracy */
-    if (u->type == LB_CU_F16 && n_tok >= GEMM_MIN_TOK) return gemm(u, x, n_tok, y, err);
+    /* cuBLAS is not recorded (cuda_graph.c): what was is launched first */
+    if (u->type == LB_CU_F16 && n_tok >= GEMM_MIN_TOK) {
+        lb_cu_flush();
+        return gemm(u, x, n_tok, y, err);
+    }
     lb_status st = LB_OK;
+    if (quant && n_tok >= GEMM_MIN_TOK_Q) lb_cu_flush();
     if (quant && n_tok >= GEMM_MIN_TOK_Q && !gemm_quant(u, x, n_tok, y, &st, err)) {
         lb_cu_g.epoch++; /* y may overlap the input a cached Q8_0 copy was made of */
         return st;
@@ -146,7 +168,7 @@ static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_
         xq = lb_cu_scratch(LB_CU_SCRATCH_ACT, (size_t)n_tok * (k + nb * sizeof(float)));
         if (!xq) return lb_cu_status(err);
         xd = (float *)(void *)(xq + (size_t)n_tok * k);
-        if (!again) lb_cu_quant_act(x, n_tok, (int)k, xq, xd, g->stream);
+        if (!again) quant_act(x, n_tok, (int)k, xq, xd);
         g->aq_x = x, g->aq_n = n_tok, g->aq_k = u->k, g->aq_epoch = g->epoch;
     }
     /* a product writing over the input it quantized would leave a stale copy */
@@ -154,8 +176,13 @@ static lb_status run(const lb_cu_up *u, const float *x, int n_tok, float *y, lb_
     if (g->aq_x && y0 < x0 + (size_t)g->aq_n * g->aq_k * sizeof(float) && x0 < y1) g->epoch++;
     for (int t0 = 0; t0 < n_tok; t0 += LB_CU_MV_TOK) {
         int n = n_tok - t0 < LB_CU_MV_TOK ? n_tok - t0 : LB_CU_MV_TOK;
-        lb_cu_mv(u->type, u->q, u->d, x + (size_t)t0 * k, quant ? xq + (size_t)t0 * k : NULL,
-                 quant ? xd + (size_t)t0 * nb : NULL, (int)u->rows, (int)k, n, y + (size_t)t0 * u->rows, lb_cu_g.stream);
+        lb_cu_rec r;
+        memset(&r, 0, sizeof r);
+        r.op = LB_CU_OP_MV;
+        r.p[0] = u->q, r.p[1] = u->d, r.p[2] = x + (size_t)t0 * k, r.p[3] = quant ? xq + (size_t)t0 * k : NULL;
+        r.p[4] = quant ? xd + (size_t)t0 * nb : NULL, r.p[5] = y + (size_t)t0 * u->rows;
+        r.i[0] = u->type, r.i[1] = (int)u->rows, r.i[2] = (int)k, r.i[3] = n;
+        lb_cu_submit(&r);
     }
     return lb_cu_status(err);
 }
@@ -176,6 +203,10 @@ static lb_status product(const lb_tensor *w, const float *x, int n_tok, float *y
     float *dy = host_y ? lb_cu_scratch(LB_CU_SCRATCH_Y, yb) : y;
     if (!dy) return lb_cu_status(err);
     st = run(u, dx, n_tok, dy, err);
+    if (host_y) { /* the step's graph, or its ops, before the result is read */
+        lb_cu_step_end();
+        if (st) lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream)); /* the next step refills the arena */
+    }
     if (!st && host_y) {
         lb_cu_check(cudaMemcpyAsync(y, dy, yb, cudaMemcpyDeviceToHost, lb_cu_g.stream));
         lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream));

@@ -86,6 +86,7 @@ const float *lb_cu_const(const float *p, size_t bytes) {
     lb_cu_up *u = lb_cu_up_find(p);
     if (u && u->bytes >= bytes) return u->q;
     if (u) { /* the same pointer seen with a longer length: upload the longer range */
+        lb_cu_flush(); /* recorded ops may read the shorter copy */
         lb_cu_check(cudaFree(u->q));
         lb_cu_g.up_bytes -= u->bytes;
     } else if (!(u = lb_cu_up_insert(p))) {
@@ -108,7 +109,8 @@ static void *scratch(int which, size_t bytes, int must) {
     lb_cu_state *g = &lb_cu_g;
     if (g->scratch_n[which] >= bytes) return g->scratch[which];
     size_t n = bytes < 4096 ? 4096 : bytes + bytes / 2;
-    /* cudaFree waits for the kernels still reading the old buffer */
+    /* cudaFree waits for the kernels still reading the old buffer, once recorded ones are launched */
+    lb_cu_flush();
     if (g->scratch[which]) lb_cu_check(cudaFree(g->scratch[which]));
     g->scratch[which] = NULL;
     g->scratch_n[which] = 0;
@@ -172,6 +174,11 @@ static const void *stage(void *dst, const void *host, size_t bytes) {
  * a recent one (same generation, same bytes in pinned memory) is already on the device. */
 const void *lb_cu_stage(const void *host, size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
+    if (lb_cu_recording()) { /* the step's arena (cuda_graph.c); when full, op by op from here */
+        const void *d = lb_cu_arena_put(host, bytes);
+        if (d) return d;
+        lb_cu_flush();
+    }
     int n_memo = (int)(sizeof g->memo / sizeof *g->memo);
     for (int i = 0; bytes && bytes <= MEMO_MAX && i < n_memo; i++)
         if (g->memo[i].bytes == bytes && g->memo[i].gen == g->ring_gen &&
@@ -187,7 +194,18 @@ const void *lb_cu_stage(const void *host, size_t bytes) {
     }
     return d;
 }
-int lb_cu_stage_to(void *dst, const void *host, size_t bytes) { return stage(dst, host, bytes) == NULL; }
+int lb_cu_stage_to(void *dst, const void *host, size_t bytes) {
+    const void *d = lb_cu_recording() ? lb_cu_arena_put(host, bytes) : NULL;
+    if (!d) {
+        lb_cu_flush();
+        return stage(dst, host, bytes) == NULL;
+    }
+    lb_cu_rec r;
+    memset(&r, 0, sizeof r);
+    r.op = LB_CU_OP_COPY, r.p[0] = dst, r.p[1] = d, r.z = bytes;
+    lb_cu_submit(&r);
+    return 0;
+}
 
 void *lb_cu_host_tmp(size_t bytes) {
     lb_cu_state *g = &lb_cu_g;
@@ -206,6 +224,7 @@ void *lb_cu_host_tmp(size_t bytes) {
 void lb_cu_forget(void) {
     lb_cu_state *g = &lb_cu_g;
     if (!g->ready) return;
+    lb_cu_graph_forget(); /* graphs name the uploads */
     lb_cu_check(cudaStreamSynchronize(g->stream));
     for (size_t i = 0; i < g->cap_up; i++) {
         if (!g->up[i].host) continue;

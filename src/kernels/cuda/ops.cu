@@ -22,18 +22,44 @@ template <typename T> static __device__ T block_reduce(T v, bool is_max) {
     return v;
 }
 
-static __global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    const float *xr = x + (size_t)blockIdx.x * n;
+// One block a row. With add, x += add first (as lb_cu_add: the residual) and the sum of squares
+// is of the new x; with xq, each warp's 32 consecutive outputs are one Q8_0 block of the
+// quantized copy, made as k_quant_act makes it (matmul.cu), so the fused launch gives the bits
+// of the separate ones.
+static __global__ void k_rmsnorm(float *out, float *x, const float *add, const float *w, int n, float eps, int8_t *xq,
+                                 float *xd) {
+    float *xr = x + (size_t)blockIdx.x * n;
     float *o = out + (size_t)blockIdx.x * n;
     double ss = 0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    if (add) {
+        const float *ar = add + (size_t)blockIdx.x * n;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float v = xr[i] + ar[i];
+            xr[i] = v;
+            ss += (double)v * v;
+        }
+    } else {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    }
     ss = block_reduce<double>(ss, false);
     float s = (float)(1.0 / sqrt(ss / (double)(n > 0 ? n : 1) + eps));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w ? (xr[i] * s) * w[i] : xr[i] * s;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = w ? (xr[i] * s) * w[i] : xr[i] * s;
+        o[i] = v;
+        if (!xq) continue;
+        float a = fabsf(v);
+        for (int m = 16; m > 0; m >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, m));
+        float d = __half2float(__float2half_rn(a / 127)), id = d > 0 ? 1.0f / d : 0;
+        float r = v * id;
+        int q = r >= -127.0f ? (r > 127.0f ? 127 : __float2int_rn(r)) : -127;
+        xq[(size_t)blockIdx.x * n + i] = (int8_t)q;
+        if (i % 32 == 0) xd[(size_t)blockIdx.x * (n / 32) + i / 32] = d;
+    }
 }
 
-extern "C" void lb_cu_rmsnorm(float *out, const float *x, const float *w, int n_tok, int n, float eps, cudaStream_t s) {
-    if (n_tok > 0) k_rmsnorm<<<n_tok, NT, 0, s>>>(out, x, w, n, eps);
+extern "C" void lb_cu_add_rmsnorm(float *out, float *x, const float *add, const float *w, int n_tok, int n, float eps,
+                                  int8_t *xq, float *xd, cudaStream_t s) {
+    if (n_tok > 0) k_rmsnorm<<<n_tok, NT, 0, s>>>(out, x, add, w, n, eps, xq, xd);
 }
 
 static __global__ void k_rope(float *x, int n_heads, int hd, size_t row_stride, const float *cs_all, int neox) {
