@@ -86,6 +86,7 @@ LB_API void lb_log_set_level(lb_log_level level);
 
 #include "lowbit/model.h"
 #include "lowbit/engine.h"
+#include "lowbit/imatrix.h"
 #include "lowbit/convert.h"
 #include "lowbit/compress.h"
 #include "lowbit/delta.h"

@@ -53,6 +53,11 @@ typedef struct lb_quantize_params {
     void (*on_tensor)(void *user, const char *name, const char *type, const char *note);
     void *on_tensor_user;
     int no_tokenizer;    /* as lb_convert_params.no_tokenizer */
+    /* NULL, or the importance matrix (lb_imatrix_load / lb_imatrix_compute) whose entry for a
+     * matrix weights each column's rounding error in the scale search of every type that has
+     * one (all block types but TQ1_0/TQ2_0); a matrix without an entry is quantized without. An
+     * entry whose length differs from the matrix's rows is refused (another model's file). */
+    const lb_imatrix *imatrix;
 } lb_quantize_params;
 LB_API lb_quantize_params lb_quantize_default_params(void);
 /* The accepted type names, NULL-terminated. */

@@ -72,6 +72,10 @@ LB_API const lb_tokenizer *lb_model_tokenizer(const lb_model *m); /* NULL when t
  * *ids is malloc'ed (free with free()). */
 LB_API lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_special,
                       int32_t **ids, size_t *n_ids, lb_error *err);
+/* A whole text file (at most 1 GiB) tokenized as lb_tokenize does: what perplexity and imatrix
+ * read before cutting it into windows. */
+LB_API lb_status lb_tokenize_file(const lb_tokenizer *t, const char *path, int add_special, int32_t **ids,
+                                  size_t *n_ids, lb_error *err);
 /* Writes the bytes of one token as it reads after earlier text (control tokens give nothing);
  * returns their count, which may exceed cap (then call again with a larger buffer). */
 LB_API size_t lb_token_piece(const lb_tokenizer *t, int32_t id, char *buf, size_t cap);

@@ -6,6 +6,7 @@ folders, the install prefix, then the system's library path), and a missing libr
 ImportError naming every path searched. is_available() tells without raising."""
 from ._lib import LowbitError, is_available
 from .hub import pull
+from .imatrix import Imatrix, imatrix
 from .delta import (INT8_BLOCK, compress_delta_int8, compress_delta_sparse, decompress_delta_int8,
                     decompress_delta_sparse)
 from .memory import MemoryMonitor, MemoryPressure, MemorySnapshot, PsiAvg, format_size, parse_size
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LowbitError", "is_available", "library_path", "version", "cpu_kernels",
     "compress_delta_sparse", "decompress_delta_sparse", "compress_delta_int8", "decompress_delta_int8", "INT8_BLOCK",
-    "quantize", "dequantize",
+    "quantize", "dequantize", "imatrix", "Imatrix",
     "MemoryMonitor", "MemoryPressure", "MemorySnapshot", "PsiAvg", "parse_size", "format_size",
     "Model", "Tokenizer", "Completion", "pull",
 ]

@@ -270,6 +270,10 @@ class MemPlan(ctypes.Structure):
          ("streaming", c_int), ("stream_window", ctypes.c_uint32), ("stream_window_bytes", c_uint64)]
 
 
+class ImatrixParams(ctypes.Structure):
+    _fields_ = [("n_ctx", c_int), ("n_chunks", c_int), ("n_threads", c_int), ("dataset", c_char_p)]
+
+
 # name: (restype, argtypes). Declared only when the library exports the name.
 _PROTOTYPES = {
     "lb_version": (c_char_p, []),
@@ -338,6 +342,19 @@ _PROTOTYPES = {
     "lb_size_format": (c_char_p, [c_uint64, ctypes.c_char_p, c_size_t]),
     "lb_mem_plan_make": (c_int, [P(MemPlanIn), P(MemPlan), PErr]),
     "lb_model_mem_plan_input": (None, [c_void_p, c_int, P(MemPlanIn)]),
+    "lb_tokenizer_bos": (c_int32, [c_void_p]),
+    "lb_tokenize_file": (c_int, [c_void_p, c_char_p, c_int, P(P(c_int32)), P(c_size_t), PErr]),
+    "lb_imatrix_load": (c_int, [c_char_p, P(c_void_p), PErr]),
+    "lb_imatrix_save": (c_int, [c_void_p, c_char_p, PErr]),
+    "lb_imatrix_free": (None, [c_void_p]),
+    "lb_imatrix_n_entries": (c_size_t, [c_void_p]),
+    "lb_imatrix_name": (c_char_p, [c_void_p, c_size_t]),
+    "lb_imatrix_values": (P(c_float), [c_void_p, c_size_t, P(c_int), P(c_int)]),
+    "lb_imatrix_n_chunks": (c_int, [c_void_p]),
+    "lb_imatrix_dataset": (c_char_p, [c_void_p]),
+    "lb_imatrix_default_params": (ImatrixParams, []),
+    "lb_imatrix_compute": (c_int, [c_void_p, P(c_int32), c_size_t, c_int32, P(ImatrixParams), c_void_p, c_void_p,
+                                   P(c_void_p), PErr]),
 }
 
 # per-format dequantizers, used when the generic lb_dequantize does not know a block format yet

@@ -143,6 +143,7 @@ static lb_status corrections(lb_fwd *f, const lb_tensor *w, const float *x, int 
 static lb_status linear(lb_fwd *f, const lb_tensor *w, const lb_tensor *scale, const lb_tensor *bias, const float *x,
                         int n, float *y, lb_error *err) {
     const lb_backend *be = f->be;
+    if (f->on_matmul) f->on_matmul(f->on_matmul_user, w, x, n);
     lb_status st = be->matmul(f->pool, w, f->m->cfg.arch == LB_ARCH_BITNET, x, n, y, err);
     if (!st && f->dx.data) st = corrections(f, w, x, n, y, err);
     if (st) return st;

@@ -43,6 +43,10 @@ typedef struct lb_fwd {
     const lb_finetune **ft;
     float *att_tmp;
     lb_stream *stream; /* non-NULL: each layer's weights are acquired before it runs, released after */
+    /* non-NULL: sees the input of every matmul (n_tok rows of w->ne[0] host floats) before it
+     * runs, as the matmul reads it; importance matrices collect their statistics here */
+    void (*on_matmul)(void *user, const lb_tensor *w, const float *x, int n_tok);
+    void *on_matmul_user;
 } lb_fwd;
 
 /* Bytes lb_fwd_init allocates: fixed + per_seq_token x max_seq (n_threads >= 1). */

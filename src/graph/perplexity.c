@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/model.h"
+#include "graph/windows.h"
 
 /* log-softmax of x into out (double for the sums); returns the argmax. */
 static int log_softmax(const float *x, int n, double *out) {
@@ -64,8 +65,7 @@ lb_status lb_perplexity(lb_model *m, lb_model *base, const int32_t *ids, size_t 
     size_t scored = 0, agree = 0;
     int first = n_ctx / 2;
     for (size_t k = 0; k < n_win && !s; k++) {
-        memcpy(w, ids + k * (size_t)n_ctx, (size_t)n_ctx * sizeof *w);
-        if (bos_id >= 0) w[0] = bos_id;
+        lb_window_ids(ids, k, n_ctx, bos_id, w);
         if ((s = run_eval(&rm, w, n_ctx, err))) break;
         if (base && (s = run_eval(&rb, w, n_ctx, err))) break;
         for (int j = first; j < n_ctx - 1; j++) {

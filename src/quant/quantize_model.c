@@ -21,6 +21,7 @@
 #include "io/convert.h"
 #include "io/gguf_meta.h"
 #include "io/gguf.h"
+#include "io/imatrix.h"
 #include "quant/quant.h"
 
 enum { MIX_NONE = 0, MIX_Q3_K_M, MIX_Q3_K_L, MIX_Q4_K_S, MIX_Q4_K_M, MIX_Q5_K_M };
@@ -246,6 +247,7 @@ typedef struct qtensor {
     lb_qplan plan;
     float src_scale; /* the source's NAME.scale, folded in */
     float scale;     /* the ternary absmean, once the tensor is written */
+    const lb_imatrix_entry *im; /* NULL, or the tensor's importance matrix entry */
 } qtensor;
 
 /* A job over rows [r0, r1) of one tensor. */
@@ -258,6 +260,7 @@ typedef struct qjob {
     float scale;      /* ternary absmean */
     float g;          /* source scale folded into every value */
     double *partial;  /* per-thread sums for the absmean pass */
+    const float *im;  /* NULL, or each column's mean squared activation */
     int64_t bad[256]; /* per thread: 1 + the flat index of the first value refused (0: none) */
     float bad_val[256];
 } qjob;
@@ -345,7 +348,7 @@ static void quant_job(void *arg, int ith, int nth) {
                     x[i] = unit ? q : q * lb_fp16_to_f32(lb_f32_to_fp16(j->scale));
                 }
             from_float(ty, x, y, n);
-        } else lb_quantize(ty, x, y, 1, n, NULL);
+        } else lb_quantize(ty, x, y, 1, n, j->im);
     }
 }
 
@@ -403,7 +406,14 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     if (t->n_dims < 2) return fill_1d(qt, sink, err);
     int64_t n = t->ne[0], rows = lb_tensor_nrows(t);
     size_t out_row = lb_dtype_row_size(dst->type, n), in_row = lb_dtype_row_size(t->type, n);
-    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL, {0}, {0}};
+    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL, NULL, {0}, {0}};
+    /* stored values are mean squares x ncall; the search wants the means. Columns are inputs, so
+     * the Q/K row permutation leaves them where they are. */
+    float *im = NULL;
+    if (qt->im && !(im = malloc((size_t)n * sizeof *im)))
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory for the importance of tensor %s", t->name);
+    for (int64_t i = 0; im && i < n; i++) im[i] = qt->im->values[i] / (float)qt->im->ncall;
+    j.im = im;
     if (qt->plan.ternarize) {
         double part[768] = {0}, sum = 0, mx = 0, mn = INFINITY;
         j.partial = part;
@@ -432,6 +442,7 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
             release_source(c->m, (const uint8_t *)t->data + (size_t)j.r0 * in_row, (size_t)(j.r1 - j.r0) * in_row);
     }
     release_source(c->m, t->data, t->nbytes);
+    free(im);
     return s;
 }
 
@@ -439,6 +450,19 @@ static lb_status fill_scale(void *user, const lb_tensor *dst, lb_gguf_sink *sink
     (void)dst;
     const qtensor *qt = user; /* its weight, written just before: scale is known */
     return lb_gguf_sink_write(sink, &qt->scale, 4, err);
+}
+
+/* The importance entry of matrix t, checked against its row length (a file of another model). */
+static lb_status imatrix_of(const lb_model *m, const lb_imatrix *im, const lb_tensor *t, const lb_imatrix_entry **out,
+                            lb_error *err) {
+    const lb_imatrix_entry *e = lb_imatrix_get(im, t->name);
+    *out = NULL;
+    if (!e) return LB_OK;
+    if (e->nval != t->ne[0])
+        return lb_fail(err, LB_ERR_MISMATCH, "%s: the importance matrix has %d columns for tensor %s, whose rows have %lld "
+                       "(computed on another model?)", m->path ? m->path : "model", (int)e->nval, t->name, (long long)t->ne[0]);
+    *out = e;
+    return LB_OK;
 }
 
 static void report(const lb_quantize_params *p, const lb_tensor *t, const lb_qplan *q) {
@@ -500,7 +524,9 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     for (size_t i = 0; i < m->n_tensors && !s; i++) {
         const lb_tensor *t = &m->tensors[i];
         if (is_scale_of_weight(m, t)) continue; /* folded into its weight, written anew when needed */
-        qts[i] = (qtensor){&c, t, plan[i], t->n_dims >= 2 ? source_scale(m, t) : 1.0f, 0};
+        qts[i] = (qtensor){&c, t, plan[i], t->n_dims >= 2 ? source_scale(m, t) : 1.0f, 0, NULL};
+        if (t->n_dims >= 2) s = imatrix_of(m, p->imatrix, t, &qts[i].im, err);
+        if (s) break;
         c.total += t->nbytes;
         report(p, t, &plan[i]);
         s = lb_gguf_add_tensor_lazy(w, t->name, plan[i].type, t->n_dims, t->ne, fill, &qts[i], err);

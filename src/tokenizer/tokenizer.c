@@ -79,6 +79,17 @@ lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int a
     return LB_OK;
 }
 
+lb_status lb_tokenize_file(const lb_tokenizer *t, const char *path, int add_special, int32_t **ids,
+                           size_t *n_ids, lb_error *err) {
+    char *text;
+    size_t len;
+    lb_status s = lb_read_file(path, (size_t)1 << 30, &text, &len, err);
+    if (s) return s;
+    s = lb_tokenize(t, text, len, add_special, ids, n_ids, err);
+    free(text);
+    return s;
+}
+
 lb_status lb_detokenize(const lb_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
                         size_t *len, lb_error *err) {
     size_t cap = 256, n = 0;

@@ -48,6 +48,13 @@ typedef struct cli_progress_state {
 } cli_progress_state;
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* lb_model_load with a tokenizer override (NULL: the model's own) and a thread count (text_ids.c). */
+lb_status cli_load_model(const char *path, const char *tok, int threads, lb_model **m, lb_error *err);
+/* Loads model, then tokenizes the text file at text_path (with BOS) with its tokenizer; *m is set
+ * (to free) whenever the load succeeded, even when tokenizing failed. */
+lb_status cli_text_ids(const char *model, const char *tok, int threads, const char *text_path, lb_model **m,
+                       int32_t **ids, size_t *n, lb_error *err);
+
 /* lb_hub_resolve with a progress bar on stderr (pull.c); base NULL: the defaults. */
 int cli_hub_resolve(const char *ref, const lb_hub_params *base, char **path);
 

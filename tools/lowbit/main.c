@@ -7,7 +7,7 @@
 
 /* Weak so that a build without one subcommand's file still links and says so. */
 #define CMD(name) int cmd_##name(int argc, char **argv) __attribute__((weak));
-CMD(run) CMD(tokenize) CMD(logits) CMD(inspect) CMD(synth) CMD(bench) CMD(quantize) CMD(convert)
+CMD(run) CMD(tokenize) CMD(logits) CMD(inspect) CMD(synth) CMD(bench) CMD(quantize) CMD(imatrix) CMD(convert)
 CMD(perplexity) CMD(compress) CMD(decompress) CMD(delta) CMD(mem) CMD(memplan) CMD(serve) CMD(pull)
 #undef CMD
 
@@ -22,6 +22,7 @@ static const struct {
     {"synth", "write a model with real shapes and random weights"},
     {"bench", "measure prompt and generation speed"},
     {"quantize", "write a model with quantized weights"},
+    {"imatrix", "collect activation statistics for calibrated quantization"},
     {"convert", "convert a model to GGUF"},
     {"perplexity", "perplexity and KL divergence over a text"},
     {"compress", "losslessly compress a model file"},
@@ -35,7 +36,7 @@ static const struct {
 
 static lb_cmd_fn lookup(const char *name) {
 #define M(n) if (strcmp(name, #n) == 0) return cmd_##n;
-    M(run) M(tokenize) M(logits) M(inspect) M(synth) M(bench) M(quantize) M(convert)
+    M(run) M(tokenize) M(logits) M(inspect) M(synth) M(bench) M(quantize) M(imatrix) M(convert)
     M(perplexity) M(compress) M(decompress) M(delta) M(mem) M(memplan) M(serve) M(pull)
 #undef M
     return NULL;

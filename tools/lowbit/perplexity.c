@@ -13,13 +13,6 @@ static void progress(void *user, const char *what, uint64_t done, uint64_t total
     if (done >= total) fputc('\n', stderr);
 }
 
-static lb_status load(const char *path, const char *tok, int threads, lb_model **m, lb_error *err) {
-    lb_model_params mp = lb_model_default_params();
-    mp.tokenizer_path = tok;
-    mp.n_threads = threads;
-    return lb_model_load(path, &mp, m, err);
-}
-
 int cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *text_path = NULL, *base_path = NULL, *tok = NULL;
     long long ctx = 128, threads = 0;
@@ -58,16 +51,12 @@ int cmd_perplexity(int argc, char **argv) {
 
     lb_error err = {0};
     lb_model *m = NULL, *base = NULL;
-    char *text = NULL;
     int32_t *ids = NULL;
-    size_t len = 0, n = 0;
+    size_t n = 0;
     lb_ppl_result r;
-    lb_status s = lb_read_file(text_path, (size_t)1 << 30, &text, &len, &err);
-    if (!s) s = load(model, tok, (int)threads, &m, &err);
+    lb_status s = cli_text_ids(model, tok, (int)threads, text_path, &m, &ids, &n, &err);
     const lb_tokenizer *t = m ? lb_model_tokenizer(m) : NULL;
-    if (!s && !t) s = lb_fail(&err, LB_ERR_ARG, "%s has no tokenizer (give one with --tokenizer)", model);
-    if (!s) s = lb_tokenize(t, text, len, 1, &ids, &n, &err);
-    if (!s && base_path) s = load(base_path, tok, (int)threads, &base, &err);
+    if (!s && base_path) s = cli_load_model(base_path, tok, (int)threads, &base, &err);
     if (!s) s = lb_perplexity(m, base, ids, n, lb_tokenizer_bos(t), (int)ctx, kv, (int)threads, progress, NULL, &r, &err);
     if (!s) {
         if (json) {
@@ -81,7 +70,6 @@ int cmd_perplexity(int argc, char **argv) {
             if (r.has_base) printf("KL(base || model) %.6g nats, same top token %.2f%%\n", r.kl, r.top1 * 100);
         }
     }
-    free(text);
     free(ids);
     lb_model_free(m);
     lb_model_free(base);

@@ -28,11 +28,12 @@ int cmd_quantize(int argc, char **argv) {
     p.type = NULL;
     long long threads = 0;
     tensor_log log = {0};
+    const char *imatrix = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS]\n"
-                 "                       [--tokenizer FILE] [--no-tokenizer] [-v]\n\n"
+                 "                       [--tokenizer FILE] [--no-tokenizer] [--imatrix FILE] [-v]\n\n"
                  "Writes IN (GGUF, Hugging Face folder, llama2.c or ak42 BitNet) as GGUF with quantized\n"
                  "matrices, with the metadata, tokenizer and tensor layout `lowbit convert` writes. The\n"
                  "output is written atomically; tensors stream through one chunk at a time.\n\n"
@@ -44,6 +45,9 @@ int cmd_quantize(int argc, char **argv) {
                  "iq4_nl / iq4_xs: 4-bit codes into GGUF's fixed non-linear table of 16 levels (blocks of\n"
                  "32 with an fp16 scale / super-blocks of 256 with 6-bit sub-scales), as llama.cpp writes them.\n"
                  "--keep-output-f16 keeps the output head in F16. -v lists every tensor's type.\n"
+                 "--imatrix FILE (from `lowbit imatrix` or llama-imatrix): each matrix's scale search weights\n"
+                 "the rounding error of column j by the mean squared activation the column met in calibration\n"
+                 "(every block type but tq1_0/tq2_0; matrices the file lacks are quantized without).\n"
                  "A model without a tokenizer is refused before any work (`run` could not use the output)\n"
                  "unless --no-tokenizer writes it without one (for logits and perplexity by ids).\n\n"
                  "Types:");
@@ -59,6 +63,7 @@ int cmd_quantize(int argc, char **argv) {
             i++;
             if (!strcmp(a, "--type")) p.type = v;
             else if (!strcmp(a, "--tokenizer")) p.tokenizer_path = v;
+            else if (!strcmp(a, "--imatrix")) imatrix = v;
             else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 256, &threads)) return CLI_USAGE; }
             else return fprintf(stderr, "lowbit: quantize: unknown option '%s'\n", a), CLI_USAGE;
         } else if (!in) in = a;
@@ -75,7 +80,15 @@ int cmd_quantize(int argc, char **argv) {
     lb_error err = {0};
     cli_progress_state ps = {.label = "quantized"};
     double t0 = cli_now();
-    if (lb_quantize_file(in, out, &p, cli_progress, &ps, &err)) return cli_error(&err);
+    lb_imatrix *im = NULL;
+    if (imatrix && lb_imatrix_load(imatrix, &im, &err)) return cli_error(&err);
+    if (im)
+        fprintf(stderr, "lowbit: importance matrix %s: %zu matrices, %d chunks of %s\n", imatrix, lb_imatrix_n_entries(im),
+                lb_imatrix_n_chunks(im), lb_imatrix_dataset(im)[0] ? lb_imatrix_dataset(im) : "(unnamed text)");
+    p.imatrix = im;
+    lb_status s = lb_quantize_file(in, out, &p, cli_progress, &ps, &err);
+    lb_imatrix_free(im);
+    if (s) return cli_error(&err);
     fprintf(stderr, "lowbit: wrote %s (%s) in %.2f s\n", out, p.type, cli_now() - t0);
     return CLI_OK;
 }

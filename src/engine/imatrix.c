@@ -1,0 +1,138 @@
+/* lb_imatrix_compute: a session runs the calibration chunks while the forward pass's matmul hook
+ * (lb_fwd.on_matmul) adds each block matrix's input columns, squared, into double sums.
+ *
+ * ncall counts the chunks a matrix took part in, as llama-imatrix counts its calls when a chunk
+ * is one batch (its default): values = mean square x ncall then mean the same in both tools, and
+ * merging files weights each by its chunks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "engine/session.h"
+#include "graph/windows.h"
+#include "io/imatrix.h"
+
+typedef struct acc {
+    double *sum; /* [ne0], allocated at the matrix's first call */
+    int64_t rows; /* activation rows added */
+    int32_t ncall;
+    int in_chunk; /* seen in the current chunk */
+} acc;
+
+typedef struct collector {
+    const lb_model *m;
+    acc *a; /* per model tensor */
+    int nomem;
+} collector;
+
+/* Block matrices only, as llama-imatrix by default: the head's input is the final norm's output,
+ * whose statistics a tied embedding (the same tensor) must not be quantized with. */
+static int wanted(const lb_tensor *w) { return !strncmp(w->name, "blk.", 4); }
+
+static void on_matmul(void *user, const lb_tensor *w, const float *x, int n_tok) {
+    collector *c = user;
+    size_t i = (size_t)(w - c->m->tensors);
+    if (w < c->m->tensors || i >= c->m->n_tensors || !wanted(w)) return;
+    acc *a = &c->a[i];
+    int64_t k = w->ne[0];
+    if (!a->sum && !(a->sum = calloc((size_t)k, sizeof *a->sum))) {
+        c->nomem = 1;
+        return;
+    }
+    for (int t = 0; t < n_tok; t++) {
+        const float *r = x + (size_t)t * (size_t)k;
+        for (int64_t j = 0; j < k; j++) a->sum[j] += (double)r[j] * r[j];
+    }
+    a->rows += n_tok;
+    a->in_chunk = 1;
+}
+
+lb_imatrix_params lb_imatrix_default_params(void) {
+    lb_imatrix_params p = {512, 0, 0, NULL};
+    return p;
+}
+
+/* The collected sums as entries: value = mean square x ncall, in model tensor order. */
+static lb_status finish(const collector *c, const lb_imatrix_params *p, int chunks, lb_imatrix **out, lb_error *err) {
+    lb_imatrix *im;
+    lb_status s = lb_imatrix_new(&im, err);
+    float *v = NULL;
+    for (size_t i = 0; i < c->m->n_tensors && !s; i++) {
+        const acc *a = &c->a[i];
+        if (!a->sum || a->rows == 0) continue;
+        int64_t k = c->m->tensors[i].ne[0];
+        float *nv = realloc(v, (size_t)k * sizeof *v);
+        if (!nv) {
+            s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+            break;
+        }
+        v = nv;
+        for (int64_t j = 0; j < k; j++) v[j] = (float)(a->sum[j] / (double)a->rows * a->ncall);
+        s = lb_imatrix_add(im, c->m->tensors[i].name, a->ncall, (int32_t)k, v, err);
+    }
+    free(v);
+    if (!s && im->n == 0) s = lb_fail(err, LB_ERR_ARG, "the model has no block matrices to collect statistics for");
+    if (!s && p->dataset) {
+        size_t len = strlen(p->dataset);
+        char *d = malloc(len + 1);
+        if (!d) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(d, p->dataset, len + 1);
+            free(im->dataset);
+            im->dataset = d;
+        }
+    }
+    if (s) {
+        lb_imatrix_free(im);
+        return s;
+    }
+    im->n_chunks = chunks;
+    *out = im;
+    return LB_OK;
+}
+
+lb_status lb_imatrix_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t bos_id,
+                             const lb_imatrix_params *p, lb_progress_fn progress, void *user, lb_imatrix **out,
+                             lb_error *err) {
+    lb_imatrix_params d = lb_imatrix_default_params();
+    if (!p) p = &d;
+    *out = NULL;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : 512;
+    if (n_ctx < 2 || n_ctx > (1 << 20))
+        return lb_fail(err, LB_ERR_ARG, "a chunk of %d tokens is outside 2..%d", n_ctx, 1 << 20);
+    size_t avail = n_ids / (size_t)n_ctx, n = avail;
+    if (n == 0)
+        return lb_fail(err, LB_ERR_ARG, "the text has %zu tokens, fewer than one chunk of %d (lower -c)", n_ids, n_ctx);
+    if (p->n_chunks > 0 && (size_t)p->n_chunks < n) n = (size_t)p->n_chunks;
+    if (n > INT32_MAX) n = INT32_MAX;
+    collector c = {m, calloc(m->n_tensors ? m->n_tensors : 1, sizeof(acc)), 0};
+    int32_t *w = malloc((size_t)n_ctx * sizeof *w);
+    lb_session *s = NULL;
+    lb_session_params sp = lb_session_default_params();
+    sp.n_ctx = n_ctx;
+    sp.n_threads = p->n_threads;
+    sp.kv_type = LB_KV_F32; /* the activations of the exact model */
+    lb_status st = !c.a || !w ? lb_fail(err, LB_ERR_NOMEM, "out of memory") : LB_OK;
+    if (!st) st = lb_session_new(m, &sp, &s, err);
+    if (!st) {
+        s->e->fwd.on_matmul = on_matmul;
+        s->e->fwd.on_matmul_user = &c;
+    }
+    for (size_t k = 0; k < n && !st; k++) {
+        lb_window_ids(ids, k, n_ctx, bos_id, w);
+        lb_session_reset(s);
+        st = lb_session_eval(s, w, (size_t)n_ctx, NULL, 0, err);
+        if (!st && c.nomem) st = lb_fail(err, LB_ERR_NOMEM, "out of memory for the activation sums");
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            c.a[i].ncall += c.a[i].in_chunk;
+            c.a[i].in_chunk = 0;
+        }
+        if (!st && progress) progress(user, "chunks", k + 1, n);
+    }
+    if (!st) st = finish(&c, p, (int)n, out, err);
+    lb_session_free(s);
+    for (size_t i = 0; c.a && i < m->n_tensors; i++) free(c.a[i].sum);
+    free(c.a);
+    free(w);
+    return st;
+}
