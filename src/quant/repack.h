@@ -10,7 +10,7 @@
  * side, with no shuffle. The group takes exactly the bytes of its 8 plain rows, so w_row_bytes
  * and tensor sizes stay those of Q4_0.
  *
- * Arithmetic (scalar twin and AVX2 alike): per row, block by block in K order,
+ * Arithmetic (scalar twin, AVX2 and AVX-512 alike): per row, block by block in K order,
  * sum += (dw * dx) * (float)(sum_j q_j x_j - 8 sum_j x_j), the integer part exact. This is the
  * order of the plain scalar kernel (lb_vec_dot_q4_0_q8_scalar), so a repacked matrix gives its
  * results bit for bit, whatever the batch. */
@@ -54,9 +54,9 @@ void lb_matmul_rows_q4_0x8_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1)
 /* r0 a multiple of 16 (row_align 16: two groups per 512-bit register), r1 of 8 */
 void lb_matmul_rows_q4_0x8_avx512(const lb_matmul_args *a, int64_t r0, int64_t r1);
 
-/* LOWBIT_REPACK=0 turns the repack off, =1 on at any CPU level; unset, it is on where AVX2 is
- * the level in use (AVX-512 machines keep their VNNI kernels for plain Q4_0, and the scalar
- * level keeps the plain layout). */
+/* LOWBIT_REPACK=0 turns the repack off, =1 on at any CPU level; unset, it is on where AVX2 or
+ * AVX-512 is the level in use (both have a kernel for it that beats their plain Q4_0 one; the
+ * scalar level keeps the plain layout). */
 int lb_repack_enabled(void);
 /* Repacks every 2-D Q4_0 matrix of m with rows % 8 == 0 except the token embedding (read row by
  * row), into model-owned heap buffers, and gives the mapped pages of the originals back to the

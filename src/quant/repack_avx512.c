@@ -94,11 +94,13 @@ AI void tile(const lb_block_q4_0x8 *w0, const lb_block_q4_0x8 *w1, const tok *xs
         __m512 dw = _mm512_cvtph_ps(dh);
         for (int t = 0; t < nt; t++) {
             const int8_t *x = xs[t].qs + b * LB_QK;
-            __m512i s = _mm512_set1_epi32(xs[t].neg[b]);
+            /* two chains of four: the latency of one chain of eight held the tile back */
+            __m512i s = _mm512_set1_epi32(xs[t].neg[b]), s2 = _mm512_setzero_si512();
             for (int c = 0; c < 4; c++) {
                 s = _mm512_dpbusd_epi32(s, lo[c], bcast_word(x + 4 * c));
-                s = _mm512_dpbusd_epi32(s, hi[c], bcast_word(x + 16 + 4 * c));
+                s2 = _mm512_dpbusd_epi32(s2, hi[c], bcast_word(x + 16 + 4 * c));
             }
+            s = _mm512_add_epi32(s, s2);
             __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(xs[t].d[b]));
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(d, _mm512_cvtepi32_ps(s)));
         }
