@@ -3,7 +3,8 @@
  * weights fit in L2/L3, so this is the kernel's compute rate, not the memory's). Medians of
  * several runs; with "cpu", the fastest of up to 300 runs (2 s) in thread CPU time, which a loaded
  * machine disturbs much less (time other jobs take from this thread does not count).
- * Usage: bench_matmul_quant [rows k [cpu]]   (default 1024 x 4096) */
+ * Usage: bench_matmul_quant [rows k [cpu|wall [TYPES]]]   (default 1024 x 4096; TYPES, e.g.
+ * Q4_0,Q4_0_R8: only those) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,10 +45,19 @@ static double run(const lb_matmul_kernel *kern, lb_dtype t, const void *w, int64
     return g_cpu_time ? bench_min(v, i) : bench_median(v, i);
 }
 
+/* name is one of the comma-separated list */
+static int listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n])) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int64_t rows = argc > 2 ? atoll(argv[1]) : 1024, k = argc > 2 ? atoll(argv[2]) : 4096;
     const int64_t n_tok = 64;
     g_cpu_time = argc > 3 && !strcmp(argv[3], "cpu");
+    const char *only = argc > 4 ? argv[4] : NULL;
     if (rows < 1 || k < 32 || k % 32) {
         fprintf(stderr, "usage: bench_matmul_quant [rows k]  (k a multiple of 32)\n");
         return 1;
@@ -63,6 +73,7 @@ int main(int argc, char **argv) {
     for (int ti = 0; ti < 6; ti++) {
         lb_dtype t = types[ti];
         if ((t == LB_Q4_K || t == LB_Q6_K) && k % 256) continue;
+        if (only && !listed(only, lb_dtype_name(t))) continue;
         size_t rb = lb_dtype_row_size(t, k);
         uint8_t *w = malloc(rb * (size_t)rows);
         if (!w) return 1;

@@ -2,7 +2,7 @@
 # Q4_0 repacked at load into 8-row groups (src/quant/repack.h), end to end through `lowbit run`:
 # at the scalar level the repacked kernel computes the plain one's results bit for bit, so the
 # greedy text (and --parallel's batched text) is the same with LOWBIT_REPACK=1 and =0; the memory
-# report names the repacked bytes; a prompt batched with others gets its text alone (AVX2); lb_model_set_repack's fallback under a tight --mem-budget is
+# report names the repacked bytes; a prompt batched with others gets its text alone (AVX2, AVX-512, where AVX-512 repacks by default); lb_model_set_repack's fallback under a tight --mem-budget is
 # in test_repack. $1: the lowbit binary, $2: the shared folder.
 set -u
 LB=$1
@@ -45,6 +45,14 @@ if grep -q avx2 /proc/cpuinfo; then # the AVX2 kernel: a prompt in a batch of 3 
     par avx2 1 "$T/pa.txt"
     awk '/^--- 2: /{on=1; next} /^--- /{on=0} on' "$T/pa.txt" >"$T/pa2.txt"
     check "avx2: batched text of prompt 2 == alone" cmp -s <(tr -d '\n' <"$T/a1.txt") <(tr -d '\n' <"$T/pa2.txt")
+fi
+if grep -q avx512_vnni /proc/cpuinfo && [ -z "${LOWBIT_CPU:-}" ]; then
+    # AVX-512 repacks by default, and its kernel gives a prompt in a batch of 3 its text alone
+    LOWBIT_REPACK= "$LB" run -m "$T/q4.gguf" -p "The cat sat" -n 16 -t 2 --mem-report >"$T/b1.txt" 2>"$T/b1.err"
+    check "avx512: repacked by default" grep -q "Q4_0_R8" "$T/b1.err"
+    LOWBIT_REPACK= "$LB" run -m "$T/q4.gguf" -f "$T/prompts.txt" --parallel 3 -n 16 -t 2 >"$T/pb.txt" 2>/dev/null
+    awk '/^--- 2: /{on=1; next} /^--- /{on=0} on' "$T/pb.txt" >"$T/pb2.txt"
+    check "avx512: batched text of prompt 2 == alone" cmp -s <(tr -d '\n' <"$T/b1.txt") <(tr -d '\n' <"$T/pb2.txt")
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

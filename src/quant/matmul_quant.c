@@ -72,10 +72,12 @@ static const lb_matmul_kernel k_q4_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matm
 static const lb_matmul_kernel k_q6_K_vnni = {lb_matmul_prep_size_k_vnni, lb_matmul_prep_q6_K_vnni,
                                              lb_matmul_rows_q6_K_vnni, 16};
 
-/* The 8-row interleaved Q4_0 layout (repack.h): AVX-512 machines run its AVX2 kernel. */
+/* The 8-row interleaved Q4_0 layout (repack.h); at AVX-512 two groups share a register, so
+ * thread chunks start at multiples of 16 rows. */
 static const lb_matmul_kernel k_q4_0x8[] = {
     {lb_repack_prep_size, lb_repack_prep_scalar, lb_matmul_rows_q4_0x8_scalar, LB_R8},
-    {lb_repack_prep_size, lb_repack_prep_avx2, lb_matmul_rows_q4_0x8_avx2, LB_R8}};
+    {lb_repack_prep_size, lb_repack_prep_avx2, lb_matmul_rows_q4_0x8_avx2, LB_R8},
+    {lb_repack_prep_size_avx512, lb_repack_prep_avx512, lb_matmul_rows_q4_0x8_avx512, 2 * LB_R8}};
 
 /* Called once from the matmul table's initialisation. */
 void lb_quant_register_matmul(void) {
@@ -90,6 +92,7 @@ void lb_quant_register_matmul(void) {
         lb_matmul_register_level(LB_Q8_0, LB_CPU_AVX512, &k_q8_0_vnni);
         lb_matmul_register_level(LB_Q4_K, LB_CPU_AVX512, &k_q4_K_vnni);
         lb_matmul_register_level(LB_Q6_K, LB_CPU_AVX512, &k_q6_K_vnni);
+        lb_matmul_register_level(LB_Q4_0_R8, LB_CPU_AVX512, &k_q4_0x8[2]);
     }
 }
 

@@ -1,5 +1,6 @@
 /* The 8-row interleaved Q4_0 layout (repack.h): the repack and its inverse, the activation
- * preparation, the scalar twin of the AVX2 kernel, and the load-time pass over a model. */
+ * preparation, the scalar twin of the AVX2 and AVX-512 kernels, and the load-time pass over a
+ * model. */
 #include "quant/repack.h"
 
 #include <stdlib.h>
@@ -98,7 +99,7 @@ void lb_matmul_rows_q4_0x8_scalar(const lb_matmul_args *a, int64_t r0, int64_t r
 int lb_repack_enabled(void) {
     const char *e = getenv("LOWBIT_REPACK");
     if (e && *e) return strcmp(e, "0") != 0;
-    return lb_cpu_level_get() == LB_CPU_AVX2;
+    return lb_cpu_level_get() >= LB_CPU_AVX2;
 }
 
 static int repackable(const lb_model *m, const lb_tensor *t) {

@@ -10,7 +10,7 @@
  * side, with no shuffle. The group takes exactly the bytes of its 8 plain rows, so w_row_bytes
  * and tensor sizes stay those of Q4_0.
  *
- * Arithmetic (scalar twin and AVX2 alike): per row, block by block in K order,
+ * Arithmetic (scalar twin, AVX2 and AVX-512 alike): per row, block by block in K order,
  * sum += (dw * dx) * (float)(sum_j q_j x_j - 8 sum_j x_j), the integer part exact. This is the
  * order of the plain scalar kernel (lb_vec_dot_q4_0_q8_scalar), so a repacked matrix gives its
  * results bit for bit, whatever the batch. */
@@ -41,6 +41,9 @@ void lb_unpack_q4_0_x8(const void *src, void *dst, int64_t rows, int64_t k);
 size_t lb_repack_prep_size(int64_t k);
 void lb_repack_prep_scalar(const float *x, int64_t k, void *dst);
 void lb_repack_prep_avx2(const float *x, int64_t k, void *dst);
+/* AVX-512: its own layout (repack_avx512.c): codes, then -8 sum x, then float scales */
+size_t lb_repack_prep_size_avx512(int64_t k);
+void lb_repack_prep_avx512(const float *x, int64_t k, void *dst);
 /* the 8 sum x of the nb blocks of a prepared row */
 static inline const int32_t *lb_repack_prep_sums(const void *prep, int64_t nb) {
     return (const int32_t *)(const void *)((const uint8_t *)prep + ((size_t)nb * sizeof(lb_block_q8_0) + 3) / 4 * 4);
@@ -48,10 +51,12 @@ static inline const int32_t *lb_repack_prep_sums(const void *prep, int64_t nb) {
 /* Rows kernels: r0, r1 multiples of 8 (row_align 8). */
 void lb_matmul_rows_q4_0x8_scalar(const lb_matmul_args *a, int64_t r0, int64_t r1);
 void lb_matmul_rows_q4_0x8_avx2(const lb_matmul_args *a, int64_t r0, int64_t r1);
+/* r0 a multiple of 16 (row_align 16: two groups per 512-bit register), r1 of 8 */
+void lb_matmul_rows_q4_0x8_avx512(const lb_matmul_args *a, int64_t r0, int64_t r1);
 
-/* LOWBIT_REPACK=0 turns the repack off, =1 on at any CPU level; unset, it is on where AVX2 is
- * the level in use (AVX-512 machines keep their VNNI kernels for plain Q4_0, and the scalar
- * level keeps the plain layout). */
+/* LOWBIT_REPACK=0 turns the repack off, =1 on at any CPU level; unset, it is on where AVX2 or
+ * AVX-512 is the level in use (both have a kernel for it that beats their plain Q4_0 one; the
+ * scalar level keeps the plain layout). */
 int lb_repack_enabled(void);
 /* Repacks every 2-D Q4_0 matrix of m with rows % 8 == 0 except the token embedding (read row by
  * row), into model-owned heap buffers, and gives the mapped pages of the originals back to the
