@@ -164,12 +164,16 @@ static void wake_workers(lb_pool *p, int nth) {
     }
 }
 
-lb_pool *lb_pool_new(int n_threads) {
+int lb_pool_threads_for(int n_threads) {
     if (n_threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = c > 0 ? (int)c : 1;
     }
-    if (n_threads > LB_POOL_MAX_THREADS) n_threads = LB_POOL_MAX_THREADS;
+    return n_threads > LB_POOL_MAX_THREADS ? LB_POOL_MAX_THREADS : n_threads;
+}
+
+lb_pool *lb_pool_new(int n_threads) {
+    n_threads = lb_pool_threads_for(n_threads);
     lb_pool *p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
     if (!p) return NULL;
     memset(p, 0, sizeof *p);

@@ -19,6 +19,8 @@ typedef void (*lb_pool_fn)(void *arg, int ith, int nth);
 /* Monotonic seconds, for timings the engine reports (prompt / generation time). */
 double lb_clock_seconds(void);
 
+/* The threads a pool made with n_threads has: all online CPUs for n_threads <= 0, capped. */
+int lb_pool_threads_for(int n_threads);
 lb_pool *lb_pool_new(int n_threads);
 void lb_pool_free(lb_pool *p);
 /* Total threads (>= 1). A NULL pool has size 1. */

@@ -4,12 +4,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include "core/error.h"
 #include "mem/arena.h"
 #include "quant/repack.h"
+
+#define DEFAULT_MAX_BATCH 64 /* entries one decode takes when the caller does not say */
 
 lb_engine_params lb_engine_default_params(void) {
     lb_engine_params p = {0, LB_KV_F16, 0, 0, 0, 0, 1, LB_DEVICE_CPU, 0}; /* F16 KV: as lb_session_default_params */
@@ -42,7 +43,7 @@ lb_status lb_engine_new(lb_model *m, const lb_engine_params *pp, lb_engine **out
     if (!m) return lb_fail(err, LB_ERR_ARG, "lb_engine_new: no model");
     if (p.n_ctx <= 0) p.n_ctx = default_ctx(m);
     if (p.block_tokens <= 0) p.block_tokens = 16;
-    if (p.max_batch <= 0) p.max_batch = 64;
+    if (p.max_batch <= 0) p.max_batch = DEFAULT_MAX_BATCH;
     if (p.n_kv_tokens <= 0) p.n_kv_tokens = p.n_ctx;
     if (p.n_ctx > (1 << 24) || p.n_kv_tokens > (1 << 26) || p.max_batch > 65536 || p.block_tokens > 4096)
         return lb_fail(err, LB_ERR_ARG, "engine: context %d, pool of %d tokens or batch of %d is too large", p.n_ctx,
@@ -394,13 +395,8 @@ lb_status lb_engine_decode(lb_engine *e, const lb_batch_entry *b, size_t n, floa
 
 void lb_engine_scratch_plan(const lb_model *m, const lb_engine_params *p, size_t *fixed, size_t *per_ctx_token) {
     /* the defaults lb_engine_new and lb_pool_new apply */
-    int B = p->max_batch > 0 ? p->max_batch : 64, nth = p->n_threads;
-    if (nth <= 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        nth = c > 0 ? (int)c : 1;
-    }
-    if (nth > 512) nth = 512; /* the pool's cap, LB_POOL_MAX_THREADS in core/threads.c */
-    lb_fwd_scratch_plan(m, nth, B, fixed, per_ctx_token);
+    int B = p->max_batch > 0 ? p->max_batch : DEFAULT_MAX_BATCH;
+    lb_fwd_scratch_plan(m, lb_pool_threads_for(p->n_threads), B, fixed, per_ctx_token);
     *fixed += (size_t)B * sizeof(lb_fwd_tok); /* the batch as the forward pass takes it */
 }
 
