@@ -6,7 +6,7 @@
  *
  * Input: MODE CONFIG BYTES...; MODE picks the part, CONFIG the server's settings (speculation,
  * chat template, context). The model is stories260K from $LB_SHARED_DIR/models (default
- * ../shared beside the source tree). Seeds: fuzz/seeds_serve (real requests). */
+ * ../shared beside the source tree). Seeds: fuzz/seeds_serve_request (real requests). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
