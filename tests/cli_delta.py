@@ -135,6 +135,29 @@ try:
           "int8 delta is over 3x smaller")
     check(b"max|err|" in r.stderr, "create reports the error")
 
+    # ---- quantized base and fine-tune (same block types): the lossless delta codes their bytes;
+    # apply's tensors and run --delta give the quantized fine-tune's own greedy ids
+    for qt in ("q8_0", "q4_0", "q4_k_m"):
+        qb, qf, qd = T("qb_%s.gguf" % qt), T("qf_%s.gguf" % qt), T("q_%s.delta" % qt)
+        ok = all(lowbit("quantize", src, dst, "--type", qt).returncode == 0 for src, dst in ((base, qb), (ft, qf)))
+        r = lowbit("delta", "create", qb, qf, "-o", qd, "-q")
+        check(ok and r.returncode == 0, "delta create between %s models: %s" % (qt, r.stderr))
+        r = lowbit("delta", "apply", qb, qd, "-o", T("qr_%s.gguf" % qt))
+        want = greedy(qf, prompt, 24)
+        check(r.returncode == 0 and want is not None and want != greedy(qb, prompt, 24) and
+              greedy(T("qr_%s.gguf" % qt), prompt, 24) == want, "%s delta apply: the fine-tune's greedy ids" % qt)
+        check(greedy(qb, prompt, 24, "--delta", qd) == want, "%s run --delta: the fine-tune's greedy ids" % qt)
+        # every tensor's bytes equal the fine-tune's: the data sections match byte for byte
+        fsz, rsz = os.path.getsize(qf), os.path.getsize(T("qr_%s.gguf" % qt))
+        check(open(qf, "rb").read()[-150000:] == open(T("qr_%s.gguf" % qt), "rb").read()[-150000:] and
+              os.path.getsize(qd) < fsz, "%s: tensor data equal to the fine-tune's, delta smaller (%d < %d)" %
+              (qt, os.path.getsize(qd), fsz))
+    r = lowbit("delta", "create", T("qb_q8_0.gguf"), T("qf_q8_0.gguf"), "-o", T("q_int8.delta"), "--int8")
+    check(r.returncode == 1 and b"lossless" in r.stderr and not os.path.exists(T("q_int8.delta")),
+          "lossy delta of a quantized tensor refused, naming the lossless mode")
+    r = lowbit("delta", "apply", T("qb_q4_0.gguf"), T("q_q8_0.delta"), "-o", T("q_wrong.gguf"))
+    check(r.returncode == 1 and not os.path.exists(T("q_wrong.gguf")), "quantized delta on a base of another type refused")
+
     # ---- bad input: wrong base, damaged delta, out-of-range index: refused, nothing written
     r = lowbit("delta", "apply", ft, T("d.delta"), "-o", T("wrong"))
     check(r.returncode == 1 and b"fingerprint" in r.stderr and not os.path.exists(T("wrong")), "wrong base refused, no output")

@@ -158,9 +158,42 @@ static void test_chunk_codec(void) {
     free(z);
 }
 
+/* 1-byte elements (a quantized tensor's raw bytes): every difference mod 256, wrap-arounds
+ * (0x00 -> 0xff, 0xff -> 0x00) included, and a partial range, restore the fine-tune's bytes. */
+static void test_byte_codec(void) {
+    static uint8_t a[LB_ZD_CHUNK], b[LB_ZD_CHUNK], o[LB_ZD_CHUNK];
+    for (uint32_t i = 0; i < LB_ZD_CHUNK; i++) {
+        a[i] = (uint8_t)(rnd() * 256);
+        int step = i % 7 == 0 ? 0 : (int)(rnd() * 9) - 4;
+        b[i] = (uint8_t)(a[i] + step);
+        if (i == 5) a[i] = 0x00, b[i] = 0xff;
+        if (i == 6) a[i] = 0xff, b[i] = 0x00;
+        if (i == 8) a[i] = 0x10, b[i] = 0x90; /* the largest move, -128 mod 256 */
+    }
+    size_t cap = lb_zd_bound(1, LB_ZD_CHUNK);
+    uint8_t *z = malloc(cap);
+    ZSTD_CCtx *zc = ZSTD_createCCtx();
+    uint64_t ch, want = 0;
+    for (uint32_t i = 0; i < LB_ZD_CHUNK; i++) want += a[i] != b[i];
+    size_t len = lb_zd_encode(zc, 3, a, b, 1, LB_ZD_CHUNK, z, &ch);
+    CHECK(len > 0 && len < LB_ZD_CHUNK && ch == want, "byte encode: %zu bytes, %llu changed of %llu", len,
+          (unsigned long long)ch, (unsigned long long)want);
+    CHECK(lb_zd_chunk_len(z, len, 1, LB_ZD_CHUNK) == len, "byte chunk length");
+    lb_error err;
+    memcpy(o, a, sizeof o);
+    CHECK(lb_zd_apply(z, 1, LB_ZD_CHUNK, 0, LB_ZD_CHUNK, o, "c", &err) == LB_OK && !memcmp(o, b, sizeof o), "byte round trip");
+    memcpy(o, a, sizeof o);
+    CHECK(lb_zd_apply(z, 1, LB_ZD_CHUNK, 3, 4000, o + 3, "c", &err) == LB_OK && !memcmp(o + 3, b + 3, 3997) &&
+              !memcmp(o, a, 3) && !memcmp(o + 4000, a + 4000, LB_ZD_CHUNK - 4000),
+          "partial byte chunk");
+    ZSTD_freeCCtx(zc);
+    free(z);
+}
+
 int main(void) {
     make_pair();
     test_chunk_codec();
+    test_byte_codec();
     char dir[] = "/tmp/test_delta_v2_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     char pb[64], pf[64], pd[64], pr[64], po[64];

@@ -193,11 +193,19 @@ static lb_status parse_entry(lb_delta *d, const cJSON *o, lb_delta_entry *e, siz
     const cJSON *me = cJSON_GetObjectItemCaseSensitive(o, "max_err"), *re = cJSON_GetObjectItemCaseSensitive(o, "rms_err");
     e->max_err = cJSON_IsNumber(me) ? me->valuedouble : 0;
     e->rms_err = cJSON_IsNumber(re) ? re->valuedouble : 0;
-    if (e->kept > n || (e->dense && e->kept == 0))
+    if (e->kept && e->type < 0) {
+        /* a quantized tensor's changes are its bytes' ('z' with 1-byte elements, nbytes of them) */
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enc");
+        uint64_t nb;
+        if (d->version < 2 || !cJSON_IsString(en) || strcmp(en->valuestring, "z") || !json_u64(o, "nbytes", &nb) || !nb ||
+            e->kept > nb)
+            return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: changes to a %s tensor without a byte-coded ('z', nbytes) entry",
+                           d->path, e->name, e->dtype);
+        e->es = 1, e->n = nb;
+    }
+    if (e->kept > e->n || (e->dense && e->kept == 0))
         return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: kept %" PRIu64 " of %" PRIu64 " elements", d->path, e->name,
-                       e->kept, n);
-    if (e->kept && e->type < 0)
-        return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: changes to a %s tensor", d->path, e->name, e->dtype);
+                       e->kept, e->n);
     if (!e->kept) return e->data_hash == 0 ? LB_OK
                                                           : lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: bad data checksum", d->path, e->name);
     if (d->version >= 2) return parse_entry_v2(d, o, e, used, err);
@@ -307,6 +315,9 @@ lb_status lb_delta_match_base(const lb_delta *d, const lb_tsrc *base, lb_error *
         if (!t) return lb_fail(err, LB_ERR_MISMATCH, "%s: tensor %s of the delta's base is missing", base->file, e->name);
         int same = t->n_dims == e->n_dims && strcmp(t->dtype, e->dtype) == 0;
         for (int k = 0; same && k < t->n_dims; k++) same = t->shape[k] == e->shape[k];
+        if (same && e->type < 0 && e->kept && e->n != t->nbytes)
+            return lb_fail(err, LB_ERR_MISMATCH, "%s: tensor %s holds %" PRIu64 " bytes, the delta's base had %" PRIu64,
+                           base->file, e->name, t->nbytes, e->n);
         if (!same) {
             char a[128], b[128];
             shape_str(t->shape, t->n_dims, a, sizeof a);

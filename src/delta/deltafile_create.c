@@ -196,7 +196,7 @@ static uint64_t vbytes(lb_delta_mode m, uint32_t es, uint64_t count) {
 }
 
 static void scan_reset(scan *s, const lb_tsrc_tensor *t) {
-    s->type = t->type, s->es = t->es;
+    s->type = t->type, s->es = t->es ? t->es : 1; /* 1: a quantized tensor's bytes (lossless 'z' only) */
     s->kept = s->last = 0;
     s->max_err = s->sum_sq = 0;
     s->np = 0;
@@ -345,14 +345,15 @@ static lb_status do_tensor_v2(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_t
     XXH64_reset(&hb, 0);
     XXH64_reset(&hf, 0);
     int rows = s->mode != LB_DELTA_ZDIFF && bt->n_dims >= 2 && bt->shape[0] > 0;
+    const uint64_t es = s->es; /* a quantized tensor (bt->es 0) is coded as bytes */
     ti->dense = 1;
     for (uint64_t i = 0; i < bt->n && !s->st; i += LB_DELTA_CHUNK) {
         uint64_t m = bt->n - i < LB_DELTA_CHUNK ? bt->n - i : LB_DELTA_CHUNK;
-        const uint8_t *a = bt->data + bt->es * i, *b = ft->data + bt->es * i;
-        XXH64_update(&hb, a, bt->es * m);
-        XXH64_update(&hf, b, bt->es * m);
+        const uint8_t *a = bt->data + es * i, *b = ft->data + es * i;
+        XXH64_update(&hb, a, es * m);
+        XXH64_update(&hf, b, es * m);
         if (!rows) scan_z(s, a, b, m); /* m: one span of z chunks */
-        lb_tsrc_release(a, bt->es * m), lb_tsrc_release(b, bt->es * m);
+        lb_tsrc_release(a, es * m), lb_tsrc_release(b, es * m);
     }
     flush_all(s);
     ti->base_hash = XXH64_digest(&hb);
@@ -394,7 +395,9 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
     XXH64_reset(&hf, 0);
     uint64_t step = bt->es ? LB_DELTA_CHUNK : LB_DELTA_CHUNK * 4, unit = bt->es ? bt->es : 1;
     int differs = 0;
-    if (s->mode >= LB_DELTA_ZDIFF && bt->es) {
+    /* quantized tensors (es 0) have no float values to threshold or round: only the lossless
+     * mode codes them (as raw bytes); the other modes refuse them below when they differ */
+    if (s->mode == LB_DELTA_ZDIFF || (s->mode > LB_DELTA_ZDIFF && bt->es)) {
         lb_status st = do_tensor_v2(s, bt, ft, ti, err);
         if (st) return st;
         finish_tensor(s, bt, ti);
@@ -414,7 +417,9 @@ static lb_status do_tensor(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
     ti->base_hash = XXH64_digest(&hb);
     ti->target_hash = XXH64_digest(&hf);
     if (differs)
-        return lb_fail(err, LB_ERR_UNSUPPORTED, "tensor %s (%s) differs between base and fine-tune; deltas cover F32, F16 and BF16 tensors",
+        return lb_fail(err, LB_ERR_UNSUPPORTED,
+                       "tensor %s (%s) differs between base and fine-tune; lossy deltas cover F32, F16 and BF16 tensors, "
+                       "a quantized tensor takes the lossless delta (the default mode)",
                        bt->name, bt->dtype);
     uint64_t sparse = s->kept * 4 + vbytes(s->mode, bt->es, s->kept), dense = vbytes(s->mode, bt->es, bt->n);
     ti->dense = s->kept && dense <= sparse;
@@ -479,6 +484,7 @@ static cJSON *entry_json(const tinfo *ti, int has_target) {
         cJSON_AddStringToObject(o, "enc", e);
     }
     if (ti->enc == 'z') cJSON_AddNumberToObject(o, "zbytes", (double)ti->len[P_VAL]);
+    if (ti->enc == 'z' && !t->es) cJSON_AddNumberToObject(o, "nbytes", (double)t->nbytes); /* coded as bytes */
     if (ti->enc == 'r') {
         cJSON_AddNumberToObject(o, "rows", (double)ti->rows);
         cJSON_AddNumberToObject(o, "cols", (double)ti->cols);

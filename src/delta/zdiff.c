@@ -17,6 +17,7 @@ static inline uint16_t ord16(uint16_t u) { return (uint16_t)(u & 0x8000u ? ~(uin
 static inline uint16_t unord16(uint16_t v) { return (uint16_t)(v & 0x8000u ? (uint32_t)v & 0x7fffu : ~(uint32_t)v); }
 
 static inline uint32_t load(const uint8_t *p, uint32_t es) {
+    if (es == 1) return *p; /* a quantized tensor's raw bytes: their differences wrap mod 256 */
     if (es == 4) {
         uint32_t v;
         memcpy(&v, p, 4);
@@ -48,7 +49,8 @@ size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uin
     for (uint32_t i = 0; i < n; i++) {
         uint32_t d = load(b + es * i, es) - load(a + es * i, es), z;
         if (es == 4) z = (d << 1) ^ (uint32_t)-(int32_t)(d >> 31);
-        else z = (uint16_t)((d << 1) ^ (uint32_t)-(int32_t)((d >> 15) & 1));
+        else if (es == 2) z = (uint16_t)((d << 1) ^ (uint32_t)-(int32_t)((d >> 15) & 1));
+        else z = (uint8_t)((d << 1) ^ (uint32_t)-(int32_t)((d >> 7) & 1));
         ch += z != 0;
         for (uint32_t p = 0; p < es; p++) planes[p][i] = (uint8_t)(z >> (8 * p));
     }
@@ -189,7 +191,9 @@ lb_status lb_zd_apply(const uint8_t *p, uint32_t es, uint32_t n, uint32_t from, 
     for (uint32_t i = from; i < to; i++) {
         uint8_t *q = dst + es * (i - from);
         uint32_t d = (z[i] >> 1) ^ (uint32_t)-(int32_t)(z[i] & 1);
-        if (es == 4) {
+        if (es == 1) {
+            *q = (uint8_t)(*q + d);
+        } else if (es == 4) {
             uint32_t v = unord32(load(q, 4) + d);
             memcpy(q, &v, 4);
         } else {

@@ -1,7 +1,8 @@
 /* Compressed lossless tensor deltas ("z" encoding, docs/delta.md). A tensor's delta is a run of
  * chunks of LB_ZD_CHUNK elements (the last one shorter). Each element's delta is the difference
  * of the fine-tune's and the base's bit patterns, taken after mapping the patterns to integers
- * that order like the float values (so a small change across zero stays a small number), then
+ * that order like the float values (so a small change across zero stays a small number; es = 1:
+ * the raw bytes of a quantized tensor, differences taken mod 256), then
  * zigzagged, split into byte planes and each plane coded with zstd. A chunk is
  *   u32 size[es]   per plane: 0 = all zero, es-wide chunk length = stored raw, else a zstd frame
  *   u64 xxh64      of the decoded planes, plane after plane
@@ -19,7 +20,7 @@
 /* Worst-case bytes of one encoded chunk of n elements of es bytes. */
 size_t lb_zd_bound(uint32_t es, uint32_t n);
 
-/* Encodes n (<= LB_ZD_CHUNK) elements of base a and fine-tune b (es = 2 or 4) into out (room for
+/* Encodes n (<= LB_ZD_CHUNK) elements of base a and fine-tune b (es = 1, 2 or 4) into out (room for
  * lb_zd_bound); returns its length, 0 on a zstd failure. *changed: elements that differ.
  * zc: a ZSTD_CCtx. */
 size_t lb_zd_encode(void *zc, int level, const uint8_t *a, const uint8_t *b, uint32_t es, uint32_t n, uint8_t *out,
