@@ -152,6 +152,16 @@ try:
         check(open(qf, "rb").read()[-150000:] == open(T("qr_%s.gguf" % qt), "rb").read()[-150000:] and
               os.path.getsize(qd) < fsz, "%s: tensor data equal to the fine-tune's, delta smaller (%d < %d)" %
               (qt, os.path.getsize(qd), fsz))
+    # a float fine-tune onto a quantized base: refused with the way out, which then works
+    # (quantize --like the base gives each tensor the base's type: the same file as --type)
+    r = lowbit("delta", "create", T("qb_q4_k_m.gguf"), ft, "-o", T("q_float.delta"))
+    check(r.returncode == 1 and b"--like" in r.stderr and not os.path.exists(T("q_float.delta")),
+          "float fine-tune against a quantized base refused, naming quantize --like")
+    r = lowbit("quantize", ft, T("ql.gguf"), "--like", T("qb_q4_k_m.gguf"))
+    check(r.returncode == 0 and open(T("ql.gguf"), "rb").read()[-150000:] == open(T("qf_q4_k_m.gguf"), "rb").read()[-150000:],
+          "quantize --like a Q4_K_M base: the tensors --type q4_k_m writes")
+    r = lowbit("quantize", ft, T("ql2.gguf"), "--like", M("tinystories-512d", "model.safetensors"))
+    check(r.returncode == 1 and not os.path.exists(T("ql2.gguf")), "quantize --like a non-GGUF refused")
     r = lowbit("delta", "create", T("qb_q8_0.gguf"), T("qf_q8_0.gguf"), "-o", T("q_int8.delta"), "--int8")
     check(r.returncode == 1 and b"lossless" in r.stderr and not os.path.exists(T("q_int8.delta")),
           "lossy delta of a quantized tensor refused, naming the lossless mode")

@@ -58,6 +58,10 @@ typedef struct lb_quantize_params {
      * one (all block types but TQ1_0/TQ2_0); a matrix without an entry is quantized without. An
      * entry whose length differs from the matrix's rows is refused (another model's file). */
     const lb_imatrix *imatrix;
+    /* NULL, or a GGUF file whose tensor types are copied tensor by tensor (same names and shapes
+     * required): a fine-tune quantized exactly as its quantized base was, so the two differ only
+     * where the weights do (`lowbit delta create`). type NULL: the file's general.file_type. */
+    const char *like;
 } lb_quantize_params;
 LB_API lb_quantize_params lb_quantize_default_params(void);
 /* The accepted type names, NULL-terminated. */

@@ -495,9 +495,21 @@ static cJSON *entry_json(const tinfo *ti, int has_target) {
     return o;
 }
 
+/* 1 when base b holds quantized tensors (a GGUF of block types): a float fine-tune must be
+ * quantized the same way before the two can be compared. */
+static int quantized_base(const lb_tsrc *b) {
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->t[i].es && b->t[i].n_dims >= 2) return 1;
+    return 0;
+}
+
+#define LIKE_HINT "; to code a float fine-tune against a quantized base, quantize it as the base is first: " \
+                  "lowbit quantize FINETUNED FT.gguf --like BASE"
+
 static lb_status check_pair(const lb_tsrc *b, const lb_tsrc *f, lb_error *err) {
+    const char *hint = quantized_base(b) ? LIKE_HINT : "";
     if (b->kind != f->kind)
-        return lb_fail(err, LB_ERR_MISMATCH, "%s and %s: base and fine-tune must be in the same format", b->file, f->file);
+        return lb_fail(err, LB_ERR_MISMATCH, "%s and %s: base and fine-tune must be in the same format%s", b->file, f->file, hint);
     if (b->n != f->n)
         return lb_fail(err, LB_ERR_MISMATCH, "%s has %zu tensors, %s has %zu", b->file, b->n, f->file, f->n);
     for (size_t i = 0; i < b->n; i++) {
@@ -506,7 +518,8 @@ static lb_status check_pair(const lb_tsrc *b, const lb_tsrc *f, lb_error *err) {
         int same = t->n_dims == u->n_dims && !strcmp(t->dtype, u->dtype) && t->nbytes == u->nbytes;
         for (int k = 0; same && k < t->n_dims; k++) same = t->shape[k] == u->shape[k];
         if (!same)
-            return lb_fail(err, LB_ERR_MISMATCH, "tensor %s: dtype or shape differs between %s and %s", t->name, b->file, f->file);
+            return lb_fail(err, LB_ERR_MISMATCH, "tensor %s: dtype or shape differs between %s (%s) and %s (%s)%s", t->name,
+                           b->file, t->dtype, f->file, u->dtype, t->n_dims == u->n_dims && strcmp(t->dtype, u->dtype) ? hint : "");
         if (t->n > UINT32_MAX && t->es)
             return lb_fail(err, LB_ERR_UNSUPPORTED, "tensor %s: more than 2^32 elements", t->name);
     }

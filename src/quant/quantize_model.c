@@ -208,9 +208,55 @@ static lb_status unknown_type(const char *type, lb_error *err) {
     return lb_fail(err, LB_ERR_ARG, "unknown quantization type '%s' (known: %s)", type ? type : "(null)", list);
 }
 
+/* The recipe of p->type, or with p->like and no type, of the like file's general.file_type. */
+static lb_status recipe_of(const lb_quantize_params *p, const lb_qrecipe **out, lb_error *err) {
+    if (p->type || !p->like) return (*out = lb_qrecipe_find(p->type)) ? LB_OK : unknown_type(p->type, err);
+    lb_gguf *g;
+    lb_status s = lb_gguf_open(p->like, &g, err);
+    if (s) return s;
+    int64_t ft = -1;
+    lb_error e2;
+    if (lb_gguf_get_int(g, "general.file_type", &ft, &e2)) ft = -1;
+    lb_gguf_close(g);
+    for (size_t i = 0; i < N_RECIPES; i++)
+        if (g_recipes[i].ftype == ft) return *out = &g_recipes[i], LB_OK;
+    return lb_fail(err, LB_ERR_ARG, "%s: general.file_type %lld names no quantization type lowbit knows: give the type too",
+                   p->like, (long long)ft);
+}
+
+/* With p->like: every tensor takes the type the like file gives the tensor of the same name. */
+static lb_status plan_like(const lb_model *m, const lb_quantize_params *p, lb_qplan *plan, lb_error *err) {
+    lb_gguf *g;
+    lb_status s = lb_gguf_open(p->like, &g, err);
+    for (size_t i = 0; i < m->n_tensors && !s; i++) {
+        const lb_tensor *t = &m->tensors[i], *u = lb_gguf_find_tensor(g, t->name);
+        int same = u && u->n_dims == t->n_dims;
+        for (int k = 0; same && k < t->n_dims; k++) same = u->ne[k] == t->ne[k];
+        if (!same) {
+            s = lb_fail(err, LB_ERR_MISMATCH, "%s: tensor %s of %s is %s there (not the same model shape)", p->like, t->name,
+                        m->path, u ? "of another shape" : "missing");
+            break;
+        }
+        lb_qplan *q = &plan[i];
+        if (q->type == u->type) continue;
+        if (!is_float(u->type) && !lb_quant_can_write(u->type)) {
+            s = lb_fail(err, LB_ERR_UNSUPPORTED, "%s: tensor %s: lowbit cannot write type %s", p->like, t->name,
+                        lb_dtype_name(u->type));
+            break;
+        }
+        q->type = u->type;
+        q->ternarize = is_ternary(u->type);
+        q->scale_tensor = q->ternarize && m->cfg.arch == LB_ARCH_BITNET;
+        note(q, "%s as in %s", lb_dtype_name(u->type), p->like);
+    }
+    if (g) lb_gguf_close(g);
+    return s;
+}
+
 lb_status lb_quantize_plan(const lb_model *m, const lb_quantize_params *p, lb_qplan *plan, lb_error *err) {
-    const lb_qrecipe *r = lb_qrecipe_find(p->type);
-    if (!r) return unknown_type(p->type, err);
+    const lb_qrecipe *r;
+    lb_status s0 = recipe_of(p, &r, err);
+    if (s0) return s0;
     for (size_t i = 0; i < m->n_tensors; i++) {
         const lb_tensor *t = &m->tensors[i];
         const lb_dtype_traits *tr = lb_dtype_get(t->type);
@@ -218,7 +264,7 @@ lb_status lb_quantize_plan(const lb_model *m, const lb_quantize_params *p, lb_qp
             return lb_fail(err, LB_ERR_UNSUPPORTED, "%s: tensor %s: cannot read type %s", m->path, t->name, lb_dtype_name(t->type));
         plan_one(m, r, p, t, &plan[i]);
     }
-    return LB_OK;
+    return p->like ? plan_like(m, p, plan, err) : LB_OK;
 }
 
 /* ---- streaming writer ----------------------------------------------------------------- */
@@ -473,8 +519,9 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
                             void *user, lb_error *err) {
     lb_quantize_params d = lb_quantize_default_params();
     if (!p) p = &d;
-    const lb_qrecipe *r = lb_qrecipe_find(p->type);
-    lb_status s0 = lb_output_check(out, (const char *const *)&m->path, 1, 0, err);
+    const lb_qrecipe *r;
+    lb_status s0 = recipe_of(p, &r, err);
+    if (!s0) s0 = lb_output_check(out, (const char *const *)&m->path, 1, 0, err);
     if (s0) return s0;
     qtensor *qts = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *qts);
     lb_qplan *plan = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *plan);
@@ -549,9 +596,11 @@ lb_status lb_quantize_file(const char *in, const char *out, const lb_quantize_pa
                            void *user, lb_error *err) {
     lb_quantize_params d = lb_quantize_default_params();
     if (!p) p = &d;
-    if (!lb_qrecipe_find(p->type)) return unknown_type(p->type, err); /* before loading a large model */
-    const char *ins[] = {in, p->tokenizer_path};
-    lb_status s = lb_output_check(out, ins, 2, 0, err);
+    const lb_qrecipe *r;
+    lb_status s = recipe_of(p, &r, err); /* before loading a large model */
+    if (s) return s;
+    const char *ins[] = {in, p->tokenizer_path, p->like};
+    s = lb_output_check(out, ins, p->like ? 3 : 2, 0, err);
     if (s) return s;
     lb_model *m;
     if ((s = lb_convert_load(in, p->tokenizer_path, p->no_tokenizer, &m, err))) return s;

@@ -33,7 +33,7 @@ int cmd_quantize(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS]\n"
-                 "                       [--tokenizer FILE] [--no-tokenizer] [--imatrix FILE] [-v]\n\n"
+                 "                       [--tokenizer FILE] [--no-tokenizer] [--imatrix FILE] [--like GGUF] [-v]\n\n"
                  "Writes IN (GGUF, Hugging Face folder, llama2.c or ak42 BitNet) as GGUF with quantized\n"
                  "matrices, with the metadata, tokenizer and tensor layout `lowbit convert` writes. The\n"
                  "output is written atomically; tensors stream through one chunk at a time.\n\n"
@@ -48,6 +48,9 @@ int cmd_quantize(int argc, char **argv) {
                  "--imatrix FILE (from `lowbit imatrix` or llama-imatrix): each matrix's scale search weights\n"
                  "the rounding error of column j by the mean squared activation the column met in calibration\n"
                  "(every block type but tq1_0/tq2_0; matrices the file lacks are quantized without).\n"
+                 "--like GGUF gives every tensor the type it has in GGUF (a model of the same shape, e.g. the\n"
+                 "quantized base of a fine-tune, so `lowbit delta create BASE.gguf OUT.gguf` codes only what the\n"
+                 "fine-tune changed); --type may then be left out (GGUF's general.file_type).\n"
                  "A model without a tokenizer is refused before any work (`run` could not use the output)\n"
                  "unless --no-tokenizer writes it without one (for logits and perplexity by ids).\n\n"
                  "Types:");
@@ -64,13 +67,14 @@ int cmd_quantize(int argc, char **argv) {
             if (!strcmp(a, "--type")) p.type = v;
             else if (!strcmp(a, "--tokenizer")) p.tokenizer_path = v;
             else if (!strcmp(a, "--imatrix")) imatrix = v;
+            else if (!strcmp(a, "--like")) p.like = v;
             else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(a, v, 1, 256, &threads)) return CLI_USAGE; }
             else return fprintf(stderr, "lowbit: quantize: unknown option '%s'\n", a), CLI_USAGE;
         } else if (!in) in = a;
         else if (!out) out = a;
         else return fprintf(stderr, "lowbit: quantize: unexpected argument '%s'\n", a), CLI_USAGE;
     }
-    if (!in || !out || !p.type) {
+    if (!in || !out || (!p.type && !p.like)) {
         fprintf(stderr, "usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS] (see --help)\n");
         return CLI_USAGE;
     }
@@ -89,6 +93,6 @@ int cmd_quantize(int argc, char **argv) {
     lb_status s = lb_quantize_file(in, out, &p, cli_progress, &ps, &err);
     lb_imatrix_free(im);
     if (s) return cli_error(&err);
-    fprintf(stderr, "lowbit: wrote %s (%s) in %.2f s\n", out, p.type, cli_now() - t0);
+    fprintf(stderr, "lowbit: wrote %s (%s) in %.2f s\n", out, p.type ? p.type : p.like, cli_now() - t0);
     return CLI_OK;
 }
