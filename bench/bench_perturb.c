@@ -1,6 +1,11 @@
 /* Writes a "fine-tune" of a GGUF model for delta benchmarks: a copy in which a fraction of the
  * elements of every F32/F16/BF16 tensor is nudged by a few ulps (sparse random perturbation),
- * streamed tensor by tensor. usage: bench_perturb IN.gguf OUT.gguf [fraction, default 0.02] [seed] */
+ * streamed tensor by tensor. With a relative sigma, each chosen element becomes
+ * w * (1 + sigma * g), g standard normal, rounded to the tensor's type: the multiplicative drift
+ * of a full fine-tune (published Llama chat/base pairs move weights by about 1e-3 to 1e-2 of
+ * their value), rather than fixed ulps.
+ * usage: bench_perturb IN.gguf OUT.gguf [fraction, default 0.02] [seed] [sigma] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +14,7 @@
 #include "io/gguf.h"
 
 typedef struct ctx {
-    double frac;
+    double frac, sigma;
     uint64_t rng;
     uint8_t *buf;
     const lb_gguf *g;
@@ -18,6 +23,12 @@ typedef struct ctx {
 static uint64_t next(ctx *c) {
     c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
     return c->rng;
+}
+
+/* A standard normal (Box-Muller on two uniforms). */
+static double gauss(ctx *c) {
+    double u = ((double)(next(c) >> 11) + 0.5) / 9007199254740992.0, v = (double)(next(c) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
 static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_error *err) {
@@ -30,7 +41,10 @@ static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_err
         memcpy(c->buf, src + off, m);
         for (size_t i = 0; es && i + es <= m; i += es) {
             if (next(c) >= thr) continue;
-            if (es == 2) {
+            if (c->sigma > 0) {
+                float w = lb_load_float(t->type, c->buf + i);
+                lb_store_float(t->type, c->buf + i, (float)(w * (1.0 + c->sigma * gauss(c))));
+            } else if (es == 2) {
                 uint16_t v;
                 memcpy(&v, c->buf + i, 2);
                 v = (uint16_t)(v + (next(c) & 1 ? 1 : -1) * (int)(1 + (next(c) & 3)));
@@ -49,8 +63,9 @@ static lb_status fill(void *user, const lb_tensor *t, lb_gguf_sink *sink, lb_err
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "usage: bench_perturb IN.gguf OUT.gguf [fraction] [seed]\n"), 2;
-    ctx c = {argc > 3 ? atof(argv[3]) : 0.02, argc > 4 ? strtoull(argv[4], NULL, 10) | 1 : 12345, malloc(1 << 22), NULL};
+    if (argc < 3) return fprintf(stderr, "usage: bench_perturb IN.gguf OUT.gguf [fraction] [seed] [sigma]\n"), 2;
+    ctx c = {argc > 3 ? atof(argv[3]) : 0.02, argc > 5 ? atof(argv[5]) : 0, argc > 4 ? strtoull(argv[4], NULL, 10) | 1 : 12345,
+             malloc(1 << 22), NULL};
     lb_gguf *g;
     lb_error err;
     if (lb_gguf_open(argv[1], &g, &err)) return fprintf(stderr, "%s\n", err.msg), 1;

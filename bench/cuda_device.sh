@@ -147,7 +147,7 @@ for preset in ${LB_CUDA_PRESETS:-llama-1b llama-7b}; do
         "$LB" bench -m "$M/$preset-f16.gguf" --device cuda -p 0 -n 64 -r 1 > "$OUT/nsys.txt" 2>&1 || log "nsys rc=$?"
     else log "no nsys"; fi
   fi
-  for q in q8_0 q4_0; do
+  for q in ${LB_CUDA_TYPES:-q8_0 q4_0}; do
     [ "$(left)" -gt 60 ] || { log "skip $preset $q: time"; continue; }
     log "quantize $preset $q"
     timeout $(($(left) - 30)) "$LB" quantize "$M/$preset-f16.gguf" "$M/$preset-$q.gguf" --type "$q" --pure -t "$JOBS" > /dev/null 2>> "$OUT/bench.log" ||

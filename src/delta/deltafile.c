@@ -39,7 +39,7 @@ uint64_t lb_delta_fingerprint_add(uint64_t acc, const char *name, uint64_t tenso
 
 void lb_delta_close(lb_delta *d) {
     if (!d) return;
-    for (size_t i = 0; i < d->n; i++) free(d->e[i].name);
+    for (size_t i = 0; i < d->n; i++) free(d->e[i].name), free(d->e[i].zoff);
     free(d->e);
     if (d->st) lb_safetensors_close(d->st);
     free(d->path);
@@ -104,10 +104,17 @@ static lb_status part(lb_delta *d, const lb_delta_entry *e, const char *suffix, 
 }
 
 /* Walks the chunks of a 'z' entry: each header in bounds, the right count, no bytes left over. */
-static lb_status check_z(const lb_delta *d, const lb_delta_entry *e, lb_error *err) {
-    uint64_t off = 0;
+static lb_status check_z(const lb_delta *d, lb_delta_entry *e, lb_error *err) {
+    uint64_t off = 0, nc = (e->n + LB_ZD_CHUNK - 1) / LB_ZD_CHUNK;
+    /* every chunk has a header of at least 12 bytes: a count the data cannot hold is refused
+     * before the offset table is allocated */
+    if (nc > e->zbytes / (4u * e->es + 8u))
+        return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: %" PRIu64 " bytes cannot hold %" PRIu64 " chunks", d->path, e->name,
+                       e->zbytes, nc);
+    if (!(e->zoff = malloc((size_t)(nc ? nc : 1) * sizeof *e->zoff))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < e->n; i += LB_ZD_CHUNK) {
         uint32_t m = (uint32_t)(e->n - i < LB_ZD_CHUNK ? e->n - i : LB_ZD_CHUNK);
+        e->zoff[i / LB_ZD_CHUNK] = off;
         size_t len = lb_zd_chunk_len(e->z + off, (size_t)(e->zbytes - off), e->es, m);
         if (!len)
             return lb_fail(err, LB_ERR_CORRUPT, "%s: tensor %s: chunk at element %" PRIu64 " (byte %" PRIu64 ") is malformed",
@@ -264,6 +271,9 @@ static lb_status parse_meta(lb_delta *d, lb_error *err) {
     uint64_t fpa = 0;
     for (const cJSON *o = root->child; o && !s; o = o->next) {
         s = parse_entry(d, o, &d->e[d->n], &used, err);
+        /* checked: drop the pages its checksum read now, not after the whole file (peak RSS
+         * would be the delta's size) */
+        if (!s) lb_delta_entry_release(d, &d->e[d->n]);
         d->n++;
         if (!s) fpa = lb_delta_fingerprint_add(fpa, d->e[d->n - 1].name, d->e[d->n - 1].base_hash);
     }
@@ -288,7 +298,6 @@ lb_status lb_delta_open(const char *path, lb_delta **out, lb_error *err) {
     lb_status s = lb_safetensors_open(path, &d->st, err);
     if (s) lb_fail(err, s == LB_ERR_FORMAT ? LB_ERR_CORRUPT : s, "%s (truncated or not a delta file?)", err->msg);
     if (!s) s = parse_meta(d, err);
-    for (size_t i = 0; !s && i < d->n; i++) lb_delta_entry_release(d, &d->e[i]); /* checked: drop the pages read */
     if (s) {
         lb_delta_close(d);
         return s == LB_ERR_FORMAT && strstr(err->msg, "truncated") ? LB_ERR_CORRUPT : s;
@@ -358,24 +367,16 @@ lb_status lb_delta_cursor_init(const lb_delta *d, const lb_delta_entry *e, lb_de
  * last chunk touched, so sequential calls never rescan, and an earlier range restarts at 0. */
 static lb_status patch_z(const lb_delta *d, const lb_delta_entry *e, lb_delta_cursor *c, uint8_t *buf, uint64_t start,
                          uint64_t end, lb_error *err) {
-    uint64_t first = start / LB_ZD_CHUNK;
-    if (c->k > first) c->k = 0, c->next = 0;
+    (void)c; /* the chunk offsets found at open (e->zoff) make any range start anywhere */
     char what[1024];
-    for (uint64_t k = c->k; k * LB_ZD_CHUNK < end; k++) {
+    for (uint64_t k = start / LB_ZD_CHUNK; k * LB_ZD_CHUNK < end && k * LB_ZD_CHUNK < e->n; k++) {
         uint64_t cs = k * LB_ZD_CHUNK;
         uint32_t m = (uint32_t)(e->n - cs < LB_ZD_CHUNK ? e->n - cs : LB_ZD_CHUNK);
-        const uint8_t *p = e->z + c->next;
-        size_t len = lb_zd_chunk_len(p, (size_t)(e->zbytes - c->next), e->es, m); /* checked at open */
-        if (k >= first) {
-            uint64_t from = start > cs ? start - cs : 0, to = end < cs + m ? end - cs : m;
-            snprintf(what, sizeof what, "%s: tensor %s, chunk %" PRIu64, d->path, e->name, k);
-            lb_status s = lb_zd_apply(p, e->es, m, (uint32_t)from, (uint32_t)to, buf + e->es * (cs + from - start), what, err);
-            if (s) return s;
-        }
-        c->k = k;
-        if (cs + m >= end) break; /* keep this chunk: the next range may start inside it */
-        c->next += len;
-        c->k = k + 1;
+        uint64_t from = start > cs ? start - cs : 0, to = end < cs + m ? end - cs : m;
+        snprintf(what, sizeof what, "%s: tensor %s, chunk %" PRIu64, d->path, e->name, k);
+        lb_status s = lb_zd_apply(e->z + e->zoff[k], e->es, m, (uint32_t)from, (uint32_t)to, buf + e->es * (cs + from - start),
+                                  what, err);
+        if (s) return s;
     }
     return LB_OK;
 }

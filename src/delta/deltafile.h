@@ -38,6 +38,7 @@ typedef struct lb_delta_entry {
     char enc;
     const uint8_t *z, *rowbits;
     uint64_t zbytes, rows, cols, n8;
+    uint64_t *zoff; /* 'z': byte offset of each chunk (found at open), so a range starts anywhere */
 } lb_delta_entry;
 
 struct lb_delta { /* lb_delta in lowbit.h */

@@ -163,43 +163,56 @@ size_t lb_zd_chunk_len(const uint8_t *p, size_t avail, uint32_t es, uint32_t n) 
     return len <= avail ? len : 0;
 }
 
+/* Adds the zigzagged deltas of planes pl (es of them, NULL: all zero) to elements [from, to). One
+ * loop per element size, so the compiler vectorizes each. */
+static void add_planes(const uint8_t *const *pl, uint32_t es, uint32_t from, uint32_t to, uint8_t *dst) {
+    static const uint8_t zero[LB_ZD_CHUNK];
+    const uint8_t *p0 = pl[0] ? pl[0] : zero, *p1 = es > 1 && pl[1] ? pl[1] : zero;
+    if (es == 1) {
+        for (uint32_t i = from; i < to; i++) dst[i - from] = (uint8_t)(dst[i - from] + (uint8_t)((p0[i] >> 1) ^ -(p0[i] & 1)));
+    } else if (es == 2) {
+        for (uint32_t i = from; i < to; i++) {
+            uint16_t z = (uint16_t)(p0[i] | p1[i] << 8), d = (uint16_t)((z >> 1) ^ -(z & 1)), u;
+            memcpy(&u, dst + 2 * (i - from), 2);
+            u = unord16((uint16_t)(ord16(u) + d));
+            memcpy(dst + 2 * (i - from), &u, 2);
+        }
+    } else {
+        const uint8_t *p2 = pl[2] ? pl[2] : zero, *p3 = pl[3] ? pl[3] : zero;
+        for (uint32_t i = from; i < to; i++) {
+            uint32_t z = (uint32_t)p0[i] | (uint32_t)p1[i] << 8 | (uint32_t)p2[i] << 16 | (uint32_t)p3[i] << 24;
+            uint32_t d = (z >> 1) ^ (uint32_t)-(int32_t)(z & 1), u;
+            memcpy(&u, dst + 4 * (i - from), 4);
+            u = unord32(ord32(u) + d);
+            memcpy(dst + 4 * (i - from), &u, 4);
+        }
+    }
+}
+
 lb_status lb_zd_apply(const uint8_t *p, uint32_t es, uint32_t n, uint32_t from, uint32_t to, uint8_t *dst,
                       const char *what, lb_error *err) {
-    uint8_t plane[LB_ZD_CHUNK];
-    uint32_t z[LB_ZD_CHUNK];
-    memset(z, 0, sizeof(uint32_t) * n);
+    uint8_t buf[4][LB_ZD_CHUNK];
+    const uint8_t *pl[4] = {NULL, NULL, NULL, NULL};
+    static const uint8_t zero[LB_ZD_CHUNK];
     XXH64_state_t h;
     XXH64_reset(&h, 0);
     size_t pos = 4u * es + 8u;
     for (uint32_t k = 0; k < es; k++) {
         uint32_t s;
         memcpy(&s, p + 4 * k, 4);
-        if (s == 0) memset(plane, 0, n);
-        else if (s == n) memcpy(plane, p + pos, n);
-        else {
-            size_t got = ZSTD_decompress(plane, n, p + pos, s);
+        if (s == n) pl[k] = p + pos; /* stored raw: used in place */
+        else if (s) {
+            size_t got = ZSTD_decompress(buf[k], n, p + pos, s);
             if (ZSTD_isError(got) || got != n)
                 return lb_fail(err, LB_ERR_CORRUPT, "%s: byte plane %u does not decode (corrupted delta)", what, k);
+            pl[k] = buf[k];
         }
         pos += s;
-        XXH64_update(&h, plane, n);
-        for (uint32_t i = 0; i < n; i++) z[i] |= (uint32_t)plane[i] << (8 * k);
+        XXH64_update(&h, pl[k] ? pl[k] : zero, n);
     }
     uint64_t want;
     memcpy(&want, p + 4u * es, 8);
     if (XXH64_digest(&h) != want) return lb_fail(err, LB_ERR_CORRUPT, "%s: chunk fails its checksum (corrupted delta)", what);
-    for (uint32_t i = from; i < to; i++) {
-        uint8_t *q = dst + es * (i - from);
-        uint32_t d = (z[i] >> 1) ^ (uint32_t)-(int32_t)(z[i] & 1);
-        if (es == 1) {
-            *q = (uint8_t)(*q + d);
-        } else if (es == 4) {
-            uint32_t v = unord32(load(q, 4) + d);
-            memcpy(q, &v, 4);
-        } else {
-            uint16_t v = unord16((uint16_t)(load(q, 2) + d));
-            memcpy(q, &v, 2);
-        }
-    }
+    add_planes(pl, es, from, to, dst);
     return LB_OK;
 }
