@@ -137,15 +137,12 @@ static lb_status corrections(lb_fwd *f, const lb_tensor *w, const float *x, int 
 
 /* ---- the block ----------------------------------------------------------------------- */
 
-/* Linear layer: the base product for every token at once, each fine-tune's correction for its
- * own tokens, the optional one-element output scale (blk.N.*.scale), the optional bias. BitNet's
- * ternary layers quantize their input per token, as the model was trained to. */
-static lb_status linear(lb_fwd *f, const lb_tensor *w, const lb_tensor *scale, const lb_tensor *bias, const float *x,
+/* What follows a linear layer's base product: each fine-tune's correction for its own tokens,
+ * the optional one-element output scale (blk.N.*.scale), the optional bias. */
+static lb_status finish(lb_fwd *f, const lb_tensor *w, const lb_tensor *scale, const lb_tensor *bias, const float *x,
                         int n, float *y, lb_error *err) {
     const lb_backend *be = f->be;
-    if (f->on_matmul) f->on_matmul(f->on_matmul_user, w, x, n);
-    lb_status st = be->matmul(f->pool, w, f->m->cfg.arch == LB_ARCH_BITNET, x, n, y, err);
-    if (!st && f->dx.data) st = corrections(f, w, x, n, y, err);
+    lb_status st = f->dx.data ? corrections(f, w, x, n, y, err) : LB_OK;
     if (st) return st;
     size_t rows = (size_t)lb_tensor_nrows(w);
     if (scale) be->scale(y, ((const float *)scale->data)[0], (size_t)n * rows);
@@ -155,6 +152,31 @@ static lb_status linear(lb_fwd *f, const lb_tensor *w, const lb_tensor *scale, c
             be->add(y + (size_t)t * rows, b ? b : bias->data, rows);
         }
     return LB_OK;
+}
+
+/* Linear layer: the base product for every token at once, then finish. BitNet's ternary layers
+ * quantize their input per token, as the model was trained to. */
+static lb_status linear(lb_fwd *f, const lb_tensor *w, const lb_tensor *scale, const lb_tensor *bias, const float *x,
+                        int n, float *y, lb_error *err) {
+    if (f->on_matmul) f->on_matmul(f->on_matmul_user, w, x, n);
+    lb_status st = f->be->matmul(f->pool, w, f->m->cfg.arch == LB_ARCH_BITNET, x, n, y, err);
+    return st ? st : finish(f, w, scale, bias, x, n, y, err);
+}
+
+/* The nw linear layers reading the same x (q/k/v, gate/up): one shared product, so the
+ * backend quantizes x once per activation format, then each layer's finish. */
+static lb_status linear_shared(lb_fwd *f, int nw, const lb_tensor *const *w, const lb_tensor *const *scale,
+                               const lb_tensor *const *bias, const float *x, int n, float *const *y, lb_error *err) {
+    lb_status st = LB_OK;
+    if (!f->be->matmul_shared) {
+        for (int i = 0; i < nw && !st; i++) st = linear(f, w[i], scale[i], bias[i], x, n, y[i], err);
+        return st;
+    }
+    for (int i = 0; i < nw; i++)
+        if (f->on_matmul) f->on_matmul(f->on_matmul_user, w[i], x, n);
+    st = f->be->matmul_shared(f->pool, nw, w, f->m->cfg.arch == LB_ARCH_BITNET, x, n, y, err);
+    for (int i = 0; i < nw && !st; i++) st = finish(f, w[i], scale[i], bias[i], x, n, y[i], err);
+    return st;
 }
 
 /* RMSNorm of n rows; each token's fine-tune may bring its own weights */
@@ -195,10 +217,10 @@ static lb_status layer_forward(lb_fwd *f, int l, int n_tok, lb_error *err) {
 
     norm(f, xb, f->x.data, w->attn_norm, n_tok, dim);
     if (c->act_quant_int8) lb_act_quant_int8_rows(xb, n_tok, dim);
-    if ((st = linear(f, w->wq, w->wq_s, w->bq, xb, n_tok, q, err)) ||
-        (st = linear(f, w->wk, w->wk_s, w->bk, xb, n_tok, k, err)) ||
-        (st = linear(f, w->wv, w->wv_s, w->bv, xb, n_tok, v, err)))
-        return st;
+    const lb_tensor *qkv[] = {w->wq, w->wk, w->wv}, *qkv_s[] = {w->wq_s, w->wk_s, w->wv_s};
+    const lb_tensor *qkv_b[] = {w->bq, w->bk, w->bv};
+    float *qkv_y[] = {q, k, v};
+    if ((st = linear_shared(f, 3, qkv, qkv_s, qkv_b, xb, n_tok, qkv_y, err))) return st;
     be->rope(q, n_tok, c->n_heads, hd, (size_t)q_dim, f->rope_cs.data, c->rope_layout);
     be->rope(k, n_tok, c->n_kv_heads, hd, (size_t)kv_dim, f->rope_cs.data, c->rope_layout);
     lb_kv_view view = lb_kv_view_layer(f->kv, l);
@@ -210,9 +232,9 @@ static lb_status layer_forward(lb_fwd *f, int l, int n_tok, lb_error *err) {
 
     norm(f, xb, f->x.data, w->ffn_norm, n_tok, dim);
     if (c->act_quant_int8) lb_act_quant_int8_rows(xb, n_tok, dim);
-    if ((st = linear(f, w->w_gate, w->w_gate_s, NULL, xb, n_tok, f->hb.data, err)) ||
-        (st = linear(f, w->w_up, w->w_up_s, NULL, xb, n_tok, f->hb2.data, err)))
-        return st;
+    const lb_tensor *gu[] = {w->w_gate, w->w_up}, *gu_s[] = {w->w_gate_s, w->w_up_s}, *gu_b[] = {NULL, NULL};
+    float *gu_y[] = {f->hb.data, f->hb2.data};
+    if ((st = linear_shared(f, 2, gu, gu_s, gu_b, xb, n_tok, gu_y, err))) return st;
     be->glu(f->hb.data, f->hb2.data, (size_t)n_tok * hid, c->act == LB_ACT_RELU2);
     return project_add(f, f->hb.data, f->hb2.data, w->ffn_sub_norm, hid, w->w_down, w->w_down_s, n_tok, err);
 }

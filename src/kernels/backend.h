@@ -57,8 +57,8 @@ typedef struct lb_backend {
     lb_status (*alloc)(void *ctx, size_t bytes, const char *tag, lb_buf *out, lb_error *err);
     void (*free)(void *ctx, lb_buf *b);
     /* y[t] = W x[t] for n_tok rows. per_token_act: BitNet's ternary layers quantize each input row
-     * to int8 with its own absmax scale (the model's own arithmetic). The one matmul op:
-     * grouped products (q/k/v, gate/up) land here too. */
+     * to int8 with its own absmax scale (the model's own arithmetic). Products that share
+     * their input (q/k/v, gate/up) go to matmul_shared where the backend has it. */
     lb_status (*matmul)(lb_pool *pool, const lb_tensor *w, int per_token_act, const float *x, int n_tok, float *y,
                         lb_error *err);
     /* the same on raw row-major weights (e.g. a fine-tune's dense F32 correction) */
@@ -87,6 +87,12 @@ typedef struct lb_backend {
     /* drops the backend's copies of host data (uploaded weights) before that data is freed;
      * NULL where ops read host memory directly */
     void (*forget)(void);
+    /* ys[i] = ws[i] x[t] for n_w (<= 8) weights reading the same x (q/k/v, gate/up; all with
+     * ne[0] columns alike), as n_w matmul calls would give them bit for bit, per_token_act
+     * likewise. A backend that quantizes activations does it once per distinct format for all of
+     * them (docs/design.md). NULL: the graph makes the n_w matmul calls. */
+    lb_status (*matmul_shared)(lb_pool *pool, int n_w, const lb_tensor *const *ws, int per_token_act, const float *x,
+                               int n_tok, float *const *ys, lb_error *err);
 } lb_backend;
 
 /* The CPU backend: the kernels of src/kernels/cpu and src/quant. ctx for alloc/free is an

@@ -35,6 +35,16 @@ static lb_status cpu_matmul(lb_pool *pool, const lb_tensor *w, int per_token_act
     return lb_matmul(pool, w, x, n_tok, y, err);
 }
 
+/* Each weight's kernel as cpu_matmul picks it; lb_matmul_tensors then quantizes x once per
+ * activation format among them. */
+static lb_status cpu_matmul_shared(lb_pool *pool, int n_w, const lb_tensor *const *ws, int per_token_act,
+                                   const float *x, int n_tok, float *const *ys, lb_error *err) {
+    const lb_matmul_kernel *kern[LB_MATMUL_SHARED_MAX] = {0};
+    for (int i = 0; i < n_w && i < LB_MATMUL_SHARED_MAX; i++)
+        kern[i] = per_token_act && ws[i] ? lb_quant_kernel_per_token(ws[i]->type) : NULL;
+    return lb_matmul_tensors(pool, n_w, ws, kern, x, n_tok, ys, err);
+}
+
 static lb_status cpu_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t rows, int64_t k, const float *x,
                                 int n_tok, float *y, lb_error *err) {
     return lb_matmul_raw(pool, type, w, rows, k, x, n_tok, y, err);
@@ -155,6 +165,6 @@ static void cpu_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n)
 
 static const lb_backend g_cpu = {"cpu",        LB_BUF_HOST, cpu_alloc,     cpu_free, cpu_matmul, cpu_matmul_raw,
                                  cpu_rmsnorm,  cpu_rope,    cpu_kv_store,  cpu_attention, cpu_glu, cpu_add,
-                                 cpu_scale,    cpu_embed,   cpu_copy,      NULL};
+                                 cpu_scale,    cpu_embed,   cpu_copy,      NULL,          cpu_matmul_shared};
 
 const lb_backend *lb_backend_cpu(void) { return &g_cpu; }

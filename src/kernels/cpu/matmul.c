@@ -169,9 +169,12 @@ static int choose_threads(lb_pool *pool, int64_t rows, int64_t k, int64_t n_tok,
     return n;
 }
 
-lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype type, const void *w,
-                         int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
-                         int n_threads, lb_error *err) {
+/* Checks one product and fills its task (args.x the float input). *nth: its thread count;
+ * 0 when there is nothing left to compute (no rows or tokens, or k == 0 and y cleared). */
+static lb_status mm_setup(mm_task *t, int *nth, lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype type,
+                          const void *w, int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
+                          int n_threads, lb_error *err) {
+    *nth = 0;
     if (!kern || !kern->rows)
         return lb_fail(err, LB_ERR_UNSUPPORTED, "matmul: no kernel for weight type %s", lb_dtype_name(type));
     if (rows < 0 || k < 0 || n_tok < 0)
@@ -190,23 +193,84 @@ lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype t
     if (type == LB_Q4_0_R8 && rows % 8) /* whole 8-row groups only (quant/repack.h) */
         return lb_fail(err, LB_ERR_ARG, "matmul: %lld rows of %s are not whole groups of 8", (long long)rows,
                        lb_dtype_name(type));
-    int nth = n_threads > 0 ? n_threads : choose_threads(pool, rows, k, n_tok, kern->row_align);
-    mm_task t = {kern, {w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y}, x, NULL,
-                 mm_chunk_rows(rows, kern->row_align, nth), 0};
+    *nth = n_threads > 0 ? n_threads : choose_threads(pool, rows, k, n_tok, kern->row_align);
+    t->kern = kern;
+    t->a = (lb_matmul_args){w, row_bytes, k, rows, x, (size_t)k * 4, n_tok, y};
+    t->xf = x;
+    t->xq = NULL;
+    t->chunk = mm_chunk_rows(rows, kern->row_align, *nth);
+    atomic_init(&t->next, 0);
+    return LB_OK;
+}
+
+/* Converts the task's x with its kernel's prepare into the pool's scratch (or *owned without a
+ * pool) and points args.x there. */
+static lb_status mm_prepare(mm_task *t, int nth, lb_pool *pool, void **owned, lb_error *err) {
+    size_t per = (t->kern->prep_row_bytes(t->a.k) + 63) / 64 * 64, total;
+    if (!lb_mul_ok(per, (size_t)t->a.n_tok, &total))
+        return lb_fail(err, LB_ERR_NOMEM, "matmul: prepared activations overflow");
+    t->xq = pool ? lb_pool_scratch(pool, total) : (*owned = aligned_alloc(64, total ? total : 64));
+    if (!t->xq) return lb_fail(err, LB_ERR_NOMEM, "matmul: %zu bytes for prepared activations", total);
+    t->a.x = t->xq;
+    t->a.x_row_bytes = per;
+    /* One token: the conversion is tiny, waking threads for it is not worth it. */
+    lb_pool_run_n(pool, mm_prep_task, t, t->a.n_tok > 1 ? nth : 1);
+    return LB_OK;
+}
+
+lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype type, const void *w,
+                         int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
+                         int n_threads, lb_error *err) {
+    mm_task t;
+    int nth;
+    lb_status st = mm_setup(&t, &nth, pool, kern, type, w, rows, k, x, n_tok, y, n_threads, err);
+    if (st || !nth) return st;
     void *owned = NULL;
-    if (kern->prepare) {
-        size_t per = (kern->prep_row_bytes(k) + 63) / 64 * 64, total;
-        if (!lb_mul_ok(per, (size_t)n_tok, &total))
-            return lb_fail(err, LB_ERR_NOMEM, "matmul: prepared activations overflow");
-        t.xq = pool ? lb_pool_scratch(pool, total) : (owned = aligned_alloc(64, total ? total : 64));
-        if (!t.xq) return lb_fail(err, LB_ERR_NOMEM, "matmul: %zu bytes for prepared activations", total);
-        t.a.x = t.xq;
-        t.a.x_row_bytes = per;
-        /* One token: the conversion is tiny, waking threads for it is not worth it. */
-        lb_pool_run_n(pool, mm_prep_task, &t, n_tok > 1 ? nth : 1);
-    }
+    if (kern->prepare && (st = mm_prepare(&t, nth, pool, &owned, err))) return st;
     lb_pool_run_n(pool, mm_rows_task, &t, nth);
     free(owned);
+    return LB_OK;
+}
+
+/* Two kernels whose prepared activations are the same bytes */
+static int same_prep(const lb_matmul_kernel *a, const lb_matmul_kernel *b) {
+    return a->prepare == b->prepare && a->prep_row_bytes == b->prep_row_bytes;
+}
+
+lb_status lb_matmul_shared(lb_pool *pool, const lb_matmul_job *jobs, int n_jobs, int64_t k, const float *x,
+                           int64_t n_tok, int *failed, lb_error *err) {
+    mm_task t[LB_MATMUL_SHARED_MAX];
+    int nth[LB_MATMUL_SHARED_MAX], done[LB_MATMUL_SHARED_MAX] = {0};
+    if (failed) *failed = -1;
+    if (n_jobs < 0 || n_jobs > LB_MATMUL_SHARED_MAX)
+        return lb_fail(err, LB_ERR_ARG, "matmul: %d products share one input (at most %d)", n_jobs,
+                       LB_MATMUL_SHARED_MAX);
+    for (int i = 0; i < n_jobs; i++) {
+        const lb_matmul_job *j = &jobs[i];
+        lb_status st = mm_setup(&t[i], &nth[i], pool, j->kern, j->type, j->w, j->rows, k, x, n_tok, j->y, 0, err);
+        if (st) {
+            if (failed) *failed = i;
+            return st;
+        }
+    }
+    /* each format once, in the order the products come; the scratch is reused by the next one */
+    for (int i = 0; i < n_jobs; i++) {
+        if (!nth[i] || done[i]) continue;
+        void *owned = NULL;
+        lb_status st = t[i].kern->prepare ? mm_prepare(&t[i], nth[i], pool, &owned, err) : LB_OK;
+        if (st) {
+            if (failed) *failed = i;
+            return st;
+        }
+        for (int j = i; j < n_jobs; j++) {
+            if (!nth[j] || done[j] || (j > i && (!t[i].kern->prepare || !same_prep(t[i].kern, t[j].kern)))) continue;
+            t[j].a.x = t[i].a.x;
+            t[j].a.x_row_bytes = t[i].a.x_row_bytes;
+            lb_pool_run_n(pool, mm_rows_task, &t[j], nth[j]);
+            done[j] = 1;
+        }
+        free(owned);
+    }
     return LB_OK;
 }
 
@@ -215,8 +279,8 @@ lb_status lb_matmul_raw(lb_pool *pool, lb_dtype type, const void *w, int64_t row
     return lb_matmul_with(pool, lb_matmul_kernel_get(type), type, w, rows, k, x, n_tok, y, 0, err);
 }
 
-lb_status lb_matmul(lb_pool *pool, const lb_tensor *w, const float *x, int64_t n_tok, float *y,
-                    lb_error *err) {
+/* A weight tensor lb_matmul can read: dimensions, whole rows of its type, the data present */
+static lb_status tensor_check(const lb_tensor *w, lb_error *err) {
     if (!w || w->n_dims < 1)
         return lb_fail(err, LB_ERR_ARG, "matmul: weight %s has no dimensions", w && w->name ? w->name : "(null)");
     int64_t k = w->ne[0], rows = lb_tensor_nrows(w);
@@ -225,11 +289,43 @@ lb_status lb_matmul(lb_pool *pool, const lb_tensor *w, const float *x, int64_t n
         return lb_fail(err, LB_ERR_ARG, "matmul: weight %s (%s, %lld x %lld) has %zu data bytes",
                        w->name ? w->name : "(unnamed)", lb_dtype_name(w->type), (long long)rows,
                        (long long)k, w->data ? w->nbytes : 0);
-    lb_status s = lb_matmul_raw(pool, w->type, w->data, rows, k, x, n_tok, y, err);
-    if (s && err && w->name) { /* name the tensor in the message */
+    return LB_OK;
+}
+
+/* names the tensor in the message of a failed product */
+static lb_status named(const lb_tensor *w, lb_status s, lb_error *err) {
+    if (s && err && w->name) {
         char msg[sizeof err->msg];
         memcpy(msg, err->msg, sizeof msg);
         lb_fail(err, s, "%s: %s", w->name, msg);
     }
     return s;
+}
+
+lb_status lb_matmul(lb_pool *pool, const lb_tensor *w, const float *x, int64_t n_tok, float *y,
+                    lb_error *err) {
+    lb_status s = tensor_check(w, err);
+    if (s) return s;
+    return named(w, lb_matmul_raw(pool, w->type, w->data, lb_tensor_nrows(w), w->ne[0], x, n_tok, y, err), err);
+}
+
+lb_status lb_matmul_tensors(lb_pool *pool, int n, const lb_tensor *const *ws, const lb_matmul_kernel *const *kern,
+                            const float *x, int64_t n_tok, float *const *ys, lb_error *err) {
+    lb_matmul_job jobs[LB_MATMUL_SHARED_MAX];
+    if (n < 1 || n > LB_MATMUL_SHARED_MAX)
+        return lb_fail(err, LB_ERR_ARG, "matmul: %d products share one input (1 to %d)", n, LB_MATMUL_SHARED_MAX);
+    for (int i = 0; i < n; i++) {
+        const lb_tensor *w = ws[i];
+        lb_status s = tensor_check(w, err);
+        if (s) return s;
+        if (w->ne[0] != ws[0]->ne[0])
+            return lb_fail(err, LB_ERR_ARG, "matmul: %s reads %lld values and %s %lld: they cannot share an input",
+                           w->name ? w->name : "(unnamed)", (long long)w->ne[0],
+                           ws[0]->name ? ws[0]->name : "(unnamed)", (long long)ws[0]->ne[0]);
+        jobs[i] = (lb_matmul_job){kern && kern[i] ? kern[i] : lb_matmul_kernel_get(w->type), w->type, w->data,
+                                  lb_tensor_nrows(w), ys[i]};
+    }
+    int failed = -1;
+    lb_status s = lb_matmul_shared(pool, jobs, n, ws[0]->ne[0], x, n_tok, &failed, err);
+    return failed >= 0 ? named(ws[failed], s, err) : s;
 }

@@ -86,4 +86,30 @@ lb_status lb_matmul_with(lb_pool *pool, const lb_matmul_kernel *kern, lb_dtype t
                          int64_t rows, int64_t k, const float *x, int64_t n_tok, float *y,
                          int n_threads, lb_error *err);
 
+
+/* ---- products sharing one input (q/k/v, gate/up) ---------------------------------------- */
+
+#define LB_MATMUL_SHARED_MAX 8
+typedef struct lb_matmul_job {
+    const lb_matmul_kernel *kern;
+    lb_dtype type;
+    const void *w; /* rows x k of type */
+    int64_t rows;
+    float *y;      /* [n_tok][rows] */
+} lb_matmul_job;
+
+/* The n_jobs (<= LB_MATMUL_SHARED_MAX) products of one x [n_tok][k]: x is prepared once per
+ * distinct preparation (same prepare and prep_row_bytes functions, e.g. Q8_K blocks for Q4_K and
+ * Q5_K, or the VNNI layout of Q4_0) and that copy serves every job of the format, so projections
+ * reading the same activations quantize them once per batch (docs/design.md). Each y is bit for
+ * bit what lb_matmul_with(..., 0) gives: the preparation is per token and deterministic, and
+ * each product runs as it would alone. On failure *failed (if not NULL) is the job at fault
+ * (-1: none); outputs of other jobs may be written. */
+lb_status lb_matmul_shared(lb_pool *pool, const lb_matmul_job *jobs, int n_jobs, int64_t k, const float *x,
+                           int64_t n_tok, int *failed, lb_error *err);
+/* The same on tensors that all have ws[0]->ne[0] columns: ys[i] = ws[i] x, with kern[i] (kern
+ * NULL, or kern[i] NULL: the registered kernel of ws[i]'s type). Errors name the tensor. */
+lb_status lb_matmul_tensors(lb_pool *pool, int n, const lb_tensor *const *ws, const lb_matmul_kernel *const *kern,
+                            const float *x, int64_t n_tok, float *const *ys, lb_error *err);
+
 #endif

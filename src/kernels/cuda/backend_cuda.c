@@ -195,7 +195,8 @@ static void cu_copy(void *dst, const void *src, size_t n) {
 
 static const lb_backend g_cuda = {"cuda",     LB_BUF_DEVICE, cu_alloc,    cu_free, lb_cu_matmul, lb_cu_matmul_raw,
                                   cu_rmsnorm, cu_rope,       cu_kv_store, cu_attention, cu_glu, cu_add,
-                                  cu_scale,   cu_embed,      cu_copy,     lb_cu_forget};
+                                  cu_scale,   cu_embed,      cu_copy,     lb_cu_forget,
+                                  NULL /* no matmul_shared: the graph makes one matmul per product */};
 
 lb_status lb_backend_cuda(const lb_backend **out, lb_error *err) {
     *out = NULL;
