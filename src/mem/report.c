@@ -132,6 +132,7 @@ static void session_part(const lb_session *s, size_t page, lb_mem_report *r) {
     r->kv_used_bytes = r->kv_bytes_per_token * (uint64_t)r->n_past;
     resident_bytes(lb_session_kv_base(s), lb_session_kv_bytes(s), page, &r->kv_resident_bytes);
     if (s->e->fwd.stream) {
+        lb_stream_settle(s->e->fwd.stream);
         r->stream_window = lb_stream_window(s->e->fwd.stream);
         r->stream_window_bytes = lb_stream_window_bytes(s->e->fwd.stream);
     }

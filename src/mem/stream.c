@@ -220,6 +220,12 @@ static void *prefetch_main(void *arg) {
     return NULL;
 }
 
+void lb_stream_settle(lb_stream *s) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && !s->failed && (s->busy || s->loaded < s->head + (uint64_t)s->window)) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Restarts the window at unit k (under the lock): waits out a read in flight, drops every unit. */
 static void resync(lb_stream *s, int k) {
     while (s->busy) pthread_cond_wait(&s->cv, &s->mu);

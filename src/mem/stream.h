@@ -32,6 +32,9 @@ uint64_t lb_stream_window_bytes(const lb_stream *s); /* the most window consecut
 lb_status lb_stream_acquire(lb_stream *s, int u, lb_error *err);
 /* The forward pass is done with unit u: its pages leave the process and the page cache. */
 void lb_stream_release(lb_stream *s, int u);
+/* Waits until the prefetcher has filled its window (or failed): a memory report taken after a
+ * pass then sees the peak the window reaches, not a moment of it half read. */
+void lb_stream_settle(lb_stream *s);
 /* Drops the pages of one tensor outside the units (the token embedding after a lookup). */
 void lb_stream_drop_tensor(lb_stream *s, const lb_tensor *t);
 
