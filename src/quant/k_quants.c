@@ -237,16 +237,16 @@ static void fit_super_asym(const float *x, const float *imatrix, int sub, int nm
         uint16_t hd = lb_f32_to_fp16(nd), hm = lb_f32_to_fp16(nm);
         float D = F16(hd), DM = F16(hm), E2 = 0, ne2[5];
         int8_t ts[16], tm[16];
-        memcpy(ts, qs, sizeof ts);
-        memcpy(tm, qm, sizeof tm);
+        memcpy(ts, qs, (size_t)nsub);
+        memcpy(tm, qm, (size_t)nsub);
         memset(ne2, 0, sizeof ne2);
         for (int j = 0; j < nsub; j++)
             E2 += pick_sub_codes(x + j * sub, w + j * sub, cw[j], cx[j], sub, nmax, smax, D, DM, 1, simd,
                                  &ts[j], &tm[j], ne2);
         if (!(E2 < E)) break;
         E = E2;
-        memcpy(qs, ts, sizeof ts);
-        memcpy(qm, tm, sizeof tm);
+        memcpy(qs, ts, (size_t)nsub);
+        memcpy(qm, tm, (size_t)nsub);
         memcpy(ne, ne2, sizeof ne);
         bestD = D, bestM = DM, *dh = hd, *mh = hm;
     }
