@@ -60,7 +60,9 @@ with tempfile.TemporaryDirectory() as d:
     check(b"24 chunks" in r.stderr, f"imatrix reports its chunks: {r.stderr[-300:]}")
     if os.path.exists(im):
         ents, chunks, dataset = read_dat(im)
-        check(len(ents) == 6 * 7, f"{len(ents)} entries, expected 7 matrices x 6 layers")
+        check(len(ents) == 6 * 7 + 1, f"{len(ents)} entries, expected 7 matrices x 6 layers and the head")
+        head = ents.get("token_embd.weight")  # tied: the head is the embedding
+        check(head is not None and len(head[1]) == 512 and head[0] == 24, "the head: 512 columns, ncall = chunks")
         check(chunks == 24 and dataset == calib, f"trailer: {chunks} chunks, dataset {dataset!r}")
         down = ents.get("blk.0.ffn_down.weight")
         check(down is not None and len(down[1]) == 1536 and down[0] == 24, "ffn_down: 1536 columns, ncall = chunks")
@@ -74,7 +76,7 @@ with tempfile.TemporaryDirectory() as d:
     r0 = lowbit("quantize", MODEL, plain, "--type", "q2_k", "--pure", "-t", "2")
     r1 = lowbit("quantize", MODEL, withim, "--type", "q2_k", "--pure", "-t", "2", "--imatrix", im)
     check(r0.returncode == 0 and r1.returncode == 0, "quantize with and without --imatrix")
-    check(b"importance matrix" in r1.stderr and b"42 matrices" in r1.stderr, f"quantize names the imatrix: {r1.stderr[:300]}")
+    check(b"importance matrix" in r1.stderr and b"43 matrices" in r1.stderr, f"quantize names the imatrix: {r1.stderr[:300]}")
     with open(plain, "rb") as a, open(withim, "rb") as b:
         check(a.read() != b.read(), "the imatrix changes the quantized file")
     g = run_json(withim, "Once upon a time", 24)

@@ -188,17 +188,17 @@ static void statistics(void) {
         lb_model_free(m);
         return;
     }
-    CHECK(lb_imatrix_n_entries(im) == (size_t)c->n_layers * 7, "%zu entries for %d layers", lb_imatrix_n_entries(im),
-          c->n_layers);
+    CHECK(lb_imatrix_n_entries(im) == (size_t)c->n_layers * 7 + 1, "%zu entries for %d layers and the head",
+          lb_imatrix_n_entries(im), c->n_layers);
     CHECK(lb_imatrix_n_chunks(im) == CHUNKS && !strcmp(lb_imatrix_dataset(im), "random ids"), "chunks, dataset");
     int sizes_ok = 1;
     for (size_t i = 0; i < lb_imatrix_n_entries(im); i++) {
         const lb_tensor *t = lb_model_find_tensor(m, lb_imatrix_name(im, i));
         int nval = 0, ncall = 0;
         lb_imatrix_values(im, i, &nval, &ncall);
-        sizes_ok &= t && nval == t->ne[0] && ncall == CHUNKS && !strncmp(t->name, "blk.", 4);
+        sizes_ok &= t && nval == t->ne[0] && ncall == CHUNKS && (!strncmp(t->name, "blk.", 4) || t == m->output);
     }
-    CHECK(sizes_ok, "every entry is a block matrix with one value per input column and ncall = chunks");
+    CHECK(sizes_ok, "every entry is a block matrix or the head with one value per input column and ncall = chunks");
 
     int d = c->dim;
     double *want = calloc((size_t)d, sizeof *want);

@@ -23,7 +23,7 @@ def test_imatrix_matches_cli(shared, cli, tmp_path):
     ref = lowbit.Imatrix.load(cli_dat)
     assert im.n_chunks == ref.n_chunks > 0 and im.dataset == str(text)
     a, b = im.entries, ref.entries
-    assert sorted(a) == sorted(b) and len(a) == 5 * 7
+    assert sorted(a) == sorted(b) and len(a) == 5 * 7 + 1  # the blocks' matrices and the head
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=0)
     np.testing.assert_array_equal(a["blk.2.attn_q.weight"], a["blk.2.attn_v.weight"])  # the same input
