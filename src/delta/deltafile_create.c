@@ -255,6 +255,13 @@ static uint64_t row_diffs(const scan *s, const lb_tsrc_tensor *bt, const lb_tsrc
     return ch;
 }
 
+/* Drops the mapped pages of rows [r0, r1) of both tensors once a sweep is done with them, so a
+ * row sweep holds a few rows resident rather than both tensors (1 GB for a 1B model's embedding). */
+static void release_rows(const scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tensor *ft, uint64_t r0, uint64_t r1, uint64_t cols) {
+    uint64_t off = s->es * r0 * cols, len = s->es * (r1 - r0) * cols;
+    lb_tsrc_release(bt->data + off, len), lb_tsrc_release(ft->data + off, len);
+}
+
 /* 'r' tensor: rows x cols, sign bits + mean |d| per row; in mixed mode the rows with the
  * largest sign-encoding error (sum d^2 - cols * mean|d|^2) get int8 values instead. Rows are
  * read twice from the mappings (pass 1 only for mixed). */
@@ -275,6 +282,7 @@ static lb_status scan_rows(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
             row_diffs(s, bt, ft, r, cols, &sa, &sq);
             double m = sa / (double)cols;
             s->rowerr[r] = sq - (double)cols * m * m;
+            if (r % 64 == 63 || r + 1 == rows) release_rows(s, bt, ft, r - r % 64, r + 1, cols);
         }
         if (want) {
             double *sorted = malloc(rows * sizeof *sorted);
@@ -293,7 +301,10 @@ static lb_status scan_rows(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
     for (int sweep = 0; sweep < 2 && !st; sweep++) {
         for (uint64_t r = 0; r < rows; r++) {
             int is8 = (bits[r / 8] >> (r % 8)) & 1;
-            if (sweep == 1 && !is8) continue;
+            if (sweep == 1 && !is8) {
+                if (r % 64 == 63 || r + 1 == rows) release_rows(s, bt, ft, r - r % 64, r + 1, cols);
+                continue;
+            }
             uint64_t ch = row_diffs(s, bt, ft, r, cols, &sa, &sq);
             float scale;
             if (is8) {
@@ -316,6 +327,7 @@ static lb_status scan_rows(scan *s, const lb_tsrc_tensor *bt, const lb_tsrc_tens
                     err_add(s, recon(s->type, fb, v), ff);
                 }
             } else put(s, P_VAL, q8, cols);
+            if (r % 64 == 63 || r + 1 == rows) release_rows(s, bt, ft, r - r % 64, r + 1, cols);
         }
     }
     if (!st) put(s, P_IDX, bits, (rows + 7) / 8);
