@@ -126,6 +126,9 @@ bench_one() { # file label: this tree's lowbit, alternated with the base tree's 
     lb_bench "$LB" "$1" "$2"
   fi
   [ -n "${LLAMA_BENCH:-}" ] || return 0
+  # the peer may still be building beside this script (LLAMA_BENCH names where it will be)
+  while [ ! -x "$LLAMA_BENCH" ] && [ "$(left)" -gt 60 ]; do sleep 5; done
+  [ -x "$LLAMA_BENCH" ] || { log "skip peer $2: $LLAMA_BENCH not built"; return; }
   # the peer on the same file right after (alternated per model), its own median-free mean of 3
   s=$(left); [ "$s" -gt 20 ] || { log "skip peer $2: time"; return; }
   log "peer bench $2"
