@@ -5,8 +5,8 @@
  * converted weight vector (vcvtph2ps for F16, a 16-bit shift for BF16) reused for six tokens.
  * Row tails of k are masked loads instead of a scalar loop. Prompt batches are blocked over
  * tokens (TB) and k (KC) so a row tile's weight chunk stays in L1 and the activation block in
- * L2; one token streams each row once, four rows at a time with prefetch, through the same
- * tile and chunks, so a token's sums are bitwise the same for any batch size.
+ * L2; one token streams each row once, four rows at a time with prefetch, in the tile's order
+ * and chunks (vec4), so a token's sums are bitwise the same for any batch size.
  *
  * BF16 weights are widened to F32 here rather than multiplied with vdpbf16ps: that instruction
  * needs the activations rounded to BF16 too, which would move results far outside the scalar
@@ -77,22 +77,65 @@ LB_AI void tile(int dt, int R, int T, const uint8_t *w, size_t wrb, const float 
     lb_tile_store4(y, ldy, R, T, v, add);
 }
 
-/* One token: each row tile streamed start to end through the same KC chunks and tile as a
- * prompt batch, so a token's sums do not depend on the batch (ARCHITECTURE.md), prefetching PF
- * ahead on its own rows (past a row's end is harmless: prefetch never faults). */
+/* acc[r] += w row r [i, i + 16) * x [i, i + 16), r < MR, lanes past m's first zero adding 0 (the
+ * tile's step for one token). */
+LB_AI void vstep(int dt, __m512 *acc, const uint8_t *w, size_t wrb, const float *x, int64_t i, __mmask16 m) {
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    LB_IN_REG(xv);
+    LB_UNROLL
+    for (int r = 0; r < MR; r++) acc[r] = _mm512_fmadd_ps(wload(dt, w + r * wrb, i, m), xv, acc[r]);
+}
+
+/* One token, MR rows over [k0, k1) in the tile's order (one accumulator per row, 16 elements a
+ * step, the same masked last step and store), two steps a trip so that each row gets one
+ * prefetch per 64 bytes of F16. Row q is prefetched PF ahead; once that passes the row's end it goes on
+ * at the start of row q + MR (hop = (MR - 1) rows), the row that continues this stream in the
+ * next tile. Without the hop the overshoot landed in row q + 1, already being read, and the next
+ * tile's rows started cold: with 4 KiB rows (k = 2048, F16) that was a miss stall on three of
+ * its four streams at every tile start, the hardware prefetcher starting over on each new page. */
+LB_AI void vec4(int dt, const uint8_t *w, size_t wrb, const float *x, int64_t k0, int64_t k1, float *y, int add,
+                size_t hop) {
+    const size_t es = esize(dt);
+    __m512 acc[MR];
+    LB_UNROLL
+    for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_ps();
+    int64_t i = k0;
+    for (; i + 32 <= k1; i += 32) {
+        size_t o = (size_t)i * es + PF;
+        const char *p = (const char *)w + o + (o >= wrb ? hop : 0);
+        LB_UNROLL
+        for (int r = 0; r < MR; r++)
+            for (size_t b = 0; b < 32 * es; b += 64) _mm_prefetch(p + r * wrb + b, _MM_HINT_T0);
+        vstep(dt, acc, w, wrb, x, i, 0xFFFF);
+        vstep(dt, acc, w, wrb, x, i + 16, 0xFFFF);
+    }
+    for (; i < k1; i += 16) vstep(dt, acc, w, wrb, x, i, k1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (k1 - i)) - 1));
+    float v[4];
+    LB_UNROLL
+    for (int r = 0; r < MR; r++) v[r] = _mm512_reduce_add_ps(acc[r]);
+    lb_tile_store4(y, 0, MR, 1, v, add);
+}
+
+/* One token: each row tile streamed start to end through the same KC chunks as a prompt batch,
+ * so a token's sums do not depend on the batch (ARCHITECTURE.md). The first tile's first PF bytes
+ * are prefetched up front (nothing before it did), the rest by vec4 (past the matrix's last row
+ * tile a prefetch overshoots the rows: harmless, prefetch never faults). */
 LB_AI void rows_vec(int dt, const lb_matmul_args *a, int64_t r0, int64_t r1) {
     const size_t wrb = a->w_row_bytes, es = esize(dt);
     int64_t r = r0;
+    for (int q = 0; q < MR && r0 + q < r1; q++)
+        for (size_t b = 0; b < PF && b < wrb; b += 64)
+            _mm_prefetch((const char *)a->w + (size_t)(r0 + q) * wrb + b, _MM_HINT_T0);
     for (; r < r1; r += MR) {
         const uint8_t *w = a->w + (size_t)r * wrb;
+        const size_t hop = r + 2 * MR <= a->rows ? (MR - 1) * wrb : 0;
         for (int64_t k0 = 0; k0 < a->k; k0 += KC) {
             int64_t k1 = k0 + KC < a->k ? k0 + KC : a->k;
-            const uint8_t *pf = w + (size_t)k0 * es + PF;
-            if (r + MR <= r1) tile(dt, MR, 1, w, wrb, a->x, a->k, k0, k1, a->y + r, a->rows, k0 > 0, pf, MR);
+            if (r + MR <= r1) vec4(dt, w, wrb, a->x, k0, k1, a->y + r, k0 > 0, hop);
             else
                 for (int64_t q = r; q < r1; q++)
                     tile(dt, 1, 1, w + (size_t)(q - r) * wrb, wrb, a->x, a->k, k0, k1, a->y + q, a->rows, k0 > 0,
-                         pf + (size_t)(q - r) * wrb, 1);
+                         w + (size_t)(q - r) * wrb + (size_t)k0 * es + PF, 1);
         }
     }
 }
