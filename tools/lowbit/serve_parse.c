@@ -186,7 +186,9 @@ static int parse_speculative(const sv_server *sv, const cJSON *o, sv_request *r,
     int on = nmax > 0 && sv->spec_kmax;
     r->lookup = on ? (int)look : 0;
     r->draft = on && !r->lookup && sv->draft;
-    r->draft_max = (int)nmax;
+    /* a server without speculation accepts llama-server's flat fields and ignores them: the
+     * request keeps no draft budget the batch has no room for */
+    r->draft_max = on ? (int)nmax : 0;
     r->p_min = pmin;
     return 0;
 }
