@@ -6,7 +6,8 @@
 # with LB_CUDA_BASE=dir, another lowbit source tree (say main's) is built too and benched on the same
 # files, alternated with this one, LB_CUDA_ROUNDS=1|2 rounds: before and after in one lease;
 # LB_CUDA_TEST=0 skips test_cuda, LB_CUDA_MV=0 the kernel sweep below; LB_CUDA_GRAPH_AB=1 benches
-# this tree with LOWBIT_CUDA_GRAPH=0 and =1 alternated, the step's CUDA graphs off and on).
+# this tree with LOWBIT_CUDA_GRAPH=0 and =1 alternated, the step's CUDA graphs off and on;
+# LB_CUDA_PROFILE=1 adds LOWBIT_CUDA_PROFILE=1 and =ops decode runs of each file: prof.txt).
 # bench/cuda_mv.cu times the matrix-vector kernels alone on the models' shapes (mv.txt).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
 # packages, it compiles with plain gcc/nvcc lines against bench/cuda_deps (made on the build
@@ -124,6 +125,13 @@ bench_one() { # file label: this tree's lowbit, alternated with the base tree's 
     [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"; }
   else
     lb_bench "$LB" "$1" "$2"
+  fi
+  if [ -n "${LB_CUDA_PROFILE:-}" ] && [ "$(left)" -gt 40 ]; then # where a decode step's time goes (prof.txt)
+    for m in "1 -p 0 -n 64" "ops -p 0 -n 64" "ops -p 512 -n 0"; do
+      echo "== $2 LOWBIT_CUDA_PROFILE=$m" >> "$OUT/prof.txt"
+      read -r mode args <<< "$m"
+      timeout 60 env LOWBIT_CUDA_PROFILE="$mode" "$LB" bench -m "$1" --device cuda $args -r 1 >> "$OUT/prof.txt" 2>&1 || log "profile $m rc=$?"
+    done
   fi
   [ -n "${LLAMA_BENCH:-}" ] || return 0
   # the peer may still be building beside this script (LLAMA_BENCH names where it will be)

@@ -348,7 +348,14 @@ static lb_status check_logits(const lb_engine *e, const lb_batch_entry *b, size_
     for (size_t i = 0; i < n; i++) {
         if (!b[i].logits) continue;
         const float *x = logits + row++ * nv;
-        for (size_t j = 0; j < nv; j++)
+        uint32_t bad = 0; /* all exponent bits set: inf or NaN; an OR over the row vectorises */
+        for (size_t j = 0; j < nv; j++) {
+            uint32_t b;
+            memcpy(&b, x + j, sizeof b);
+            bad |= (b & 0x7f800000u) == 0x7f800000u;
+        }
+        if (!bad) continue;
+        for (size_t j = 0; j < nv; j++) /* the slow loop only to name the first bad logit */
             if (!isfinite(x[j]))
                 return lb_fail(err, LB_ERR_FORMAT,
                                "the model produced %s logits at token %d: weights may be corrupt (logit of id %zu; "

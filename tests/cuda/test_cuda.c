@@ -230,6 +230,23 @@ static void test_attention(int kvt) {
     to_host(o1, dout, sizeof o1);
     double r = rel_err(o1, o0, sizeof o0 / 4);
     CHECK(r < 1e-4, "attention kv type %d: %.3g relative", kvt, r);
+    /* a prompt chunk: consecutive positions of one sequence take the tiled kernel; 60 queries
+     * (two tiles of 32, the second partial) at positions 40..99 over the third table */
+    enum { NQ = 60, P0 = MAXP - NQ };
+    float *pq = malloc((size_t)NQ * NH * HD * 4), *p0 = malloc((size_t)NQ * NH * HD * 4), *p1 = malloc((size_t)NQ * NH * HD * 4);
+    int32_t ppos[NQ];
+    const int32_t *pbl[NQ];
+    fill(pq, (size_t)NQ * NH * HD, 2);
+    for (int t = 0; t < NQ; t++) ppos[t] = P0 + t, pbl[t] = tables[2];
+    lb_attn_batch pa = {NQ, NH, NKV, HD, pq, p0, ppos, pbl, hv, att, MAXP, tmp};
+    g_cpu->attention(g_pool, &pa);
+    float *dpq = dev_of(pq, (size_t)NQ * NH * HD * 4), *dpo = dev_of(NULL, (size_t)NQ * NH * HD * 4);
+    lb_attn_batch pb = {NQ, NH, NKV, HD, dpq, dpo, ppos, pbl, dv, NULL, MAXP, NULL};
+    g_gpu->attention(NULL, &pb);
+    to_host(p1, dpo, (size_t)NQ * NH * HD * 4);
+    r = rel_err(p1, p0, (size_t)NQ * NH * HD);
+    CHECK(r < 1e-4, "prompt attention (tiled) kv type %d: %.3g relative", kvt, r);
+    dev_free(dpq), dev_free(dpo), free(pq), free(p0), free(p1);
     dev_free(dpool), dev_free(dk), dev_free(dvv), dev_free(dq), dev_free(dout);
     free(hpool), free(k), free(v), free(back);
 }

@@ -122,6 +122,21 @@ static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, in
 
 /* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's table,
  * every one cap_blocks long (the blocks of the capacity, the unused tail zero). */
+/* A prompt chunk (PREFILL_MIN or more consecutive positions of one sequence) takes the tiled
+ * kernel (lb_cu_attention_prefill); LOWBIT_CUDA_ATTN=0 keeps the per-token kernel for it. */
+#define PREFILL_MIN 8
+static int prefill_batch(const lb_attn_batch *a) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("LOWBIT_CUDA_ATTN");
+        off = e && !strcmp(e, "0");
+    }
+    if (off || a->n_tok < PREFILL_MIN || !lb_cu_attention_prefill_ok(a->head_dim)) return 0;
+    for (int t = 1; t < a->n_tok; t++)
+        if (a->blocks[t] != a->blocks[0] || a->pos[t] != a->pos[0] + t) return 0;
+    return 1;
+}
+
 static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     int n = a->n_tok, bt = a->kv.block_tokens, max_pos = 1;
     for (int t = 0; t < n; t++)
@@ -142,6 +157,14 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     }
     const int32_t *didx = lb_cu_stage(idx, words * sizeof(int32_t));
     lb_cu_g.epoch++;
+    if (didx && prefill_batch(a)) {
+        lb_cu_rec r = rec_of(LB_CU_OP_ATTN_PREFILL);
+        r.kv = kv_of(&a->kv), r.p[0] = a->q, r.p[1] = a->out, r.p[2] = didx;
+        int run[7] = {n, 0, n, a->n_heads, a->n_kv_heads, a->head_dim, cap};
+        memcpy(r.i, run, sizeof run);
+        lb_cu_submit(&r);
+        return;
+    }
     for (int t0 = 0; didx && t0 < n; t0 += slice) {
         lb_cu_rec r = rec_of(LB_CU_OP_ATTN);
         r.kv = kv_of(&a->kv), r.p[0] = a->q, r.p[1] = a->out, r.p[2] = didx, r.p[3] = scores;

@@ -37,6 +37,8 @@ typedef struct lb_cu_state {
     size_t scratch_n[LB_CU_SCRATCH_N];
     void *host_tmp;
     size_t host_tmp_n;
+    void *pin_out; /* pinned landing buffer of results read back (logits) */
+    size_t pin_out_n;
     void *ring_host, *ring_dev; /* staging ring (cuda_mem.c) */
     size_t ring_n, ring_off;
     /* the last few small tables staged (offsets in the ring): every layer of a step stages the
@@ -59,6 +61,9 @@ lb_status lb_cu_status(lb_error *err);
 int lb_cu_reg_add(void *p, size_t n);
 void lb_cu_reg_del(void *p);
 int lb_cu_is_dev(const void *p);
+/* pinned host memory for a result copied back (NULL: none could be had; copy to the caller's
+ * memory directly then) */
+void *lb_cu_pinned_out(size_t bytes);
 /* p itself when it is device memory, else its uploaded copy (made now the first time) */
 const float *lb_cu_const(const float *p, size_t bytes);
 /* the cache entry for host data (NULL: none), and a new one */
@@ -79,7 +84,7 @@ void lb_cu_forget(void);
 /* One launch as the step records it: everything it reads. Filled from a zeroed record (memset:
  * lists are compared and hashed byte for byte, padding included). */
 enum { LB_CU_OP_NORM, LB_CU_OP_ROPE, LB_CU_OP_KV_STORE, LB_CU_OP_ATTN, LB_CU_OP_GLU, LB_CU_OP_ADD, LB_CU_OP_SCALE,
-       LB_CU_OP_COPY, LB_CU_OP_QUANT_ACT, LB_CU_OP_MV };
+       LB_CU_OP_COPY, LB_CU_OP_QUANT_ACT, LB_CU_OP_MV, LB_CU_OP_ATTN_PREFILL };
 typedef struct lb_cu_rec {
     int op;
     int i[7];        /* sizes and flags, per op as lb_cu_launch reads them */
@@ -110,6 +115,16 @@ void lb_cu_replace_last(const lb_cu_rec *r);
 /* host's bytes into the step's parameter arena: the device address, NULL when not recording or full */
 const void *lb_cu_arena_put(const void *host, size_t bytes);
 void lb_cu_graph_forget(void);
+/* LOWBIT_CUDA_PROFILE (cuda_prof.c): 0 off, 1 step times, 2 per-op times */
+int lb_cu_prof_mode(void);
+void lb_cu_prof_step_begin(void);
+void lb_cu_prof_launch(int before);
+int lb_cu_prof_ops(const lb_cu_rec *list, size_t n);
+/* ops outside a recorded step: mark before, done after (slot from mark; -1: not profiling) */
+enum { LB_CU_PROF_GEMM = 100, LB_CU_PROF_DEQUANT, LB_CU_PROF_ACT_HALF, LB_CU_PROF_READBACK };
+int lb_cu_prof_mark(void);
+void lb_cu_prof_done(int slot, int op, int type, int rows, int k, int ntok);
+void lb_cu_prof_eager(const lb_cu_rec *r);
 lb_cu_graph_stats lb_cu_graph_get_stats(void);
 
 lb_status lb_cu_matmul(lb_pool *pool, const lb_tensor *w, int per_token_act, const float *x, int n_tok, float *y,

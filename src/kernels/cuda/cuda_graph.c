@@ -76,6 +76,9 @@ void lb_cu_launch(const lb_cu_rec *r) {
         lb_cu_attention(&r->kv, r->p[0], (float *)r->p[1], i[0], i[1], i[2], i[3], i[4], i[5], r->p[2], (float *)r->p[3],
                         i[6], s);
         break;
+    case LB_CU_OP_ATTN_PREFILL:
+        lb_cu_attention_prefill(&r->kv, r->p[0], (float *)r->p[1], i[0], i[1], i[2], i[3], i[4], i[5], r->p[2], s);
+        break;
     case LB_CU_OP_GLU: lb_cu_glu((float *)r->p[0], r->p[1], r->z, i[0], s); break;
     case LB_CU_OP_ADD: lb_cu_add((float *)r->p[0], r->p[1], r->z, s); break;
     case LB_CU_OP_SCALE: lb_cu_scale((float *)r->p[0], r->f, r->z, s); break;
@@ -89,11 +92,12 @@ void lb_cu_launch(const lb_cu_rec *r) {
 
 static int enabled(void) {
     const char *e = getenv("LOWBIT_CUDA_GRAPH");
-    return !G.broken && (e && *e ? strcmp(e, "0") != 0 : GRAPH_DEFAULT);
+    return !G.broken && (lb_cu_prof_mode() == 2 || (e && *e ? strcmp(e, "0") != 0 : GRAPH_DEFAULT));
 }
 
 void lb_cu_step_begin(void) {
     if (G.mode != IDLE || !enabled()) return;
+    lb_cu_prof_step_begin();
     if (!G.list && !(G.list = malloc(LIST_MAX * sizeof *G.list))) return;
     if (!G.arena_host) {
         void *h = NULL, *d = NULL;
@@ -120,10 +124,15 @@ static void launch_all(void) {
     for (size_t k = 0; k < G.n; k++) lb_cu_launch(&G.list[k]);
 }
 
+/* a flush's launches, timed one by one when profiling (cuda_prof.c) */
+static void launch_all_flush(void) {
+    for (size_t k = 0; k < G.n; k++) lb_cu_prof_eager(&G.list[k]);
+}
+
 void lb_cu_flush(void) {
     if (G.mode != REC) return;
     copy_arena();
-    launch_all();
+    launch_all_flush();
     G.stats.flushes++;
     G.mode = EAGER; /* the arena is in flight until the step's end synchronises */
 }
@@ -139,12 +148,12 @@ void lb_cu_replace_last(const lb_cu_rec *r) {
 
 void lb_cu_submit(const lb_cu_rec *r) {
     if (G.mode != REC) {
-        lb_cu_launch(r);
+        lb_cu_prof_eager(r);
         return;
     }
     if (G.n == LIST_MAX) {
         lb_cu_flush();
-        lb_cu_launch(r);
+        lb_cu_prof_eager(r);
         return;
     }
     memcpy(&G.list[G.n++], r, sizeof *r);
@@ -227,6 +236,11 @@ void lb_cu_step_end(void) {
     if (mode != REC || !G.n) return;
     G.steps++;
     copy_arena();
+    if (lb_cu_prof_ops(G.list, G.n)) {
+        G.stats.eager++;
+        return;
+    }
+    lb_cu_prof_launch(1);
     uint64_t h = hash_of(G.list, G.n);
     graph *g = find(h);
     if (!g && h == G.last_hash && G.n == G.last_n) g = capture(h);
@@ -234,11 +248,12 @@ void lb_cu_step_end(void) {
     if (!g) {
         launch_all();
         G.stats.eager++;
-        return;
+    } else {
+        g->used = G.steps;
+        lb_cu_check(cudaGraphLaunch(g->exec, lb_cu_g.stream));
+        G.stats.replays++;
     }
-    g->used = G.steps;
-    lb_cu_check(cudaGraphLaunch(g->exec, lb_cu_g.stream));
-    G.stats.replays++;
+    lb_cu_prof_launch(0);
 }
 
 void lb_cu_graph_forget(void) {

@@ -45,6 +45,8 @@ void lb_cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, con
 void lb_cu_glu(float *gate, const float *up, size_t n, int act, cudaStream_t s);
 void lb_cu_add(float *y, const float *x, size_t n, cudaStream_t s);
 void lb_cu_scale(float *y, float a, size_t n, cudaStream_t s);
+/* holds the stream for about `us` microseconds (cuda_prof.c queues launches behind it) */
+void lb_cu_spin(int us, cudaStream_t s);
 
 typedef struct lb_cu_kv {
     uint8_t *base;
@@ -58,6 +60,13 @@ void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_to
  * the tables; scores: n_run * n_heads * max_pos floats */
 void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
                      int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, cudaStream_t s);
+
+/* The same for n_run consecutive positions of one sequence (a prompt: token t0 + i at position
+ * idx[t0] + i, every token's table the same), tiled over positions; for head sizes where
+ * lb_cu_attention_prefill_ok (a multiple of 8, at most 128). */
+int lb_cu_attention_prefill_ok(int hd);
+void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
+                             int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s);
 
 #ifdef __cplusplus
 }

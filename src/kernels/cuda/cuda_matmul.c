@@ -98,8 +98,10 @@ static lb_status gemm_half(const void *wh, const uint16_t *xh, int bf, int64_t r
                            lb_error *err) {
     const float one = 1, zero = 0;
     cudaDataType_t t = bf ? CUDA_R_16BF : CUDA_R_16F;
+    int slot = lb_cu_prof_mark();
     cublasStatus_t s = cublasGemmEx(lb_cu_g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n_tok, (int)k, &one, wh, t, (int)k,
                                     xh, t, (int)k, &zero, y, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    lb_cu_prof_done(slot, LB_CU_PROF_GEMM, bf ? LB_CU_BF16 : LB_CU_F16, (int)rows, (int)k, n_tok);
     if (s != CUBLAS_STATUS_SUCCESS && !lb_cu_g.blas_err) lb_cu_g.blas_err = (int)s;
     return lb_cu_status(err);
 }
@@ -109,7 +111,9 @@ static lb_status gemm(const lb_cu_up *u, const float *x, int n_tok, float *y, lb
     size_t n = (size_t)n_tok * u->k;
     uint16_t *xh = lb_cu_scratch(LB_CU_SCRATCH_HALF, n * sizeof(uint16_t));
     if (!xh) return lb_cu_status(err);
+    int slot = lb_cu_prof_mark();
     lb_cu_to_half(x, xh, n, bf, lb_cu_g.stream);
+    lb_cu_prof_done(slot, LB_CU_PROF_ACT_HALF, u->type, 0, (int)u->k, n_tok);
     return gemm_half(u->q, xh, bf, u->rows, u->k, n_tok, y, err);
 }
 
@@ -122,8 +126,12 @@ static int gemm_quant(const lb_cu_up *u, const float *x, int n_tok, float *y, lb
     uint16_t *wh = lb_cu_scratch_try(LB_CU_SCRATCH_WHALF, n * sizeof(uint16_t));
     uint16_t *xh = wh ? lb_cu_scratch_try(LB_CU_SCRATCH_HALF, nx * sizeof(uint16_t)) : NULL;
     if (!xh) return 1;
+    int slot = lb_cu_prof_mark();
     lb_cu_dequant_half(u->type, u->q, u->d, n, wh, lb_cu_g.stream);
+    lb_cu_prof_done(slot, LB_CU_PROF_DEQUANT, u->type, (int)u->rows, (int)u->k, 0);
+    slot = lb_cu_prof_mark();
     lb_cu_quant_act_half(x, n_tok, (int)u->k, xh, lb_cu_g.stream);
+    lb_cu_prof_done(slot, LB_CU_PROF_ACT_HALF, u->type, 0, (int)u->k, n_tok);
     *st = gemm_half(wh, xh, 0, u->rows, u->k, n_tok, y, err);
     return 0;
 }
@@ -208,9 +216,13 @@ static lb_status product(const lb_tensor *w, const float *x, int n_tok, float *y
         if (st) lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream)); /* the next step refills the arena */
     }
     if (!st && host_y) {
-        lb_cu_check(cudaMemcpyAsync(y, dy, yb, cudaMemcpyDeviceToHost, lb_cu_g.stream));
+        int slot = lb_cu_prof_mark();
+        float *pin = lb_cu_pinned_out(yb);
+        lb_cu_check(cudaMemcpyAsync(pin ? pin : y, dy, yb, cudaMemcpyDeviceToHost, lb_cu_g.stream));
+        lb_cu_prof_done(slot, LB_CU_PROF_READBACK, 0, (int)u->rows, 0, n_tok);
         lb_cu_check(cudaStreamSynchronize(lb_cu_g.stream));
         st = lb_cu_status(err);
+        if (!st && pin) memcpy(y, pin, yb);
     }
     return st;
 }

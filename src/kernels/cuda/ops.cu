@@ -6,6 +6,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 
 #define NT 256 // threads of the per-row kernels
+#define NT_NORM 1024 // RMSNorm: one block a row, up to 16 elements a thread
 
 template <typename T> static __device__ T block_reduce(T v, bool is_max) {
     __shared__ T sh[32];
@@ -25,33 +26,45 @@ template <typename T> static __device__ T block_reduce(T v, bool is_max) {
 // One block a row. With add, x += add first (as lb_cu_add: the residual) and the sum of squares
 // is of the new x; with xq, each warp's 32 consecutive outputs are one Q8_0 block of the
 // quantized copy, made as k_quant_act makes it (matmul.cu), so the fused launch gives the bits
-// of the separate ones.
-static __global__ void k_rmsnorm(float *out, float *x, const float *add, const float *w, int n, float eps, int8_t *xq,
-                                 float *xd) {
+// of the separate ones. A row is PER elements a thread, all loaded before any is used: decode
+// has one row, one block, and a loop that stored before its next load (x, add and out may
+// alias, as far as the compiler knows) waited a full memory latency per element and took
+// 10-20 us a call on an H100 (LOWBIT_CUDA_PROFILE=ops).
+template <int PER>
+static __global__ void __launch_bounds__(NT_NORM) k_rmsnorm(float *out, float *x, const float *add, const float *w, int n,
+                                                            float eps, int8_t *xq, float *xd) {
     float *xr = x + (size_t)blockIdx.x * n;
     float *o = out + (size_t)blockIdx.x * n;
+    const float *ar = add ? add + (size_t)blockIdx.x * n : NULL;
+    float v[PER], wv[PER];
     double ss = 0;
-    if (add) {
-        const float *ar = add + (size_t)blockIdx.x * n;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) {
-            float v = xr[i] + ar[i];
-            xr[i] = v;
-            ss += (double)v * v;
-        }
-    } else {
-        for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        int i = threadIdx.x + j * NT_NORM;
+        v[j] = i < n ? xr[i] : 0;
+        wv[j] = i < n && w ? w[i] : 1;
+        if (ar && i < n) v[j] += ar[i];
+    }
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        int i = threadIdx.x + j * NT_NORM;
+        if (ar && i < n) xr[i] = v[j];
+        ss += (double)v[j] * v[j];
     }
     ss = block_reduce<double>(ss, false);
     float s = (float)(1.0 / sqrt(ss / (double)(n > 0 ? n : 1) + eps));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = w ? (xr[i] * s) * w[i] : xr[i] * s;
-        o[i] = v;
-        if (!xq) continue;
-        float a = fabsf(v);
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        int i = threadIdx.x + j * NT_NORM;
+        float r = w ? (v[j] * s) * wv[j] : v[j] * s;
+        if (i < n) o[i] = r;
+        if (!xq || j * NT_NORM >= n) continue; /* whole warps: n is a multiple of 32 with xq */
+        float a = fabsf(r);
         for (int m = 16; m > 0; m >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, m));
+        if (i >= n) continue;
         float d = __half2float(__float2half_rn(a / 127)), id = d > 0 ? 1.0f / d : 0;
-        float r = v * id;
-        int q = r >= -127.0f ? (r > 127.0f ? 127 : __float2int_rn(r)) : -127;
+        float rr = r * id;
+        int q = rr >= -127.0f ? (rr > 127.0f ? 127 : __float2int_rn(rr)) : -127;
         xq[(size_t)blockIdx.x * n + i] = (int8_t)q;
         if (i % 32 == 0) xd[(size_t)blockIdx.x * (n / 32) + i / 32] = d;
     }
@@ -59,25 +72,35 @@ static __global__ void k_rmsnorm(float *out, float *x, const float *add, const f
 
 extern "C" void lb_cu_add_rmsnorm(float *out, float *x, const float *add, const float *w, int n_tok, int n, float eps,
                                   int8_t *xq, float *xd, cudaStream_t s) {
-    if (n_tok > 0) k_rmsnorm<<<n_tok, NT, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    if (n_tok <= 0) return;
+    int per = (n + NT_NORM - 1) / NT_NORM;
+    if (per <= 1) k_rmsnorm<1><<<n_tok, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    else if (per <= 2) k_rmsnorm<2><<<n_tok, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    else if (per <= 4) k_rmsnorm<4><<<n_tok, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    else if (per <= 8) k_rmsnorm<8><<<n_tok, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    else if (per <= 16) k_rmsnorm<16><<<n_tok, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd);
+    else k_rmsnorm<16><<<0, NT_NORM, 0, s>>>(out, x, add, w, n, eps, xq, xd); /* rows over 16384 values (no
+        model has them): an invalid launch, which the next status check reports */
 }
 
+// One thread a rotated pair; blocks over (pairs, tokens) so a decode step's heads run on many SMs.
 static __global__ void k_rope(float *x, int n_heads, int hd, size_t row_stride, const float *cs_all, int neox) {
-    int t = blockIdx.x, half = hd / 2;
+    int t = blockIdx.y, half = hd / 2, j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n_heads * half) return;
     const float *cs = cs_all + (size_t)t * hd, *sn = cs + half;
-    for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
-        int h = j / half, i = j % half;
-        float *v = x + (size_t)t * row_stride + (size_t)h * hd;
-        int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs[i] - x1 * sn[i];
-        v[b] = x0 * sn[i] + x1 * cs[i];
-    }
+    int h = j / half, i = j % half;
+    float *v = x + (size_t)t * row_stride + (size_t)h * hd;
+    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    float x0 = v[a], x1 = v[b], c = cs[i], sv = sn[i];
+    v[a] = x0 * c - x1 * sv;
+    v[b] = x0 * sv + x1 * c;
 }
 
 extern "C" void lb_cu_rope(float *x, int n_tok, int n_heads, int hd, size_t row_stride, const float *cs, int neox,
                            cudaStream_t s) {
-    if (n_tok > 0) k_rope<<<n_tok, NT, 0, s>>>(x, n_heads, hd, row_stride, cs, neox);
+    if (n_tok <= 0 || n_heads * (hd / 2) <= 0) return;
+    dim3 g((unsigned)((n_heads * (hd / 2) + NT - 1) / NT), (unsigned)n_tok);
+    k_rope<<<g, NT, 0, s>>>(x, n_heads, hd, row_stride, cs, neox);
 }
 
 static __global__ void k_glu(float *g, const float *u, size_t n, int act) {
@@ -140,21 +163,21 @@ static __device__ void store_elem(int type, const float *src, uint8_t *dst, int 
 }
 
 // kv_dim is a multiple of 32 for Q8_0 (the engine checks head_dim), so whole warps share a block.
+// One element a thread, blocks over (elements, tokens): a loop of stores and loads that may
+// alias waited a memory latency per element (one block a token took ~8 us at decode).
 static __global__ void k_kv_store(lb_cu_kv kv, const float *k, const float *v, int kv_dim, const int32_t *slot) {
-    int t = blockIdx.x;
+    int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= kv_dim) return; /* kv_dim is a multiple of 32 for Q8_0: whole warps stay */
     uint8_t *b = kv.base + (size_t)slot[2 * t] * kv.block_bytes + (size_t)slot[2 * t + 1] * kv.row_bytes;
-    int n_round = (kv_dim + 31) / 32 * 32;
-    for (int i = threadIdx.x; i < n_round; i += blockDim.x) {
-        if (kv.kv_type == 2 || i < kv_dim) {
-            store_elem(kv.kv_type, k + (size_t)t * kv_dim, b + kv.k_off, i, kv_dim);
-            store_elem(kv.kv_type, v + (size_t)t * kv_dim, b + kv.v_off, i, kv_dim);
-        }
-    }
+    store_elem(kv.kv_type, k + (size_t)t * kv_dim, b + kv.k_off, i, kv_dim);
+    store_elem(kv.kv_type, v + (size_t)t * kv_dim, b + kv.v_off, i, kv_dim);
 }
 
 extern "C" void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_tok, int kv_dim,
                                const int32_t *slot, cudaStream_t s) {
-    if (n_tok > 0) k_kv_store<<<n_tok, NT, 0, s>>>(*kv, k, v, kv_dim, slot);
+    if (n_tok <= 0 || kv_dim <= 0) return;
+    dim3 g((unsigned)((kv_dim + NT - 1) / NT), (unsigned)n_tok);
+    k_kv_store<<<g, NT, 0, s>>>(*kv, k, v, kv_dim, slot);
 }
 
 static __device__ float load_kv(int type, const uint8_t *row, int i) {
@@ -244,6 +267,108 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     }
 }
 
+// Prompts (many consecutive positions of one sequence): a block takes PF_Q queries of one head
+// and walks the positions in tiles of PF_K, K and V rows of a tile loaded once into shared memory
+// for all its queries (the per-token kernel above read every K and V row once per query), with
+// the softmax kept online (running maximum and sum, the output rescaled when the maximum grows).
+// Scores: thread (query tid / 8, positions tid % 8 + 8r); output: thread (query tid / 8, dims
+// tid % 8 + 8j). Rows padded by one float so the threads of a warp read distinct banks.
+#define PF_Q 32
+#define PF_K 32
+#define PF_THREADS 256
+#define PF_MAX_HD 128
+
+static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv, const float *q, float *out, int n_tok,
+                                                                    int t0, int n_run, int n_heads, int n_kv_heads,
+                                                                    int hd, const int32_t *idx) {
+    extern __shared__ float sm[];
+    const int ld = hd + 1, sld = PF_K + 1;
+    float *Qs = sm, *Ks = Qs + PF_Q * ld, *Vs = Ks + PF_K * ld, *S = Vs + PF_K * hd;
+    const int h = blockIdx.x, qb = blockIdx.y * PF_Q, tid = threadIdx.x, bt = kv.block_tokens;
+    const int kvh = h / (n_heads / n_kv_heads), nq = min(PF_Q, n_run - qb), tq0 = t0 + qb;
+    const int32_t *table = idx + 2 * n_tok + idx[n_tok + tq0]; // one sequence: every token's table is the same
+    const int pos0 = idx[tq0], last = pos0 + nq - 1;            // query i is at position pos0 + i
+    const size_t head = (size_t)kvh * kv.head_bytes;
+    const float scale = rsqrtf((float)hd);
+    for (int e = tid; e < PF_Q * hd; e += PF_THREADS) {
+        int i = e / hd, d = e % hd;
+        Qs[i * ld + d] = i < nq ? q[(size_t)(tq0 + i) * n_heads * hd + (size_t)h * hd + d] : 0;
+    }
+    const int oq = tid / 8, od = tid % 8, nd = hd / 8;
+    float o[PF_MAX_HD / 8];
+#pragma unroll
+    for (int j = 0; j < PF_MAX_HD / 8; j++) o[j] = 0;
+    float m = -INFINITY, l = 0;
+    for (int p0 = 0; p0 <= last; p0 += PF_K) {
+        __syncthreads(); // the previous tile's K, V and P are no longer read (and Q is written)
+        const int np = min(PF_K, last + 1 - p0);
+        for (int e = tid; e < np * hd; e += PF_THREADS) {
+            int j = e / hd, d = e % hd, p = p0 + j;
+            const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + (size_t)(p % bt) * kv.row_bytes + head;
+            Ks[j * ld + d] = load_kv(kv.kv_type, row + kv.k_off, d);
+            Vs[j * hd + d] = load_kv(kv.kv_type, row + kv.v_off, d);
+        }
+        __syncthreads();
+        float acc[PF_K / 8] = {0, 0, 0, 0};
+        for (int d = 0; d < hd; d++) {
+            float qv = Qs[oq * ld + d];
+#pragma unroll
+            for (int r = 0; r < PF_K / 8; r++) acc[r] += qv * Ks[(od + 8 * r) * ld + d];
+        }
+        // this query's row of the tile: its 8 threads hold 4 scores each (one warp holds 4 rows)
+        float tmax = -INFINITY;
+#pragma unroll
+        for (int r = 0; r < PF_K / 8; r++) {
+            int kj = od + 8 * r;
+            acc[r] = oq < nq && kj < np && p0 + kj <= pos0 + oq ? acc[r] * scale : -INFINITY;
+            tmax = fmaxf(tmax, acc[r]);
+        }
+        for (int x = 4; x > 0; x >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, x));
+        const float mn = fmaxf(m, tmax);
+        const float corr = mn == -INFINITY ? 1 : expf(m - mn); // m = -inf: nothing summed yet, 0 * anything
+        float psum = 0;
+#pragma unroll
+        for (int r = 0; r < PF_K / 8; r++) {
+            float pv = mn == -INFINITY ? 0 : expf(acc[r] - mn);
+            S[oq * sld + od + 8 * r] = pv;
+            psum += pv;
+        }
+        for (int x = 4; x > 0; x >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, x);
+        l = l * corr + psum;
+        m = mn;
+        __syncwarp(); // the row's P (written by the 8 threads of this warp) before it is read
+#pragma unroll
+        for (int j = 0; j < PF_MAX_HD / 8; j++) o[j] *= corr;
+        for (int kj = 0; kj < np; kj++) {
+            float pv = S[oq * sld + kj];
+#pragma unroll
+            for (int j = 0; j < PF_MAX_HD / 8; j++)
+                if (j < nd) o[j] += pv * Vs[kj * hd + od + 8 * j];
+        }
+    }
+    if (oq >= nq) return;
+    const float inv = 1.0f / l;
+    float *dst = out + (size_t)(tq0 + oq) * n_heads * hd + (size_t)h * hd;
+#pragma unroll
+    for (int j = 0; j < PF_MAX_HD / 8; j++)
+        if (j < nd) dst[od + 8 * j] = o[j] * inv;
+}
+
+extern "C" int lb_cu_attention_prefill_ok(int hd) { return hd % 8 == 0 && hd <= PF_MAX_HD; }
+
+extern "C" void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
+                                        int n_heads, int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s) {
+    if (n_run <= 0) return;
+    size_t sh = ((size_t)(PF_Q + PF_K) * (hd + 1) + (size_t)PF_K * hd + (size_t)PF_Q * (PF_K + 1)) * sizeof(float);
+    static int raised;
+    if (!raised && sh > 48 * 1024) { /* over the default limit of dynamic shared memory (hd 128: 53 KB) */
+        cudaFuncSetAttribute(k_attn_prefill, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024);
+        raised = 1;
+    }
+    dim3 g((unsigned)n_heads, (unsigned)((n_run + PF_Q - 1) / PF_Q));
+    k_attn_prefill<<<g, PF_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx);
+}
+
 #define ATT_THREADS 256 // decode has one block a head: 8 warps share its positions
 
 extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
@@ -253,4 +378,17 @@ extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, 
     dim3 g(n_heads, n_run);
     size_t sh = ((size_t)hd + ATT_THREADS) * sizeof(float);
     k_attention<<<g, ATT_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_heads, n_kv_heads, hd, idx, scores, max_pos);
+}
+
+// cuda_prof.c: the GPU busy for about `us` microseconds (one thread reading the SM clock)
+static __global__ void k_spin(long long cycles) {
+    long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}
+
+extern "C" void lb_cu_spin(int us, cudaStream_t s) {
+    int khz = 1000000;
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0);
+    k_spin<<<1, 1, 0, s>>>((long long)us * khz / 1000);
 }
