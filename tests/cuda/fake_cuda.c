@@ -310,6 +310,13 @@ void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, 
     submit(&c);
 }
 
+/* the tiled prompt kernel computes what the per-token one does over the same tables */
+int lb_cu_attention_prefill_ok(int hd) { return hd % 8 == 0 && hd <= 128; }
+void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
+                             int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s) {
+    lb_cu_attention(kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx, NULL, 0, s);
+}
+
 /* the prompt path (cuBLAS on F16 copies) runs op by op only: never during a capture */
 void lb_cu_to_half(const float *x, uint16_t *out, size_t n, int bf16, cudaStream_t s) {
     if (capturing) abort();
