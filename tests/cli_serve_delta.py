@@ -21,6 +21,10 @@ from lbtest import M, check, lowbit
 lbtest.init(timeout=120)
 LB = lbtest.LOWBIT
 MiB = 1 << 20
+# ASan's shadow memory and quarantine grow past any plan: RSS is compared with the budget in the
+# plain build only (the sanitized run still checks what is admitted and refused)
+with open(LB, "rb") as _f:
+    SANITIZED = b"__asan_init" in _f.read()
 
 
 def st_tensors(path):
@@ -105,7 +109,7 @@ try:
     rc, err, hwm, outs = serve(*fixed, "--mem-budget", "%dK" % int(budget * 1024), "--delta", "dogs=" + T("dogs.delta"),
                                requests=("stories260K-hf", "dogs", "dogs"))
     check(rc is None and len(outs) == 3 and outs[0] != outs[1], "base and delta served: %s" % outs)
-    check(0 < hwm <= budget * 1024, "peak RSS %d KiB under the budget %.0f KiB" % (hwm, budget * 1024))
+    check(SANITIZED or 0 < hwm <= budget * 1024, "peak RSS %d KiB under the budget %.0f KiB" % (hwm, budget * 1024))
     # a delta that is not one: refused at planning, naming it
     open(T("bad.delta"), "wb").write(b"not a delta")
     rc, err, _, _ = serve(*fixed, "--mem-budget", "100M", "--delta", "bad=" + T("bad.delta"))
