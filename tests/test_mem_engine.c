@@ -18,6 +18,39 @@
 #define LLAMA3_BF16 SHARED("models/synth-llama3-gqa")
 #define T512 SHARED("models/tinystories-512d") /* head_dim 64: a Q8_0 KV cache fits */
 
+/* The runtime estimate against /proc read here: the baseline lies between 0 and the RSS now
+ * (statm), the code is the test binary's executable mappings (/proc/self/maps, page-rounded),
+ * the stacks follow the thread count, the total is the sum. */
+static void runtime_parts(const lb_model *m, int n_threads, const lb_mem_runtime *got) {
+    lb_mem_runtime rt;
+    lb_model_mem_runtime(m, n_threads, &rt);
+    CHECK(!memcmp(&rt, got, sizeof rt), "the report's runtime part is lb_model_mem_runtime's");
+    unsigned long long vsz = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f && fscanf(f, "%llu %llu", &vsz, &rss) == 2);
+    if (f) fclose(f);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    CHECK(rt.baseline > 0 && rt.baseline <= rss * page, "baseline %llu, RSS now %llu", (unsigned long long)rt.baseline,
+          rss * page);
+    char exe[4096], line[4096 + 128];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    uint64_t text = 0;
+    int segs = 0;
+    f = fopen("/proc/self/maps", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long long a, b;
+        char perm[8], path[4096] = "";
+        if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %4095s", &a, &b, perm, path) >= 3 && perm[2] == 'x' && !strcmp(path, exe))
+            text += b - a, segs++;
+    }
+    if (f) fclose(f);
+    CHECK(segs > 0 && rt.code <= text && rt.code + 2 * page * (uint64_t)segs > text, "code %llu vs the binary's executable mappings %llu",
+          (unsigned long long)rt.code, (unsigned long long)text);
+    CHECK(rt.stacks == (uint64_t)n_threads * LB_MEM_THREAD_STACK && rt.heap == LB_MEM_HEAP_SLACK);
+    CHECK(rt.total == rt.baseline + rt.code + rt.stacks + rt.heap);
+}
+
 static lb_model *load(const char *path) {
     lb_error err = {0};
     lb_model *m = NULL;
@@ -69,7 +102,8 @@ static void test_model_part(const char *path, int expect_owned) {
     CHECK(r.mapped_resident_bytes >= r.mapped_weight_bytes && r.mapped_resident_bytes <= r.mapped_bytes,
           "resident %llu, mapped weights %llu", (unsigned long long)r.mapped_resident_bytes,
           (unsigned long long)r.mapped_weight_bytes);
-    CHECK(!r.has_session && r.kv_bytes == 0 && r.total_bytes == r.weight_bytes + r.tokenizer_bytes);
+    CHECK(!r.has_session && r.kv_bytes == 0 && r.total_bytes == r.weight_bytes + r.tokenizer_bytes + r.process.total);
+    runtime_parts(m, 1, &r.process);
     CHECK(m->tok ? r.tokenizer_bytes >= (uint64_t)m->tok->n_vocab * 40 : r.tokenizer_bytes == 0);
     CHECK(r.proc_rss > 0 && r.proc_peak_rss >= r.proc_rss);
     lb_model_free(m);
@@ -111,7 +145,8 @@ static void test_session_part(lb_kv_type kv, int n_threads) {
     CHECK(r.scratch_bytes + r.logits_bytes + r.attention_bytes == lb_session_scratch_bytes(s));
     CHECK(r.runtime.live_bytes == r.kv_bytes + lb_session_scratch_bytes(s) && r.runtime.n_allocs == 16,
           "live %llu, %llu allocs", (unsigned long long)r.runtime.live_bytes, (unsigned long long)r.runtime.n_allocs);
-    CHECK(r.total_bytes == r.weight_bytes + r.tokenizer_bytes + r.kv_bytes + lb_session_scratch_bytes(s));
+    CHECK(r.total_bytes == r.weight_bytes + r.tokenizer_bytes + r.kv_bytes + lb_session_scratch_bytes(s) + r.process.total);
+    runtime_parts(m, lb_session_n_threads(s), &r.process);
 
     lb_mem_plan_in in;
     lb_model_mem_plan_input(m, lb_session_n_threads(s), &in);
@@ -120,7 +155,7 @@ static void test_session_part(lb_kv_type kv, int n_threads) {
     CHECK(in.scratch_bytes + in.scratch_bytes_per_token * 100 == lb_session_scratch_bytes(s),
           "plan %llu + %llu x 100 vs session %zu", (unsigned long long)in.scratch_bytes,
           (unsigned long long)in.scratch_bytes_per_token, lb_session_scratch_bytes(s));
-    CHECK(in.overhead_bytes == r.tokenizer_bytes + LB_MEM_RUNTIME_ALLOWANCE);
+    CHECK(in.overhead_bytes == r.tokenizer_bytes + r.process.total);
     CHECK(in.n_ctx_train == (uint32_t)info.ctx_train && in.kv_forced == -1);
 
     /* a session of another model is refused */

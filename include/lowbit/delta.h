@@ -54,7 +54,8 @@ typedef struct lb_delta_summary {
 /* Writes OUT (atomically). Base and fine-tune must have the same tensor names, dtypes, shapes. */
 LB_API lb_status lb_delta_create(const char *base, const char *finetuned, const char *out,
                           const lb_delta_options *opt, lb_delta_summary *sum, lb_error *err);
-/* Writes the patched model in the base's format: a GGUF (metadata copied), a safetensors file,
+/* Writes the patched model in the base's format: a GGUF (the fine-tune's metadata as the delta
+ * recorded it, else the base's), a safetensors file,
  * or for a folder base a folder OUT with model.safetensors and the base's other small files
  * (config, tokenizer, generation config). A base whose bytes differ from the one the delta was
  * made for is refused (LB_ERR_MISMATCH); nothing is left at OUT on any failure. */

@@ -127,6 +127,15 @@ LB_API void lb_engine_free(lb_engine *e);
 /* Loads a delta file (lowbit delta create) made against the engine's model as a fine-tune the
  * sequences can name; *ft_id is 1, 2, ... (0 is the base model). */
 LB_API lb_status lb_engine_add_finetune(lb_engine *e, const char *delta_path, int *ft_id, lb_error *err);
+/* For memory planning, before any engine exists: what lb_engine_add_finetune(delta_path) adds to
+ * an engine of m. *resident: the corrections it keeps (F32, every element of every tensor the
+ * delta changes); *load_extra: what its load holds besides, for a moment (the patched second
+ * load of the base: another mapping of the base's files, the changed tensors at their own type,
+ * one tensor's floats); *scratch: the engine's correction buffers for p->max_batch entries, held
+ * once however many fine-tunes are loaded. The delta is opened and checked (lb_delta_open), not
+ * matched to the base: a delta made for another base still fails at lb_engine_add_finetune. */
+LB_API lb_status lb_engine_finetune_plan(const lb_model *m, const char *delta_path, const lb_engine_params *p,
+                                         uint64_t *resident, uint64_t *load_extra, uint64_t *scratch, lb_error *err);
 /* Sequences: ids are >= 0; a freed id may be handed out again. */
 LB_API lb_status lb_engine_seq_new(lb_engine *e, int ft_id, int *seq, lb_error *err);
 /* A new sequence holding everything src holds (same fine-tune), sharing its KV blocks. */

@@ -204,6 +204,27 @@ typedef struct lb_mem_plan {
  * the requested context exceeds the trained one; LB_ERR_ARG for a zero budget or no KV type. */
 LB_API lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb_error *err);
 
+/* The runtime part of a plan and a report: what the process holds besides the model's weights,
+ * tokenizer, KV cache and scratch, estimated from its parts (docs/design.md, "The runtime part"):
+ *   baseline  the process's RSS when the model's load began (/proc/self/statm, read once by
+ *             lb_model_load): the program and the libraries as far as they were touched, libc's
+ *             heap, the main stack, and whatever the caller held then (a Python interpreter,
+ *             a model loaded before this one)
+ *   code      the size of the executable segments of the object that holds liblowbit (the
+ *             lowbit binary or liblowbit.so, from dl_iterate_phdr): the kernels and the forward
+ *             pass run after the load; every page counted, an upper bound
+ *   stacks    LB_MEM_THREAD_STACK for each of the n_threads threads computing (the stack pages
+ *             one touches; pool workers allocate nothing, so glibc gives them no malloc arena)
+ *   heap      LB_MEM_HEAP_SLACK: small buffers made after the load (stdio, the sampler, the
+ *             caller's text) and the free space malloc keeps
+ * total is their sum. n_threads <= 0: all online CPUs. */
+typedef struct lb_mem_runtime {
+    uint64_t baseline, code, stacks, heap, total;
+} lb_mem_runtime;
+#define LB_MEM_THREAD_STACK (64ull << 10)
+#define LB_MEM_HEAP_SLACK (512ull << 10)
+LB_API void lb_model_mem_runtime(const lb_model *m, int n_threads, lb_mem_runtime *out);
+
 /* Per-model accounting (src/mem/report.c): what a loaded model and (optionally) its session
  * hold, from the tensor table, the mappings (mincore) and the session's tracker. */
 #define LB_MEM_REPORT_MAX_DTYPES 8
@@ -240,8 +261,11 @@ typedef struct lb_mem_report {
     uint64_t logits_bytes;          /* tag "logits" */
     uint64_t attention_bytes;       /* attention scores, n_threads x n_ctx (tag "attention") */
     lb_mem_stats runtime;           /* the session's tracker: live and peak per tag */
-    /* weights + tokenizer + KV + scratch + logits + attention: the model's cost with every
-     * page resident (streaming: the fixed part and the window instead of every weight) */
+    /* the process's runtime part (lb_model_mem_runtime) for the session's threads (1 without one) */
+    lb_mem_runtime process;
+    /* weights + tokenizer + KV + scratch + logits + attention + process.total: the cost with
+     * every page resident, what a plan compares with the budget (streaming: the fixed part and
+     * the window instead of every weight) */
     uint64_t total_bytes;
     /* this process now, for comparison (statm, getrusage) */
     uint64_t proc_rss, proc_peak_rss;
@@ -268,10 +292,10 @@ LB_API lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_
 /* Fills the model's part of a plan request: weight_bytes (all tensors), the streaming sizes, kv_bytes_per_token for
  * the KV cache types the engine has (F32, F16, Q8_0; Q8_0 stays 0 when head_dim % 32 != 0),
  * scratch fixed and per token for n_threads (0: all online CPUs), overhead (tokenizer estimate
- * + LB_MEM_RUNTIME_ALLOWANCE for code, libc, thread stacks) and n_ctx_train; kv_forced = -1.
+ * + lb_model_mem_runtime for n_threads) and n_ctx_train; kv_forced = -1.
  * The caller sets budget, n_ctx_requested, ctx_strict (and kv_forced to pin a type). */
-#define LB_MEM_RUNTIME_ALLOWANCE (24ull << 20)
 LB_API void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in);
+
 /* Locks the model's mapped weights in RAM (mlock), so memory pressure cannot evict them and
  * make every token re-read them from disk; what a plan with lock_weights asks for. */
 LB_API lb_status lb_model_lock_weights(lb_model *m, lb_error *err);

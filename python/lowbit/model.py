@@ -215,7 +215,7 @@ class Model(_lib.Handle, _TokenizerOps):
         lib = _lib.lib()
         if not hasattr(lib, "lb_mem_plan_make"):
             return n_ctx, kv
-        # every term (weights, KV per type, scratch, the tokenizer and runtime allowance) from the
+        # every term (weights, KV per type, scratch, the tokenizer and the runtime part) from the
         # C function `lowbit run` uses, so the two plans are the same plan
         pin = _lib.MemPlanIn()
         lib.lb_model_mem_plan_input(self._m, threads or 0, ctypes.byref(pin))

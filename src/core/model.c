@@ -18,8 +18,19 @@ const char *lb_arch_name(lb_arch a) {
     return "unknown";
 }
 
+/* Resident bytes of this process now (/proc/self/statm), 0 when unreadable. */
+static uint64_t proc_rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    int n = f ? fscanf(f, "%llu %llu", &size, &rss) : 0;
+    if (f) fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+}
+
 lb_model *lb_model_new(void) {
     lb_model *m = calloc(1, sizeof *m);
+    if (m) m->proc_baseline = proc_rss(); /* read once, before the model maps or allocates anything */
     return m;
 }
 

@@ -77,6 +77,7 @@ struct lb_model {
     char **strings;        /* owned strings (tensor names) */
     size_t n_strings;
     bool no_repack;        /* lb_model_set_repack(m, 0): CPU engines keep Q4_0 plain */
+    uint64_t proc_baseline; /* the process's RSS (statm) when the model was made: its cost before any model part */
 };
 
 /* Resource helpers used by loaders; all return NULL/error on allocation failure. */

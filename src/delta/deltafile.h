@@ -4,7 +4,8 @@
  *               [kept], or [n] when dense
  *   NAME::scale F32 [ceil(count / block)]   int8 only: per-block scales
  * and __metadata__ {"format": "lowbit.delta", "version": "1", "mode", "threshold", "block",
- * "base_format", "base_fingerprint", "target_fingerprint" (xor mode), "tensors": JSON array of
+ * "base_format", "base_fingerprint", "target_fingerprint" (xor mode), "target_metadata" /
+ * "target_gguf" / "target_gguf_drop" (the fine-tune's own metadata), "tensors": JSON array of
  * {name, dtype, shape, base, target, kept, dense, data, max_err, rms_err}} describing EVERY
  * base tensor (base/target/data: xxh64 hex of the base tensor's bytes, the fine-tune's, and the
  * delta's own idx+val+scale bytes). */
@@ -95,6 +96,16 @@ void lb_delta_entry_release(const lb_delta *d, const lb_delta_entry *e);
 
 /* Bytes of entry e's data in the delta file. */
 uint64_t lb_delta_entry_bytes(const lb_delta *d, const lb_delta_entry *e);
+
+/* The fine-tune's GGUF metadata (deltameta.c): *image_hex (a tensorless GGUF image, in hex, of
+ * the fine-tune's key/values that the base lacks or holds otherwise) and *drop_json (a JSON array
+ * of the base's keys the fine-tune lacks), each NULL when empty; free() both. */
+lb_status lb_delta_gguf_meta_encode(const lb_gguf *base, const lb_gguf *ft, char **image_hex, char **drop_json,
+                                    lb_error *err);
+/* Sets w's metadata: the base's key/values with the fine-tune's from image_hex / drop_json
+ * applied (both may be NULL: the base's metadata as it is). */
+lb_status lb_delta_gguf_meta_write(lb_gguf_writer *w, const lb_gguf *base, const char *image_hex, const char *drop_json,
+                                   const char *delta_path, lb_error *err);
 
 /* Hash helpers shared by create/apply. */
 uint64_t lb_delta_fingerprint_add(uint64_t acc, const char *name, uint64_t tensor_hash);

@@ -99,8 +99,10 @@ static lb_status write_gguf(apply_ctx *c, const char *out, lb_error *err) {
     const lb_gguf *g = c->b->g;
     lb_gguf_writer *w = lb_gguf_writer_new();
     if (!w) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
-    lb_status s = LB_OK;
-    for (size_t i = 0; i < lb_gguf_kv_count(g) && !s; i++) s = lb_gguf_copy_kv(w, g, i, err);
+    /* the fine-tune's own metadata when the delta carries it; a delta made before it did gives
+     * the base's */
+    lb_status s = lb_delta_gguf_meta_write(w, g, lb_safetensors_meta_get(c->d->st, "target_gguf"),
+                                           lb_safetensors_meta_get(c->d->st, "target_gguf_drop"), c->d->path, err);
     for (size_t i = 0; i < c->b->n && !s; i++) {
         const lb_tensor *t = lb_gguf_tensor(g, i);
         s = lb_gguf_add_tensor_lazy(w, t->name, t->type, t->n_dims, t->ne, fill_gguf, c, err);

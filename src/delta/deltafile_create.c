@@ -676,6 +676,14 @@ lb_status lb_delta_create(const char *base, const char *finetuned, const char *o
         free(t);
         cJSON_Delete(fm);
     }
+    if (!s && b->g && f->g) { /* the fine-tune's own GGUF metadata (general.name, ...), so apply keeps it */
+        char *img = NULL, *drop = NULL;
+        s = lb_delta_gguf_meta_encode(b->g, f->g, &img, &drop, err);
+        if (!s && img) s = lb_safetensors_writer_set_meta(wc.w, "target_gguf", img, err);
+        if (!s && drop) s = lb_safetensors_writer_set_meta(wc.w, "target_gguf_drop", drop, err);
+        free(img);
+        free(drop);
+    }
     if (!s) s = lb_safetensors_writer_write(wc.w, out, err);
     if (!s) {
         struct stat st;

@@ -4,11 +4,13 @@
  * second load of the base), so changes to the delta file format do not reach this file. Each
  * tensor the delta changes becomes, for matrices, a dense F32 dW = W_ft - W_base (a linear
  * layer then adds dW x for the fine-tune's own tokens) and, for vectors (norms, biases), the
- * fine-tune's own F32 values. The patched model is freed again. */
+ * fine-tune's own F32 values. The patched model is freed again. lb_engine_finetune_plan reads
+ * only the delta's table (which tensors change, their shapes) to say what that costs. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "delta/deltafile.h"
 #include "engine/engine.h"
 #include "quant/quant.h"
 #include "quant/repack.h"
@@ -93,4 +95,29 @@ void lb_finetune_free(lb_finetune *ft) {
     for (size_t i = 0; ft->fix && i < ft->n; i++) free(ft->fix[i]);
     free(ft->fix);
     memset(ft, 0, sizeof *ft);
+}
+
+lb_status lb_engine_finetune_plan(const lb_model *m, const char *delta_path, const lb_engine_params *p, uint64_t *resident,
+                                  uint64_t *load_extra, uint64_t *scratch, lb_error *err) {
+    *resident = *load_extra = *scratch = 0;
+    if (!m || !delta_path || !p) return lb_fail(err, LB_ERR_ARG, "lb_engine_finetune_plan: NULL argument");
+    lb_delta *d = NULL;
+    lb_status st = lb_delta_open(delta_path, &d, err);
+    if (st) return st;
+    uint64_t changed_bytes = 0, largest = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const lb_delta_entry *e = &d->e[i];
+        if (!e->kept) continue; /* the fine-tune keeps the base's tensor: no correction */
+        uint64_t n = 1;
+        for (int k = 0; k < e->n_dims; k++) n *= (uint64_t)e->shape[k];
+        *resident += n * sizeof(float);
+        changed_bytes += e->es ? e->n * e->es : e->n; /* opaque (quantized) entries count bytes */
+        if (n * sizeof(float) > largest) largest = n * sizeof(float);
+    }
+    lb_delta_close(d);
+    uint64_t mapped = 0;
+    for (size_t i = 0; i < m->n_maps; i++) mapped += m->maps[i].size; /* a .lbz base is restored again */
+    *load_extra = mapped + changed_bytes + largest;
+    *scratch = lb_fwd_finetune_scratch_plan(m, p->max_batch > 0 ? p->max_batch : 64);
+    return LB_OK;
 }

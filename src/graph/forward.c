@@ -96,6 +96,12 @@ void lb_fwd_free(lb_fwd *f) {
     for (size_t i = 0; i < sizeof host / sizeof *host; i++) lb_backend_cpu()->free(f->be_ctx, host[i]);
 }
 
+size_t lb_fwd_finetune_scratch_plan(const lb_model *m, int B) {
+    const lb_config *c = &m->cfg;
+    size_t out = (size_t)(c->n_vocab > wide_in(c) ? c->n_vocab : wide_in(c));
+    return (size_t)B * ((size_t)wide_in(c) + out) * sizeof(float); /* dx and dy, as below */
+}
+
 lb_status lb_fwd_enable_finetunes(lb_fwd *f, lb_error *err) {
     if (f->dx.data) return LB_OK;
     const lb_config *c = &f->m->cfg;

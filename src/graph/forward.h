@@ -51,6 +51,8 @@ typedef struct lb_fwd {
 
 /* Bytes lb_fwd_init allocates: fixed + per_seq_token x max_seq (n_threads >= 1). */
 void lb_fwd_scratch_plan(const lb_model *m, int n_threads, int max_batch, size_t *fixed, size_t *per_seq_token);
+/* The fine-tune corrections' gather buffers (lb_fwd_enable_finetunes), once for all fine-tunes. */
+size_t lb_fwd_finetune_scratch_plan(const lb_model *m, int max_batch);
 lb_status lb_fwd_init(lb_fwd *f, lb_model *m, const lb_backend *be, void *be_ctx, lb_pool *pool, lb_kv_cache *kv,
                       int max_batch, int max_seq, lb_error *err);
 void lb_fwd_free(lb_fwd *f);

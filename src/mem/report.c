@@ -1,6 +1,10 @@
 /* Per-model memory accounting and the model's part of a budget plan. Sizes come from the tensor
  * table and the session's tracker; residency of the mmapped file from mincore(). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dl_iterate_phdr */
+#endif
 #include <errno.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,8 +187,9 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
             counted = fixed + r->stream_window_bytes;
         }
     }
+    lb_model_mem_runtime(m, s ? r->n_threads : 1, &r->process);
     r->total_bytes = counted + (r->restored_bytes - r->restored_weight_bytes) + r->tokenizer_bytes + r->kv_bytes + r->scratch_bytes + r->logits_bytes +
-                     r->attention_bytes;
+                     r->attention_bytes + r->process.total;
     uint64_t file_rss;
     statm_rss(page, &r->proc_rss, &file_rss);
     r->proc_peak_rss = peak_rss();
@@ -195,6 +200,36 @@ lb_status lb_model_mem_report(const lb_model *m, const lb_session *s, lb_mem_rep
     uint64_t known = r->owned_bytes + r->kv_resident_bytes;
     r->overhead_bytes = anon > known ? anon - known : 0;
     return LB_OK;
+}
+
+/* The size of the executable segments of the loaded object that holds this function. */
+static int text_of(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uint64_t *out = data, text = 0;
+    uintptr_t self = (uintptr_t)&text_of;
+    int here = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t a = (uintptr_t)info->dlpi_addr + ph->p_vaddr;
+        if (self >= a && self < a + ph->p_memsz) here = 1;
+        if (ph->p_flags & PF_X) text += ph->p_memsz;
+    }
+    if (here) *out = text;
+    return here;
+}
+
+void lb_model_mem_runtime(const lb_model *m, int n_threads, lb_mem_runtime *out) {
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    memset(out, 0, sizeof *out);
+    out->baseline = m ? m->proc_baseline : 0;
+    dl_iterate_phdr(text_of, &out->code);
+    out->stacks = (uint64_t)n_threads * LB_MEM_THREAD_STACK;
+    out->heap = LB_MEM_HEAP_SLACK;
+    out->total = out->baseline + out->code + out->stacks + out->heap;
 }
 
 void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *in) {
@@ -222,7 +257,9 @@ void lb_model_mem_plan_input(const lb_model *m, int n_threads, lb_mem_plan_in *i
     lb_session_scratch_plan(m, n_threads, &fixed, &per_token);
     in->scratch_bytes = fixed;
     in->scratch_bytes_per_token = per_token;
-    in->overhead_bytes = tokenizer_estimate(m->tok) + LB_MEM_RUNTIME_ALLOWANCE;
+    lb_mem_runtime rt;
+    lb_model_mem_runtime(m, n_threads, &rt);
+    in->overhead_bytes = tokenizer_estimate(m->tok) + rt.total;
     in->n_ctx_train = m->cfg.ctx_train > 0 ? (uint32_t)m->cfg.ctx_train : 0;
     in->kv_forced = -1;
     if (lb_repack_enabled() && !m->no_repack) {

@@ -92,7 +92,7 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
         cli_error(&err);
         return;
     }
-    char a[32], b[32], c[32], d[32];
+    char a[32], b[32], c[32], d[32], e[32];
 #define H(n, buf) lb_size_format((n), buf, sizeof buf)
     fprintf(stderr, "memory report\n  weights     %s (%llu bytes) in %llu tensors:", H(r.weight_bytes, a),
             (unsigned long long)r.weight_bytes, (unsigned long long)r.n_tensors);
@@ -129,7 +129,10 @@ void cli_mem_report(const lb_model *m, const lb_session *s) {
     if (r.stream_window)
         fprintf(stderr, "  streaming   window %d layers, %s + %s fixed resident at most (weights read from the file layer by layer)\n",
                 r.stream_window, H(r.stream_window_bytes, a), H(r.stream_fixed_bytes, b));
-    fprintf(stderr, "  total       %s (%s + tokenizer%s)\n", H(r.total_bytes, a),
+    fprintf(stderr, "  runtime     %s (estimate: process before the model %s + lowbit code %s + %d thread stacks %s + heap %s)\n",
+            H(r.process.total, a), H(r.process.baseline, b), H(r.process.code, c), r.has_session ? r.n_threads : 1,
+            H(r.process.stacks, d), H(r.process.heap, e));
+    fprintf(stderr, "  total       %s (%s + tokenizer%s + runtime)\n", H(r.total_bytes, a),
             r.stream_window ? "streamed window and fixed weights" : "weights", r.has_session ? " + KV cache + scratch" : "");
     fprintf(stderr, "  process     RSS %s now, peak %s; anonymous beyond converted weights and KV: %s\n", H(r.proc_rss, a),
             H(r.proc_peak_rss, b), H(r.overhead_bytes, c));

@@ -44,7 +44,8 @@ static void usage(FILE *f) {
           "      --max-connections N open connections at most (default 256)\n"
           "      --shutdown-timeout S  seconds in-flight requests may finish after SIGTERM (default 10)\n"
           "      --delta NAME=PATH   also serve the fine-tune in delta file PATH (lowbit delta create) as\n"
-          "                          model NAME; repeatable (up to 16); the request's \"model\" picks it\n"
+          "                          model NAME; repeatable (up to 16); the request's \"model\" picks it;\n"
+          "                          --mem-budget counts its corrections and the moment it loads\n"
           "      --lookup N          speculative decoding by prompt lookup for every request: the tokens\n"
           "                          that followed the longest earlier match (at least N tokens) of the\n"
           "                          context's end, prompt and output, are drafted and verified in the\n"
@@ -217,17 +218,36 @@ static int plan_slots(lb_model *m, lb_model *dm, serve_opts *o) {
     in.scratch_bytes_per_token = per_token + np * 3 * sizeof(int32_t);
     uint64_t target_total = in.weight_bytes;
     if (dm) sv_draft_plan(dm, (int)o->parallel, &ep, &in);
+    /* --delta: each fine-tune's corrections stay resident beside the base, the correction
+     * buffers come once, and loading one holds a second, patched load of the base for a moment */
+    uint64_t ft_resident = 0, ft_scratch = 0, ft_load = 0;
+    int ft_load_k = -1;
+    for (int k = 0; k < o->n_delta; k++) {
+        uint64_t res, extra, scr;
+        lb_error e = {0};
+        if (lb_engine_finetune_plan(m, o->delta_path[k], &ep, &res, &extra, &scr, &e)) {
+            fprintf(stderr, "lowbit: --delta %s=%s: %s\n", o->delta_name[k], o->delta_path[k], e.msg);
+            return 0;
+        }
+        ft_resident += res;
+        ft_scratch = scr;
+        if (extra > ft_load) ft_load = extra, ft_load_k = k;
+    }
+    in.scratch_bytes += ft_resident + ft_scratch;
     in.budget = o->mem_budget;
     in.n_ctx_requested = (uint32_t)o->ctx;
     in.ctx_strict = o->ctx > 0;
     in.kv_forced = o->kv_given ? (int)o->kv : -1;
     if (!in.n_ctx_requested && in.n_ctx_train > 4096) in.n_ctx_requested = 4096;
     /* what speculation adds, named: a budget that fits plain serving may not fit it */
-    char what[192] = "", dw[64] = "";
+    char what[448] = "", dw[64] = "";
     if (dm) snprintf(dw, sizeof dw, ", --draft weights %.2f MiB + its KV", (double)(in.weight_bytes - target_total) / (1 << 20));
     if (spec_kmax_of(o))
         snprintf(what, sizeof what, " with speculative decoding (--draft-max %d: %llu logits rows%s)", spec_kmax_of(o),
                  (unsigned long long)rows, dw);
+    if (o->n_delta) /* in the plan's scratch, so named here */
+        snprintf(what + strlen(what), sizeof what - strlen(what), " and %d --delta fine-tune%s (corrections %.2f MiB + their buffers %.2f MiB, in the scratch)",
+                 o->n_delta, o->n_delta > 1 ? "s" : "", (double)ft_resident / (1 << 20), (double)ft_scratch / (1 << 20));
     lb_mem_plan p;
     lb_error err = {0};
     if (lb_mem_plan_make(&in, &p, &err)) {
@@ -235,7 +255,21 @@ static int plan_slots(lb_model *m, lb_model *dm, serve_opts *o) {
                 err.msg[0] ? err.msg : p.summary);
         return 0;
     }
-    fprintf(stderr, "lowbit: memory plan for %lld slots%s: %s\n", o->parallel, what, p.summary);
+    /* the KV pool's pages are not yet touched while the deltas load, but the weights, the runtime,
+     * the scratch and the corrections loaded before are */
+    uint64_t at_load = in.weight_bytes + in.overhead_bytes + in.scratch_bytes + ft_load;
+    if (ft_load_k >= 0 && at_load > o->mem_budget) {
+        fprintf(stderr, "lowbit: serve: --delta %s=%s does not fit --mem-budget while it loads: weights %.2f MiB + runtime and "
+                        "tokenizer %.2f MiB + scratch with every delta's corrections %.2f MiB + its load (a patched second load "
+                        "of the base) %.2f MiB = %.2f MiB > budget %.2f MiB\n",
+                o->delta_name[ft_load_k], o->delta_path[ft_load_k], (double)in.weight_bytes / (1 << 20),
+                (double)in.overhead_bytes / (1 << 20), (double)in.scratch_bytes / (1 << 20), (double)ft_load / (1 << 20),
+                (double)at_load / (1 << 20), (double)o->mem_budget / (1 << 20));
+        return 0;
+    }
+    char load[96] = "";
+    if (ft_load_k >= 0) snprintf(load, sizeof load, "; loading the deltas peaks at %.2f MiB", (double)at_load / (1 << 20));
+    fprintf(stderr, "lowbit: memory plan for %lld slots%s: %s%s\n", o->parallel, what, p.summary, load);
     if (in.repack_bytes && !p.repack) { /* no room for the repack's transient copy */
         lb_model_set_repack(m, 0);
         fprintf(stderr, "lowbit: note: no room in --mem-budget to repack the Q4_0 weights; the plain layout is used\n");

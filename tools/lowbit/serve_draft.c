@@ -71,7 +71,9 @@ void sv_draft_plan(lb_model *dm, int n_slots, const lb_engine_params *target, lb
     lb_model_mem_plan_input(dm, target->n_threads, &din);
     uint64_t ns = (uint64_t)n_slots, vocab_bytes = (uint64_t)lb_model_n_vocab(dm) * sizeof(float);
     in->weight_bytes += din.weight_bytes;
-    in->overhead_bytes += din.overhead_bytes - LB_MEM_RUNTIME_ALLOWANCE; /* its tokenizer; the runtime is counted */
+    lb_mem_runtime rt; /* the process is counted once, with the target; the draft engine's own threads are not */
+    lb_model_mem_runtime(dm, target->n_threads, &rt);
+    in->overhead_bytes += din.overhead_bytes - (rt.total - rt.stacks);
     for (int t = 0; t < LB_MEM_KV_COUNT; t++) /* one sequence per slot, of the target's context and type */
         in->kv_bytes_per_token[t] = din.kv_bytes_per_token[t] ? in->kv_bytes_per_token[t] + ns * din.kv_bytes_per_token[t] : 0;
     lb_engine_params ep = *target; /* as sv_draft_new shapes it */
