@@ -1,0 +1,140 @@
+/* GPTQ factor (Cholesky of the inverse second moment) and the compensated row quantizer
+ * (quant/gptq.h). All factor arithmetic is in double; rows run in float as GPTQ does. */
+#include "quant/gptq.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "quant/quant.h"
+
+void lb_gptq_key(const char *name, char *key, size_t cap) {
+    int l = -1, n = 0;
+    const char *what = NULL;
+    if (sscanf(name, "blk.%d.%n", &l, &n) == 1 && n > 0) what = name + n;
+    if (what && (!strcmp(what, "attn_q.weight") || !strcmp(what, "attn_k.weight") || !strcmp(what, "attn_v.weight")))
+        snprintf(key, cap, "blk.%d.attn_qkv", l);
+    else if (what && (!strcmp(what, "ffn_gate.weight") || !strcmp(what, "ffn_up.weight")))
+        snprintf(key, cap, "blk.%d.ffn_gate_up", l);
+    else snprintf(key, cap, "%s", name);
+}
+
+const lb_gptq_in *lb_gptq_get(const lb_gptq *g, const char *name) {
+    if (!g || !name) return NULL;
+    char key[256];
+    lb_gptq_key(name, key, sizeof key);
+    for (size_t i = 0; i < g->n; i++)
+        if (!strcmp(g->in[i].key, key)) return &g->in[i];
+    return NULL;
+}
+
+int lb_gptq_applies(lb_dtype ty) {
+    return lb_quant_can_write(ty) && ty != LB_TQ1_0 && ty != LB_TQ2_0;
+}
+
+/* In-place lower Cholesky of the k x k row-major A (upper part left as is); 0 when A is not
+ * positive definite. Row i's dot products run over contiguous rows. */
+static int chol_lower(double *A, int64_t k) {
+    for (int64_t i = 0; i < k; i++) {
+        double *ri = A + (size_t)i * (size_t)k;
+        for (int64_t j = 0; j <= i; j++) {
+            const double *rj = A + (size_t)j * (size_t)k;
+            double s = ri[j];
+            for (int64_t t = 0; t < j; t++) s -= ri[t] * rj[t];
+            if (j == i) {
+                if (!(s > 0) || !isfinite(s)) return 0;
+                ri[i] = sqrt(s);
+            } else ri[j] = s / rj[j];
+        }
+    }
+    return 1;
+}
+
+lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, const char *name, lb_error *err) {
+    size_t kk = (size_t)k * (size_t)k;
+    double *A = malloc(kk * sizeof *A), *X = calloc(kk, sizeof *X);
+    if (!A || !X) {
+        free(A), free(X);
+        return lb_fail(err, LB_ERR_NOMEM, "out of memory for the GPTQ factor of %s (%lld columns)", name, (long long)k);
+    }
+    double mean = 0;
+    for (int64_t j = 0; j < k; j++) mean += H[(size_t)j * (size_t)k + (size_t)j];
+    mean = mean > 0 ? mean / (double)k : 1;
+    int ok = 0;
+    for (int attempt = 0; attempt < 4 && !ok; attempt++, damp *= 10) {
+        memcpy(A, H, kk * sizeof *A);
+        for (int64_t j = 0; j < k; j++) {
+            double *d = A + (size_t)j * (size_t)k + (size_t)j;
+            if (!(*d > 0)) *d = 1; /* a dead input: its column's error costs nothing */
+            *d += damp * mean;
+        }
+        ok = chol_lower(A, k);
+    }
+    if (!ok) {
+        free(A), free(X);
+        return lb_fail(err, LB_ERR_RANGE, "GPTQ: the input second moment of %s is not positive definite even damped "
+                       "(non-finite activations?)", name);
+    }
+    /* X = L^-1 (lower), row by row: X_i = (e_i - sum_{t<i} L_it X_t) / L_ii */
+    for (int64_t i = 0; i < k; i++) {
+        double *xi = X + (size_t)i * (size_t)k;
+        const double *li = A + (size_t)i * (size_t)k;
+        for (int64_t t = 0; t < i; t++) {
+            double f = li[t];
+            const double *xt = X + (size_t)t * (size_t)k;
+            for (int64_t c = 0; c <= t; c++) xi[c] -= f * xt[c];
+        }
+        xi[i] += 1;
+        double inv = 1 / li[i];
+        for (int64_t c = 0; c <= i; c++) xi[c] *= inv;
+    }
+    /* A (lower) = (H + lambda I)^-1 = X^T X: A_ab = sum_{i >= a} X_ia X_ib */
+    for (size_t i = 0; i < kk; i++) A[i] = 0;
+    for (int64_t i = 0; i < k; i++) {
+        const double *xi = X + (size_t)i * (size_t)k;
+        for (int64_t a = 0; a <= i; a++) {
+            double f = xi[a];
+            double *ra = A + (size_t)a * (size_t)k;
+            for (int64_t b = 0; b <= a; b++) ra[b] += f * xi[b];
+        }
+    }
+    /* U = chol_lower(H^-1)^T: U^T U = H^-1 */
+    ok = chol_lower(A, k);
+    if (ok)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++)
+                U[(size_t)i * (size_t)k + (size_t)j] = j >= i ? (float)A[(size_t)j * (size_t)k + (size_t)i] : 0.0f;
+    free(A), free(X);
+    if (!ok) return lb_fail(err, LB_ERR_RANGE, "GPTQ: the inverse second moment of %s lost positive definiteness "
+                            "(ill-conditioned; try more calibration text)", name);
+    return LB_OK;
+}
+
+void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void *y, const float *im, float *scratch) {
+    const lb_dtype_traits *tr = lb_dtype_get(ty);
+    int64_t B = tr->block_size;
+    size_t bb = lb_dtype_row_size(ty, B);
+    float *q = scratch, *e = scratch + B;
+    for (int64_t b = 0; b < k; b += B) {
+        uint8_t *yb = (uint8_t *)y + (size_t)(b / B) * bb;
+        lb_quantize(ty, w + b, yb, 1, B, im ? im + b : NULL);
+        tr->to_float(yb, q, B);
+        /* the block's own columns: fixed values, so their moves only change the errors after them */
+        for (int64_t i = 0; i < B; i++) {
+            const float *u = U + (size_t)(b + i) * (size_t)k;
+            float ei = (w[b + i] - q[i]) / u[b + i];
+            e[i] = ei;
+            for (int64_t t = i + 1; t < B; t++) w[b + t] -= ei * u[b + t];
+        }
+        /* the later columns, one lazy update for the block */
+        float *rest = w + b + B;
+        int64_t nr = k - b - B;
+        for (int64_t i = 0; i < B && nr > 0; i++) {
+            const float *u = U + (size_t)(b + i) * (size_t)k + (size_t)(b + B);
+            float ei = e[i];
+            for (int64_t t = 0; t < nr; t++) rest[t] -= ei * u[t];
+        }
+    }
+}
