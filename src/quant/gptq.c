@@ -112,23 +112,38 @@ lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, cons
     return LB_OK;
 }
 
+/* The columns that share one scale inside a super-block: the unit fixed at a time. */
+static int64_t sub_block(lb_dtype ty, int64_t B) {
+    switch (ty) {
+    case LB_Q2_K: case LB_Q3_K: case LB_Q6_K: return 16;
+    case LB_Q4_K: case LB_Q5_K: case LB_IQ4_XS: return 32;
+    default: return B;
+    }
+}
+
 void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void *y, const float *im, float *scratch) {
     const lb_dtype_traits *tr = lb_dtype_get(ty);
-    int64_t B = tr->block_size;
+    int64_t B = tr->block_size, S = sub_block(ty, B);
     size_t bb = lb_dtype_row_size(ty, B);
-    float *q = scratch, *e = scratch + B;
+    float *q = scratch, *x = scratch + B, *e = scratch + 2 * B;
     for (int64_t b = 0; b < k; b += B) {
         uint8_t *yb = (uint8_t *)y + (size_t)(b / B) * bb;
-        lb_quantize(ty, w + b, yb, 1, B, im ? im + b : NULL);
-        tr->to_float(yb, q, B);
-        /* the block's own columns: fixed values, so their moves only change the errors after them */
-        for (int64_t i = 0; i < B; i++) {
-            const float *u = U + (size_t)(b + i) * (size_t)k;
-            float ei = (w[b + i] - q[i]) / u[b + i];
-            e[i] = ei;
-            for (int64_t t = i + 1; t < B; t++) w[b + t] -= ei * u[b + t];
+        /* super-blocks: the sub-blocks are fixed one at a time; each fit sees the values already
+         * fixed (on the grid of the previous fit, so the next fit keeps them nearly) and the
+         * moved weights of the rest. The last fit is what is written. */
+        for (int64_t s0 = 0; s0 < B; s0 += S) {
+            for (int64_t i = 0; i < B; i++) x[i] = i < s0 ? q[i] : w[b + i];
+            lb_quantize(ty, x, yb, 1, B, im ? im + b : NULL);
+            tr->to_float(yb, q, B);
+            /* the sub-block's own columns and the rest of the super-block: sequential moves */
+            for (int64_t i = s0; i < s0 + S; i++) {
+                const float *u = U + (size_t)(b + i) * (size_t)k;
+                float ei = (w[b + i] - q[i]) / u[b + i];
+                for (int64_t t = i + 1; t < B; t++) w[b + t] -= ei * u[b + t];
+            }
         }
-        /* the later columns, one lazy update for the block */
+        /* the errors of the values written, onto the later columns: one lazy update per block */
+        for (int64_t i = 0; i < B; i++) e[i] = (w[b + i] - q[i]) / U[(size_t)(b + i) * (size_t)k + (size_t)(b + i)];
         float *rest = w + b + B;
         int64_t nr = k - b - B;
         for (int64_t i = 0; i < B && nr > 0; i++) {

@@ -44,7 +44,7 @@ lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, cons
 
 /* Quantizes one row w (k values, changed in place: the compensated weights) to type ty (block
  * type lb_quantize writes) into y, block by block, with the factor U and importance weights im
- * (NULL: the type's default weights). scratch: 2 x (block size) floats. */
+ * (NULL: the type's default weights). scratch: 3 x (block size) floats. */
 void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void *y, const float *im, float *scratch);
 
 /* 1 when ty is a type GPTQ applies to (every block type lb_quantize writes except the ternary). */

@@ -287,6 +287,9 @@ typedef struct qctx {
     void *user;
     uint64_t done, total;
     double gptq_damp;
+    const lb_gptq *gptq;
+    float **gptq_U;  /* per input: its factor while matrices reading it remain */
+    int *gptq_users; /* per input: matrices not yet written */
 } qctx;
 
 typedef struct qtensor {
@@ -373,7 +376,7 @@ static void quant_job(void *arg, int ith, int nth) {
     lb_to_float_fn to_float = t->type == LB_F16 ? j->c->f16_to_float : tr->to_float;
     size_t in_row = lb_dtype_row_size(t->type, n), out_row = lb_dtype_row_size(ty, n);
     int copy = ty == t->type && !j->plan->ternarize && j->g == 1.0f && !j->U;
-    float scratch[2 * 256];
+    float scratch[3 * 256];
     float inv = j->scale > 0 ? 1.0f / j->scale : 0;
     int unit = j->plan->scale_tensor;
     for (int64_t r = j->r0 + a; r < j->r0 + b; r++) {
@@ -451,23 +454,39 @@ static lb_status refused(const qjob *j, int nth, lb_dtype ty, lb_error *err) {
     return LB_OK;
 }
 
-/* The GPTQ factor of qt's input into *U (k x k floats) and, when no imatrix gives them, the search
+/* The GPTQ factor of qt's input into *U (k x k floats; computed once per input and kept until
+ * the last matrix reading that input is written) and, when no imatrix gives them, the search
  * weights diag(H) / tokens into *im. */
 static lb_status gptq_prepare(const qtensor *qt, float **U, float **im, lb_error *err) {
     const lb_gptq_in *gp = qt->gp;
+    qctx *c = qt->c;
+    size_t idx = (size_t)(gp - c->gptq->in);
     int64_t k = gp->k;
-    if (!(*U = malloc((size_t)k * (size_t)k * sizeof **U)))
-        return lb_fail(err, LB_ERR_NOMEM, "out of memory for the GPTQ factor of tensor %s", qt->src->name);
     if (!*im) {
         if (!(*im = malloc((size_t)k * sizeof **im))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
         for (int64_t i = 0; i < k; i++) (*im)[i] = (float)(gp->H[(size_t)i * (size_t)k + (size_t)i] / (double)gp->n_tok);
     }
-    lb_status s = lb_gptq_factor(gp->H, k, qt->c->gptq_damp, *U, qt->src->name, err);
-    if (s) {
-        free(*U);
-        *U = NULL;
+    if (!c->gptq_U[idx]) {
+        if (!(c->gptq_U[idx] = malloc((size_t)k * (size_t)k * sizeof **U)))
+            return lb_fail(err, LB_ERR_NOMEM, "out of memory for the GPTQ factor of tensor %s", qt->src->name);
+        lb_status s = lb_gptq_factor(gp->H, k, c->gptq_damp, c->gptq_U[idx], qt->src->name, err);
+        if (s) {
+            free(c->gptq_U[idx]);
+            c->gptq_U[idx] = NULL;
+            return s;
+        }
     }
-    return s;
+    *U = c->gptq_U[idx];
+    return LB_OK;
+}
+
+/* One matrix reading input gp is written: the last one frees its factor. */
+static void gptq_release(qctx *c, const lb_gptq_in *gp) {
+    size_t idx = (size_t)(gp - c->gptq->in);
+    if (--c->gptq_users[idx] == 0) {
+        free(c->gptq_U[idx]);
+        c->gptq_U[idx] = NULL;
+    }
 }
 
 static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_error *err) {
@@ -524,7 +543,7 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     }
     release_source(c->m, t->data, t->nbytes);
     free(im);
-    free(U);
+    if (qt->gp) gptq_release(c, qt->gp);
     return s;
 }
 
@@ -548,7 +567,7 @@ static lb_status imatrix_of(const lb_model *m, const lb_imatrix *im, const lb_te
 }
 
 /* The GPTQ input of matrix t when it gets compensation: a block type, calibration seen, not the
- * tied embedding (its rows are also looked up, where moving the error helps nothing). */
+ * tied embedding unless asked (its rows are also looked up, where the moved error is no help). */
 static lb_status gptq_of(const lb_model *m, const lb_quantize_params *p, const lb_tensor *t, lb_qplan *q,
                          const lb_gptq_in **out, lb_error *err) {
     *out = NULL;
@@ -559,7 +578,7 @@ static lb_status gptq_of(const lb_model *m, const lb_quantize_params *p, const l
                        "(computed on another model?)", m->path ? m->path : "model", (long long)gp->k, t->name,
                        (long long)t->ne[0]);
     if (gp->n_tok == 0) return LB_OK;
-    if (t == m->tok_embd) {
+    if (t == m->tok_embd && !p->gptq_tied) {
         if (!q->note[0]) note(q, "tied embedding: no GPTQ compensation (its rows are looked up too)");
         return LB_OK;
     }
@@ -602,6 +621,12 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
         size_t ro = lb_dtype_row_size(plan[i].type, t->ne[0]);
         if (ro > widest_out) widest_out = ro;
     }
+    c.gptq = p->gptq;
+    if (!s && p->gptq) {
+        c.gptq_U = calloc(p->gptq->n + 1, sizeof *c.gptq_U);
+        c.gptq_users = calloc(p->gptq->n + 1, sizeof *c.gptq_users);
+        if (!c.gptq_U || !c.gptq_users) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    }
     if (!s) {
         int nth = p->n_threads > 0 ? p->n_threads : 0;
         c.pool = lb_pool_new(nth > 256 ? 256 : nth);
@@ -635,6 +660,7 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
         if (t->n_dims >= 2) s = imatrix_of(m, p->imatrix, t, &qts[i].im, err);
         if (!s && t->n_dims >= 2) s = gptq_of(m, p, t, &plan[i], &qts[i].gp, err);
         if (s) break;
+        if (qts[i].gp) c.gptq_users[qts[i].gp - p->gptq->in]++;
         c.total += t->nbytes;
         report(p, t, &plan[i]);
         s = lb_gguf_add_tensor_lazy(w, t->name, plan[i].type, t->n_dims, t->ne, fill, &qts[i], err);
@@ -646,6 +672,8 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     if (!s) s = lb_gguf_write(w, out, err);
     lb_gguf_writer_free(w);
     lb_pool_free(c.pool);
+    for (size_t i = 0; c.gptq_U && i < p->gptq->n; i++) free(c.gptq_U[i]); /* after a failed write */
+    free(c.gptq_U), free(c.gptq_users);
     free(c.rows);
     free(c.out);
     free(qts);

@@ -37,7 +37,7 @@ int cmd_quantize(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             puts("usage: lowbit quantize IN OUT.gguf --type TYPE [--keep-output-f16] [--pure] [-t THREADS]\n"
                  "                       [--tokenizer FILE] [--no-tokenizer] [--imatrix FILE] [--like GGUF] [-v]\n"
-                 "                       [--gptq TEXT [--gptq-chunks N] [-c CTX] [--gptq-damp F] [--gptq-max-mib M]]\n\n"
+                 "                       [--gptq TEXT [--gptq-chunks N] [-c CTX] [--gptq-damp F] [--gptq-max-mib M] [--gptq-tied]]\n\n"
                  "Writes IN (GGUF, Hugging Face folder, llama2.c or ak42 BitNet) as GGUF with quantized\n"
                  "matrices, with the metadata, tokenizer and tensor layout `lowbit convert` writes. The\n"
                  "output is written atomically; tensors stream through one chunk at a time.\n\n"
@@ -59,7 +59,8 @@ int cmd_quantize(int argc, char **argv) {
                  "yet quantized through the Cholesky factor of (H + lambda I)^-1, lambda = F x mean diag(H)\n"
                  "(--gptq-damp, default 0.01). The scale search weights columns by diag(H), or by --imatrix when\n"
                  "given. The file format is unchanged (llama.cpp reads it). H takes 8 k^2 bytes per input (k its\n"
-                 "columns); more than --gptq-max-mib (default 4096) is refused. A tied embedding is not compensated.\n"
+                 "columns); more than --gptq-max-mib (default 4096) is refused. A tied embedding (also the head) is\n"
+                 "compensated only with --gptq-tied (its looked-up rows then err more).\n"
                  "--like GGUF gives every tensor the type it has in GGUF (a model of the same shape, e.g. the\n"
                  "quantized base of a fine-tune, so `lowbit delta create BASE.gguf OUT.gguf` codes only what the\n"
                  "fine-tune changed); --type may then be left out (GGUF's general.file_type).\n"
@@ -71,6 +72,7 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (!strcmp(a, "--keep-output-f16")) { p.keep_output_f16 = 1; continue; }
         if (!strcmp(a, "--pure")) { p.pure = 1; continue; }
+        if (!strcmp(a, "--gptq-tied")) { p.gptq_tied = 1; continue; }
         if (!strcmp(a, "--no-tokenizer")) { p.no_tokenizer = 1; continue; }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { log.verbose = 1; continue; }
         if (a[0] == '-' && a[1]) {
