@@ -40,10 +40,10 @@ static void add_job(void *arg, int ith, int nth) {
         double *h = in->H + (size_t)i * (size_t)k;
         int t = 0;
         for (; t + 4 <= c->n_tok; t += 4) {
-            const float *x0 = c->x + (size_t)t * (size_t)k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
-            double a0 = x0[i], a1 = x1[i], a2 = x2[i], a3 = x3[i];
-            for (int64_t j = i; j < k; j++)
-                h[j] += a0 * (double)x0[j] + a1 * (double)x1[j] + a2 * (double)x2[j] + a3 * (double)x3[j];
+            const float *x0 = c->x + (size_t)t * (size_t)k + i;
+            const float *xs[4] = {x0, x0 + k, x0 + 2 * k, x0 + 3 * k};
+            double a[4] = {xs[0][0], xs[1][0], xs[2][0], xs[3][0]};
+            lb_gptq_acc4(h + i, a, xs, k - i);
         }
         for (; t < c->n_tok; t++) {
             const float *x0 = c->x + (size_t)t * (size_t)k;

@@ -8,7 +8,39 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kernels/cpu/cpu.h"
 #include "quant/quant.h"
+
+double lb_gptq_dot_d(const double *a, const double *b, int64_t n) {
+    if (lb_cpu_has_avx2()) return lb_gptq_dot_d_avx2(a, b, n);
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void lb_gptq_axpy_d(double *y, double a, const double *x, int64_t n) {
+    if (lb_cpu_has_avx2()) {
+        lb_gptq_axpy_d_avx2(y, a, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void lb_gptq_axpy_f(float *y, float a, const float *x, int64_t n) {
+    if (lb_cpu_has_avx2()) {
+        lb_gptq_axpy_f_avx2(y, a, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void lb_gptq_acc4(double *h, const double *a, const float *const *x, int64_t n) {
+    if (lb_cpu_has_avx2()) {
+        lb_gptq_acc4_avx2(h, a, x, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) h[i] += a[0] * x[0][i] + a[1] * x[1][i] + a[2] * x[2][i] + a[3] * x[3][i];
+}
 
 void lb_gptq_key(const char *name, char *key, size_t cap) {
     int l = -1, n = 0;
@@ -41,8 +73,7 @@ static int chol_lower(double *A, int64_t k) {
         double *ri = A + (size_t)i * (size_t)k;
         for (int64_t j = 0; j <= i; j++) {
             const double *rj = A + (size_t)j * (size_t)k;
-            double s = ri[j];
-            for (int64_t t = 0; t < j; t++) s -= ri[t] * rj[t];
+            double s = ri[j] - lb_gptq_dot_d(ri, rj, j);
             if (j == i) {
                 if (!(s > 0) || !isfinite(s)) return 0;
                 ri[i] = sqrt(s);
@@ -62,9 +93,14 @@ lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, cons
     double mean = 0;
     for (int64_t j = 0; j < k; j++) mean += H[(size_t)j * (size_t)k + (size_t)j];
     mean = mean > 0 ? mean / (double)k : 1;
+    /* In reversed column order (J H J, J the reversal), H + lambda I = L L^T; then R = J L J is
+     * upper with H + lambda I = R R^T, so (H + lambda I)^-1 = R^-T R^-1 and U = R^-1 = J L^-1 J:
+     * one Cholesky and one triangular inverse, no explicit inverse of H. */
     int ok = 0;
     for (int attempt = 0; attempt < 4 && !ok; attempt++, damp *= 10) {
-        memcpy(A, H, kk * sizeof *A);
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++)
+                A[(size_t)i * (size_t)k + (size_t)j] = H[(size_t)(k - 1 - i) * (size_t)k + (size_t)(k - 1 - j)];
         for (int64_t j = 0; j < k; j++) {
             double *d = A + (size_t)j * (size_t)k + (size_t)j;
             if (!(*d > 0)) *d = 1; /* a dead input: its column's error costs nothing */
@@ -81,34 +117,21 @@ lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, cons
     for (int64_t i = 0; i < k; i++) {
         double *xi = X + (size_t)i * (size_t)k;
         const double *li = A + (size_t)i * (size_t)k;
-        for (int64_t t = 0; t < i; t++) {
-            double f = li[t];
-            const double *xt = X + (size_t)t * (size_t)k;
-            for (int64_t c = 0; c <= t; c++) xi[c] -= f * xt[c];
-        }
+        for (int64_t t = 0; t < i; t++) lb_gptq_axpy_d(xi, -li[t], X + (size_t)t * (size_t)k, t + 1);
         xi[i] += 1;
         double inv = 1 / li[i];
         for (int64_t c = 0; c <= i; c++) xi[c] *= inv;
     }
-    /* A (lower) = (H + lambda I)^-1 = X^T X: A_ab = sum_{i >= a} X_ia X_ib */
-    for (size_t i = 0; i < kk; i++) A[i] = 0;
-    for (int64_t i = 0; i < k; i++) {
-        const double *xi = X + (size_t)i * (size_t)k;
-        for (int64_t a = 0; a <= i; a++) {
-            double f = xi[a];
-            double *ra = A + (size_t)a * (size_t)k;
-            for (int64_t b = 0; b <= a; b++) ra[b] += f * xi[b];
+    ok = 1;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) {
+            double v = X[(size_t)(k - 1 - i) * (size_t)k + (size_t)(k - 1 - j)];
+            ok &= isfinite(v);
+            U[(size_t)i * (size_t)k + (size_t)j] = j >= i ? (float)v : 0.0f;
         }
-    }
-    /* U = chol_lower(H^-1)^T: U^T U = H^-1 */
-    ok = chol_lower(A, k);
-    if (ok)
-        for (int64_t i = 0; i < k; i++)
-            for (int64_t j = 0; j < k; j++)
-                U[(size_t)i * (size_t)k + (size_t)j] = j >= i ? (float)A[(size_t)j * (size_t)k + (size_t)i] : 0.0f;
     free(A), free(X);
-    if (!ok) return lb_fail(err, LB_ERR_RANGE, "GPTQ: the inverse second moment of %s lost positive definiteness "
-                            "(ill-conditioned; try more calibration text)", name);
+    if (!ok) return lb_fail(err, LB_ERR_RANGE, "GPTQ: the factor of %s is not finite (ill-conditioned; try more "
+                            "calibration text)", name);
     return LB_OK;
 }
 
@@ -139,7 +162,7 @@ void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void
             for (int64_t i = s0; i < s0 + S; i++) {
                 const float *u = U + (size_t)(b + i) * (size_t)k;
                 float ei = (w[b + i] - q[i]) / u[b + i];
-                for (int64_t t = i + 1; t < B; t++) w[b + t] -= ei * u[b + t];
+                lb_gptq_axpy_f(w + b + i + 1, -ei, u + b + i + 1, B - i - 1);
             }
         }
         /* the errors of the values written, onto the later columns: one lazy update per block */
@@ -148,8 +171,7 @@ void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void
         int64_t nr = k - b - B;
         for (int64_t i = 0; i < B && nr > 0; i++) {
             const float *u = U + (size_t)(b + i) * (size_t)k + (size_t)(b + B);
-            float ei = e[i];
-            for (int64_t t = 0; t < nr; t++) rest[t] -= ei * u[t];
+            lb_gptq_axpy_f(rest, -e[i], u, nr);
         }
     }
 }

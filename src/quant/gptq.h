@@ -47,6 +47,17 @@ lb_status lb_gptq_factor(const double *H, int64_t k, double damp, float *U, cons
  * (NULL: the type's default weights). scratch: 3 x (block size) floats. */
 void lb_gptq_quantize_row(lb_dtype ty, const float *U, int64_t k, float *w, void *y, const float *im, float *scratch);
 
+/* The inner loops, scalar or AVX2 (chosen by lb_cpu_has_avx2): dot product, y += a x in double and
+ * float, and h += sum_{i<4} a_i x_i (float rows into a double row; H accumulation). */
+double lb_gptq_dot_d(const double *a, const double *b, int64_t n);
+void lb_gptq_axpy_d(double *y, double a, const double *x, int64_t n);
+void lb_gptq_axpy_f(float *y, float a, const float *x, int64_t n);
+void lb_gptq_acc4(double *h, const double *a, const float *const *x, int64_t n);
+double lb_gptq_dot_d_avx2(const double *a, const double *b, int64_t n);
+void lb_gptq_axpy_d_avx2(double *y, double a, const double *x, int64_t n);
+void lb_gptq_axpy_f_avx2(float *y, float a, const float *x, int64_t n);
+void lb_gptq_acc4_avx2(double *h, const double *a, const float *const *x, int64_t n);
+
 /* 1 when ty is a type GPTQ applies to (every block type lb_quantize writes except the ternary). */
 int lb_gptq_applies(lb_dtype ty);
 #endif
