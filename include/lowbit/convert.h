@@ -62,6 +62,14 @@ typedef struct lb_quantize_params {
      * required): a fine-tune quantized exactly as its quantized base was, so the two differ only
      * where the weights do (`lowbit delta create`). type NULL: the file's general.file_type. */
     const char *like;
+    /* NULL, or the inputs' second moments (lb_gptq_compute): every matrix of a block type whose
+     * input it holds is quantized with GPTQ error compensation (the block's scale search weights
+     * column j by H_jj / tokens, or by imatrix when that is given too). A tied embedding (also
+     * the head) is compensated only with gptq_tied: its rows are looked up too. */
+    const lb_gptq *gptq;
+    double gptq_damp;    /* GPTQ dampening lambda = gptq_damp x mean diag(H); 0: 0.01 */
+    int gptq_tied;       /* 1: compensate a tied embedding too, as the head it also is (lower KL on
+                            tinystories-512d; its looked-up rows err more) */
 } lb_quantize_params;
 LB_API lb_quantize_params lb_quantize_default_params(void);
 /* The accepted type names, NULL-terminated. */

@@ -46,4 +46,28 @@ LB_API lb_imatrix_params lb_imatrix_default_params(void);
 LB_API lb_status lb_imatrix_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t bos_id,
                                     const lb_imatrix_params *p, lb_progress_fn progress, void *user, lb_imatrix **out,
                                     lb_error *err);
+
+/* ---- GPTQ statistics (src/engine/gptq.c): the full second moment H = sum_t a_t a_t^T of every
+ * distinct matmul input (q/k/v of a layer share one, gate/up too; attn_output, ffn_down and the
+ * output head each their own), in double, for lb_quantize_params.gptq (docs/imatrix.md, GPTQ). */
+typedef struct lb_gptq lb_gptq;
+typedef struct lb_gptq_params {
+    int n_ctx;          /* tokens per chunk (default 512) */
+    int n_chunks;       /* 0: every whole chunk of the text */
+    int n_threads;      /* 0: all cores */
+    uint64_t max_bytes; /* refuse (LB_ERR_NOMEM, naming the bytes) when the matrices need more;
+                           0: 4 GiB */
+} lb_gptq_params;
+LB_API lb_gptq_params lb_gptq_default_params(void);
+/* Bytes the matrices of m need (8 x k^2 per distinct input). */
+LB_API uint64_t lb_gptq_bytes_needed(const lb_model *m);
+/* Runs m over ids as lb_imatrix_compute does (same chunks, BOS, fresh cache per chunk) and sums
+ * a a^T per input. progress gets ("chunks", done, total). */
+LB_API lb_status lb_gptq_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t bos_id, const lb_gptq_params *p,
+                                 lb_progress_fn progress, void *user, lb_gptq **out, lb_error *err);
+LB_API void lb_gptq_free(lb_gptq *g);
+LB_API size_t lb_gptq_n_inputs(const lb_gptq *g);
+/* Input i: its key ("blk.0.attn_qkv", "blk.0.ffn_gate_up", or the tensor's name), columns k,
+ * tokens summed, and H (k x k, row-major). */
+LB_API const double *lb_gptq_input(const lb_gptq *g, size_t i, const char **key, int64_t *k, int64_t *n_tok);
 #endif

@@ -22,6 +22,7 @@
 #include "io/gguf_meta.h"
 #include "io/gguf.h"
 #include "io/imatrix.h"
+#include "quant/gptq.h"
 #include "quant/quant.h"
 
 enum { MIX_NONE = 0, MIX_Q3_K_M, MIX_Q3_K_L, MIX_Q4_K_S, MIX_Q4_K_M, MIX_Q5_K_M };
@@ -285,6 +286,10 @@ typedef struct qctx {
     lb_progress_fn progress;
     void *user;
     uint64_t done, total;
+    double gptq_damp;
+    const lb_gptq *gptq;
+    float **gptq_U;  /* per input: its factor while matrices reading it remain */
+    int *gptq_users; /* per input: matrices not yet written */
 } qctx;
 
 typedef struct qtensor {
@@ -294,6 +299,7 @@ typedef struct qtensor {
     float src_scale; /* the source's NAME.scale, folded in */
     float scale;     /* the ternary absmean, once the tensor is written */
     const lb_imatrix_entry *im; /* NULL, or the tensor's importance matrix entry */
+    const lb_gptq_in *gp;    /* NULL, or the second moment of its input (GPTQ) */
 } qtensor;
 
 /* A job over rows [r0, r1) of one tensor. */
@@ -307,6 +313,7 @@ typedef struct qjob {
     float g;          /* source scale folded into every value */
     double *partial;  /* per-thread sums for the absmean pass */
     const float *im;  /* NULL, or each column's mean squared activation */
+    const float *U;   /* NULL, or the GPTQ factor of the input (quant/gptq.h) */
     int64_t bad[256]; /* per thread: 1 + the flat index of the first value refused (0: none) */
     float bad_val[256];
 } qjob;
@@ -368,7 +375,8 @@ static void quant_job(void *arg, int ith, int nth) {
     const lb_dtype_traits *tr = lb_dtype_get(t->type);
     lb_to_float_fn to_float = t->type == LB_F16 ? j->c->f16_to_float : tr->to_float;
     size_t in_row = lb_dtype_row_size(t->type, n), out_row = lb_dtype_row_size(ty, n);
-    int copy = ty == t->type && !j->plan->ternarize && j->g == 1.0f;
+    int copy = ty == t->type && !j->plan->ternarize && j->g == 1.0f && !j->U;
+    float scratch[3 * 256];
     float inv = j->scale > 0 ? 1.0f / j->scale : 0;
     int unit = j->plan->scale_tensor;
     for (int64_t r = j->r0 + a; r < j->r0 + b; r++) {
@@ -394,7 +402,8 @@ static void quant_job(void *arg, int ith, int nth) {
                     x[i] = unit ? q : q * lb_fp16_to_f32(lb_f32_to_fp16(j->scale));
                 }
             from_float(ty, x, y, n);
-        } else lb_quantize(ty, x, y, 1, n, j->im);
+        } else if (j->U) lb_gptq_quantize_row(ty, j->U, n, x, y, j->im, scratch);
+        else lb_quantize(ty, x, y, 1, n, j->im);
     }
 }
 
@@ -445,6 +454,41 @@ static lb_status refused(const qjob *j, int nth, lb_dtype ty, lb_error *err) {
     return LB_OK;
 }
 
+/* The GPTQ factor of qt's input into *U (k x k floats; computed once per input and kept until
+ * the last matrix reading that input is written) and, when no imatrix gives them, the search
+ * weights diag(H) / tokens into *im. */
+static lb_status gptq_prepare(const qtensor *qt, float **U, float **im, lb_error *err) {
+    const lb_gptq_in *gp = qt->gp;
+    qctx *c = qt->c;
+    size_t idx = (size_t)(gp - c->gptq->in);
+    int64_t k = gp->k;
+    if (!*im) {
+        if (!(*im = malloc((size_t)k * sizeof **im))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < k; i++) (*im)[i] = (float)(gp->H[(size_t)i * (size_t)k + (size_t)i] / (double)gp->n_tok);
+    }
+    if (!c->gptq_U[idx]) {
+        if (!(c->gptq_U[idx] = malloc((size_t)k * (size_t)k * sizeof **U)))
+            return lb_fail(err, LB_ERR_NOMEM, "out of memory for the GPTQ factor of tensor %s", qt->src->name);
+        lb_status s = lb_gptq_factor(gp->H, k, c->gptq_damp, c->gptq_U[idx], qt->src->name, err);
+        if (s) {
+            free(c->gptq_U[idx]);
+            c->gptq_U[idx] = NULL;
+            return s;
+        }
+    }
+    *U = c->gptq_U[idx];
+    return LB_OK;
+}
+
+/* One matrix reading input gp is written: the last one frees its factor. */
+static void gptq_release(qctx *c, const lb_gptq_in *gp) {
+    size_t idx = (size_t)(gp - c->gptq->in);
+    if (--c->gptq_users[idx] == 0) {
+        free(c->gptq_U[idx]);
+        c->gptq_U[idx] = NULL;
+    }
+}
+
 static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_error *err) {
     qtensor *qt = user;
     qctx *c = qt->c;
@@ -452,14 +496,24 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     if (t->n_dims < 2) return fill_1d(qt, sink, err);
     int64_t n = t->ne[0], rows = lb_tensor_nrows(t);
     size_t out_row = lb_dtype_row_size(dst->type, n), in_row = lb_dtype_row_size(t->type, n);
-    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL, NULL, {0}, {0}};
+    qjob j = {c, t, &qt->plan, lb_is_rope_tensor(t->name) && c->from != c->to, 0, rows, 0, qt->src_scale, NULL, NULL, NULL,
+              {0}, {0}};
     /* stored values are mean squares x ncall; the search wants the means. Columns are inputs, so
      * the Q/K row permutation leaves them where they are. */
     float *im = NULL;
     if (qt->im && !(im = malloc((size_t)n * sizeof *im)))
         return lb_fail(err, LB_ERR_NOMEM, "out of memory for the importance of tensor %s", t->name);
     for (int64_t i = 0; im && i < n; i++) im[i] = qt->im->values[i] / (float)qt->im->ncall;
+    float *U = NULL;
+    if (qt->gp) { /* GPTQ: the factor of the input's second moment; without an imatrix, diag(H) weights the search */
+        lb_status gs = gptq_prepare(qt, &U, &im, err);
+        if (gs) {
+            free(im);
+            return gs;
+        }
+    }
     j.im = im;
+    j.U = U;
     if (qt->plan.ternarize) {
         double part[768] = {0}, sum = 0, mx = 0, mn = INFINITY;
         j.partial = part;
@@ -489,6 +543,7 @@ static lb_status fill(void *user, const lb_tensor *dst, lb_gguf_sink *sink, lb_e
     }
     release_source(c->m, t->data, t->nbytes);
     free(im);
+    if (qt->gp) gptq_release(c, qt->gp);
     return s;
 }
 
@@ -508,6 +563,30 @@ static lb_status imatrix_of(const lb_model *m, const lb_imatrix *im, const lb_te
         return lb_fail(err, LB_ERR_MISMATCH, "%s: the importance matrix has %d columns for tensor %s, whose rows have %lld "
                        "(computed on another model?)", m->path ? m->path : "model", (int)e->nval, t->name, (long long)t->ne[0]);
     *out = e;
+    return LB_OK;
+}
+
+/* The GPTQ input of matrix t when it gets compensation: a block type, calibration seen, not the
+ * tied embedding unless asked (its rows are also looked up, where the moved error is no help). */
+static lb_status gptq_of(const lb_model *m, const lb_quantize_params *p, const lb_tensor *t, lb_qplan *q,
+                         const lb_gptq_in **out, lb_error *err) {
+    *out = NULL;
+    const lb_gptq_in *gp = lb_gptq_get(p->gptq, t->name);
+    if (!gp) return LB_OK;
+    if (gp->k != t->ne[0])
+        return lb_fail(err, LB_ERR_MISMATCH, "%s: the GPTQ statistics have %lld inputs for tensor %s, whose rows have %lld "
+                       "(computed on another model?)", m->path ? m->path : "model", (long long)gp->k, t->name,
+                       (long long)t->ne[0]);
+    if (gp->n_tok == 0) return LB_OK;
+    if (t == m->tok_embd && !p->gptq_tied) {
+        if (!q->note[0]) note(q, "tied embedding: no GPTQ compensation (its rows are looked up too)");
+        return LB_OK;
+    }
+    if (!lb_gptq_applies(q->type) || q->ternarize) {
+        if (!q->note[0]) note(q, "%s has no GPTQ compensation", lb_dtype_name(q->type));
+        return LB_OK;
+    }
+    *out = gp;
     return LB_OK;
 }
 
@@ -531,7 +610,7 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     }
     lb_status s = lb_quantize_plan(m, p, plan, err);
     qctx c = {.m = m, .from = m->cfg.rope_layout, .to = lb_gguf_arch_rope(lb_gguf_arch_out(m->cfg.arch)),
-              .progress = progress, .user = user, .widest = 1};
+              .progress = progress, .user = user, .widest = 1, .gptq_damp = p->gptq_damp > 0 ? p->gptq_damp : 0.01};
     c.f16_to_float = lb_dtype_get(LB_F16)->to_float;
     if (lb_cpu_has_avx2()) c.f16_to_float = lb_f16_row_to_f32_avx2;
     lb_gguf_writer *w = NULL;
@@ -541,6 +620,12 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
         if (t->ne[0] > c.widest) c.widest = t->ne[0];
         size_t ro = lb_dtype_row_size(plan[i].type, t->ne[0]);
         if (ro > widest_out) widest_out = ro;
+    }
+    c.gptq = p->gptq;
+    if (!s && p->gptq) {
+        c.gptq_U = calloc(p->gptq->n + 1, sizeof *c.gptq_U);
+        c.gptq_users = calloc(p->gptq->n + 1, sizeof *c.gptq_users);
+        if (!c.gptq_U || !c.gptq_users) s = lb_fail(err, LB_ERR_NOMEM, "out of memory");
     }
     if (!s) {
         int nth = p->n_threads > 0 ? p->n_threads : 0;
@@ -571,9 +656,11 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     for (size_t i = 0; i < m->n_tensors && !s; i++) {
         const lb_tensor *t = &m->tensors[i];
         if (is_scale_of_weight(m, t)) continue; /* folded into its weight, written anew when needed */
-        qts[i] = (qtensor){&c, t, plan[i], t->n_dims >= 2 ? source_scale(m, t) : 1.0f, 0, NULL};
+        qts[i] = (qtensor){&c, t, plan[i], t->n_dims >= 2 ? source_scale(m, t) : 1.0f, 0, NULL, NULL};
         if (t->n_dims >= 2) s = imatrix_of(m, p->imatrix, t, &qts[i].im, err);
+        if (!s && t->n_dims >= 2) s = gptq_of(m, p, t, &plan[i], &qts[i].gp, err);
         if (s) break;
+        if (qts[i].gp) c.gptq_users[qts[i].gp - p->gptq->in]++;
         c.total += t->nbytes;
         report(p, t, &plan[i]);
         s = lb_gguf_add_tensor_lazy(w, t->name, plan[i].type, t->n_dims, t->ne, fill, &qts[i], err);
@@ -585,6 +672,8 @@ lb_status lb_quantize_model(const lb_model *m, const char *out, const lb_quantiz
     if (!s) s = lb_gguf_write(w, out, err);
     lb_gguf_writer_free(w);
     lb_pool_free(c.pool);
+    for (size_t i = 0; c.gptq_U && i < p->gptq->n; i++) free(c.gptq_U[i]); /* after a failed write */
+    free(c.gptq_U), free(c.gptq_users);
     free(c.rows);
     free(c.out);
     free(qts);

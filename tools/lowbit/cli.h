@@ -52,6 +52,8 @@ void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 lb_status cli_load_model(const char *path, const char *tok, int threads, lb_model **m, lb_error *err);
 /* Loads model, then tokenizes the text file at text_path (with BOS) with its tokenizer; *m is set
  * (to free) whenever the load succeeded, even when tokenizing failed. */
+/* A progress bar of chunks (imatrix.c); user: a double holding the start time (cli_now). */
+void cli_chunk_bar(void *user, const char *what, uint64_t done, uint64_t total);
 lb_status cli_text_ids(const char *model, const char *tok, int threads, const char *text_path, lb_model **m,
                        int32_t **ids, size_t *n, lb_error *err);
 

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 /* A bar of chunks (the byte bar does not fit a count); a final line when stderr is no terminal. */
-static void chunk_bar(void *user, const char *what, uint64_t done, uint64_t total) {
+void cli_chunk_bar(void *user, const char *what, uint64_t done, uint64_t total) {
     double *t0 = user, now = cli_now(), el = now - *t0;
     double eta = done ? el / (double)done * (double)(total - done) : 0;
     if (!isatty(2)) {
@@ -70,7 +70,7 @@ int cmd_imatrix(int argc, char **argv) {
         p.n_threads = (int)threads;
         p.dataset = text_path;
         double t0 = cli_now();
-        s = lb_imatrix_compute(m, ids, n, lb_tokenizer_bos(lb_model_tokenizer(m)), &p, chunk_bar, &t0, &im, &err);
+        s = lb_imatrix_compute(m, ids, n, lb_tokenizer_bos(lb_model_tokenizer(m)), &p, cli_chunk_bar, &t0, &im, &err);
     }
     if (!s) s = lb_imatrix_save(im, out, &err);
     if (!s)
