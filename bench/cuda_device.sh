@@ -6,7 +6,8 @@
 # with LB_CUDA_BASE=dir, another lowbit source tree (say main's) is built too and benched on the same
 # files, alternated with this one, LB_CUDA_ROUNDS=1|2 rounds: before and after in one lease;
 # LB_CUDA_TEST=0 skips test_cuda, LB_CUDA_MV=0 the kernel sweep below; LB_CUDA_GRAPH_AB=1 benches
-# this tree with LOWBIT_CUDA_GRAPH=0 and =1 alternated, the step's CUDA graphs off and on;
+# this tree with LOWBIT_CUDA_GRAPH=0 and =1 alternated, the step's CUDA graphs off and on, and
+# LB_CUDA_AB=VAR does the same for any such switch, e.g. LOWBIT_CUDA_ATTN;
 # LB_CUDA_PROFILE=1 adds LOWBIT_CUDA_PROFILE=1 and =ops decode runs of each file: prof.txt).
 # bench/cuda_mv.cu times the matrix-vector kernels alone on the models' shapes (mv.txt).
 # Everything it prints goes to $OUT (at most 8 files). Without cmake, or without the -dev
@@ -123,9 +124,10 @@ lb_bench() { # binary file label [VAR=value for its environment]
   grep -E "prompt:|generation:|lowbit:" "$M/bench.txt" | sed "s|^|  $3 |" | tee -a "$OUT/summary.txt"
 }
 bench_one() { # file label: this tree's lowbit, alternated with the base tree's when there is one
-  if [ -n "${LB_CUDA_GRAPH_AB:-}" ]; then
-    lb_bench "$LB" "$1" "graph-off $2" LOWBIT_CUDA_GRAPH=0; lb_bench "$LB" "$1" "graph-on $2" LOWBIT_CUDA_GRAPH=1
-    [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "graph-on $2" LOWBIT_CUDA_GRAPH=1; lb_bench "$LB" "$1" "graph-off $2" LOWBIT_CUDA_GRAPH=0; }
+  local ab=${LB_CUDA_AB:-${LB_CUDA_GRAPH_AB:+LOWBIT_CUDA_GRAPH}}
+  if [ -n "$ab" ]; then
+    lb_bench "$LB" "$1" "$ab=0 $2" "$ab=0"; lb_bench "$LB" "$1" "$ab=1 $2" "$ab=1"
+    [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "$ab=1 $2" "$ab=1"; lb_bench "$LB" "$1" "$ab=0 $2" "$ab=0"; }
   elif [ -n "$BASE" ]; then
     lb_bench "$BASE/$B/lowbit" "$1" "base $2"; lb_bench "$LB" "$1" "new $2"
     [ "${LB_CUDA_ROUNDS:-2}" = 1 ] || { lb_bench "$LB" "$1" "new $2"; lb_bench "$BASE/$B/lowbit" "$1" "base $2"; }
