@@ -206,10 +206,10 @@ LB_API lb_status lb_mem_plan_make(const lb_mem_plan_in *in, lb_mem_plan *out, lb
 
 /* The runtime part of a plan and a report: what the process holds besides the model's weights,
  * tokenizer, KV cache and scratch, estimated from its parts (docs/design.md, "The runtime part"):
- *   baseline  the process's RSS when the model's load began (/proc/self/statm, read once by
- *             lb_model_load): the program and the libraries as far as they were touched, libc's
- *             heap, the main stack, and whatever the caller held then (a Python interpreter,
- *             a model loaded before this one)
+ *   baseline  the process's RSS when its first model's load began (/proc/self/statm, read
+ *             once per process): the program and the libraries as far as they were touched,
+ *             libc's heap, the main stack, and whatever the caller held then (a Python
+ *             interpreter); later models plan with the same figure
  *   code      the size of the executable segments of the object that holds liblowbit (the
  *             lowbit binary or liblowbit.so, from dl_iterate_phdr): the kernels and the forward
  *             pass run after the load; every page counted, an upper bound
