@@ -123,13 +123,16 @@ static void cu_kv_store(const lb_kv_view *kv, const float *k, const float *v, in
 /* The block tables travel with each call: pos[n_tok], offsets[n_tok], then each token's table,
  * every one cap_blocks long (the blocks of the capacity, the unused tail zero). */
 /* A prompt chunk (PREFILL_MIN or more consecutive positions of one sequence) takes the tiled
- * kernel (lb_cu_attention_prefill); LOWBIT_CUDA_ATTN=0 keeps the per-token kernel for it. */
+ * kernel (lb_cu_attention_prefill) with LOWBIT_CUDA_ATTN=1; unset or 0 keeps the per-token
+ * kernel. PREFILL_DEFAULT flips to on once test_cuda has passed with it on a GPU (it was written
+ * in a session whose device time ran out before it could run: 2026-12-08). */
 #define PREFILL_MIN 8
+#define PREFILL_DEFAULT 0
 static int prefill_batch(const lb_attn_batch *a) {
     static int off = -1;
     if (off < 0) {
         const char *e = getenv("LOWBIT_CUDA_ATTN");
-        off = e && !strcmp(e, "0");
+        off = e && *e ? !strcmp(e, "0") : !PREFILL_DEFAULT;
     }
     if (off || a->n_tok < PREFILL_MIN || !lb_cu_attention_prefill_ok(a->head_dim)) return 0;
     for (int t = 1; t < a->n_tok; t++)

@@ -286,7 +286,9 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv,
     float *Qs = sm, *Ks = Qs + PF_Q * ld, *Vs = Ks + PF_K * ld, *S = Vs + PF_K * hd;
     const int h = blockIdx.x, qb = blockIdx.y * PF_Q, tid = threadIdx.x, bt = kv.block_tokens;
     const int kvh = h / (n_heads / n_kv_heads), nq = min(PF_Q, n_run - qb), tq0 = t0 + qb;
-    const int32_t *table = idx + 2 * n_tok + idx[n_tok + tq0]; // one sequence: every token's table is the same
+    // one sequence, one table; each token's copy holds the blocks up to its own position, so
+    // the block's last query's copy is the one that reaches every position the block reads
+    const int32_t *table = idx + 2 * n_tok + idx[n_tok + tq0 + nq - 1];
     const int pos0 = idx[tq0], last = pos0 + nq - 1;            // query i is at position pos0 + i
     const size_t head = (size_t)kvh * kv.head_bytes;
     const float scale = rsqrtf((float)hd);
