@@ -10,11 +10,8 @@
 
 #include "core/error.h"
 #include "core/threads.h"
-#include "engine/session.h"
-#include "graph/windows.h"
+#include "engine/calib.h"
 #include "quant/gptq.h"
-
-#define HEAD_PIECE 64 /* tokens per evaluation: every token's logits, so the head's input is seen */
 
 typedef struct gcollector {
     const lb_model *m;
@@ -138,22 +135,17 @@ lb_status lb_gptq_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t
     lb_gptq_params d = lb_gptq_default_params();
     if (!p) p = &d;
     *out = NULL;
-    int n_ctx = p->n_ctx > 0 ? p->n_ctx : 512;
-    if (n_ctx < 2 || n_ctx > (1 << 20))
-        return lb_fail(err, LB_ERR_ARG, "a chunk of %d tokens is outside 2..%d", n_ctx, 1 << 20);
-    size_t n = n_ids / (size_t)n_ctx;
-    if (n == 0)
-        return lb_fail(err, LB_ERR_ARG, "the calibration text has %zu tokens, fewer than one chunk of %d (lower -c)", n_ids,
-                       n_ctx);
-    if (p->n_chunks > 0 && (size_t)p->n_chunks < n) n = (size_t)p->n_chunks;
+    gcollector c = {.m = m};
+    lb_calib cal = {p->n_ctx, p->n_chunks, p->n_threads, on_matmul, NULL, &c, &c.pool};
+    int n_ctx;
+    size_t n;
+    lb_status st = lb_calib_chunks(&cal, n_ids, &n_ctx, &n, err);
+    if (st) return st;
     uint64_t limit = p->max_bytes ? p->max_bytes : 4ull << 30, bytes = 0;
-    lb_gptq *g = calloc(1, sizeof *g);
-    gcollector c = {.m = m, .g = g};
+    lb_gptq *g = c.g = calloc(1, sizeof *g);
     c.in_of = malloc((m->n_tensors + 1) * sizeof *c.in_of);
     c.leader = malloc((m->n_tensors + 1) * sizeof *c.leader);
-    int32_t *w = malloc((size_t)n_ctx * sizeof *w);
-    float *logits = malloc(HEAD_PIECE * (size_t)m->cfg.n_vocab * sizeof *logits);
-    lb_status st = !g || !c.in_of || !c.leader || !w || !logits ? lb_fail(err, LB_ERR_NOMEM, "out of memory") : LB_OK;
+    st = !g || !c.in_of || !c.leader ? lb_fail(err, LB_ERR_NOMEM, "out of memory") : LB_OK;
     if (!st) st = plan_inputs(m, g, c.in_of, c.leader, &bytes, err);
     if (!st && g->n == 0) st = lb_fail(err, LB_ERR_ARG, "the model has no block matrices to collect statistics for");
     if (!st && bytes > limit)
@@ -163,27 +155,7 @@ lb_status lb_gptq_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t
     for (size_t i = 0; i < g->n && !st; i++)
         if (!(g->in[i].H = calloc((size_t)(g->in[i].k * g->in[i].k), sizeof(double))))
             st = lb_fail(err, LB_ERR_NOMEM, "out of memory for GPTQ's %llu bytes of second moments", (unsigned long long)bytes);
-    lb_session *s = NULL;
-    lb_session_params sp = lb_session_default_params();
-    sp.n_ctx = n_ctx;
-    sp.n_threads = p->n_threads;
-    sp.kv_type = LB_KV_F32;
-    if (!st) st = lb_session_new(m, &sp, &s, err);
-    if (!st) {
-        c.pool = s->e->pool;
-        s->e->fwd.on_matmul = on_matmul;
-        s->e->fwd.on_matmul_user = &c;
-    }
-    for (size_t k = 0; k < n && !st; k++) {
-        lb_window_ids(ids, k, n_ctx, bos_id, w);
-        lb_session_reset(s);
-        for (size_t t = 0; t < (size_t)n_ctx && !st; t += HEAD_PIECE) {
-            size_t len = (size_t)n_ctx - t < HEAD_PIECE ? (size_t)n_ctx - t : HEAD_PIECE;
-            st = lb_session_eval(s, w + t, len, logits, 1, err);
-        }
-        if (!st && progress) progress(user, "chunks", k + 1, n);
-    }
-    lb_session_free(s);
+    if (!st) st = lb_calib_run(m, &cal, ids, bos_id, n_ctx, n, progress, user, err);
     for (size_t i = 0; !st && i < g->n; i++) { /* mirror the upper triangle */
         int64_t kk = g->in[i].k;
         double *H = g->in[i].H;
@@ -191,7 +163,7 @@ lb_status lb_gptq_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t
             for (int64_t b = 0; b < a; b++) H[(size_t)a * (size_t)kk + (size_t)b] = H[(size_t)b * (size_t)kk + (size_t)a];
     }
     if (!st) g->n_chunks = (int)n;
-    free(c.in_of), free(c.leader), free(w), free(logits);
+    free(c.in_of), free(c.leader);
     if (st) {
         lb_gptq_free(g);
         return st;

@@ -8,13 +8,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "engine/session.h"
-#include "graph/windows.h"
+#include "engine/calib.h"
 #include "io/imatrix.h"
-
-/* Tokens per evaluation, so the logits buffer stays small for large vocabularies (64 x 128k
- * floats: 32 MB). */
-#define HEAD_PIECE 64
 
 typedef struct acc {
     double *sum; /* [ne0], allocated at the matrix's first call */
@@ -99,54 +94,32 @@ static lb_status finish(const collector *c, const lb_imatrix_params *p, int chun
     return LB_OK;
 }
 
+/* after a chunk: the matrices it used count one call each */
+static lb_status chunk_done(void *user, lb_error *err) {
+    collector *c = user;
+    for (size_t i = 0; i < c->m->n_tensors; i++) {
+        c->a[i].ncall += c->a[i].in_chunk;
+        c->a[i].in_chunk = 0;
+    }
+    return c->nomem ? lb_fail(err, LB_ERR_NOMEM, "out of memory for the activation sums") : LB_OK;
+}
+
 lb_status lb_imatrix_compute(lb_model *m, const int32_t *ids, size_t n_ids, int32_t bos_id,
                              const lb_imatrix_params *p, lb_progress_fn progress, void *user, lb_imatrix **out,
                              lb_error *err) {
     lb_imatrix_params d = lb_imatrix_default_params();
     if (!p) p = &d;
     *out = NULL;
-    int n_ctx = p->n_ctx > 0 ? p->n_ctx : 512;
-    if (n_ctx < 2 || n_ctx > (1 << 20))
-        return lb_fail(err, LB_ERR_ARG, "a chunk of %d tokens is outside 2..%d", n_ctx, 1 << 20);
-    size_t avail = n_ids / (size_t)n_ctx, n = avail;
-    if (n == 0)
-        return lb_fail(err, LB_ERR_ARG, "the text has %zu tokens, fewer than one chunk of %d (lower -c)", n_ids, n_ctx);
-    if (p->n_chunks > 0 && (size_t)p->n_chunks < n) n = (size_t)p->n_chunks;
-    if (n > INT32_MAX) n = INT32_MAX;
-    collector c = {m, calloc(m->n_tensors ? m->n_tensors : 1, sizeof(acc)), 0};
-    int32_t *w = malloc((size_t)n_ctx * sizeof *w);
-    float *logits = malloc(HEAD_PIECE * (size_t)m->cfg.n_vocab * sizeof *logits);
-    lb_session *s = NULL;
-    lb_session_params sp = lb_session_default_params();
-    sp.n_ctx = n_ctx;
-    sp.n_threads = p->n_threads;
-    sp.kv_type = LB_KV_F32; /* the activations of the exact model */
-    lb_status st = !c.a || !w || !logits ? lb_fail(err, LB_ERR_NOMEM, "out of memory") : LB_OK;
-    if (!st) st = lb_session_new(m, &sp, &s, err);
-    if (!st) {
-        s->e->fwd.on_matmul = on_matmul;
-        s->e->fwd.on_matmul_user = &c;
-    }
-    for (size_t k = 0; k < n && !st; k++) {
-        lb_window_ids(ids, k, n_ctx, bos_id, w);
-        lb_session_reset(s);
-        /* the head runs only for tokens whose logits are asked for: all of them, in pieces */
-        for (size_t t = 0; t < (size_t)n_ctx && !st; t += HEAD_PIECE) {
-            size_t len = (size_t)n_ctx - t < HEAD_PIECE ? (size_t)n_ctx - t : HEAD_PIECE;
-            st = lb_session_eval(s, w + t, len, logits, 1, err);
-        }
-        if (!st && c.nomem) st = lb_fail(err, LB_ERR_NOMEM, "out of memory for the activation sums");
-        for (size_t i = 0; i < m->n_tensors; i++) {
-            c.a[i].ncall += c.a[i].in_chunk;
-            c.a[i].in_chunk = 0;
-        }
-        if (!st && progress) progress(user, "chunks", k + 1, n);
-    }
+    collector c = {m, NULL, 0};
+    lb_calib cal = {p->n_ctx, p->n_chunks, p->n_threads, on_matmul, chunk_done, &c, NULL};
+    int n_ctx;
+    size_t n;
+    lb_status st = lb_calib_chunks(&cal, n_ids, &n_ctx, &n, err);
+    if (st) return st;
+    if (!(c.a = calloc(m->n_tensors ? m->n_tensors : 1, sizeof(acc)))) return lb_fail(err, LB_ERR_NOMEM, "out of memory");
+    st = lb_calib_run(m, &cal, ids, bos_id, n_ctx, n, progress, user, err);
     if (!st) st = finish(&c, p, (int)n, out, err);
-    lb_session_free(s);
-    for (size_t i = 0; c.a && i < m->n_tensors; i++) free(c.a[i].sum);
+    for (size_t i = 0; i < m->n_tensors; i++) free(c.a[i].sum);
     free(c.a);
-    free(w);
-    free(logits);
     return st;
 }
