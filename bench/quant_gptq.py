@@ -8,19 +8,12 @@ Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin quant_gptq.py LOWBIT MODEL CORPUS 
 Prints one JSON line per type (KL values and lowbit's quantize seconds) and a markdown table."""
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 
+from quant_imatrix import run, setup  # the corpus split, the F16 file, both imatrices, the KL tool
+
 TYPES = ["q2_k", "q3_k", "q4_k", "iq4_xs"]
-
-
-def run(*cmd):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    if r.returncode:
-        sys.exit("failed: %s\n%s" % (" ".join(map(str, cmd)), r.stderr[-2000:]))
-    return r.stdout + r.stderr
 
 
 def main():
@@ -29,28 +22,7 @@ def main():
     peer = os.environ.get("LLAMA_BIN")
     if not peer:
         sys.exit("LLAMA_BIN must name the peer's bin folder (llama-imatrix, llama-quantize, llama-perplexity)")
-    os.makedirs(out, exist_ok=True)
-    text = open(corpus).read()
-    cut = text.find("\n", len(text) // 2) + 1
-    calib, held = os.path.join(out, "calib.txt"), os.path.join(out, "held.txt")
-    open(calib, "w").write(text[:cut])
-    open(held, "w").write(text[cut:])
-    f16 = os.path.join(out, "f16.gguf")
-    run(lowbit, "quantize", model, f16, "--type", "f16")
-    im_lb = os.path.join(out, "lowbit.imatrix.dat")
-    run(lowbit, "imatrix", "-m", f16, "-f", calib, "-o", im_lb, "-c", "128")
-    im_peer = os.path.join(out, "peer.imatrix.dat")
-    run(os.path.join(peer, "llama-imatrix"), "-m", f16, "-f", calib, "-o", im_peer, "-c", "128", "-b", "128", "--no-ppl")
-    base_kld = os.path.join(out, "f16.kld")
-    run(os.path.join(peer, "llama-perplexity"), "-m", f16, "-f", held, "-c", "128", "-b", "128",
-        "--kl-divergence-base", base_kld)
-
-    def kl(path):
-        o = run(os.path.join(peer, "llama-perplexity"), "-m", path, "-f", held, "-c", "128", "-b", "128",
-                "--kl-divergence-base", base_kld, "--kl-divergence")
-        m = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", o)
-        return float(m.group(1)) if m else None
-
+    f16, calib, im_lb, im_peer, kl = setup(lowbit, model, corpus, out, peer)
     gptq = ["--gptq", calib, "-c", "128"]
     variants = (("lowbit_im", ["--imatrix", im_lb]), ("gptq", gptq), ("gptq_tied", gptq + ["--gptq-tied"]))
     rows = []

@@ -23,10 +23,10 @@ def run(*cmd):
     return r.stdout + r.stderr
 
 
-def main():
-    lowbit, model, corpus, out = sys.argv[1:5]
-    types = sys.argv[5].split(",") if len(sys.argv) > 5 else TYPES
-    peer = os.environ.get("LLAMA_BIN")
+def setup(lowbit, model, corpus, out, peer):
+    """The corpus cut in two (calibration / held out), the F16 GGUF, lowbit's importance matrix and,
+    with a peer, llama-imatrix's and the F16 KL base; returns (f16, calib, im_lb, im_peer, kl) where
+    kl(path) is KL(F16 || path) on the held-out half (the peer's tool, else lowbit's)."""
     os.makedirs(out, exist_ok=True)
     text = open(corpus).read()
     cut = text.find("\n", len(text) // 2) + 1
@@ -37,7 +37,7 @@ def main():
     run(lowbit, "quantize", model, f16, "--type", "f16")
     im_lb = os.path.join(out, "lowbit.imatrix.dat")
     run(lowbit, "imatrix", "-m", f16, "-f", calib, "-o", im_lb, "-c", "128")
-    im_peer = None
+    im_peer = base_kld = None
     if peer:
         im_peer = os.path.join(out, "peer.imatrix.dat")
         run(os.path.join(peer, "llama-imatrix"), "-m", f16, "-f", calib, "-o", im_peer, "-c", "128", "-b", "128",
@@ -54,6 +54,15 @@ def main():
             return float(m.group(1)) if m else None
         o = run(lowbit, "perplexity", "-m", path, "-f", held, "-c", "128", "--kl-base", f16, "--json")
         return json.loads(o.splitlines()[0])["kl"]
+
+    return f16, calib, im_lb, im_peer, kl
+
+
+def main():
+    lowbit, model, corpus, out = sys.argv[1:5]
+    types = sys.argv[5].split(",") if len(sys.argv) > 5 else TYPES
+    peer = os.environ.get("LLAMA_BIN")
+    f16, calib, im_lb, im_peer, kl = setup(lowbit, model, corpus, out, peer)
 
     rows = []
     for t in types:
