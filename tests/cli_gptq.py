@@ -10,26 +10,14 @@ import sys
 import tempfile
 
 import lbtest
-from lbtest import M, S, check, lowbit, run_json
+from lbtest import M, calib_split, check, kl, lowbit, run_json
 
 lbtest.init(timeout=600, report=True)
 MODEL = M("tinystories-512d")
 
 
-def kl(model, base, text):
-    r = lowbit("perplexity", "-m", model, "-f", text, "-c", "128", "--kl-base", base, "--json")
-    return json.loads(r.stdout)["kl"] if r.returncode == 0 else None
-
-
 with tempfile.TemporaryDirectory() as d:
-    with open(S("corpus", "tinystories-sampled.txt")) as f:
-        text = f.read()
-    cut = text.find("\n", len(text) // 2) + 1
-    calib, held = os.path.join(d, "calib.txt"), os.path.join(d, "held.txt")
-    with open(calib, "w") as f:
-        f.write(text[:cut])
-    with open(held, "w") as f:
-        f.write(text[cut:])
+    calib, held = calib_split(d)
 
     r = lowbit("quantize", "--help")
     check(r.returncode == 0 and b"--gptq TEXT" in r.stdout and b"--gptq-damp" in r.stdout, "--help names --gptq")

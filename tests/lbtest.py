@@ -1,6 +1,7 @@
 """Shared helpers of the Python CLI test drivers (tests/cli_*.py, tests/e2e_engine.py): pass/fail
 counting, the lowbit subprocess runner, shared-folder paths, float files, relative error, an
 independent GGUF reader. A driver calls init() first and ends with sys.exit(finish())."""
+import json
 import os
 import struct
 import subprocess
@@ -62,6 +63,25 @@ def rel_err(a, b):
     num = sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
     den = sum(y * y for y in b) ** 0.5
     return num / den if den else num
+
+
+def calib_split(d):
+    """The shared corpus cut in two at a line boundary into d: (calibration half, held-out half)."""
+    with open(S("corpus", "tinystories-sampled.txt")) as f:
+        text = f.read()
+    cut = text.find("\n", len(text) // 2) + 1
+    calib, held = os.path.join(d, "calib.txt"), os.path.join(d, "held.txt")
+    with open(calib, "w") as f:
+        f.write(text[:cut])
+    with open(held, "w") as f:
+        f.write(text[cut:])
+    return calib, held
+
+
+def kl(model, base, text):
+    """Mean KL(base || model) over text by lowbit perplexity --kl-base (None when it fails)."""
+    r = lowbit("perplexity", "-m", model, "-f", text, "-c", "128", "--kl-base", base, "--json")
+    return json.loads(r.stdout)["kl"] if r.returncode == 0 else None
 
 
 def run_json(model, prompt, n, *extra):
