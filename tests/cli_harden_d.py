@@ -193,19 +193,8 @@ check(r.returncode == 1 and "does not fit" in err and "changes the KV cache" not
 
 def serve_start(*extra):
     """stderr of lowbit serve up to its listening line (or its exit), then SIGTERM."""
-    p = subprocess.Popen([lbtest.LOWBIT, "serve", "-m", T512, "--port", "0", "-np", "1", "-c", "512", "-t", "1", *extra],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    lines = []
-    for line in p.stderr:
-        lines.append(line.decode(errors="replace"))
-        if "listening" in lines[-1] or "http://" in lines[-1]:
-            break
-    p.terminate()
-    try:
-        p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    p, lines, _ = lbtest.serve_listen("-m", T512, "--port", "0", "-np", "1", "-c", "512", "-t", "1", *extra)
+    lbtest.serve_stop(p)
     return "".join(lines)
 
 

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -38,14 +37,8 @@ def st_tensors(path):
 
 def serve(*extra, requests=()):
     """(exit code or None once it listened, stderr up to then, VmHWM KiB after the requests)."""
-    p = subprocess.Popen([LB, "serve", "-m", M("stories260K-hf"), "--port", "0", "-np", "2", "-t", "2", *extra],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in p.stderr:
-        lines.append(line)
-        if "http://" in line:
-            break
-    port = re.search(r"http://[\d.]+:(\d+)", lines[-1]) if lines else None
+    p, lines, listening = lbtest.serve_listen("-m", M("stories260K-hf"), "--port", "0", "-np", "2", "-t", "2", *extra)
+    port = re.search(r"http://[\d.]+:(\d+)", lines[-1]) if listening else None
     hwm, outs = 0, []
     if port:
         for model in requests:
@@ -55,12 +48,7 @@ def serve(*extra, requests=()):
             outs.append(json.loads(urllib.request.urlopen(req, timeout=60).read())["choices"][0]["text"])
         status = open("/proc/%d/status" % p.pid).read()
         hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
-    p.terminate()
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    rc = lbtest.serve_stop(p)
     return (None if port else rc), "".join(lines), hwm, outs
 
 

@@ -122,20 +122,8 @@ def draft_model(model):
 
 def serve_start(model, *extra):
     """(exit code, or None once it listened; stderr up to then) of lowbit serve, then SIGTERM."""
-    p = subprocess.Popen([LOWBIT, "serve", "-m", model, "--port", "0", "-np", "4", "-t", "1", *extra],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in p.stderr:
-        lines.append(line)
-        if "http://" in line:
-            break
-    listening = bool(lines) and "http://" in lines[-1]
-    p.terminate()
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        rc = p.wait()
+    p, lines, listening = T.serve_listen("-m", model, "--port", "0", "-np", "4", "-t", "1", *extra)
+    rc = T.serve_stop(p)
     return (None if listening else rc), "".join(lines)
 
 

@@ -84,6 +84,29 @@ def kl(model, base, text):
     return json.loads(r.stdout)["kl"] if r.returncode == 0 else None
 
 
+def serve_listen(*args):
+    """`lowbit serve ARGS` with stderr piped: (process, its stderr lines up to the line naming its
+    http:// address or its exit, whether it listens)."""
+    p = subprocess.Popen([LOWBIT, "serve", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         errors="replace")
+    lines = []
+    for line in p.stderr:
+        lines.append(line)
+        if "http://" in line:
+            break
+    return p, lines, bool(lines) and "http://" in lines[-1]
+
+
+def serve_stop(p):
+    """SIGTERM, then SIGKILL after 60 s: the exit code."""
+    p.terminate()
+    try:
+        return p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait()
+
+
 def run_json(model, prompt, n, *extra):
     """`lowbit run --json` with one thread: greedy generation."""
     return lowbit("run", "-m", model, "-p", prompt, "-n", str(n), "--json", "-t", "1", *extra)
