@@ -124,22 +124,25 @@ void lb_cu_prof_launch(int before) {
     }
 }
 
-static bin *bin_key(int op, int type, int rows, int k, int ntok) {
+/* a launch's bin: op, weight type, rows, k, tokens (each 0 or -1 where the op has none) */
+static bin *bin_key(const int key[5]) {
     for (int i = 0; i < P.n_bins; i++) {
         bin *b = &P.bins[i];
-        if (b->op == op && b->type == type && b->rows == rows && b->k == k && b->ntok == ntok) return b;
+        if (b->op == key[0] && b->type == key[1] && b->rows == key[2] && b->k == key[3] && b->ntok == key[4]) return b;
     }
     if (P.n_bins == BINS) return &P.bins[BINS - 1];
     bin *b = &P.bins[P.n_bins++];
-    b->op = op, b->type = type, b->rows = rows, b->k = k, b->ntok = ntok;
+    b->op = key[0], b->type = key[1], b->rows = key[2], b->k = key[3], b->ntok = key[4];
     return b;
 }
 
-static bin *bin_of(const lb_cu_rec *r) {
-    int mv = r->op == LB_CU_OP_MV;
-    int k = mv ? r->i[2] : r->op == LB_CU_OP_QUANT_ACT ? r->i[1] : 0;
-    int att = r->op == LB_CU_OP_ATTN || r->op == LB_CU_OP_ATTN_PREFILL;
-    return bin_key(r->op, mv ? r->i[0] : -1, mv ? r->i[1] : 0, k, mv ? r->i[3] : att ? r->i[2] : 0);
+static void key_of(const lb_cu_rec *r, int key[5]) {
+    int mv = r->op == LB_CU_OP_MV, att = r->op == LB_CU_OP_ATTN || r->op == LB_CU_OP_ATTN_PREFILL;
+    key[0] = r->op;
+    key[1] = mv ? r->i[0] : -1;
+    key[2] = mv ? r->i[1] : 0;
+    key[3] = mv ? r->i[2] : r->op == LB_CU_OP_QUANT_ACT ? r->i[1] : 0;
+    key[4] = mv ? r->i[3] : att ? r->i[2] : 0;
 }
 
 /* ops outside a recorded step (prompts: cuBLAS, conversions, long kernels) between two events
@@ -157,7 +160,7 @@ static void pending_sum(void) {
     for (int i = 0; i < Q.n; i++) {
         float ms = 0;
         if (cudaEventElapsedTime(&ms, Q.a[i], Q.b[i]) != cudaSuccess) continue;
-        bin *b = bin_key(Q.key[i][0], Q.key[i][1], Q.key[i][2], Q.key[i][3], Q.key[i][4]);
+        bin *b = bin_key(Q.key[i]);
         b->us += ms * 1e3, b->n++;
     }
     cudaGetLastError();
@@ -186,8 +189,9 @@ void lb_cu_prof_eager(const lb_cu_rec *r) {
     int slot = lb_cu_prof_mark();
     lb_cu_launch(r);
     if (slot < 0) return;
-    bin *b = bin_of(r); /* its key, taken from the bin it would fill */
-    lb_cu_prof_done(slot, b->op, b->type, b->rows, b->k, b->ntok);
+    int key[5];
+    key_of(r, key);
+    lb_cu_prof_done(slot, key[0], key[1], key[2], key[3], key[4]);
 }
 
 /* mode "ops": the list launched op by op, each op timed; 0 when not in that mode */
@@ -211,7 +215,9 @@ int lb_cu_prof_ops(const lb_cu_rec *list, size_t n) {
     for (size_t k = 0; k < n; k++) {
         float ms = 0;
         if (cudaEventElapsedTime(&ms, P.ev[k], P.ev[k + 1]) != cudaSuccess) continue;
-        bin *b = bin_of(&list[k]);
+        int key[5];
+        key_of(&list[k], key);
+        bin *b = bin_key(key);
         b->us += ms * 1e3, b->n++;
     }
     P.steps++;
