@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/model.h"
+#include "core/threads.h"
 #include "engine/session.h"
 #include "quant/repack.h"
 #include "mem/stream.h"
@@ -220,10 +221,7 @@ static int text_of(struct dl_phdr_info *info, size_t size, void *data) {
 }
 
 void lb_model_mem_runtime(const lb_model *m, int n_threads, lb_mem_runtime *out) {
-    if (n_threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)n : 1;
-    }
+    n_threads = lb_pool_threads_for(n_threads); /* the threads a pool of that request runs */
     memset(out, 0, sizeof *out);
     out->baseline = m ? m->proc_baseline : 0;
     dl_iterate_phdr(text_of, &out->code);
