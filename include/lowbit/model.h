@@ -43,6 +43,7 @@ typedef struct lb_model_info {
     size_t n_tensors;
     uint64_t weight_bytes;       /* all tensors */
     uint64_t converted_bytes;    /* copies made at load (e.g. bf16 norms to f32) */
+    int sliding_window;          /* positions a query attends to (itself included); 0: all */
 } lb_model_info;
 LB_API void lb_model_get_info(const lb_model *m, lb_model_info *out);
 

@@ -210,7 +210,8 @@ class ModelInfo(ctypes.Structure):
         [(n, c_int) for n in ("n_vocab", "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ctx_train")] + \
         [("norm_eps", c_float), ("rope_theta", c_float), ("rope_layout", c_char_p), ("rope_scaling", c_char_p),
          ("activation", c_char_p), ("rope_factor", c_float), ("tied_embeddings", c_int), ("qkv_bias", c_int),
-         ("sub_norms", c_int), ("n_tensors", c_size_t), ("weight_bytes", c_uint64), ("converted_bytes", c_uint64)]
+         ("sub_norms", c_int), ("n_tensors", c_size_t), ("weight_bytes", c_uint64), ("converted_bytes", c_uint64),
+         ("sliding_window", c_int)]
 
 
 class PsiAvg(ctypes.Structure):

@@ -269,6 +269,7 @@ void lb_model_get_info(const lb_model *m, lb_model_info *o) {
     o->arch = lb_arch_name(c->arch);
     o->n_vocab = c->n_vocab, o->dim = c->dim, o->hidden_dim = c->hidden_dim, o->n_layers = c->n_layers;
     o->n_heads = c->n_heads, o->n_kv_heads = c->n_kv_heads, o->head_dim = c->head_dim, o->ctx_train = c->ctx_train;
+    o->sliding_window = c->sliding_window;
     o->norm_eps = c->norm_eps, o->rope_theta = c->rope_theta, o->rope_factor = c->rope_factor;
     o->rope_layout = c->rope_layout == LB_ROPE_NEOX ? "neox (rotate half)" : "normal (adjacent pairs)";
     o->rope_scaling = scal[c->rope_scaling <= LB_ROPE_SCALE_LLAMA3 ? c->rope_scaling : 0];

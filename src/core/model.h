@@ -21,6 +21,9 @@ typedef struct lb_config {
     lb_arch arch;
     int32_t n_vocab, dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
     int32_t ctx_train; /* trained context length (0 unknown) */
+    /* Mistral-style sliding-window attention: a query at position p attends to positions
+     * p - sliding_window + 1 .. p only (0: no window, every earlier position) */
+    int32_t sliding_window;
     float norm_eps;
     float rope_theta;
     lb_rope_layout rope_layout;

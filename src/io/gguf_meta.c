@@ -27,6 +27,8 @@ lb_status lb_gguf_set_config(lb_gguf_writer *w, const lb_config *c, const char *
         if ((s = lb_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim, err))) return s;
     }
     if ((s = lb_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->n_vocab, err))) return s;
+    if (c->sliding_window > 0 && (s = lb_gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->sliding_window, err)))
+        return s;
     /* llama3 scaling travels as the rope_freqs.weight tensor (lb_gguf_add_rope_freqs), as
      * llama.cpp's own files carry it; only linear scaling has keys that runtimes read */
     if (c->rope_scaling == LB_ROPE_SCALE_LINEAR) {

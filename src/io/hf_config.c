@@ -169,6 +169,24 @@ static int32_t special_id(ctx *c, const cJSON *root, const char *key, int32_t n_
     return (int32_t)d;
 }
 
+/* sliding_window (null or absent: none), as transformers reads it: Mistral always; Qwen2 only
+ * with use_sliding_window true (false by default; its configs carry a window they do not use),
+ * and then from layer max_window_layers on: a window on some layers but not others is refused
+ * rather than run wrong; Llama and BitNet have no window. */
+static lb_status parse_window(ctx *c, const cJSON *root, lb_config *cfg) {
+    bool use = cfg->arch == LB_ARCH_MISTRAL;
+    lb_status s = cfg->arch == LB_ARCH_QWEN2 ? get_bool(c, root, "use_sliding_window", &use) : LB_OK;
+    if (s || !use) return s;
+    if ((s = get_int(c, root, "", "sliding_window", 0, 1, INT32_MAX, &cfg->sliding_window)) || !cfg->sliding_window) return s;
+    int32_t from = 0;
+    if (cfg->arch == LB_ARCH_QWEN2 && (s = get_int(c, root, "", "max_window_layers", 0, 0, INT32_MAX, &from))) return s;
+    if (from >= cfg->n_layers) cfg->sliding_window = 0; /* no layer reaches it */
+    else if (from > 0)
+        return lb_fail(c->err, LB_ERR_UNSUPPORTED, "%s: sliding_window on layers %d.. only (max_window_layers) is not supported",
+                       c->name, from);
+    return LB_OK;
+}
+
 static lb_status parse_root(ctx *c, const cJSON *root, lb_config *cfg, lb_hf_extra *extra) {
     const arch_defaults *ad = NULL;
     lb_status s;
@@ -210,7 +228,7 @@ static lb_status parse_root(ctx *c, const cJSON *root, lb_config *cfg, lb_hf_ext
         cfg->head_dim = cfg->dim / cfg->n_heads;
     }
     if (cfg->head_dim % 2) return lb_fail(c->err, LB_ERR_FORMAT, "%s: head_dim %d is odd", c->name, cfg->head_dim);
-    if ((s = parse_act(c, root, cfg)) || (s = parse_rope(c, root, cfg))) return s;
+    if ((s = parse_act(c, root, cfg)) || (s = parse_rope(c, root, cfg)) || (s = parse_window(c, root, cfg))) return s;
 
     bool attn_bias = false, mlp_bias = false, tied = false; /* every supported architecture defaults to untied */
     if ((s = get_bool(c, root, "attention_bias", &attn_bias)) || (s = get_bool(c, root, "mlp_bias", &mlp_bias)) ||

@@ -64,6 +64,20 @@ static lb_status arch_float(keyctx *k, const char *suffix, float dflt, float *ou
     return LB_OK;
 }
 
+/* <arch>.attention.sliding_window: absent or 0 is no window (some writers store 0) */
+static lb_status read_window(keyctx *k, lb_config *c) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window", k->arch);
+    if (lb_gguf_find_key(k->g, key) < 0) return LB_OK;
+    int64_t v;
+    lb_status s = lb_gguf_get_int(k->g, key, &v, k->err);
+    if (s) return s;
+    if (v < 0 || v > INT32_MAX)
+        return lb_fail(k->err, LB_ERR_FORMAT, "%s: key %s = %lld is out of range", lb_gguf_name(k->g), key, (long long)v);
+    c->sliding_window = (int32_t)v;
+    return LB_OK;
+}
+
 static lb_status read_rope_scaling(keyctx *k, lb_config *c) {
     char key[128];
     const char *type;
@@ -146,7 +160,7 @@ static lb_status read_config(const lb_gguf *g, lb_config *c, lb_error *err) {
     if ((s = arch_int(&k, "rope.dimension_count", 0, 0, &rope_dims))) return s;
     if ((s = arch_float(&k, "attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps))) return s;
     if ((s = arch_float(&k, "rope.freq_base", 10000.0f, &c->rope_theta))) return s;
-    if ((s = read_rope_scaling(&k, c))) return s;
+    if ((s = read_rope_scaling(&k, c)) || (s = read_window(&k, c))) return s;
     if ((s = read_lowbit_keys(g, c, err))) return s;
     int32_t head_dim = c->head_dim ? c->head_dim : (c->dim % c->n_heads ? 0 : c->dim / c->n_heads);
     if (val_len && head_dim && val_len != head_dim)

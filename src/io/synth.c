@@ -120,6 +120,12 @@ static lb_status generated_vocab(int32_t n_vocab, lb_vocab_export *v, lb_error *
 
 lb_status lb_synth_write(const char *name, const char *dtype, const char *tokenizer_path, uint64_t seed,
                          const char *out_path, lb_progress_fn progress, void *user, lb_error *err) {
+    return lb_synth_write_ex(name, dtype, tokenizer_path, seed, NULL, out_path, progress, user, err);
+}
+
+lb_status lb_synth_write_ex(const char *name, const char *dtype, const char *tokenizer_path, uint64_t seed,
+                            const lb_synth_opts *o, const char *out_path, lb_progress_fn progress, void *user,
+                            lb_error *err) {
     const preset *p = NULL;
     for (size_t i = 0; i < N_PRESETS; i++)
         if (!strcmp(g_presets[i].name, name)) p = &g_presets[i];
@@ -133,6 +139,11 @@ lb_status lb_synth_write(const char *name, const char *dtype, const char *tokeni
     lb_config c = {.arch = LB_ARCH_LLAMA, .n_vocab = p->vocab, .dim = p->dim, .hidden_dim = p->hidden, .n_layers = p->layers,
                    .n_heads = p->heads, .n_kv_heads = p->kv_heads, .head_dim = p->dim / p->heads, .ctx_train = p->ctx,
                    .norm_eps = 1e-5f, .rope_theta = p->theta};
+    if (o && (o->n_layers < 0 || o->n_layers > 4096 || o->sliding_window < 0))
+        return lb_fail(err, LB_ERR_ARG, "synth: %d layers / a sliding window of %d is out of range", o->n_layers,
+                       o->sliding_window);
+    if (o && o->n_layers) c.n_layers = o->n_layers;
+    if (o) c.sliding_window = o->sliding_window;
     if (p->llama3_factor) {
         c.rope_scaling = LB_ROPE_SCALE_LLAMA3;
         c.rope_factor = (float)p->llama3_factor;

@@ -37,9 +37,11 @@ typedef struct lb_kv_view {
 } lb_kv_view;
 
 /* One attention call over the n_tok tokens of a batch: token t is at position pos[t] of the
- * sequence whose block table is blocks[t], and attends to positions 0..pos[t]. */
+ * sequence whose block table is blocks[t], and attends to positions lb_attn_first(pos[t],
+ * window)..pos[t]: all of them, or the last `window` with a sliding window. */
 typedef struct lb_attn_batch {
     int n_tok, n_heads, n_kv_heads, head_dim;
+    int window;     /* 0: none; W: only the last W positions (Mistral's sliding window) */
     const float *q; /* [n_tok][n_heads * head_dim] */
     float *out;     /* [n_tok][n_heads * head_dim] */
     const int32_t *pos;
@@ -49,6 +51,9 @@ typedef struct lb_attn_batch {
     size_t att_stride; /* >= the longest sequence */
     float *tmp;     /* [n_threads][head_dim]: one block's share of the values */
 } lb_attn_batch;
+
+/* The first position a query at pos attends to under a sliding window of w (0: none). */
+static inline int lb_attn_first(int pos, int w) { return w > 0 && pos >= w ? pos - w + 1 : 0; }
 
 typedef struct lb_backend {
     const char *name;

@@ -100,7 +100,9 @@ static void cpu_kv_store(const lb_kv_view *kv, const float *k, const float *v, i
 }
 
 /* One (token, head) pair at a time: scores against the sequence's positions block by block,
- * one softmax over all of them, then the weighted values block by block. */
+ * one softmax over all of them, then the weighted values block by block. A sliding window
+ * starts the walk at its first position (mid-block); without one, or while the window still
+ * covers position 0, the runs and sums are exactly those of plain causal attention. */
 static void attn_worker(void *arg, int ith, int nth) {
     const lb_attn_batch *a = arg;
     const lb_kv_view *kv = &a->kv;
@@ -112,30 +114,32 @@ static void attn_worker(void *arg, int ith, int nth) {
     int total = a->n_tok * a->n_heads;
     for (int w = ith; w < total; w += nth) {
         int t = w / a->n_heads, h = w % a->n_heads, kvh = h / group;
-        int n_pos = a->pos[t] + 1;
+        int n_pos = a->pos[t] + 1, lo = lb_attn_first(a->pos[t], a->window);
         const int32_t *blocks = a->blocks[t];
         const float *q = a->q + (size_t)t * q_dim + (size_t)h * hd;
         float *out = a->out + (size_t)t * q_dim + (size_t)h * hd;
         size_t head = (size_t)kvh * kv->head_bytes;
-        for (int p0 = 0; p0 < n_pos; p0 += bt) {
-            int n = n_pos - p0 < bt ? n_pos - p0 : bt;
-            const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes;
-            ops->attn_scores(att + p0, q, b + kv->k_off + head, kv->kv_type, kv->row_bytes, n, hd, scale);
+        /* att[i] is position lo + i; a run is the rest of one block */
+        for (int p0 = lo, n; p0 < n_pos; p0 += n) {
+            n = bt - p0 % bt < n_pos - p0 ? bt - p0 % bt : n_pos - p0;
+            const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes + (size_t)(p0 % bt) * kv->row_bytes;
+            ops->attn_scores(att + (p0 - lo), q, b + kv->k_off + head, kv->kv_type, kv->row_bytes, n, hd, scale);
         }
-        lb_softmax(att, n_pos);
-        for (int p0 = 0; p0 < n_pos; p0 += bt) {
-            int n = n_pos - p0 < bt ? n_pos - p0 : bt;
-            const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes;
+        lb_softmax(att, n_pos - lo);
+        for (int p0 = lo, n; p0 < n_pos; p0 += n) {
+            n = bt - p0 % bt < n_pos - p0 ? bt - p0 % bt : n_pos - p0;
+            const uint8_t *b = kv->base + (size_t)blocks[p0 / bt] * kv->block_bytes + (size_t)(p0 % bt) * kv->row_bytes;
             const uint8_t *vb = b + kv->v_off + head;
-            if (!p0) {
-                lb_attn_values(out, att, vb, kv->kv_type, kv->row_bytes, n, hd);
+            const float *w = att + (p0 - lo);
+            if (p0 == lo) {
+                lb_attn_values(out, w, vb, kv->kv_type, kv->row_bytes, n, hd);
             } else if (kv->kv_type == LB_KV_F32) { /* the same sums as one contiguous run */
-                for (int p = 0; p < n; p++) ops->axpy(out, att[p0 + p], (const float *)(const void *)(vb + p * kv->row_bytes), hd);
+                for (int p = 0; p < n; p++) ops->axpy(out, w[p], (const float *)(const void *)(vb + p * kv->row_bytes), hd);
             } else if (kv->kv_type == LB_KV_F16) {
                 for (int p = 0; p < n; p++)
-                    ops->axpy_f16(out, att[p0 + p], (const uint16_t *)(const void *)(vb + p * kv->row_bytes), hd);
+                    ops->axpy_f16(out, w[p], (const uint16_t *)(const void *)(vb + p * kv->row_bytes), hd);
             } else {
-                lb_attn_values(tmp, att + p0, vb, kv->kv_type, kv->row_bytes, n, hd);
+                lb_attn_values(tmp, w, vb, kv->kv_type, kv->row_bytes, n, hd);
                 lb_vec_add(out, tmp, hd);
             }
         }
@@ -145,7 +149,7 @@ static void attn_worker(void *arg, int ith, int nth) {
 static void cpu_attention(lb_pool *pool, const lb_attn_batch *a) {
     /* waking a thread costs about as much as a few thousand multiply-adds */
     double work = 0;
-    for (int t = 0; t < a->n_tok; t++) work += (double)(a->pos[t] + 1);
+    for (int t = 0; t < a->n_tok; t++) work += (double)(a->pos[t] + 1 - lb_attn_first(a->pos[t], a->window));
     work *= (double)a->n_heads * a->head_dim * 2;
     int nth = work < 65536 ? 1 : lb_pool_size(pool);
     lb_pool_run_n(pool, attn_worker, (void *)a, nth);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 struct CUstream_st {
@@ -28,7 +29,7 @@ enum { F_QA, F_MV, F_NORM, F_ROPE, F_GLU, F_ADD, F_SCALE, F_KVS, F_ATT, F_CPY };
 typedef struct clo {
     int fn;
     const void *p[6];
-    long long v[6];
+    long long v[7];
     float f;
     size_t z;
     lb_cu_kv kv;
@@ -195,25 +196,26 @@ static void attention(const clo *c) {
     float *out = (float *)c->p[1];
     const int32_t *idx = c->p[2];
     int n_tok = (int)c->v[0], t0 = (int)c->v[1], n_run = (int)c->v[2], nh = (int)c->v[3], nkv = (int)c->v[4];
-    int hd = (int)c->v[5];
+    int hd = (int)c->v[5], win = (int)c->v[6];
     for (int t = t0; t < t0 + n_run; t++)
         for (int h = 0; h < nh; h++) {
-            int kvh = h / (nh / nkv), n_pos = idx[t] + 1;
+            int kvh = h / (nh / nkv), n_pos = idx[t] + 1, lo = lb_attn_first(idx[t], win);
             const int32_t *table = idx + 2 * n_tok + idx[n_tok + t];
             const float *qh = q + (size_t)t * nh * hd + (size_t)h * hd;
             float *sc = malloc((size_t)n_pos * sizeof(float)), mx = -INFINITY, sum = 0;
             if (!sc) abort();
-            for (int p = 0; p < n_pos; p++) {
+            for (int p = 0; p < lo; p++) sc[p] = 0; /* outside the window: no weight */
+            for (int p = lo; p < n_pos; p++) {
                 const uint8_t *row = kv_row(kv, table, p, kv->k_off, kvh);
                 float s = 0;
                 for (int i = 0; i < hd; i++) s += qh[i] * kv_at(kv, row, i);
                 sc[p] = s / sqrtf((float)hd);
                 mx = fmaxf(mx, sc[p]);
             }
-            for (int p = 0; p < n_pos; p++) sum += sc[p] = expf(sc[p] - mx);
+            for (int p = lo; p < n_pos; p++) sum += sc[p] = expf(sc[p] - mx);
             for (int i = 0; i < hd; i++) {
                 float acc = 0;
-                for (int p = 0; p < n_pos; p++) acc += sc[p] / sum * kv_at(kv, kv_row(kv, table, p, kv->v_off, kvh), i);
+                for (int p = lo; p < n_pos; p++) acc += sc[p] / sum * kv_at(kv, kv_row(kv, table, p, kv->v_off, kvh), i);
                 out[(size_t)t * nh * hd + (size_t)h * hd + i] = acc;
             }
             free(sc);
@@ -303,18 +305,18 @@ void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_to
 }
 
 void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
-                     int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, cudaStream_t s) {
+                     int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, int window, cudaStream_t s) {
     clo c = closure(F_ATT);
     c.kv = *kv, c.p[0] = q, c.p[1] = out, c.p[2] = idx;
-    c.v[0] = n_tok, c.v[1] = t0, c.v[2] = n_run, c.v[3] = n_heads, c.v[4] = n_kv_heads, c.v[5] = hd;
+    c.v[0] = n_tok, c.v[1] = t0, c.v[2] = n_run, c.v[3] = n_heads, c.v[4] = n_kv_heads, c.v[5] = hd, c.v[6] = window;
     submit(&c);
 }
 
 /* the tiled prompt kernel computes what the per-token one does over the same tables */
 int lb_cu_attention_prefill_ok(int hd) { return hd % 8 == 0 && hd <= 128; }
 void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
-                             int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s) {
-    lb_cu_attention(kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx, NULL, 0, s);
+                             int n_kv_heads, int hd, const int32_t *idx, int window, cudaStream_t s) {
+    lb_cu_attention(kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx, NULL, 0, window, s);
 }
 
 /* the prompt path (cuBLAS on F16 copies) runs op by op only: never during a capture */

@@ -56,6 +56,7 @@ int cmd_inspect(int argc, char **argv) {
            in.hidden_dim, in.n_layers);
     printf("heads:          %d (kv %d, head dim %d)\ncontext:        %d\nnorm eps:       %g\n", in.n_heads,
            in.n_kv_heads, in.head_dim, in.ctx_train, in.norm_eps);
+    if (in.sliding_window) printf("attention:      sliding window of %d positions\n", in.sliding_window);
     printf("rope:           theta %g, %s, scaling %s", in.rope_theta, in.rope_layout, in.rope_scaling);
     if (strcmp(in.rope_scaling, "none")) printf(" (factor %g)", in.rope_factor);
     printf("\nactivation:     %s\nembeddings:     %s\n", in.activation, in.tied_embeddings ? "tied to the output head" : "separate output head");

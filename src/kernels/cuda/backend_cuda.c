@@ -163,7 +163,7 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     if (didx && prefill_batch(a)) {
         lb_cu_rec r = rec_of(LB_CU_OP_ATTN_PREFILL);
         r.kv = kv_of(&a->kv), r.p[0] = a->q, r.p[1] = a->out, r.p[2] = didx;
-        int run[7] = {n, 0, n, a->n_heads, a->n_kv_heads, a->head_dim, cap};
+        int run[8] = {n, 0, n, a->n_heads, a->n_kv_heads, a->head_dim, cap, a->window};
         memcpy(r.i, run, sizeof run);
         lb_cu_submit(&r);
         return;
@@ -171,7 +171,7 @@ static void cu_attention(lb_pool *pool, const lb_attn_batch *a) {
     for (int t0 = 0; didx && t0 < n; t0 += slice) {
         lb_cu_rec r = rec_of(LB_CU_OP_ATTN);
         r.kv = kv_of(&a->kv), r.p[0] = a->q, r.p[1] = a->out, r.p[2] = didx, r.p[3] = scores;
-        int run[7] = {n, t0, n - t0 < slice ? n - t0 : slice, a->n_heads, a->n_kv_heads, a->head_dim, cap};
+        int run[8] = {n, t0, n - t0 < slice ? n - t0 : slice, a->n_heads, a->n_kv_heads, a->head_dim, cap, a->window};
         memcpy(r.i, run, sizeof run);
         lb_cu_submit(&r);
     }

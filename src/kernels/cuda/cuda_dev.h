@@ -87,9 +87,8 @@ enum { LB_CU_OP_NORM, LB_CU_OP_ROPE, LB_CU_OP_KV_STORE, LB_CU_OP_ATTN, LB_CU_OP_
        LB_CU_OP_COPY, LB_CU_OP_QUANT_ACT, LB_CU_OP_MV, LB_CU_OP_ATTN_PREFILL };
 typedef struct lb_cu_rec {
     int op;
-    int i[7];        /* sizes and flags, per op as lb_cu_launch reads them */
+    int i[8];        /* sizes and flags, per op as lb_cu_launch reads them */
     float f;         /* eps, scale factor */
-    int pad;
     size_t z;        /* element or byte count, row stride */
     const void *p[6]; /* device pointers */
     lb_cu_kv kv;

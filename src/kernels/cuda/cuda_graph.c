@@ -74,10 +74,10 @@ void lb_cu_launch(const lb_cu_rec *r) {
     case LB_CU_OP_KV_STORE: lb_cu_kv_store(&r->kv, r->p[0], r->p[1], i[0], i[1], r->p[2], s); break;
     case LB_CU_OP_ATTN:
         lb_cu_attention(&r->kv, r->p[0], (float *)r->p[1], i[0], i[1], i[2], i[3], i[4], i[5], r->p[2], (float *)r->p[3],
-                        i[6], s);
+                        i[6], i[7], s);
         break;
     case LB_CU_OP_ATTN_PREFILL:
-        lb_cu_attention_prefill(&r->kv, r->p[0], (float *)r->p[1], i[0], i[1], i[2], i[3], i[4], i[5], r->p[2], s);
+        lb_cu_attention_prefill(&r->kv, r->p[0], (float *)r->p[1], i[0], i[1], i[2], i[3], i[4], i[5], r->p[2], i[7], s);
         break;
     case LB_CU_OP_GLU: lb_cu_glu((float *)r->p[0], r->p[1], r->z, i[0], s); break;
     case LB_CU_OP_ADD: lb_cu_add((float *)r->p[0], r->p[1], r->z, s); break;

@@ -57,16 +57,17 @@ typedef struct lb_cu_kv {
 void lb_cu_kv_store(const lb_cu_kv *kv, const float *k, const float *v, int n_tok, int kv_dim, const int32_t *slot,
                     cudaStream_t s);
 /* Tokens t0 .. t0 + n_run - 1 of a batch of n_tok; idx: pos [n_tok], table offset [n_tok], then
- * the tables; scores: n_run * n_heads * max_pos floats */
+ * the tables; scores: n_run * n_heads * max_pos floats; window: 0, or the sliding window (a
+ * query at p reads positions p - window + 1 .. p, as lb_attn_first says) */
 void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
-                     int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, cudaStream_t s);
+                     int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, int window, cudaStream_t s);
 
 /* The same for n_run consecutive positions of one sequence (a prompt: token t0 + i at position
  * idx[t0] + i, every token's table the same), tiled over positions; for head sizes where
  * lb_cu_attention_prefill_ok (a multiple of 8, at most 128). */
 int lb_cu_attention_prefill_ok(int hd);
 void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run, int n_heads,
-                             int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s);
+                             int n_kv_heads, int hd, const int32_t *idx, int window, cudaStream_t s);
 
 #ifdef __cplusplus
 }

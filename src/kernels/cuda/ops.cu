@@ -192,6 +192,12 @@ static __device__ float load_kv(int type, const uint8_t *row, int i) {
 
 #define ATT_POS 4 // positions a warp scores at once
 
+// The first position a query at pos reads under a sliding window (0: none): lb_attn_first of
+// kernels/backend.h, which device code cannot call.
+static __device__ __forceinline__ int attn_first(int pos, int window) {
+    return window > 0 && pos >= window ? pos - window + 1 : 0;
+}
+
 // One block per (head, token) of tokens t0.. (the launch's slice of the batch): one warp per
 // position for the scores (lanes split the head's elements, so a K row loads coalesced; ATT_POS
 // positions at a time), softmax
@@ -200,12 +206,12 @@ static __device__ float load_kv(int type, const uint8_t *row, int i) {
 // then the groups' partial sums.
 
 static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int n_tok, int t0, int n_heads,
-                                   int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos) {
+                                   int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos, int window) {
     extern __shared__ float qs[];
     float *part = qs + hd;
     int h = blockIdx.x, t = t0 + blockIdx.y, kvh = h / (n_heads / n_kv_heads), bt = kv.block_tokens;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    int n_pos = idx[t] + 1;
+    int n_pos = idx[t] + 1, lo = attn_first(idx[t], window); // positions lo .. n_pos - 1
     const int32_t *table = idx + 2 * n_tok + idx[n_tok + t];
     const float *qh = q + (size_t)t * n_heads * hd + (size_t)h * hd;
     float *sc = scores + ((size_t)blockIdx.y * n_heads + h) * max_pos;
@@ -214,7 +220,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     float scale = rsqrtf((float)hd), mx = -INFINITY;
     size_t head = (size_t)kvh * kv.head_bytes;
     // ATT_POS positions a warp at once: their K rows load together before the reductions wait
-    for (int p0 = warp; p0 < n_pos; p0 += nw * ATT_POS) {
+    for (int p0 = lo + warp; p0 < n_pos; p0 += nw * ATT_POS) {
         float s[ATT_POS];
 #pragma unroll
         for (int j = 0; j < ATT_POS; j++) {
@@ -236,7 +242,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
     }
     mx = block_reduce<float>(mx, true); // its barrier also makes sc visible to the whole block
     float sum = 0;
-    for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+    for (int p = lo + threadIdx.x; p < n_pos; p += blockDim.x) {
         float e = expf(sc[p] - mx);
         sc[p] = e;
         sum += e;
@@ -249,7 +255,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
         float acc = 0;
         if (g < G && i < hd)
 #pragma unroll 4 // independent V loads in flight; the sum stays in position order
-            for (int p = g; p < n_pos; p += G) {
+            for (int p = lo + g; p < n_pos; p += G) {
                 const uint8_t *row = kv.base + (size_t)table[p / bt] * kv.block_bytes + kv.v_off + (size_t)(p % bt) * kv.row_bytes + head;
                 acc += sc[p] * inv * load_kv(kv.kv_type, row, i);
             }
@@ -280,7 +286,7 @@ static __global__ void k_attention(lb_cu_kv kv, const float *q, float *out, int 
 
 static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv, const float *q, float *out, int n_tok,
                                                                     int t0, int n_run, int n_heads, int n_kv_heads,
-                                                                    int hd, const int32_t *idx) {
+                                                                    int hd, const int32_t *idx, int window) {
     extern __shared__ float sm[];
     const int ld = hd + 1, sld = PF_K + 1;
     float *Qs = sm, *Ks = Qs + PF_Q * ld, *Vs = Ks + PF_K * ld, *S = Vs + PF_K * hd;
@@ -301,7 +307,8 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv,
 #pragma unroll
     for (int j = 0; j < PF_MAX_HD / 8; j++) o[j] = 0;
     float m = -INFINITY, l = 0;
-    for (int p0 = 0; p0 <= last; p0 += PF_K) {
+    // tiles from the block's first query's first position: a window leaves earlier ones unread
+    for (int p0 = attn_first(pos0, window); p0 <= last; p0 += PF_K) {
         __syncthreads(); // the previous tile's K, V and P are no longer read (and Q is written)
         const int np = min(PF_K, last + 1 - p0);
         for (int e = tid; e < np * hd; e += PF_THREADS) {
@@ -322,7 +329,8 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv,
 #pragma unroll
         for (int r = 0; r < PF_K / 8; r++) {
             int kj = od + 8 * r;
-            acc[r] = oq < nq && kj < np && p0 + kj <= pos0 + oq ? acc[r] * scale : -INFINITY;
+            int p = p0 + kj, qp = pos0 + oq;
+            acc[r] = oq < nq && kj < np && p <= qp && p >= attn_first(qp, window) ? acc[r] * scale : -INFINITY;
             tmax = fmaxf(tmax, acc[r]);
         }
         for (int x = 4; x > 0; x >>= 1) tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, x));
@@ -359,7 +367,7 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(lb_cu_kv kv,
 extern "C" int lb_cu_attention_prefill_ok(int hd) { return hd % 8 == 0 && hd <= PF_MAX_HD; }
 
 extern "C" void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
-                                        int n_heads, int n_kv_heads, int hd, const int32_t *idx, cudaStream_t s) {
+                                        int n_heads, int n_kv_heads, int hd, const int32_t *idx, int window, cudaStream_t s) {
     if (n_run <= 0) return;
     size_t sh = ((size_t)(PF_Q + PF_K) * (hd + 1) + (size_t)PF_K * hd + (size_t)PF_Q * (PF_K + 1)) * sizeof(float);
     static int raised;
@@ -368,18 +376,18 @@ extern "C" void lb_cu_attention_prefill(const lb_cu_kv *kv, const float *q, floa
         raised = 1;
     }
     dim3 g((unsigned)n_heads, (unsigned)((n_run + PF_Q - 1) / PF_Q));
-    k_attn_prefill<<<g, PF_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx);
+    k_attn_prefill<<<g, PF_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_run, n_heads, n_kv_heads, hd, idx, window);
 }
 
 #define ATT_THREADS 256 // decode has one block a head: 8 warps share its positions
 
 extern "C" void lb_cu_attention(const lb_cu_kv *kv, const float *q, float *out, int n_tok, int t0, int n_run,
                                 int n_heads, int n_kv_heads, int hd, const int32_t *idx, float *scores, int max_pos,
-                                cudaStream_t s) {
+                                int window, cudaStream_t s) {
     if (n_run <= 0) return;
     dim3 g(n_heads, n_run);
     size_t sh = ((size_t)hd + ATT_THREADS) * sizeof(float);
-    k_attention<<<g, ATT_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_heads, n_kv_heads, hd, idx, scores, max_pos);
+    k_attention<<<g, ATT_THREADS, sh, s>>>(*kv, q, out, n_tok, t0, n_heads, n_kv_heads, hd, idx, scores, max_pos, window);
 }
 
 // cuda_prof.c: the GPU busy for about `us` microseconds (one thread reading the SM clock)
