@@ -91,7 +91,24 @@ static void test_written(void) {
     CHECK(m->cfg.arch == LB_ARCH_QWEN2 && m->cfg.rope_layout == LB_ROPE_NEOX && m->cfg.qkv_bias, "");
     CHECK(m->cfg.n_vocab == 32 && m->cfg.n_kv_heads == 2 && m->cfg.rope_theta == 1e6f && m->cfg.ctx_train == 4096, "");
     CHECK(m->tok == NULL && m->chat_template == NULL, "no tokenizer in the file");
+    CHECK(m->cfg.sliding_window == 0, "no window without the key");
     lb_model_free(m);
+
+    /* <arch>.attention.sliding_window: any integer type, 0 none, a bad one names the key */
+    const char *swk = "qwen2.attention.sliding_window";
+    for (int i = 0; i < 4; i++) {
+        if (i == 0) lb_gguf_set_u16(w, swk, 64, &err);
+        else if (i == 1) lb_gguf_set_u32(w, swk, 0, &err);
+        else if (i == 2) lb_gguf_set_i32(w, swk, -1, &err);
+        else lb_gguf_set_str(w, swk, "64", 2, &err);
+        CHECK(lb_gguf_write(w, path, &err) == LB_OK, "%s", err.msg);
+        m = lb_model_new();
+        lb_status st = lb_load_gguf(m, path, &err);
+        if (i < 2) CHECK(st == LB_OK && m->cfg.sliding_window == (i ? 0 : 64), "%d: %s", i, err.msg);
+        else CHECK(st == LB_ERR_FORMAT && strstr(err.msg, swk), "%d: %d %s", i, st, err.msg);
+        lb_model_free(m);
+    }
+    lb_gguf_set_u32(w, swk, 0, &err);
 
     CHECK(lb_gguf_set_str(w, "general.architecture", "gptx", 4, &err) == LB_OK, "");
     CHECK(lb_gguf_write(w, path, &err) == LB_OK, "%s", err.msg);

@@ -564,6 +564,35 @@ static void check_llama2c(void) {
     lb_mapfile_close(&mf);
 }
 
+/* sliding_window as transformers reads it: Mistral's always (null: none), Qwen2's only with
+ * use_sliding_window and on every layer, never Llama's. */
+static void check_sliding_window(void) {
+    static const struct { const char *extra; int want; lb_status st; } cases[] = {
+        {"\"model_type\":\"mistral\",\"sliding_window\":4096", 4096, LB_OK},
+        {"\"model_type\":\"mistral\",\"sliding_window\":null", 0, LB_OK},
+        {"\"model_type\":\"mistral\"", 0, LB_OK},
+        {"\"model_type\":\"mistral\",\"sliding_window\":0", 0, LB_ERR_FORMAT},
+        {"\"model_type\":\"mistral\",\"sliding_window\":\"4096\"", 0, LB_ERR_FORMAT},
+        {"\"model_type\":\"llama\",\"sliding_window\":4096", 0, LB_OK},
+        {"\"model_type\":\"qwen2\",\"sliding_window\":4096", 0, LB_OK},
+        {"\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":false", 0, LB_OK},
+        {"\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":true,\"max_window_layers\":0", 4096, LB_OK},
+        {"\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":true,\"max_window_layers\":2", 0, LB_OK},
+        {"\"model_type\":\"qwen2\",\"sliding_window\":4096,\"use_sliding_window\":true,\"max_window_layers\":1", 0,
+         LB_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char js[512];
+        snprintf(js, sizeof js, "{\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
+                 "\"num_attention_heads\":4,\"vocab_size\":512,%s}", cases[i].extra);
+        lb_config c;
+        lb_error err = {0};
+        lb_status st = parse_str(js, &c, NULL, &err);
+        CHECK(st == cases[i].st && (st || c.sliding_window == cases[i].want) && (!st || strstr(err.msg, "sliding_window")),
+              "%s -> %d (window %d): %s", cases[i].extra, st, st ? -1 : c.sliding_window, err.msg);
+    }
+}
+
 int main(void) {
     lb_log_set_level(LB_LOG_ERROR);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/lb_test_hf_%d", (int)getpid());
@@ -571,6 +600,7 @@ int main(void) {
     check_shared_configs();
     check_old_spelling();
     check_bad_configs();
+    check_sliding_window();
     check_folders();
     check_sharded();
     check_llama2c();

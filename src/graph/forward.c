@@ -231,8 +231,8 @@ static lb_status layer_forward(lb_fwd *f, int l, int n_tok, lb_error *err) {
     be->rope(k, n_tok, c->n_kv_heads, hd, (size_t)kv_dim, f->rope_cs.data, c->rope_layout);
     lb_kv_view view = lb_kv_view_layer(f->kv, l);
     be->kv_store(&view, k, v, n_tok, kv_dim, f->blk, f->off);
-    lb_attn_batch ab = {n_tok, c->n_heads, c->n_kv_heads, hd, c->sliding_window, q, f->att_out.data, f->pos, f->blocks,
-                        view, f->att.data, f->att_stride, f->att_tmp};
+    lb_attn_batch ab = {n_tok, c->n_heads, c->n_kv_heads, hd, q, f->att_out.data, f->pos, f->blocks,
+                        view, f->att.data, f->att_stride, f->att_tmp, c->sliding_window};
     be->attention(f->pool, &ab);
     if ((st = project_add(f, f->att_out.data, xb, w->attn_sub_norm, q_dim, w->wo, w->wo_s, n_tok, err))) return st;
 

@@ -41,7 +41,6 @@ typedef struct lb_kv_view {
  * window)..pos[t]: all of them, or the last `window` with a sliding window. */
 typedef struct lb_attn_batch {
     int n_tok, n_heads, n_kv_heads, head_dim;
-    int window;     /* 0: none; W: only the last W positions (Mistral's sliding window) */
     const float *q; /* [n_tok][n_heads * head_dim] */
     float *out;     /* [n_tok][n_heads * head_dim] */
     const int32_t *pos;
@@ -50,6 +49,7 @@ typedef struct lb_attn_batch {
     float *att;     /* scores scratch: [n_threads][att_stride] floats */
     size_t att_stride; /* >= the longest sequence */
     float *tmp;     /* [n_threads][head_dim]: one block's share of the values */
+    int window;     /* 0: none; W: only the last W positions (Mistral's sliding window) */
 } lb_attn_batch;
 
 /* The first position a query at pos attends to under a sliding window of w (0: none). */

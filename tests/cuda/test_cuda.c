@@ -222,14 +222,17 @@ static void test_attention(int kvt) {
     int32_t pos[NT];
     const int32_t *bl[NT];
     for (int t = 0; t < NT; t++) pos[t] = len[t] - 1, bl[t] = tables[t];
-    lb_attn_batch a = {NT, NH, NKV, HD, q, o0, pos, bl, hv, att, MAXP, tmp};
-    g_cpu->attention(g_pool, &a);
     float *dq = dev_of(q, sizeof q), *dout = dev_of(NULL, sizeof o1);
-    lb_attn_batch b = {NT, NH, NKV, HD, dq, dout, pos, bl, dv, NULL, MAXP, NULL};
-    g_gpu->attention(NULL, &b);
-    to_host(o1, dout, sizeof o1);
-    double r = rel_err(o1, o0, sizeof o0 / 4);
-    CHECK(r < 1e-4, "attention kv type %d: %.3g relative", kvt, r);
+    double r = 0;
+    for (int win = 0; win <= 23; win += 23) { /* no window; a sliding window starting mid-block */
+        lb_attn_batch a = {NT, NH, NKV, HD, q, o0, pos, bl, hv, att, MAXP, tmp, win};
+        g_cpu->attention(g_pool, &a);
+        lb_attn_batch b = {NT, NH, NKV, HD, dq, dout, pos, bl, dv, NULL, MAXP, NULL, win};
+        g_gpu->attention(NULL, &b);
+        to_host(o1, dout, sizeof o1);
+        r = rel_err(o1, o0, sizeof o0 / 4);
+        CHECK(r < 1e-4, "attention kv type %d window %d: %.3g relative", kvt, win, r);
+    }
     /* a prompt chunk: consecutive positions of one sequence take the tiled kernel (with
      * LOWBIT_CUDA_ATTN=1, which main sets); 60 queries (two tiles of 32, the second partial) at
      * positions 40..99 over the third table, whose blocks each query's copy holds up to its own */
@@ -239,14 +242,18 @@ static void test_attention(int kvt) {
     const int32_t *pbl[NQ];
     fill(pq, (size_t)NQ * NH * HD, 2);
     for (int t = 0; t < NQ; t++) ppos[t] = P0 + t, pbl[t] = tables[2];
-    lb_attn_batch pa = {NQ, NH, NKV, HD, pq, p0, ppos, pbl, hv, att, MAXP, tmp};
-    g_cpu->attention(g_pool, &pa);
     float *dpq = dev_of(pq, (size_t)NQ * NH * HD * 4), *dpo = dev_of(NULL, (size_t)NQ * NH * HD * 4);
-    lb_attn_batch pb = {NQ, NH, NKV, HD, dpq, dpo, ppos, pbl, dv, NULL, MAXP, NULL};
-    g_gpu->attention(NULL, &pb);
-    to_host(p1, dpo, (size_t)NQ * NH * HD * 4);
-    r = rel_err(p1, p0, (size_t)NQ * NH * HD);
-    CHECK(r < 1e-4, "prompt attention (tiled) kv type %d: %.3g relative", kvt, r);
+    /* windows: a query's first position inside the first tile, in a later tile, none */
+    for (int wi = 0; wi < 3; wi++) {
+        int win = (int[]){0, 45, 7}[wi];
+        lb_attn_batch pa = {NQ, NH, NKV, HD, pq, p0, ppos, pbl, hv, att, MAXP, tmp, win};
+        g_cpu->attention(g_pool, &pa);
+        lb_attn_batch pb = {NQ, NH, NKV, HD, dpq, dpo, ppos, pbl, dv, NULL, MAXP, NULL, win};
+        g_gpu->attention(NULL, &pb);
+        to_host(p1, dpo, (size_t)NQ * NH * HD * 4);
+        r = rel_err(p1, p0, (size_t)NQ * NH * HD);
+        CHECK(r < 1e-4, "prompt attention (tiled) kv type %d window %d: %.3g relative", kvt, win, r);
+    }
     dev_free(dpq), dev_free(dpo), free(pq), free(p0), free(p1);
     dev_free(dpool), dev_free(dk), dev_free(dvv), dev_free(dq), dev_free(dout);
     free(hpool), free(k), free(v), free(back);
@@ -508,6 +515,13 @@ int main(void) {
     test_attention(LB_KV_Q8_0);
     test_model_file(SHARED("models/stories260K-gguf/stories260K.gguf"), NULL, "stories260K");
     test_synth("tiny");
+    /* a sliding window shorter than the prompt, starting mid-block: the CUDA kernels' mask
+     * against the CPU's over a whole model (prompt, decode, batch, graphs) */
+    const char *sw = "/tmp/lb_cuda_tiny_sw23.gguf";
+    lb_synth_opts so = {0, 23};
+    CHECK(lb_synth_write_ex("tiny", "f16", NULL, 7, &so, sw, NULL, NULL, &err) == LB_OK, "%s", err.msg);
+    test_model_file(sw, NULL, "tiny, sliding window 23");
+    remove(sw);
     test_synth("stories15m");
     lb_pool_free(g_pool);
     return test_summary();
