@@ -46,5 +46,15 @@ static inline int test_summary(void) {
     return g_fail ? 1 : 0;
 }
 
+/* ||a - b|| / ||b|| over n floats (||a - b|| when b is all zero) */
+static inline double check_rel_err(const float *a, const float *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? __builtin_sqrt(num / den) : __builtin_sqrt(num);
+}
+
 #define SHARED(p) LB_SHARED_DIR "/" p
 #endif

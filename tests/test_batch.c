@@ -23,14 +23,7 @@ static lb_engine_params f32_engine(void) {
     return p;
 }
 
-static double rel_err(const float *a, const float *b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
+#define rel_err check_rel_err
 
 static int argmax(const float *x, int n) {
     int b = 0;

@@ -34,14 +34,7 @@ static lb_model *synth(int layers, int window) {
     return m;
 }
 
-static double rel_err(const float *a, const float *b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
+#define rel_err check_rel_err
 
 static void ids_of(uint64_t seed, int32_t *ids, int n, int nv) {
     for (int i = 0; i < n; i++) ids[i] = (int32_t)(check_xorshift(&seed) % (uint64_t)(nv - 3)) + 3;
